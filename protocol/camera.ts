@@ -1,0 +1,37 @@
+// Camera poses as jobs give them, and camera metadata as frames report it.
+import { z } from "zod";
+
+export const FiniteNumber = z.number().refine(Number.isFinite, "must be a finite number");
+export const Vec3 = z.tuple([FiniteNumber, FiniteNumber, FiniteNumber]);
+export const Matrix4 = z.array(FiniteNumber).length(16, "matrix must hold 16 numbers (column-major, camera-to-world)");
+
+/** A pose: position + lookAt (or rotation, Euler XYZ radians), or a full camera-to-world matrix. */
+export const CameraPoseSchema = z.union([
+  z.strictObject({
+    matrix: Matrix4,
+    fov: FiniteNumber.positive().max(179).optional(),
+    near: FiniteNumber.positive().optional(),
+    far: FiniteNumber.positive().optional(),
+  }),
+  z.strictObject({
+    position: Vec3,
+    lookAt: Vec3.optional(),
+    rotation: Vec3.optional(),
+    up: Vec3.optional(),
+    fov: FiniteNumber.positive().max(179).optional(),
+    near: FiniteNumber.positive().optional(),
+    far: FiniteNumber.positive().optional(),
+  }),
+]);
+export type CameraPose = z.infer<typeof CameraPoseSchema>;
+
+/** What a grab reports about the camera that took the frame. */
+export interface CameraMeta {
+  /** 3×3 pinhole intrinsics in pixels, row-major [[fx,0,cx],[0,fy,cy],[0,0,1]]. */
+  K: number[][];
+  /** 4×4 camera-to-world, row-major (three.js camera convention: looks down -Z, +Y up). */
+  cameraToWorld: number[][];
+  fov: number;
+  near: number;
+  far: number;
+}

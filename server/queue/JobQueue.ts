@@ -1,0 +1,81 @@
+// The queue contract every backend (SQLite now, Redis later) implements, tested by one shared suite.
+// Semantics follow the seed's JobQueue (take → in progress, done, put back, housekeeping by TTL)
+// made safe: every lease carries a token, and only the current token may finish or put back a job.
+import type { JobSpec } from "../../protocol/job.js";
+
+export type JobState = "pending" | "leased" | "done" | "failed";
+
+export interface Lease {
+  job: JobSpec;
+  /** Unique per take; a later take of the same job gets a new token and the old one goes stale. */
+  token: string;
+  /** Who holds it (a session id), so a disconnect can release all its leases at once. */
+  owner: string;
+  /** Epoch ms; housekeeping returns the job to pending after this unless extended. */
+  expiresAt: number;
+  /** 1 on the first take. */
+  attempt: number;
+}
+
+export interface JobError {
+  message: string;
+  stack?: string;
+}
+
+export interface AddResult {
+  added: number;
+  /** Ids that already existed: adds are idempotent no-ops for them. */
+  duplicates: number;
+}
+
+export interface QueueCounts {
+  pending: number;
+  leased: number;
+  done: number;
+  failed: number;
+  total: number;
+  /** Calls made with a token that was not the current lease (stale or foreign); they changed nothing. */
+  staleRejections: number;
+}
+
+export interface FailedJob {
+  id: string;
+  attempts: number;
+  error: JobError | null;
+}
+
+export interface QueueOptions {
+  /** Lease time-to-live in ms (default 30 000). */
+  leaseTtlMs?: number;
+  /** Takes after which a job that is put back or expires is failed instead (default 3). */
+  maxAttempts?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export interface JobQueue {
+  /** Adds jobs; an id that exists already is skipped and counted as a duplicate. */
+  add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>): Promise<AddResult>;
+  /** Leases the oldest pending job to `owner`, or null when none is pending. Counts an attempt. */
+  take(owner: string): Promise<Lease | null>;
+  /** Heartbeat: pushes the lease's expiry a TTL ahead. False (and counted) if the token is not current. */
+  extend(token: string): Promise<boolean>;
+  /** True while `token` is the job's current, unexpired lease. Does not count a rejection. */
+  isCurrent(token: string): Promise<boolean>;
+  /** Marks the job done. False (and counted) if the token is not current. */
+  complete(token: string): Promise<boolean>;
+  /** Returns the job to pending, or to failed when its attempts are used up. False (and counted) if stale. */
+  putBack(token: string, error?: JobError): Promise<boolean>;
+  /** A session went away: all its leases go back (or fail if out of attempts). Returns how many. */
+  releaseOwner(owner: string, error?: JobError): Promise<number>;
+  /** Expired leases go back (or fail if out of attempts). Returns how many. */
+  housekeep(): Promise<number>;
+  /** On resume after a crash: every leased job goes back to pending (its attempt stays counted). */
+  recoverLeased(): Promise<number>;
+  /** Failed jobs back to pending with their attempts reset. Returns how many. */
+  retryFailed(): Promise<number>;
+  counts(): Promise<QueueCounts>;
+  failures(): Promise<FailedJob[]>;
+  state(id: string): Promise<JobState | null>;
+  close(): Promise<void>;
+}
