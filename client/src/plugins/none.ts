@@ -1,0 +1,2 @@
+// Stand-in for `virtual:tabfarm-plugins` when no --plugins module is given.
+export {};

@@ -1,0 +1,99 @@
+// The page's side of a session: applies ops and answers grabs strictly in the order the server sent
+// them, so a grab always sees every op sent before it. Encoding runs after the reply is scheduled,
+// so the next op/grab is handled while the previous frame is still being encoded.
+import { io, type Socket } from "socket.io-client";
+import { SceneOpSchema } from "../../../protocol/elements.js";
+import { GrabRequestSchema, type GrabReply, type GrabRequest } from "../../../protocol/grab.js";
+import type { ClientToServerEvents, ServerToClientEvents, BrowserInfo } from "../../../protocol/events.js";
+import { sceneStore } from "../scene/sceneStore.js";
+import { cameraRegistry } from "../camera/cameraRegistry.js";
+import { glContext } from "../capture/glContext.js";
+import { renderFrame } from "../capture/renderFrame.js";
+import { EncoderPool } from "../capture/encoderPool.js";
+import { showStatus, showPreview } from "./statusView.js";
+
+type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export function connectSession(info: BrowserInfo, token: string): ClientSocket {
+  const socket: ClientSocket = io({ auth: { token }, transports: ["websocket"] });
+  const encoder = new EncoderPool();
+  let chain: Promise<void> = Promise.resolve();
+  let frames = 0;
+  const inOrder = (task: () => Promise<void> | void) => {
+    chain = chain.then(task).catch((err) => console.error("tabfarm: task failed", err));
+  };
+
+  sceneStore.onError = (message) => socket.emit("sceneError", { seq: -1, message });
+
+  socket.on("connect", () => {
+    socket.emit("hello", info);
+    showStatus(`connected as ${socket.id}\n${info.renderer}`);
+  });
+  socket.on("connect_error", (err) => showStatus(`cannot connect: ${err.message}`));
+  socket.on("disconnect", (reason) => showStatus(`disconnected: ${reason}`));
+  socket.on("bye", (reason) => showStatus(`server finished: ${reason}`));
+
+  socket.on("op", (seq, op) =>
+    inOrder(() => {
+      try {
+        sceneStore.apply(SceneOpSchema.parse(op));
+      } catch (err) {
+        const message = `op #${seq} (${(op as { op?: string })?.op ?? "?"}): ${describe(err)}`;
+        sceneStore.errors.push(message);
+        socket.emit("sceneError", { seq, message });
+      }
+    }),
+  );
+
+  socket.on("grab", (seq, request, reply) =>
+    inOrder(async () => {
+      // The chain waits only for the render; encoding and the reply overlap the next ops and grabs.
+      const { encoded } = await renderForGrab(request, encoder);
+      void encoded.then((result) => {
+        reply(result);
+        if (!result.ok) return;
+        frames++;
+        showPreview(result.image, result.format, `${socket.id}: ${frames} frames\n${info.renderer}`);
+      });
+    }),
+  );
+  return socket;
+}
+
+/**
+ * Renders now, in order; `encoded` settles when the image is ready. (Wrapped in an object because
+ * an async function returning a promise would wait for it, serialising the encode again.)
+ */
+async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ encoded: Promise<GrabReply> }> {
+  const fail = (error: string) => ({ encoded: Promise.resolve<GrabReply>({ ok: false, error }) });
+  try {
+    const request = GrabRequestSchema.parse(raw);
+    await sceneStore.settled();
+    const errors = sceneStore.takeErrors();
+    if (errors.length) return fail(errors.join("; "));
+    const view = cameraRegistry.get(request.key);
+    if (!view) return fail(`no CameraView with key '${request.key}' (have: ${[...cameraRegistry.keys()].join(", ") || "none"})`);
+    const { gl, scene } = glContext;
+    if (!gl || !scene) return fail("renderer not ready");
+    const frame = renderFrame(gl, scene, view, request.downsample);
+    const encoded = encoder.encode(frame.pixels, frame.width, frame.height, request.format, request.quality).then(
+      ({ bytes, encodeMs }): GrabReply => ({
+        ok: true, image: bytes, width: frame.width, height: frame.height, format: request.format,
+        camera: frame.camera, renderMs: frame.renderMs, encodeMs,
+      }),
+      (err): GrabReply => ({ ok: false, error: describe(err) }),
+    );
+    return { encoded };
+  } catch (err) {
+    return fail(describe(err));
+  }
+}
+
+function describe(err: unknown): string {
+  if (err && typeof err === "object" && "issues" in err && Array.isArray((err as { issues: unknown[] }).issues)) {
+    return (err as { issues: Array<{ path: PropertyKey[]; message: string }> }).issues
+      .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
+      .join("; ");
+  }
+  return (err as Error)?.message ?? String(err);
+}

@@ -1,0 +1,105 @@
+// Headless Chromium tabs as farm sessions: B browser processes, N tabs spread over them.
+// A tab that crashes or closes is replaced; a browser that dies is relaunched with its tabs.
+import { chromium, type Browser, type Page } from "playwright-core";
+import { chromiumArgs, type GlBackend } from "./chromiumFlags.js";
+
+export interface TabPoolOptions {
+  executablePath: string;
+  gl: GlBackend;
+  headed?: boolean;
+  /** The farm URL with its token. */
+  url: string;
+  tabs: number;
+  browsers?: number;
+  /** Replacements allowed over the run before the pool gives up (a crash loop is a bug, not bad luck). */
+  maxReplacements?: number;
+  log: (line: string) => void;
+  /** Forward page console errors to the log. */
+  verbose?: boolean;
+}
+
+interface BrowserSlot {
+  browser?: Browser;
+  tabs: Set<number>;
+}
+
+export class TabPool {
+  private slots: BrowserSlot[] = [];
+  private pages = new Map<number, Page>();
+  private closing = false;
+  replacements = 0;
+
+  constructor(private readonly options: TabPoolOptions) {}
+
+  async start(): Promise<void> {
+    const browsers = Math.max(1, Math.min(this.options.browsers ?? 1, this.options.tabs));
+    this.slots = Array.from({ length: browsers }, () => ({ tabs: new Set<number>() }));
+    for (let tab = 0; tab < this.options.tabs; tab++) this.slots[tab % browsers].tabs.add(tab);
+    await Promise.all(this.slots.map((slot) => this.launch(slot)));
+  }
+
+  private async launch(slot: BrowserSlot): Promise<void> {
+    const browser = await chromium.launch({
+      executablePath: this.options.executablePath,
+      headless: !this.options.headed,
+      args: chromiumArgs(this.options.gl, { headed: this.options.headed }),
+    });
+    slot.browser = browser;
+    browser.on("disconnected", () => {
+      if (this.closing) return;
+      this.options.log(`browser process died; relaunching it with ${slot.tabs.size} tab(s)`);
+      void this.replace(() => this.launch(slot));
+    });
+    await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
+  }
+
+  private async openTab(slot: BrowserSlot, tab: number): Promise<void> {
+    const browser = slot.browser;
+    if (!browser?.isConnected() || this.closing) return;
+    const context = await browser.newContext({ viewport: { width: 320, height: 240 } });
+    const page = await context.newPage();
+    this.pages.set(tab, page);
+    const lost = (why: string) => {
+      if (this.closing || this.pages.get(tab) !== page || !browser.isConnected()) return;
+      this.pages.delete(tab);
+      this.options.log(`tab ${tab} ${why}; opening a replacement`);
+      void context.close().catch(() => {});
+      void this.replace(() => this.openTab(slot, tab));
+    };
+    page.on("crash", () => lost("crashed"));
+    page.on("close", () => lost("closed"));
+    if (this.options.verbose) {
+      page.on("console", (m) => m.type() === "error" && this.options.log(`tab ${tab} console: ${m.text()}`));
+      page.on("pageerror", (e) => this.options.log(`tab ${tab} page error: ${e.message}`));
+    }
+    const separator = this.options.url.includes("?") ? "&" : "?";
+    await page.goto(`${this.options.url}${separator}worker=tab-${tab}`, { waitUntil: "load" });
+  }
+
+  private async replace(open: () => Promise<void>): Promise<void> {
+    const max = this.options.maxReplacements ?? Math.max(20, this.options.tabs * 10);
+    if (++this.replacements > max) {
+      this.options.log(`gave up replacing tabs after ${max} replacements`);
+      return;
+    }
+    try {
+      await open();
+    } catch (err) {
+      if (!this.closing) this.options.log(`could not open a replacement: ${(err as Error).message}`);
+    }
+  }
+
+  /** For fault tests: the live page of tab `i`. */
+  page(tab: number): Page | undefined {
+    return this.pages.get(tab);
+  }
+
+  browser(index = 0): Browser | undefined {
+    return this.slots[index]?.browser;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.slots.map((s) => s.browser?.close().catch(() => {})));
+  }
+}

@@ -1,0 +1,50 @@
+// Builds the browser client with Vite when its output is missing or older than its sources.
+// A --plugins module (the user's registerComponent calls) gets its own output folder.
+import fs from "node:fs";
+import path from "node:path";
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+function newestMtime(paths: string[]): number {
+  let newest = 0;
+  const visit = (p: string) => {
+    if (!fs.existsSync(p)) return;
+    const st = fs.statSync(p);
+    if (st.isDirectory()) for (const name of fs.readdirSync(p)) visit(path.join(p, name));
+    else newest = Math.max(newest, st.mtimeMs);
+  };
+  paths.forEach(visit);
+  return newest;
+}
+
+export async function buildClient(options: { plugins?: string; force?: boolean; log?: (line: string) => void } = {}): Promise<string> {
+  const plugins = options.plugins ? path.resolve(options.plugins) : undefined;
+  if (plugins && !fs.existsSync(plugins)) throw new Error(`--plugins: no such file ${plugins}`);
+  const outDir = plugins
+    ? path.join(REPO_ROOT, "dist", `client-${createHash("sha1").update(plugins).digest("hex").slice(0, 10)}`)
+    : path.join(REPO_ROOT, "dist", "client");
+  const sources = [path.join(REPO_ROOT, "client"), path.join(REPO_ROOT, "protocol"), path.join(REPO_ROOT, "vite.config.ts")];
+  if (plugins) sources.push(plugins);
+  const index = path.join(outDir, "index.html");
+  if (!options.force && fs.existsSync(index) && fs.statSync(index).mtimeMs >= newestMtime(sources)) return outDir;
+
+  options.log?.(`building the client${plugins ? ` with plugins from ${plugins}` : ""} …`);
+  const { build } = await import("vite");
+  const saved = { plugins: process.env.TABFARM_PLUGINS, out: process.env.TABFARM_CLIENT_OUT };
+  process.env.TABFARM_PLUGINS = plugins ?? "";
+  process.env.TABFARM_CLIENT_OUT = outDir;
+  try {
+    await build({ configFile: path.join(REPO_ROOT, "vite.config.ts"), logLevel: "warn" });
+  } finally {
+    restoreEnv("TABFARM_PLUGINS", saved.plugins);
+    restoreEnv("TABFARM_CLIENT_OUT", saved.out);
+  }
+  return outDir;
+}
+
+function restoreEnv(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// The tabfarm command line: `npm run farm -- [options]`, `npm run farm -- status --out DIR`,
+// `npm run farm -- retry-failed --out DIR`.
+import os from "node:os";
+import path from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
+import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
+import { printStatus, retryFailed } from "./queueCommands.js";
+import { LIMITS } from "../protocol/grab.js";
+
+const int = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+};
+const fraction = (value: string) => {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError("must be a number from 0 to 1");
+  return n;
+};
+const timestamp = () => new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d\dZ$/, "Z");
+
+const program = new Command("tabfarm")
+  .description("A render farm made of browser tabs: renders jobs in headless Chromium and writes a dataset.")
+  .addOption(new Option("--sessions <n>", "headless tabs to launch (one session each)").argParser(int("--sessions", 1, 256)).default(Math.max(1, Math.min(8, os.cpus().length))))
+  .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over").argParser(int("--browsers", 1, 64)).default(1))
+  .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))
+  .addOption(new Option("--frames-per-job <n>", "demo frames per job").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(10))
+  .option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs")
+  .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
+  .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
+  .option("--out <dir>", "dataset folder; re-running with the same folder resumes", undefined)
+  .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(640))
+  .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(480))
+  .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default("png"))
+  .addOption(new Option("--quality <q>", "jpeg/webp quality, 0..1").argParser(fraction))
+  .option("--host <address>", "address to listen on (0.0.0.0 to let other machines connect)", "127.0.0.1")
+  .addOption(new Option("--port <port>", "port to listen on (0: any free port)").argParser(int("--port", 0, 65535)).default(0))
+  .addOption(new Option("--token <token>", "access token tabs must present (default: random per run)").env("TABFARM_TOKEN"))
+  .option("--headed", "show the browser windows", false)
+  .addOption(new Option("--gl <backend>", "WebGL backend for launched Chromium").choices(GL_BACKENDS as string[]).default("swiftshader"))
+  .option("--serve-only", "start the server, print the URL and wait for tabs opened by hand", false)
+  .addOption(new Option("--lease-ttl <ms>", "job lease time-to-live; renewed by heartbeats while a job runs").argParser(int("--lease-ttl", 500, 86_400_000)).default(30_000))
+  .addOption(new Option("--max-attempts <n>", "takes of a job before it is marked failed").argParser(int("--max-attempts", 1, 1000)).default(3))
+  .addOption(new Option("--grab-timeout <ms>", "time a tab has to answer one grab").argParser(int("--grab-timeout", 100, 3_600_000)).default(30_000))
+  .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(3))
+  .option("--no-progress", "no progress bar or progress lines")
+  .option("--verbose", "print browser console errors", false)
+  .action(async (raw) => {
+    const options: FarmCommandOptions = {
+      ...raw,
+      gl: raw.gl as GlBackend,
+      out: raw.out ?? path.join("out", timestamp()),
+    };
+    const summary = await runHeadlessFarm(options);
+    const c = summary.counts;
+    console.log(
+      `tabfarm: ${summary.frames} frames in ${summary.seconds.toFixed(1)} s (${summary.framesPerSecond.toFixed(1)} frames/s); ` +
+        `jobs: ${c.done} done, ${c.failed} failed of ${c.total}; dataset: ${summary.out}`,
+    );
+    if (c.failed > 0) {
+      console.error(`tabfarm: ${c.failed} job(s) failed; see \`npm run farm -- status --out ${summary.out}\``);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command("status")
+  .description("counts per state, attempts and failures of a dataset's queue")
+  .requiredOption("--out <dir>", "dataset folder")
+  .action(async (o) => printStatus(o.out));
+
+program
+  .command("retry-failed")
+  .description("put failed jobs back in the queue (run the farm again with the same --out to render them)")
+  .requiredOption("--out <dir>", "dataset folder")
+  .action(async (o) => void (await retryFailed(o.out)));
+
+program.parseAsync(process.argv).then(
+  () => process.exit(process.exitCode ?? 0),
+  (err: Error) => {
+    console.error(`tabfarm: ${err.message}`);
+    process.exit(2);
+  },
+);

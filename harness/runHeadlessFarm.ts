@@ -1,0 +1,124 @@
+// `npm run farm`: build the client, start a run, launch headless tabs (unless --serve-only),
+// print the URL, the first tab's WebGL renderer, progress and a summary.
+import path from "node:path";
+import cliProgress from "cli-progress";
+import type { JobSpec } from "../protocol/job.js";
+import type { ImageFormat } from "../protocol/grab.js";
+import { startRun, type RunSummary } from "../server/runFarm.js";
+import { demoJobs } from "../server/jobs/demoJobs.js";
+import { readJobsFile } from "../server/jobs/readJobsFile.js";
+import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
+import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
+import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
+import type { Session } from "../server/session/Session.js";
+import { buildClient } from "./buildClient.js";
+import { findBrowser } from "./findBrowser.js";
+import { describeGl, type GlBackend } from "./chromiumFlags.js";
+import { TabPool } from "./TabPool.js";
+
+export interface FarmCommandOptions {
+  sessions: number;
+  browsers: number;
+  demo: number;
+  framesPerJob: number;
+  jobs?: string;
+  handler?: string;
+  plugins?: string;
+  out: string;
+  width: number;
+  height: number;
+  format: ImageFormat;
+  quality?: number;
+  host: string;
+  port: number;
+  token?: string;
+  headed: boolean;
+  gl: GlBackend;
+  serveOnly: boolean;
+  leaseTtl: number;
+  maxAttempts: number;
+  grabTimeout: number;
+  inFlight: number;
+  progress: boolean;
+  verbose: boolean;
+}
+
+export class FarmError extends Error {}
+
+function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | AsyncIterable<JobSpec>> | Iterable<JobSpec> {
+  if (!options.jobs) return demoJobs(options.demo, options.framesPerJob);
+  const file = path.resolve(options.jobs);
+  return /\.(jsonl|ndjson|json)$/i.test(file) ? readJobsFile(file) : loadJobsModule(file);
+}
+
+export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line)): Promise<RunSummary> {
+  // Inputs first: a bad jobs file must fail before anything starts.
+  const jobs = await jobSource(options);
+  const handler = options.handler ? ((await loadHandlerModule(path.resolve(options.handler))) as unknown as JobRunner) : undefined;
+  const clientDir = await buildClient({ plugins: options.plugins, log });
+
+  // With a terminal, a progress bar; log lines are printed above it.
+  const bars = options.progress && process.stderr.isTTY
+    ? new cliProgress.MultiBar(
+        { format: "{bar} {value}/{total} jobs | {frames} frames | {fps} frames/s | ETA {eta_formatted}", stream: process.stderr, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  const say = bars ? (line: string) => bars.log(`${line}\n`) : log;
+  let frames = 0;
+  const run = await startRun({
+    out: options.out, clientDir, jobs, handler,
+    width: options.width, height: options.height, format: options.format, quality: options.quality,
+    host: options.host, port: options.port, token: options.token,
+    leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
+    inFlight: options.inFlight, log: say,
+    onFrames: (n) => (frames += n),
+  });
+  say(`tabfarm: serving ${run.url}`);
+  say(`tabfarm: open that URL in any browser to add a session; dataset → ${run.dataset.root}`);
+
+  let pool: TabPool | undefined;
+  let firstSession: (session: Session) => void = () => {};
+  const firstHello = new Promise<Session>((resolve) => (firstSession = resolve));
+  run.farm.on("session", (session: Session) => firstSession(session));
+  try {
+    if (!options.serveOnly) {
+      const browser = findBrowser();
+      say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
+      pool = new TabPool({
+        executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url,
+        tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose,
+      });
+      await pool.start();
+      const first = await Promise.race([
+        firstHello,
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 60_000).unref()),
+      ]);
+      if (!first) throw new FarmError(`no tab connected within 60 s (browser ${browser.path}, ${describeGl(options.gl)})`);
+      if (!first.info.webgl) {
+        throw new FarmError(
+          `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(options.gl)}. ` +
+            `Try --gl swiftshader (software), --gl auto, or another browser via CHROMIUM_PATH.`,
+        );
+      }
+      say(`tabfarm: WebGL renderer of the first tab: ${first.info.renderer}`);
+    } else {
+      void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
+    }
+
+    const counts = await run.queue.counts();
+    const bar = bars?.create(counts.total - counts.failed, counts.done, { frames: 0, fps: "0.0" });
+    const started = performance.now();
+    const progress = setInterval(async () => {
+      const c = await run.queue.counts();
+      const fps = (frames / ((performance.now() - started) / 1000)).toFixed(1);
+      if (bar) bar.update(c.done, { frames, fps });
+      else if (options.progress) say(`progress: ${c.done}/${c.total} jobs done, ${c.failed} failed, ${frames} frames, ${fps} frames/s`);
+    }, bar ? 250 : 5000);
+    return await run.finished.finally(() => clearInterval(progress));
+  } finally {
+    bars?.stop();
+    await run.close();
+    await pool?.close();
+  }
+}

@@ -1,0 +1,98 @@
+// Writes the dataset under --out: images/<job>/<frame>.<ext> and frames.jsonl.
+// A file is complete (temp file + rename) before any line points at it. Lines of a job are appended
+// together when the job completes; a crash between append and the queue's "done" can leave lines of a
+// job that will be re-run, so compact() (run at start and end) keeps one line per (job, frame) of done jobs.
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import readline from "node:readline";
+import { randomBytes } from "node:crypto";
+import type { FrameRecord } from "./FrameRecord.js";
+import { assertSafeName, insideRoot } from "./safeName.js";
+
+export const FRAMES_INDEX = "frames.jsonl";
+const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp" };
+
+export class DatasetWriter {
+  private madeDirs = new Set<string>();
+  private appendChain: Promise<void> = Promise.resolve();
+  readonly indexPath: string;
+
+  constructor(readonly root: string) {
+    fs.mkdirSync(root, { recursive: true });
+    this.root = fs.realpathSync(root);
+    this.indexPath = path.join(this.root, FRAMES_INDEX);
+  }
+
+  /** Relative path of a frame's image; `layer` names extra outputs (e.g. "depth") beside the image. */
+  framePath(job: string, frame: number, format: string, layer = "rgb"): string {
+    assertSafeName(job, "job id");
+    assertSafeName(layer, "layer name");
+    if (!Number.isSafeInteger(frame) || frame < 0) throw new Error(`frame index ${frame} must be a whole number ≥ 0`);
+    const ext = EXT[format];
+    if (!ext) throw new Error(`unknown image format ${JSON.stringify(format)}`);
+    const name = String(frame).padStart(6, "0");
+    return path.posix.join("images", job, layer === "rgb" ? `${name}.${ext}` : `${name}.${layer}.${ext}`);
+  }
+
+  /** Writes bytes to `relative` atomically: a reader sees the old file, the new one, or none. */
+  async writeFile(relative: string, bytes: Uint8Array): Promise<void> {
+    const full = insideRoot(this.root, relative);
+    const dir = path.dirname(full);
+    if (!this.madeDirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    const temp = path.join(dir, `.${path.basename(full)}.${randomBytes(6).toString("hex")}.tmp`);
+    try {
+      await fsp.writeFile(temp, bytes);
+      await fsp.rename(temp, full);
+    } catch (err) {
+      await fsp.rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Appends lines in one write; appends are serialised so lines of two jobs never interleave. */
+  appendRecords(records: FrameRecord[]): Promise<void> {
+    if (records.length === 0) return this.appendChain;
+    const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+    const next = this.appendChain.then(() => fsp.appendFile(this.indexPath, text));
+    this.appendChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Rewrites frames.jsonl keeping, for each (job, frame), the last line whose job is done.
+   * Returns how many lines were kept and dropped. Unparseable lines (a torn last line) are dropped.
+   */
+  async compact(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
+    await this.appendChain;
+    if (!fs.existsSync(this.indexPath)) return { kept: 0, dropped: 0 };
+    const latest = new Map<string, string>();
+    const doneCache = new Map<string, boolean>();
+    let total = 0;
+    const lines = readline.createInterface({ input: fs.createReadStream(this.indexPath), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (!line.trim()) continue;
+      total++;
+      let record: FrameRecord;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      let done = doneCache.get(record.job);
+      if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job)));
+      if (!done) continue;
+      const id = `${record.job}\u0000${record.frame}`;
+      latest.delete(id); // re-insert so the map keeps the order of the last write
+      latest.set(id, line);
+    }
+    if (latest.size === total) return { kept: total, dropped: 0 };
+    const temp = `${this.indexPath}.${randomBytes(6).toString("hex")}.tmp`;
+    await fsp.writeFile(temp, latest.size ? [...latest.values()].join("\n") + "\n" : "");
+    await fsp.rename(temp, this.indexPath);
+    return { kept: latest.size, dropped: total - latest.size };
+  }
+}

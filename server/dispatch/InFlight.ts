@@ -1,0 +1,30 @@
+// Keeps up to `limit` promises running; the first failure is rethrown by add() or drain().
+export class InFlight {
+  private running = new Set<Promise<unknown>>();
+  private failure: { error: unknown } | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  async add(task: Promise<unknown>): Promise<void> {
+    this.throwIfFailed();
+    const tracked = task.then(
+      () => void this.running.delete(tracked),
+      (error) => {
+        this.running.delete(tracked);
+        this.failure ??= { error };
+      },
+    );
+    this.running.add(tracked);
+    while (this.running.size >= this.limit) await Promise.race(this.running);
+    this.throwIfFailed();
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
+}

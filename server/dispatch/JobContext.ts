@@ -1,0 +1,80 @@
+// What a job handler gets besides the session: the job, and saveFrame to put frames in the dataset.
+// Files are written at once; their frames.jsonl lines are held until the job completes, so a job that
+// fails or loses its lease leaves no lines behind (its files are overwritten when it is re-run).
+import type { JobSpec } from "../../protocol/job.js";
+import type { DatasetWriter } from "../dataset/DatasetWriter.js";
+import type { FrameRecord } from "../dataset/FrameRecord.js";
+import type { GrabbedFrame } from "../session/Session.js";
+
+export class LeaseLostError extends Error {}
+
+export interface SaveFrameOptions {
+  /** Frame index within the job; defaults to the next one (0, 1, 2, …). */
+  index?: number;
+  /** Extra fields for the frame's metadata line (must be JSON). */
+  extra?: Record<string, unknown>;
+}
+
+export class JobContext {
+  readonly id: string;
+  readonly params: Record<string, unknown>;
+  readonly records: FrameRecord[] = [];
+  private readonly abort = new AbortController();
+  private nextIndex = 0;
+
+  constructor(
+    readonly spec: JobSpec,
+    readonly attempt: number,
+    readonly sessionId: string,
+    private readonly dataset: DatasetWriter,
+    /** Checked before each file write: a job whose lease was lost must not write. */
+    private readonly leaseIsCurrent: () => Promise<boolean>,
+  ) {
+    this.id = spec.id;
+    this.params = spec.params ?? {};
+  }
+
+  /** Aborted when the lease is lost (expired and taken by another session) or the session went away. */
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  cancel(reason: string): void {
+    if (!this.abort.signal.aborted) this.abort.abort(new LeaseLostError(`job ${this.id}: ${reason}`));
+  }
+
+  async saveFrame(frame: GrabbedFrame, options: SaveFrameOptions = {}): Promise<FrameRecord> {
+    this.signal.throwIfAborted();
+    const index = options.index ?? this.nextIndex;
+    this.nextIndex = Math.max(this.nextIndex, index + 1);
+    const file = this.dataset.framePath(this.id, index, frame.format);
+    if (!(await this.leaseIsCurrent())) {
+      this.cancel("lease is no longer held; frame not written");
+      this.signal.throwIfAborted();
+    }
+    await this.dataset.writeFile(file, frame.image);
+    const record: FrameRecord = {
+      ...(options.extra ?? {}),
+      job: this.id,
+      frame: index,
+      file,
+      width: frame.width,
+      height: frame.height,
+      format: frame.format,
+      K: frame.camera.K,
+      cameraToWorld: frame.camera.cameraToWorld,
+      params: this.params,
+      session: this.sessionId,
+      render_ms: round(frame.renderMs),
+      encode_ms: round(frame.encodeMs),
+      attempt: this.attempt,
+    };
+    // A frame saved twice in one attempt keeps only its last line.
+    const existing = this.records.findIndex((r) => r.frame === index);
+    if (existing >= 0) this.records[existing] = record;
+    else this.records.push(record);
+    return record;
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;

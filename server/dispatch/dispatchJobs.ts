@@ -1,0 +1,126 @@
+// Hands jobs from the queue to sessions: each session takes a job, runs the handler with the lease
+// kept alive by heartbeats, and on success appends the job's frame lines and marks it done.
+// A failure puts the job back (its attempt counted); a session that goes away releases its leases.
+import type { JobQueue, Lease } from "../queue/JobQueue.js";
+import type { DatasetWriter } from "../dataset/DatasetWriter.js";
+import type { Farm } from "../session/Farm.js";
+import { GrabError, type Session } from "../session/Session.js";
+import { JobContext } from "./JobContext.js";
+
+export type JobRunner = (session: Session, job: JobContext) => Promise<void>;
+
+export interface DispatchOptions {
+  farm: Farm;
+  queue: JobQueue;
+  dataset: DatasetWriter;
+  run: JobRunner;
+  /** Lease TTL (ms); heartbeats go out at a third of it. */
+  leaseTtlMs: number;
+  log: (line: string) => void;
+  /** Called after each completed job with its frame count. */
+  onJobDone?: (jobId: string, frames: number, session: Session) => void;
+  /** Called when a job fails an attempt. */
+  onJobError?: (jobId: string, error: Error, session: Session) => void;
+}
+
+export interface Dispatch {
+  /** Resolves when no job is pending or leased (all done or failed). */
+  finished: Promise<void>;
+  stop(): void;
+}
+
+export function dispatchJobs(options: DispatchOptions): Dispatch {
+  const { farm, queue, dataset, run, leaseTtlMs, log } = options;
+  let stopped = false;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const idleWaiters = new Set<() => void>();
+  const wakeIdle = () => {
+    for (const wake of idleWaiters) wake();
+    idleWaiters.clear();
+  };
+
+  const checkFinished = async () => {
+    if (stopped) return;
+    const counts = await queue.counts();
+    if (counts.pending === 0 && counts.leased === 0) {
+      stopped = true;
+      clearInterval(housekeeping);
+      wakeIdle();
+      finish();
+    }
+  };
+
+  // Expired leases (a hung tab) go back; then sessions waiting for work are woken.
+  const housekeeping = setInterval(async () => {
+    const reclaimed = await queue.housekeep();
+    if (reclaimed) {
+      log(`housekeeping: ${reclaimed} expired lease(s) returned to the queue`);
+      wakeIdle();
+    }
+    await checkFinished();
+  }, Math.max(200, Math.min(5000, leaseTtlMs / 3)));
+
+  farm.spawn(async (session) => {
+    session.once("close", async () => {
+      const released = await queue.releaseOwner(session.id, { message: `session ${session.id} disconnected` });
+      if (released) log(`session ${session.id} left holding ${released} job(s); returned to the queue`);
+      wakeIdle();
+    });
+    while (!stopped && !session.closed) {
+      const lease = await queue.take(session.id);
+      if (!lease) {
+        await checkFinished();
+        if (stopped) break;
+        await new Promise<void>((resolve) => {
+          idleWaiters.add(resolve);
+          setTimeout(resolve, 1000); // also poll: another process may add jobs to the same queue
+        });
+        continue;
+      }
+      await runLease(session, lease);
+    }
+  });
+
+  async function runLease(session: Session, lease: Lease): Promise<void> {
+    const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => queue.isCurrent(lease.token));
+    const heartbeat = setInterval(async () => {
+      if (!(await queue.extend(lease.token))) job.cancel("lease expired or was taken over");
+    }, Math.max(100, leaseTtlMs / 3));
+    const onClose = () => job.cancel(`session ${session.id} disconnected`);
+    session.once("close", onClose);
+    try {
+      await run(session, job);
+      job.signal.throwIfAborted();
+      // Lines are appended only while the lease is still ours; then the job is done.
+      if (!(await queue.isCurrent(lease.token))) throw new Error(`job ${lease.job.id}: lease lost before completion`);
+      await dataset.appendRecords(job.records);
+      if (!(await queue.complete(lease.token))) log(`job ${lease.job.id}: lease lost while appending; it will be re-run and compacted`);
+      options.onJobDone?.(lease.job.id, job.records.length, session);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      job.cancel("failed");
+      if (await queue.isCurrent(lease.token)) {
+        await queue.putBack(lease.token, { message: error.message, stack: error.stack });
+      }
+      options.onJobError?.(lease.job.id, error, session);
+      if (!session.closed) log(`job ${lease.job.id} attempt ${lease.attempt} failed on session ${session.id}: ${error.message}`);
+      // A grab that never answered means the tab is hung: drop it so it cannot take more work.
+      if (error instanceof GrabError && /no answer within/.test(error.message)) session.disconnect();
+    } finally {
+      clearInterval(heartbeat);
+      session.off("close", onClose);
+      wakeIdle();
+    }
+  }
+
+  return {
+    finished,
+    stop() {
+      stopped = true;
+      clearInterval(housekeeping);
+      wakeIdle();
+      finish();
+    },
+  };
+}

@@ -1,0 +1,261 @@
+// The durable job queue on SQLite: one file, safe to share between processes (WAL + busy_timeout),
+// every lease fenced by a random token so a session that lost its lease can't finish or put back the job.
+import { randomUUID } from "node:crypto";
+import Database from "better-sqlite3";
+import type { JobSpec } from "../../protocol/job.js";
+import type {
+  AddResult,
+  FailedJob,
+  JobError,
+  JobQueue,
+  JobState,
+  Lease,
+  QueueCounts,
+  QueueOptions,
+} from "./JobQueue.js";
+
+const SCHEMA_VERSION = 1;
+/** Rows per write transaction in `add`: large enough to amortise commits, small enough not to hold the lock long. */
+const ADD_BATCH = 5_000;
+const DEFAULTS = { leaseTtlMs: 30_000, maxAttempts: 3, busyTimeoutMs: 10_000 };
+
+// Reasons recorded when a lease ends without the session saying why.
+const REASON_PUT_BACK = "put back without an error";
+const REASON_EXPIRED = "lease expired";
+const REASON_OWNER_GONE = "owner went away";
+const REASON_RESTART = "lease lost: server restarted";
+
+export interface SqliteQueueOptions extends QueueOptions {
+  /** How long a write waits for another process's lock before throwing SQLITE_BUSY (default 10 000). */
+  busyTimeoutMs?: number;
+}
+
+interface JobRow {
+  id: string;
+  spec: string;
+  attempts: number;
+  expires_at: number;
+}
+
+export class SqliteQueue implements JobQueue {
+  readonly leaseTtlMs: number;
+  readonly maxAttempts: number;
+  private readonly now: () => number;
+  private readonly db: Database.Database;
+  private readonly stmt: ReturnType<typeof prepareStatements>;
+  private readonly insertBatch: (rows: JobSpec[]) => number;
+  private readonly takeTx: (owner: string) => Lease | null;
+
+  constructor(dbPath: string, options: SqliteQueueOptions = {}) {
+    this.leaseTtlMs = options.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
+    this.maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts;
+    this.now = options.now ?? Date.now;
+    if (!(this.leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${this.leaseTtlMs}`);
+    if (!(this.maxAttempts >= 1)) throw new RangeError(`maxAttempts must be >= 1, got ${this.maxAttempts}`);
+
+    const db = new Database(dbPath);
+    this.db = db;
+    // busy_timeout first: switching to WAL and creating the schema may meet another process doing the same.
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs}`);
+    db.pragma("journal_mode = WAL"); // readers never block the writer, and commits are appends
+    db.pragma("synchronous = NORMAL"); // in WAL: durable against process crashes, fsync only at checkpoints
+    db.transaction(() => {
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS jobs (
+          id            TEXT PRIMARY KEY,
+          seq           INTEGER NOT NULL,          -- insertion order: take serves the lowest pending seq
+          spec          TEXT NOT NULL,             -- the JobSpec as JSON
+          state         TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'done', 'failed')),
+          token         TEXT,                      -- the current (or, once finished, the last) lease's token
+          owner         TEXT,
+          expires_at    INTEGER,                   -- epoch ms; meaningful only while leased
+          attempts      INTEGER NOT NULL DEFAULT 0,
+          error_message TEXT,                      -- why the last lease ended badly
+          error_stack   TEXT,
+          updated_at    INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS jobs_state_seq ON jobs (state, seq);
+        -- Partial indexes hold only the few leased rows, so they cost nothing for the bulk of the queue.
+        -- (Housekeeping needs none of its own: it scans the leased rows through jobs_state_seq.)
+        CREATE INDEX IF NOT EXISTS jobs_leased_token ON jobs (token) WHERE state = 'leased';
+        CREATE INDEX IF NOT EXISTS jobs_leased_owner ON jobs (owner) WHERE state = 'leased';
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT OR IGNORE INTO meta (key, value) VALUES ('stale_rejections', 0), ('next_seq', 1);
+      `);
+      const version = db.pragma("user_version", { simple: true }) as number;
+      if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      else if (version !== SCHEMA_VERSION) {
+        throw new Error(`${dbPath}: queue schema version ${version}, this code knows ${SCHEMA_VERSION}`);
+      }
+    }).immediate();
+
+    this.stmt = prepareStatements(db);
+
+    // IMMEDIATE takes the write lock before reading, so two processes can't both pick the same oldest job
+    // (a deferred transaction would read, then fail to upgrade with SQLITE_BUSY_SNAPSHOT).
+    this.insertBatch = db.transaction((rows: JobSpec[]) => {
+      let seq = this.stmt.getMeta.get("next_seq") as number;
+      const now = this.now();
+      let added = 0;
+      for (const job of rows) {
+        added += this.stmt.insert.run(job.id, seq++, JSON.stringify(job), now).changes;
+      }
+      this.stmt.setMeta.run(seq, "next_seq");
+      return added;
+    }).immediate;
+
+    this.takeTx = db.transaction((owner: string): Lease | null => {
+      const id = this.stmt.oldestPending.get() as string | undefined;
+      if (id === undefined) return null;
+      const now = this.now();
+      const token = randomUUID();
+      const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as JobRow;
+      return { job: JSON.parse(row.spec) as JobSpec, token, owner, expiresAt: row.expires_at, attempt: row.attempts };
+    }).immediate;
+  }
+
+  async add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>): Promise<AddResult> {
+    // Each batch commits on its own: if the source throws midway, the jobs before it stay queued,
+    // and adding the same source again is safe because adds are idempotent.
+    let added = 0;
+    let seen = 0;
+    let batch: JobSpec[] = [];
+    const push = (job: JobSpec) => {
+      if (typeof job?.id !== "string" || job.id === "") throw new TypeError(`job #${seen} has no string id`);
+      batch.push(job);
+      seen++;
+      if (batch.length >= ADD_BATCH) {
+        added += this.insertBatch(batch);
+        batch = [];
+      }
+    };
+    if (Symbol.asyncIterator in jobs) for await (const job of jobs) push(job);
+    else for (const job of jobs) push(job);
+    if (batch.length > 0) added += this.insertBatch(batch);
+    return { added, duplicates: seen - added };
+  }
+
+  async take(owner: string): Promise<Lease | null> {
+    return this.takeTx(owner);
+  }
+
+  async extend(token: string): Promise<boolean> {
+    const now = this.now();
+    return this.counted(this.stmt.extend.run({ token, expires: now + this.leaseTtlMs, now }).changes);
+  }
+
+  async isCurrent(token: string): Promise<boolean> {
+    return this.stmt.isCurrent.get(token, this.now()) !== undefined;
+  }
+
+  async complete(token: string): Promise<boolean> {
+    return this.counted(this.stmt.complete.run({ token, now: this.now() }).changes);
+  }
+
+  async putBack(token: string, error?: JobError): Promise<boolean> {
+    return this.counted(this.stmt.putBack.run({ token, ...this.endParams(error, REASON_PUT_BACK) }).changes);
+  }
+
+  async releaseOwner(owner: string, error?: JobError): Promise<number> {
+    return this.stmt.releaseOwner.run({ owner, ...this.endParams(error, `${REASON_OWNER_GONE}: ${owner}`) }).changes;
+  }
+
+  async housekeep(): Promise<number> {
+    return this.stmt.housekeep.run(this.endParams(undefined, REASON_EXPIRED)).changes;
+  }
+
+  async recoverLeased(): Promise<number> {
+    // The attempt that was running when the server died stays counted: a job that keeps killing the
+    // server must eventually fail rather than loop forever.
+    return this.stmt.recoverLeased.run(this.endParams(undefined, REASON_RESTART)).changes;
+  }
+
+  async retryFailed(): Promise<number> {
+    return this.stmt.retryFailed.run({ now: this.now() }).changes;
+  }
+
+  async counts(): Promise<QueueCounts> {
+    const counts: QueueCounts = { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 };
+    // One read transaction so the numbers are a consistent snapshot even while another process writes.
+    this.db.transaction(() => {
+      for (const { state, n } of this.stmt.counts.all() as { state: JobState; n: number }[]) {
+        counts[state] = n;
+        counts.total += n;
+      }
+      counts.staleRejections = this.stmt.getMeta.get("stale_rejections") as number;
+    }).deferred();
+    return counts;
+  }
+
+  async failures(): Promise<FailedJob[]> {
+    const rows = this.stmt.failures.all() as {
+      id: string;
+      attempts: number;
+      error_message: string | null;
+      error_stack: string | null;
+    }[];
+    return rows.map(({ id, attempts, error_message, error_stack }) => ({
+      id,
+      attempts,
+      error: error_message === null ? null : { message: error_message, ...(error_stack === null ? {} : { stack: error_stack }) },
+    }));
+  }
+
+  async state(id: string): Promise<JobState | null> {
+    return (this.stmt.state.get(id) as JobState | undefined) ?? null;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** A token call that matched no current lease changed nothing; count it so fencing problems are visible. */
+  private counted(changes: number): boolean {
+    if (changes > 0) return true;
+    this.stmt.countStale.run();
+    return false;
+  }
+
+  private endParams(error: JobError | undefined, fallback: string) {
+    return { max: this.maxAttempts, now: this.now(), message: error?.message ?? fallback, stack: error?.stack ?? null };
+  }
+}
+
+/** Prepared once: compiling SQL per call would dominate the per-job cost. */
+function prepareStatements(db: Database.Database) {
+  // Every statement matching a token also says state = 'leased' literally, so the partial index applies.
+  const endLease = `
+    state = CASE WHEN attempts >= @max THEN 'failed' ELSE 'pending' END,
+    expires_at = NULL, error_message = @message, error_stack = @stack, updated_at = @now`;
+  return {
+    insert: db.prepare(
+      `INSERT OR IGNORE INTO jobs (id, seq, spec, state, attempts, updated_at) VALUES (?, ?, ?, 'pending', 0, ?)`,
+    ),
+    getMeta: db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck(),
+    setMeta: db.prepare(`UPDATE meta SET value = ? WHERE key = ?`),
+    countStale: db.prepare(`UPDATE meta SET value = value + 1 WHERE key = 'stale_rejections'`),
+    oldestPending: db.prepare(`SELECT id FROM jobs WHERE state = 'pending' ORDER BY seq LIMIT 1`).pluck(),
+    lease: db.prepare(`
+      UPDATE jobs SET state = 'leased', token = @token, owner = @owner, expires_at = @expires,
+                      attempts = attempts + 1, updated_at = @now
+      WHERE id = @id AND state = 'pending'
+      RETURNING id, spec, attempts, expires_at`),
+    extend: db.prepare(`
+      UPDATE jobs SET expires_at = @expires, updated_at = @now WHERE token = @token AND state = 'leased'`),
+    isCurrent: db.prepare(`SELECT 1 FROM jobs WHERE token = ? AND state = 'leased' AND expires_at > ?`).pluck(),
+    complete: db.prepare(`
+      UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE token = @token AND state = 'leased'`),
+    putBack: db.prepare(`UPDATE jobs SET ${endLease} WHERE token = @token AND state = 'leased'`),
+    releaseOwner: db.prepare(`UPDATE jobs SET ${endLease} WHERE owner = @owner AND state = 'leased'`),
+    housekeep: db.prepare(`UPDATE jobs SET ${endLease} WHERE expires_at <= @now AND state = 'leased'`),
+    recoverLeased: db.prepare(`UPDATE jobs SET ${endLease} WHERE state = 'leased'`),
+    retryFailed: db.prepare(`
+      UPDATE jobs SET state = 'pending', attempts = 0, error_message = NULL, error_stack = NULL, updated_at = @now
+      WHERE state = 'failed'`),
+    counts: db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
+    failures: db.prepare(
+      `SELECT id, attempts, error_message, error_stack FROM jobs WHERE state = 'failed' ORDER BY seq`,
+    ),
+    state: db.prepare(`SELECT state FROM jobs WHERE id = ?`).pluck(),
+  };
+}

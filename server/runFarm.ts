@@ -1,0 +1,138 @@
+// One run of the farm: open the dataset and its queue under --out, enqueue the jobs, serve the
+// client, hand jobs to every session that connects, and report when all jobs are done or failed.
+// Re-running with the same --out resumes: done jobs are skipped, leased ones re-queued.
+import path from "node:path";
+import fs from "node:fs";
+import type { JobSpec } from "../protocol/job.js";
+import type { ImageFormat } from "../protocol/grab.js";
+import type { SceneElement } from "../protocol/elements.js";
+import { SqliteQueue } from "./queue/SqliteQueue.js";
+import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
+import { DatasetWriter } from "./dataset/DatasetWriter.js";
+import { Farm } from "./session/Farm.js";
+import type { Session } from "./session/Session.js";
+import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
+import { renderDeclarativeJob } from "./dispatch/renderDeclarativeJob.js";
+import { demoScene } from "./jobs/demoJobs.js";
+
+export const QUEUE_FILE = "queue.sqlite";
+
+export interface RunOptions {
+  out: string;
+  /** Built client folder (dist/client). */
+  clientDir: string;
+  /** Jobs to enqueue (idempotent: ids already in the queue are skipped). */
+  jobs?: Iterable<JobSpec> | AsyncIterable<JobSpec>;
+  /** User code run per job instead of the declarative renderer. */
+  handler?: JobRunner;
+  width?: number;
+  height?: number;
+  format?: ImageFormat;
+  quality?: number;
+  /** Scene for declarative jobs that have none. */
+  scene?: SceneElement;
+  /** Grabs in flight per session. */
+  inFlight?: number;
+  host?: string;
+  port?: number;
+  token?: string;
+  leaseTtlMs?: number;
+  maxAttempts?: number;
+  grabTimeoutMs?: number;
+  log?: (line: string) => void;
+  onFrames?: (frames: number, session: Session) => void;
+}
+
+export interface RunSummary {
+  out: string;
+  frames: number;
+  jobsDone: number;
+  seconds: number;
+  framesPerSecond: number;
+  counts: QueueCounts;
+}
+
+export interface Run {
+  url: string;
+  farm: Farm;
+  queue: JobQueue;
+  dataset: DatasetWriter;
+  added: AddResult;
+  /** Resolves when every job is done or failed. */
+  finished: Promise<RunSummary>;
+  /** Stops dispatch, closes sessions, the server and the queue. */
+  close(): Promise<void>;
+}
+
+export async function startRun(options: RunOptions): Promise<Run> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const out = path.resolve(options.out);
+  fs.mkdirSync(out, { recursive: true });
+  const dataset = new DatasetWriter(out);
+  const leaseTtlMs = options.leaseTtlMs ?? 30_000;
+  const queue = new SqliteQueue(path.join(out, QUEUE_FILE), { leaseTtlMs, maxAttempts: options.maxAttempts ?? 3 });
+
+  // Resume: leases of a previous process are void; lines of jobs that never completed are dropped.
+  const recovered = await queue.recoverLeased();
+  if (recovered) log(`resume: ${recovered} job(s) leased by an earlier run returned to the queue`);
+  const compacted = await dataset.compact(async (job) => (await queue.state(job)) === "done");
+  if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
+
+  const added = options.jobs ? await queue.add(options.jobs) : { added: 0, duplicates: 0 };
+  const startCounts = await queue.counts();
+  log(
+    `queue: ${added.added} job(s) added${added.duplicates ? `, ${added.duplicates} already known` : ""}; ` +
+      `${startCounts.pending} pending, ${startCounts.done} done, ${startCounts.failed} failed`,
+  );
+
+  const farm = new Farm({
+    clientDir: options.clientDir,
+    host: options.host,
+    port: options.port,
+    token: options.token,
+    grabTimeoutMs: options.grabTimeoutMs,
+    log,
+  });
+  const url = await farm.listen();
+
+  const defaults = {
+    width: options.width ?? 640,
+    height: options.height ?? 480,
+    format: options.format ?? "png",
+    quality: options.quality,
+    scene: options.scene ?? demoScene(),
+    inFlight: options.inFlight ?? 3,
+  } as const;
+  const run: JobRunner = options.handler ?? ((session, job) => renderDeclarativeJob(session, job, defaults));
+
+  const started = performance.now();
+  let frames = 0;
+  let jobsDone = 0;
+  const dispatch = dispatchJobs({
+    farm, queue, dataset, run, leaseTtlMs, log,
+    onJobDone: (_job, count, session) => {
+      frames += count;
+      jobsDone++;
+      options.onFrames?.(count, session);
+    },
+  });
+
+  const finished = dispatch.finished.then(async (): Promise<RunSummary> => {
+    const seconds = (performance.now() - started) / 1000;
+    const final = await dataset.compact(async (job) => (await queue.state(job)) === "done");
+    if (final.dropped) log(`dataset: dropped ${final.dropped} repeated frames.jsonl line(s)`);
+    return { out, frames, jobsDone, seconds, framesPerSecond: frames / Math.max(seconds, 1e-9), counts: await queue.counts() };
+  });
+
+  let closed = false;
+  return {
+    url, farm, queue, dataset, added, finished,
+    async close() {
+      if (closed) return;
+      closed = true;
+      dispatch.stop();
+      await farm.close();
+      await queue.close();
+    },
+  };
+}

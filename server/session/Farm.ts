@@ -1,0 +1,143 @@
+// The socket.io server: serves the built client, admits browser tabs that present the run's token,
+// and runs the spawned handler once per session (Vuer's `app.spawn`).
+import http from "node:http";
+import { EventEmitter } from "node:events";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import sirv from "sirv";
+import { Server } from "socket.io";
+import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import { LIMITS } from "../../protocol/grab.js";
+import { Session, type SessionSocket } from "./Session.js";
+
+export interface FarmOptions {
+  /** Folder with the built client (index.html). */
+  clientDir: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Access token; a random one when absent. */
+  token?: string;
+  grabTimeoutMs?: number;
+  /** How long a tab may take to say hello after connecting. */
+  helloTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export type SessionHandler = (session: Session) => Promise<void> | void;
+
+/** Emits "session" (a Session) when a tab has said hello, before handlers run. */
+export class Farm extends EventEmitter {
+  readonly token: string;
+  readonly sessions = new Map<string, Session>();
+  private readonly server: http.Server;
+  private readonly io: Server<ClientToServerEvents, ServerToClientEvents>;
+  private handlers: SessionHandler[] = [];
+  private nextSession = 1;
+  private readonly log: (line: string) => void;
+  private running = new Set<Promise<void>>();
+  url = "";
+
+  constructor(private readonly options: FarmOptions) {
+    super();
+    this.token = options.token ?? randomBytes(18).toString("base64url");
+    this.log = options.log ?? ((line) => console.log(line));
+    const serveClient = sirv(options.clientDir, { dev: false, etag: true, single: false });
+    this.server = http.createServer((req, res) => {
+      serveClient(req, res, () => {
+        res.statusCode = 404;
+        res.end("not found");
+      });
+    });
+    this.io = new Server(this.server, {
+      transports: ["websocket"],
+      // Frames travel as one binary message; socket.io's 1 MB default would drop large PNGs.
+      maxHttpBufferSize: LIMITS.maxFrameBytes + 1024 * 1024,
+      pingTimeout: 20_000,
+    });
+    this.io.use((socket, next) => {
+      const token = (socket.handshake.auth as { token?: unknown })?.token;
+      if (token === this.token) return next();
+      this.log(`refused a connection from ${socket.handshake.address}: ${token ? "wrong" : "missing"} access token`);
+      next(new Error(`tabfarm: ${token ? "wrong" : "missing"} access token; open the URL the server printed`));
+    });
+    this.io.on("connection", (socket) => {
+      const timer = setTimeout(() => {
+        this.log(`dropped a connection from ${socket.handshake.address}: no hello within ${options.helloTimeoutMs ?? 10_000} ms`);
+        socket.disconnect(true);
+      }, options.helloTimeoutMs ?? 10_000);
+      socket.once("hello", (info: BrowserInfo) => {
+        clearTimeout(timer);
+        this.admit(socket, info);
+      });
+    });
+  }
+
+  /** Runs `handler` once for every session, those connected now and those to come. */
+  spawn(handler: SessionHandler): void {
+    this.handlers.push(handler);
+    for (const session of this.sessions.values()) this.runHandler(handler, session);
+  }
+
+  async listen(): Promise<string> {
+    const { host = "127.0.0.1", port = 0 } = this.options;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    const address = this.server.address() as AddressInfo;
+    const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    this.url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}/?token=${this.token}`;
+    return this.url;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Waits for running handlers to return (after `bye`), then closes every socket and the server. */
+  async close(): Promise<void> {
+    for (const session of this.sessions.values()) session.bye("run finished");
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 2000))]);
+    this.io.disconnectSockets(true);
+    await new Promise<void>((resolve) => this.io.close(() => resolve()));
+    this.server.closeAllConnections?.();
+  }
+
+  private admit(socket: SessionSocket, info: BrowserInfo): void {
+    const safeInfo: BrowserInfo = {
+      renderer: String(info?.renderer ?? "").slice(0, 300),
+      vendor: String(info?.vendor ?? "").slice(0, 300),
+      webgl: Boolean(info?.webgl),
+      userAgent: String(info?.userAgent ?? "").slice(0, 300),
+      devicePixelRatio: Number(info?.devicePixelRatio) || 1,
+      worker: String(info?.worker ?? "").slice(0, 100),
+    };
+    const session = new Session(`s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000);
+    this.sessions.set(session.id, session);
+    this.log(`session ${session.id} joined${safeInfo.worker ? ` (${safeInfo.worker})` : ""}: ${this.sessions.size} live`);
+    session.once("close", (reason: string) => {
+      this.sessions.delete(session.id);
+      this.log(`session ${session.id} left (${reason}): ${this.sessions.size} live`);
+    });
+    this.emit("session", session);
+    if (!safeInfo.webgl) {
+      this.log(`session ${session.id} has no WebGL (${safeInfo.userAgent}); it will not be given work`);
+      return;
+    }
+    for (const handler of this.handlers) this.runHandler(handler, session);
+  }
+
+  private runHandler(handler: SessionHandler, session: Session): void {
+    if (!session.info.webgl) return;
+    const run = (async () => {
+      try {
+        await handler(session);
+      } catch (err) {
+        if (!session.closed) this.log(`session ${session.id}: handler failed: ${(err as Error)?.stack ?? err}`);
+      }
+    })();
+    this.running.add(run);
+    void run.finally(() => this.running.delete(run));
+  }
+}

@@ -1,0 +1,136 @@
+// One connected browser tab, driven the Vuer way: session.set/update/upsert/add/remove and
+// `await session.grabRender({key})`. Ops and grabs share one ordered channel (the socket), and the
+// page applies them in order, so a grab always renders every op sent before it.
+import { EventEmitter } from "node:events";
+import type { Socket } from "socket.io";
+import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
+import { GrabRequestSchema, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
+import type { CameraMeta } from "../../protocol/camera.js";
+import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import { checkImage } from "../capture/checkImage.js";
+
+export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
+
+export interface GrabbedFrame {
+  image: Buffer;
+  width: number;
+  height: number;
+  format: ImageFormat;
+  camera: CameraMeta;
+  renderMs: number;
+  encodeMs: number;
+  /** Wall time from request to reply, as the server saw it. */
+  roundTripMs: number;
+}
+
+export interface GrabOptions extends GrabRequest {
+  /** Overrides the session's grab timeout (ms). */
+  timeoutMs?: number;
+}
+
+export class GrabError extends Error {}
+
+export class Session extends EventEmitter {
+  private seq = 0;
+  private pending = new Map<number, (err: Error) => void>();
+  closed = false;
+  /** Scene errors the page reported (bad op, failed asset), newest last; also emitted as "sceneError". */
+  readonly sceneErrors: string[] = [];
+
+  constructor(
+    readonly id: string,
+    private readonly socket: SessionSocket,
+    readonly info: BrowserInfo,
+    private readonly grabTimeoutMs: number,
+  ) {
+    super();
+    socket.on("sceneError", (report) => {
+      const message = `session ${id}: ${String(report?.message ?? "scene error").slice(0, 2000)}`;
+      this.sceneErrors.push(message);
+      if (this.sceneErrors.length > 100) this.sceneErrors.shift();
+      this.emit("sceneError", message);
+    });
+    socket.on("disconnect", (reason) => {
+      this.closed = true;
+      const err = new GrabError(`session ${id} disconnected (${reason})`);
+      for (const reject of this.pending.values()) reject(err);
+      this.pending.clear();
+      this.emit("close", reason);
+    });
+  }
+
+  set(scene: SceneElement): void {
+    this.send({ op: "set", scene });
+  }
+  update(nodes: NodePatch | NodePatch[]): void {
+    this.send({ op: "update", nodes: Array.isArray(nodes) ? nodes : [nodes] });
+  }
+  upsert(nodes: SceneElement | SceneElement[], parentKey?: string): void {
+    this.send({ op: "upsert", nodes: Array.isArray(nodes) ? nodes : [nodes], parentKey });
+  }
+  add(nodes: SceneElement | SceneElement[], parentKey?: string): void {
+    this.send({ op: "add", nodes: Array.isArray(nodes) ? nodes : [nodes], parentKey });
+  }
+  remove(keys: string | string[]): void {
+    this.send({ op: "remove", keys: Array.isArray(keys) ? keys : [keys] });
+  }
+
+  /** Validated here so a bad op fails in the caller's code, with the caller's stack. */
+  private send(op: SceneOp): void {
+    if (this.closed) throw new GrabError(`session ${this.id} is closed`);
+    const parsed = SceneOpSchema.safeParse(op);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      throw new TypeError(`session.${op.op}: invalid ${op.op} op: ${why}`);
+    }
+    this.socket.emit("op", ++this.seq, op);
+  }
+
+  /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
+  grabRender(options: GrabOptions): Promise<GrabbedFrame> {
+    const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
+    const request = GrabRequestSchema.parse(raw);
+    if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
+    const seq = ++this.seq;
+    const started = performance.now();
+    return new Promise<GrabbedFrame>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        reject(new GrabError(`grabRender('${request.key}') on session ${this.id} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(seq, (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      this.socket.emit("grab", seq, request, (reply: GrabReply) => {
+        if (!this.pending.delete(seq)) return; // timed out or disconnected already
+        clearTimeout(timer);
+        try {
+          resolve(this.acceptReply(request.key, request.format, reply, performance.now() - started));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+
+  private acceptReply(key: string, format: ImageFormat, reply: GrabReply, roundTripMs: number): GrabbedFrame {
+    if (!reply || typeof reply !== "object") throw new GrabError(`grabRender('${key}') on session ${this.id}: malformed reply`);
+    if (!reply.ok) throw new GrabError(`grabRender('${key}') on session ${this.id} failed: ${String(reply.error).slice(0, 2000)}`);
+    const image = Buffer.isBuffer(reply.image) ? reply.image : Buffer.from(reply.image as ArrayBuffer);
+    checkImage(image, { format, width: reply.width, height: reply.height, what: `grabRender('${key}') on session ${this.id}` });
+    return {
+      image, width: reply.width, height: reply.height, format, camera: reply.camera,
+      renderMs: Number(reply.renderMs) || 0, encodeMs: Number(reply.encodeMs) || 0, roundTripMs,
+    };
+  }
+
+  /** Tells the page the server is done with it. */
+  bye(reason: string): void {
+    if (!this.closed) this.socket.emit("bye", reason);
+  }
+
+  disconnect(): void {
+    this.socket.disconnect(true);
+  }
+}
