@@ -6,6 +6,7 @@ import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import type { Farm } from "../session/Farm.js";
 import { GrabError, type Session } from "../session/Session.js";
 import { JobContext } from "./JobContext.js";
+import { forgetScene } from "./renderDeclarativeJob.js";
 
 export type JobRunner = (session: Session, job: JobContext) => Promise<void>;
 
@@ -100,6 +101,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       job.cancel("failed");
+      forgetScene(session);
       if (await queue.isCurrent(lease.token)) {
         await queue.putBack(lease.token, { message: error.message, stack: error.stack });
       }

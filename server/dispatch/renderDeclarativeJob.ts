@@ -2,15 +2,11 @@
 // Several grabs are kept in flight: ops and grabs are ordered on the socket, so frame i+1's updates
 // can be sent while frame i is still encoding and uploading.
 import type { SceneElement } from "../../protocol/elements.js";
-import type { CameraPose } from "../../protocol/camera.js";
 import type { ImageFormat } from "../../protocol/grab.js";
 import type { Session } from "../session/Session.js";
 import type { JobContext } from "./JobContext.js";
 import { InFlight } from "./InFlight.js";
-
-/** The camera the farm adds to every declarative scene. */
-export const FARM_CAMERA_KEY = "tabfarm.camera";
-const ROOT_KEY = "tabfarm.root";
+import { FARM_CAMERA_KEY, START_POSE, poseProps, withFarmCamera } from "./farmCamera.js";
 
 export interface RenderDefaults {
   width: number;
@@ -25,26 +21,10 @@ export interface RenderDefaults {
 // The scene each session shows, so consecutive jobs with the same scene skip the `set`.
 const shownScene = new WeakMap<Session, string>();
 
+/** After a failed job the page's scene is unknown: the next job sets its scene again. */
 export function forgetScene(session: Session): void {
   shownScene.delete(session);
 }
-
-/** Camera props for `update`; every pose prop is given (null when unused) so no stale prop lingers. */
-export function poseProps(pose: CameraPose): Record<string, unknown> {
-  const p = pose as Record<string, unknown>;
-  return {
-    matrix: p.matrix ?? null,
-    position: p.position ?? null,
-    lookAt: p.lookAt ?? null,
-    rotation: p.rotation ?? null,
-    up: p.up ?? null,
-    fov: p.fov ?? 60,
-    near: p.near ?? 0.1,
-    far: p.far ?? 100,
-  };
-}
-
-const START_POSE = poseProps({ position: [0, 0, 5] });
 
 export async function renderDeclarativeJob(session: Session, job: JobContext, defaults: RenderDefaults): Promise<void> {
   const spec = job.spec;
@@ -52,14 +32,7 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
   const height = spec.height ?? defaults.height;
   const format = spec.format ?? defaults.format;
   const quality = spec.quality ?? defaults.quality;
-  const scene: SceneElement = {
-    tag: "Scene",
-    key: ROOT_KEY,
-    children: [
-      spec.scene ?? defaults.scene,
-      { tag: "CameraView", key: FARM_CAMERA_KEY, width, height, stream: "ondemand", ...START_POSE },
-    ],
-  };
+  const scene = withFarmCamera(spec.scene ?? defaults.scene, width, height);
   const sceneJson = JSON.stringify(scene);
   if (shownScene.get(session) !== sceneJson) {
     session.set(scene);

@@ -19,7 +19,7 @@ export function poseCamera(camera: PerspectiveCamera, p: Record<string, unknown>
     new Matrix4().fromArray(p.matrix as number[]).decompose(camera.position, camera.quaternion, camera.scale);
   } else {
     camera.position.copy(vec(p.position) ?? new Vector3(0, 0, 5));
-    camera.up.copy(p.up !== undefined ? parseUp(p.up) : sceneUp);
+    camera.up.copy(p.up != null ? parseUp(p.up) : sceneUp);
     const lookAt = vec(p.lookAt);
     const rotation = vec(p.rotation);
     if (lookAt) camera.lookAt(lookAt);

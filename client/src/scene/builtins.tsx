@@ -74,7 +74,7 @@ registerComponent("HemisphereLight", (p) => (
 /** Grid, hemisphere + directional light, background and up axis; children go inside. */
 registerComponent("DefaultScene", function DefaultScene(p) {
   const up = useMemo(() => parseUp(p.up), [JSON.stringify(p.up)]);
-  useLayoutEffect(() => void sceneUp.copy(up), [up]);
+  sceneUp.copy(up); // idempotent, so safe in render; see upAxis.ts
   const zUp = Math.abs(up.z) > 0.5;
   const lightPos: Vec3 = zUp ? [5, 5, 10] : [5, 10, 5];
   return (

@@ -1,7 +1,9 @@
-// The scene's up axis, set by DefaultScene and used by cameras that look at a point.
+// The scene's up axis: DefaultScene sets it while rendering (before any camera's layout effect runs,
+// wherever the camera sits in the tree), and cameras that look at a point use it.
 import { Vector3 } from "three";
 
-export const sceneUp = new Vector3(0, 1, 0);
+export const Y_UP = new Vector3(0, 1, 0);
+export const sceneUp = Y_UP.clone();
 
 /** Accepts "y" | "z" | "x" (optionally signed, e.g. "-z") or a 3-vector. */
 export function parseUp(up: unknown): Vector3 {
@@ -14,5 +16,5 @@ export function parseUp(up: unknown): Vector3 {
       return v;
     }
   }
-  return new Vector3(0, 1, 0);
+  return Y_UP.clone();
 }

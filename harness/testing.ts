@@ -1,0 +1,80 @@
+// A Playwright Test fixture for screenshot (golden image) tests of your own scenes:
+//
+//   import { test, expect } from "<path to tabfarm>/harness/testing";
+//   test("my scene", async ({ tabfarm }) => {
+//     const png = await tabfarm.render(myScene, { camera: { position: [4, 3, 4], lookAt: [0, 0, 0] } });
+//     expect(png).toMatchSnapshot("my-scene.png", { maxDiffPixelRatio: 0.01 });
+//   });
+//
+// The scene is rendered by the real client in Playwright's `page` (same renderer as the farm) from a
+// CameraView, read from a render target and returned as PNG bytes; Playwright compares and updates
+// the golden file (`npx playwright test --update-snapshots`).
+import { test as base, expect } from "@playwright/test";
+import type { SceneElement } from "../protocol/elements.js";
+import type { CameraPose } from "../protocol/camera.js";
+import type { ImageFormat } from "../protocol/grab.js";
+import { Farm } from "../server/session/Farm.js";
+import type { Session } from "../server/session/Session.js";
+import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
+import { buildClient } from "./buildClient.js";
+
+export interface RenderOptions {
+  /** Pose of the camera the fixture adds (ignored with cameraKey). */
+  camera?: CameraPose;
+  /** Grab from a CameraView of your own scene instead; the scene is then set as given. */
+  cameraKey?: string;
+  width?: number;
+  height?: number;
+  format?: ImageFormat;
+  quality?: number;
+}
+
+export interface TabfarmFixture {
+  /** The live session of this test's page, for anything render() does not cover (update, grabRender…). */
+  session: Session;
+  /** Renders `scene` (an element tree) from a camera and returns the encoded image bytes. */
+  render(scene: SceneElement, options?: RenderOptions): Promise<Buffer>;
+}
+
+let nextPage = 0;
+
+export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm }>({
+  tabfarmServer: [
+    async ({}, use) => {
+      const farm = new Farm({ clientDir: await buildClient({ plugins: process.env.TABFARM_PLUGINS || undefined }), log: () => {} });
+      await farm.listen();
+      await use(farm);
+      await farm.close();
+    },
+    { scope: "worker" },
+  ],
+  tabfarm: async ({ page, tabfarmServer }, use) => {
+    const worker = `playwright-${process.pid}-${nextPage++}`;
+    const joined = new Promise<Session>((resolve) => {
+      const onSession = (s: Session) => s.info.worker === worker && (tabfarmServer.off("session", onSession), resolve(s));
+      tabfarmServer.on("session", onSession);
+    });
+    await page.goto(`${tabfarmServer.url}&worker=${worker}`);
+    const session = await joined;
+    if (!session.info.webgl) throw new Error(`tabfarm fixture: this browser has no WebGL (${session.info.userAgent})`);
+    let sceneSet = "";
+    await use({
+      session,
+      async render(scene, options = {}) {
+        const { width = 640, height = 480, format = "png", quality, cameraKey } = options;
+        const camera = options.camera ?? { position: [4, 3, 4], lookAt: [0, 0, 0] };
+        const wrapped = cameraKey ? scene : withFarmCamera(scene, width, height, camera);
+        const json = JSON.stringify(wrapped);
+        if (json !== sceneSet) {
+          session.set(wrapped);
+          sceneSet = json;
+        }
+        if (!cameraKey) session.update({ key: FARM_CAMERA_KEY, ...poseProps(camera) });
+        const frame = await session.grabRender({ key: cameraKey ?? FARM_CAMERA_KEY, format, quality });
+        return frame.image;
+      },
+    });
+  },
+});
+
+export { expect };

@@ -1,0 +1,32 @@
+// The virtual camera the farm adds beside a job's scene, and the props that pose it.
+import type { SceneElement } from "../../protocol/elements.js";
+import type { CameraPose } from "../../protocol/camera.js";
+
+export const FARM_CAMERA_KEY = "tabfarm.camera";
+const ROOT_KEY = "tabfarm.root";
+
+/** Camera props for `update`; every pose prop is given (null when unused) so no stale prop lingers. */
+export function poseProps(pose: CameraPose): Record<string, unknown> {
+  const p = pose as Record<string, unknown>;
+  return {
+    matrix: p.matrix ?? null,
+    position: p.position ?? null,
+    lookAt: p.lookAt ?? null,
+    rotation: p.rotation ?? null,
+    up: p.up ?? null,
+    fov: p.fov ?? 60,
+    near: p.near ?? 0.1,
+    far: p.far ?? 100,
+  };
+}
+
+export const START_POSE = poseProps({ position: [0, 0, 5] });
+
+/** `scene` under a root, with the farm's CameraView (key FARM_CAMERA_KEY) beside it. */
+export function withFarmCamera(scene: SceneElement, width: number, height: number, pose: CameraPose = { position: [0, 0, 5] }): SceneElement {
+  return {
+    tag: "Scene",
+    key: ROOT_KEY,
+    children: [scene, { tag: "CameraView", key: FARM_CAMERA_KEY, width, height, stream: "ondemand", ...poseProps(pose) }],
+  };
+}
