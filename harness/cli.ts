@@ -23,6 +23,7 @@ const timestamp = () => new Date().toISOString().replace(/[:.]/g, "-").replace(/
 
 const program = new Command("tabfarm")
   .description("A render farm made of browser tabs: renders jobs in headless Chromium and writes a dataset.")
+  .enablePositionalOptions()
   .addOption(new Option("--sessions <n>", "headless tabs to launch (one session each)").argParser(int("--sessions", 1, 256)).default(Math.max(1, Math.min(8, os.cpus().length))))
   .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over").argParser(int("--browsers", 1, 64)).default(1))
   .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))

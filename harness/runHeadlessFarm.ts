@@ -54,7 +54,8 @@ function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | Asy
 export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line)): Promise<RunSummary> {
   // Inputs first: a bad jobs file must fail before anything starts.
   const jobs = await jobSource(options);
-  const handler = options.handler ? ((await loadHandlerModule(path.resolve(options.handler))) as unknown as JobRunner) : undefined;
+  const userHandler = options.handler ? await loadHandlerModule(path.resolve(options.handler)) : undefined;
+  const handler: JobRunner | undefined = userHandler && (async (session, job) => void (await userHandler(session, job)));
   const clientDir = await buildClient({ plugins: options.plugins, log });
 
   // With a terminal, a progress bar; log lines are printed above it.

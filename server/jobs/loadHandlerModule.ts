@@ -1,13 +1,11 @@
 // Loads a job handler: user code that drives one session through one job (scene ops, grabs),
 // for jobs the declarative JobSpec form cannot express.
-import type { JobSpec } from "../../protocol/job.js";
+import type { Session } from "../session/Session.js";
+import type { JobContext } from "../dispatch/JobContext.js";
 import { describeExports, importUserModule, pickExport } from "./loadJobsModule.js";
 
-/**
- * Runs one job on one session. The session's type lives in server/session; it is a parameter here
- * so this module does not depend on it.
- */
-export type JobHandler<S = unknown> = (session: S, job: JobSpec) => Promise<void> | void;
+/** Runs one job on one session: scene ops, grabs, and job.saveFrame for each frame to keep. */
+export type JobHandler = (session: Session, job: JobContext) => Promise<void> | void;
 
 /** Imports the module at `path`; its default export, or else its named export `handler`, must be a function. */
 export async function loadHandlerModule(path: string): Promise<JobHandler> {

@@ -1,5 +1,7 @@
 // The durable job queue on SQLite: one file, safe to share between processes (WAL + busy_timeout),
 // every lease fenced by a random token so a session that lost its lease can't finish or put back the job.
+// A token is "<job id>~<random UUID>": carrying the id makes every token call a primary-key lookup, so
+// the hot path needs no token index (each index is another page written to the WAL per commit).
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
@@ -15,6 +17,8 @@ import type {
 } from "./JobQueue.js";
 
 const SCHEMA_VERSION = 1;
+const TOKEN_SEP = "~";
+const UUID_LENGTH = 36;
 /** Rows per write transaction in `add`: large enough to amortise commits, small enough not to hold the lock long. */
 const ADD_BATCH = 5_000;
 const DEFAULTS = { leaseTtlMs: 30_000, maxAttempts: 3, busyTimeoutMs: 10_000 };
@@ -30,8 +34,7 @@ export interface SqliteQueueOptions extends QueueOptions {
   busyTimeoutMs?: number;
 }
 
-interface JobRow {
-  id: string;
+interface LeasedRow {
   spec: string;
   attempts: number;
   expires_at: number;
@@ -45,6 +48,7 @@ export class SqliteQueue implements JobQueue {
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly insertBatch: (rows: JobSpec[]) => number;
   private readonly takeTx: (owner: string) => Lease | null;
+  private readonly countsTx: () => QueueCounts;
 
   constructor(dbPath: string, options: SqliteQueueOptions = {}) {
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
@@ -74,11 +78,9 @@ export class SqliteQueue implements JobQueue {
           error_stack   TEXT,
           updated_at    INTEGER NOT NULL
         );
+        -- The only secondary index: take reads the lowest pending seq from it, counts() reads it alone,
+        -- and releaseOwner / housekeep / recoverLeased scan just its (few) leased entries.
         CREATE INDEX IF NOT EXISTS jobs_state_seq ON jobs (state, seq);
-        -- Partial indexes hold only the few leased rows, so they cost nothing for the bulk of the queue.
-        -- (Housekeeping needs none of its own: it scans the leased rows through jobs_state_seq.)
-        CREATE INDEX IF NOT EXISTS jobs_leased_token ON jobs (token) WHERE state = 'leased';
-        CREATE INDEX IF NOT EXISTS jobs_leased_owner ON jobs (owner) WHERE state = 'leased';
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
         INSERT OR IGNORE INTO meta (key, value) VALUES ('stale_rejections', 0), ('next_seq', 1);
       `);
@@ -91,8 +93,9 @@ export class SqliteQueue implements JobQueue {
 
     this.stmt = prepareStatements(db);
 
-    // IMMEDIATE takes the write lock before reading, so two processes can't both pick the same oldest job
-    // (a deferred transaction would read, then fail to upgrade with SQLITE_BUSY_SNAPSHOT).
+    // Both are read-then-write, so both run IMMEDIATE: the write lock is taken before the read, so two
+    // processes can't pick the same oldest job or the same next_seq (a deferred transaction would read,
+    // then fail to upgrade with SQLITE_BUSY, which busy_timeout does not retry).
     this.insertBatch = db.transaction((rows: JobSpec[]) => {
       let seq = this.stmt.getMeta.get("next_seq") as number;
       const now = this.now();
@@ -108,10 +111,21 @@ export class SqliteQueue implements JobQueue {
       const id = this.stmt.oldestPending.get() as string | undefined;
       if (id === undefined) return null;
       const now = this.now();
-      const token = randomUUID();
-      const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as JobRow;
+      const token = `${id}${TOKEN_SEP}${randomUUID()}`;
+      const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as LeasedRow;
       return { job: JSON.parse(row.spec) as JobSpec, token, owner, expiresAt: row.expires_at, attempt: row.attempts };
     }).immediate;
+
+    // One read transaction so the numbers are a consistent snapshot even while another process writes.
+    this.countsTx = db.transaction((): QueueCounts => {
+      const counts: QueueCounts = { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 };
+      for (const { state, n } of this.stmt.counts.all() as { state: JobState; n: number }[]) {
+        counts[state] = n;
+        counts.total += n;
+      }
+      counts.staleRejections = this.stmt.getMeta.get("stale_rejections") as number;
+      return counts;
+    }).deferred;
   }
 
   async add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>): Promise<AddResult> {
@@ -140,20 +154,25 @@ export class SqliteQueue implements JobQueue {
   }
 
   async extend(token: string): Promise<boolean> {
+    const id = tokenJobId(token);
     const now = this.now();
-    return this.counted(this.stmt.extend.run({ token, expires: now + this.leaseTtlMs, now }).changes);
+    return this.counted(id !== null && this.stmt.extend.run({ id, token, expires: now + this.leaseTtlMs, now }).changes > 0);
   }
 
   async isCurrent(token: string): Promise<boolean> {
-    return this.stmt.isCurrent.get(token, this.now()) !== undefined;
+    const id = tokenJobId(token);
+    return id !== null && this.stmt.isCurrent.get({ id, token, now: this.now() }) !== undefined;
   }
 
   async complete(token: string): Promise<boolean> {
-    return this.counted(this.stmt.complete.run({ token, now: this.now() }).changes);
+    const id = tokenJobId(token);
+    return this.counted(id !== null && this.stmt.complete.run({ id, token, now: this.now() }).changes > 0);
   }
 
   async putBack(token: string, error?: JobError): Promise<boolean> {
-    return this.counted(this.stmt.putBack.run({ token, ...this.endParams(error, REASON_PUT_BACK) }).changes);
+    const id = tokenJobId(token);
+    const params = { id, token, ...this.endParams(error, REASON_PUT_BACK) };
+    return this.counted(id !== null && this.stmt.putBack.run(params).changes > 0);
   }
 
   async releaseOwner(owner: string, error?: JobError): Promise<number> {
@@ -175,16 +194,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   async counts(): Promise<QueueCounts> {
-    const counts: QueueCounts = { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 };
-    // One read transaction so the numbers are a consistent snapshot even while another process writes.
-    this.db.transaction(() => {
-      for (const { state, n } of this.stmt.counts.all() as { state: JobState; n: number }[]) {
-        counts[state] = n;
-        counts.total += n;
-      }
-      counts.staleRejections = this.stmt.getMeta.get("stale_rejections") as number;
-    }).deferred();
-    return counts;
+    return this.countsTx();
   }
 
   async failures(): Promise<FailedJob[]> {
@@ -210,10 +220,9 @@ export class SqliteQueue implements JobQueue {
   }
 
   /** A token call that matched no current lease changed nothing; count it so fencing problems are visible. */
-  private counted(changes: number): boolean {
-    if (changes > 0) return true;
-    this.stmt.countStale.run();
-    return false;
+  private counted(matched: boolean): boolean {
+    if (!matched) this.stmt.countStale.run();
+    return matched;
   }
 
   private endParams(error: JobError | undefined, fallback: string) {
@@ -221,9 +230,17 @@ export class SqliteQueue implements JobQueue {
   }
 }
 
+/** The job id a token was minted for, or null if it can't be one of ours. */
+function tokenJobId(token: string): string | null {
+  if (typeof token !== "string") return null;
+  const cut = token.length - UUID_LENGTH - TOKEN_SEP.length;
+  return cut > 0 && token[cut] === TOKEN_SEP ? token.slice(0, cut) : null;
+}
+
 /** Prepared once: compiling SQL per call would dominate the per-job cost. */
 function prepareStatements(db: Database.Database) {
-  // Every statement matching a token also says state = 'leased' literally, so the partial index applies.
+  // A lease matches only with its job id, its token, and the job still leased.
+  const current = `id = @id AND token = @token AND state = 'leased'`;
   const endLease = `
     state = CASE WHEN attempts >= @max THEN 'failed' ELSE 'pending' END,
     expires_at = NULL, error_message = @message, error_stack = @stack, updated_at = @now`;
@@ -239,13 +256,11 @@ function prepareStatements(db: Database.Database) {
       UPDATE jobs SET state = 'leased', token = @token, owner = @owner, expires_at = @expires,
                       attempts = attempts + 1, updated_at = @now
       WHERE id = @id AND state = 'pending'
-      RETURNING id, spec, attempts, expires_at`),
-    extend: db.prepare(`
-      UPDATE jobs SET expires_at = @expires, updated_at = @now WHERE token = @token AND state = 'leased'`),
-    isCurrent: db.prepare(`SELECT 1 FROM jobs WHERE token = ? AND state = 'leased' AND expires_at > ?`).pluck(),
-    complete: db.prepare(`
-      UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE token = @token AND state = 'leased'`),
-    putBack: db.prepare(`UPDATE jobs SET ${endLease} WHERE token = @token AND state = 'leased'`),
+      RETURNING spec, attempts, expires_at`),
+    extend: db.prepare(`UPDATE jobs SET expires_at = @expires, updated_at = @now WHERE ${current}`),
+    isCurrent: db.prepare(`SELECT 1 FROM jobs WHERE ${current} AND expires_at > @now`).pluck(),
+    complete: db.prepare(`UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE ${current}`),
+    putBack: db.prepare(`UPDATE jobs SET ${endLease} WHERE ${current}`),
     releaseOwner: db.prepare(`UPDATE jobs SET ${endLease} WHERE owner = @owner AND state = 'leased'`),
     housekeep: db.prepare(`UPDATE jobs SET ${endLease} WHERE expires_at <= @now AND state = 'leased'`),
     recoverLeased: db.prepare(`UPDATE jobs SET ${endLease} WHERE state = 'leased'`),

@@ -1,0 +1,503 @@
+// Job input: JSONL files (all-or-nothing, every problem reported with line and field), job modules
+// (validated as they stream) and handler modules. Fixtures are written to a temp dir per run.
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { JobSpec } from "../../protocol/job.js";
+import { loadHandlerModule } from "../../server/jobs/loadHandlerModule.js";
+import { loadJobsModule } from "../../server/jobs/loadJobsModule.js";
+import { JobInputError, parseJobLine, readJobsFile, type JobIssue } from "../../server/jobs/readJobsFile.js";
+
+let dir: string;
+let fileCount = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tabfarm-jobs-test-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Writes a fixture with a fresh name (modules are cached by URL, so names must not repeat). */
+async function fixture(ext: string, text: string): Promise<string> {
+  const path = join(dir, `f${++fileCount}.${ext}`);
+  await writeFile(path, text);
+  return path;
+}
+
+/** A JSONL file; objects are serialized, strings are written as-is (for deliberately broken lines). */
+function jsonl(lines: (string | object)[]): Promise<string> {
+  return fixture("jsonl", lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n") + "\n");
+}
+
+const EXAMPLE =
+  '{"id":"orbit-0001","params":{"i":1},"scene":{"tag":"DefaultScene","key":"root","children":[{"tag":"Box","key":"box"}]},' +
+  '"frames":[{"camera":{"position":[4,3,4],"lookAt":[0,0,0],"fov":60},"update":[{"key":"box","position":[0,1,0]}]}]}';
+
+const good = (id: string): JobSpec => ({ id, frames: [{ camera: { position: [1, 2, 3] } }] });
+
+/**
+ * Asserts the file is rejected as a whole and that there is an issue on `line` for `field` whose
+ * message matches; also that the readable message carries `file:line: field:`.
+ */
+async function expectRejected(
+  path: string,
+  expected: { line: number; field?: string; message?: RegExp }[],
+  limits?: Parameters<typeof readJobsFile>[1],
+): Promise<JobInputError> {
+  let returned: unknown;
+  let error: unknown;
+  try {
+    returned = await readJobsFile(path, limits);
+  } catch (err) {
+    error = err;
+  }
+  assert.equal(returned, undefined, "nothing may be returned from a bad file");
+  assert.ok(error instanceof JobInputError, `expected JobInputError, got ${String(error)}`);
+  assert.equal(error.file, path);
+  for (const want of expected) {
+    const hit = error.issues.find((i: JobIssue) => i.line === want.line && i.field === want.field);
+    assert.ok(hit, `no issue for line ${want.line} field ${want.field}; issues: ${JSON.stringify(error.issues, null, 1)}`);
+    if (want.message) assert.match(hit.message, want.message);
+    assert.ok(
+      error.message.includes(`${path}:${want.line}: ${want.field ? `${want.field}: ` : ""}`),
+      `message lacks location for line ${want.line}:\n${error.message}`,
+    );
+  }
+  return error;
+}
+
+describe("readJobsFile: good input", () => {
+  it("round-trips a file with several kinds of jobs", async () => {
+    const matrix = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1.5, 5, 1];
+    const jobs: JobSpec[] = [
+      JSON.parse(EXAMPLE),
+      { id: "matrix-cam", frames: [{ camera: { matrix, fov: 45, near: 0.1, far: 100 } }, { camera: { matrix } }] },
+      { id: "sized.jpeg_1", width: 640, height: 480, format: "jpeg", quality: 0.8 },
+      {
+        id: "tree",
+        params: { seed: 7, tags: ["a", "b"], nested: { x: null } },
+        scene: {
+          tag: "Group",
+          key: "root",
+          children: [
+            { tag: "Mesh", key: "m:1", color: "red", position: [0, 1, 0], children: [{ tag: "Light", key: "l.1", intensity: 2 }] },
+            { tag: "CameraView", key: "cam-main", width: 256 },
+          ],
+        },
+        frames: [
+          { update: [{ key: "m:1", rotation: [0, 0.5, 0] }, { key: "l.1", intensity: 3, tag: "Light" }] },
+          { camera: { position: [0, 0, 5], rotation: [0, 0, 0], up: [0, 1, 0] }, update: [{ key: "m:1", visible: false }] },
+        ],
+      },
+      { id: "minimal" },
+      { id: "no-frames", format: "webp", params: { note: "NaN and Infinity in strings are fine" } },
+    ];
+    // Blank lines (including whitespace-only) are skipped.
+    const path = await jsonl([jobs[0], "", jobs[1], "   ", jobs[2], jobs[3], "\t", jobs[4], jobs[5]]);
+    assert.deepEqual(await readJobsFile(path), jobs);
+  });
+
+  it("handles CRLF line endings, a BOM and a missing final newline", async () => {
+    const path = await fixture("jsonl", "\uFEFF" + [good("a"), good("b")].map((j) => JSON.stringify(j)).join("\r\n"));
+    assert.deepEqual(await readJobsFile(path), [good("a"), good("b")]);
+  });
+
+  it("returns [] for an empty file", async () => {
+    assert.deepEqual(await readJobsFile(await fixture("jsonl", "")), []);
+  });
+
+  it("loads a 10k-line file", async () => {
+    const lines: string[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      lines.push(JSON.stringify({ id: `job-${i}`, params: { i }, frames: [{ camera: { position: [i, 1, 2], lookAt: [0, 0, 0] } }] }));
+    }
+    const path = await fixture("jsonl", lines.join("\n"));
+    const jobs = await readJobsFile(path);
+    assert.equal(jobs.length, 10_000);
+    assert.equal(jobs[0].id, "job-0");
+    assert.equal(jobs[9_999].id, "job-9999");
+    assert.deepEqual(jobs[9_999].params, { i: 9_999 });
+  });
+
+  it("parseJobLine returns the job for a good line", () => {
+    assert.deepEqual(parseJobLine(EXAMPLE, 1), { ok: true, job: JSON.parse(EXAMPLE) });
+  });
+
+  it("lets file-system errors through unchanged", async () => {
+    await assert.rejects(readJobsFile(join(dir, "does-not-exist.jsonl")), { code: "ENOENT" });
+  });
+});
+
+describe("readJobsFile: bad input names the line and field, and returns nothing", () => {
+  it("a line that is not JSON", async () => {
+    const path = await jsonl([good("a"), good("b"), "{id: 'c'}", "// a comment is not skipped", good("e")]);
+    const err = await expectRejected(path, [
+      { line: 3, message: /^not valid JSON: .*property name/ },
+      { line: 4, message: /^not valid JSON: / },
+    ]);
+    assert.equal(err.issues.length, 2);
+  });
+
+  it("a line that is JSON but not an object", async () => {
+    const path = await jsonl([good("a"), "[1,2]", '"job"', "null", "42"]);
+    await expectRejected(path, [
+      { line: 2, message: /must be a JSON object.*got an array/ },
+      { line: 3, message: /got "job"/ },
+      { line: 4, message: /got null/ },
+      { line: 5, message: /got 42/ },
+    ]);
+  });
+
+  it("a missing id", async () => {
+    const path = await jsonl([good("a"), { frames: [] }]);
+    await expectRejected(path, [{ line: 2, field: "id", message: /is required/ }]);
+  });
+
+  it("wrong types, top-level and nested", async () => {
+    const path = await jsonl([
+      { id: "a", width: "640" },
+      { id: "b", frames: {} },
+      { id: "c", params: [1, 2] },
+      { id: "d", quality: "high", height: 1.5 },
+      { id: "e", frames: [{ camera: { position: [0, "1", 0] } }] },
+      { id: "f", frames: [{ update: [{ position: [1, 2, 3] }] }] },
+      { id: "g", scene: { tag: "Group", key: "root", children: [{ tag: "", key: "bad key" }] } },
+      { id: 7 },
+      { id: "i", frames: [{ camera: "front" }] },
+    ]);
+    await expectRejected(path, [
+      { line: 1, field: "width", message: /must be a number, got "640"/ },
+      { line: 2, field: "frames", message: /must be an array/ },
+      { line: 3, field: "params", message: /must be an object, got an array/ },
+      { line: 4, field: "quality", message: /must be a number/ },
+      { line: 4, field: "height", message: /integer, got 1.5/ },
+      { line: 5, field: "frames[0].camera.position[1]", message: /must be a number, got "1"/ },
+      { line: 6, field: "frames[0].update[0].key", message: /is required/ },
+      { line: 7, field: "scene.children[0].tag", message: /must not be empty/ },
+      { line: 7, field: "scene.children[0].key", message: /letters, digits/ },
+      { line: 8, field: "id", message: /must be a string, got 7/ },
+      { line: 9, field: "frames[0].camera", message: /must be an object, got "front"/ },
+    ]);
+  });
+
+  it("out-of-range values", async () => {
+    const path = await jsonl([
+      { id: "a", quality: 2 },
+      { id: "b", format: "gif" },
+      { id: "c", frames: [{ camera: { position: [0, 0, 0], fov: 0 } }] },
+      { id: "d", frames: [{ camera: { matrix: [1, 2, 3] } }] },
+      { id: "e", frames: [{ camera: { position: [0, 0] } }] },
+    ]);
+    await expectRejected(path, [
+      { line: 1, field: "quality", message: /at most 1, got 2/ },
+      { line: 2, field: "format", message: /one of "png", "jpeg", "webp", got "gif"/ },
+      { line: 3, field: "frames[0].camera.fov", message: /greater than 0, got 0/ },
+      { line: 4, field: "frames[0].camera.matrix", message: /16 numbers.*has 3 items/ },
+      { line: 5, field: "frames[0].camera.position", message: /at least 3 items/ },
+    ]);
+  });
+
+  it("unknown fields (the schema is strict), top-level and nested", async () => {
+    const path = await jsonl([
+      { id: "a", frame: [] },
+      { id: "b", frames: [{ camera: { position: [0, 0, 0], lookat: [0, 0, 0] } }] },
+      { id: "c", frames: [{ cam: {} }] },
+      { id: "d", frames: [{ camera: { position: [0, 0, 0], matrix: new Array(16).fill(0) } }] },
+      { id: "e", frames: [{ camera: {} }] },
+    ]);
+    await expectRejected(path, [
+      { line: 1, field: "frame", message: /unknown field; a job may have only: id, params/ },
+      { line: 2, field: "frames[0].camera.lookat", message: /^unknown field$/ },
+      { line: 3, field: "frames[0].cam", message: /unknown field/ },
+      { line: 4, field: "frames[0].camera", message: /none of the allowed forms.*position: unknown field.*matrix: unknown field/ },
+      { line: 5, field: "frames[0].camera", message: /none of the allowed forms.*matrix: is required.*position: is required/ },
+    ]);
+  });
+
+  it("non-finite numbers: overflowing literals and bare NaN/Infinity tokens", async () => {
+    const path = await jsonl([
+      good("a"),
+      '{"id":"b","frames":[{"camera":{"position":[0,1e999,0]}}]}',
+      '{"id":"c","params":{"big":-1e999}}',
+      '{"id":"d","frames":[{"camera":{"position":[0,NaN,0]}}]}',
+      '{"id":"e","width":Infinity,"params":{"x":-Infinity,"s":"NaN stays a string"}}',
+      '{"id":"f","scene":{"tag":"Box","key":"b","scale":1e400}}',
+    ]);
+    const err = await expectRejected(path, [
+      { line: 2, field: "frames[0].camera.position[1]", message: /^must be a finite number, got Infinity/ },
+      { line: 3, field: "params.big", message: /must be a finite number, got -Infinity/ },
+      { line: 4, field: "frames[0].camera.position[1]", message: /must be a finite number \(NaN is not valid JSON\)/ },
+      { line: 5, field: "width", message: /Infinity is not valid JSON/ },
+      { line: 5, field: "params.x", message: /-Infinity is not valid JSON/ },
+      { line: 6, field: "scene.scale", message: /finite/ },
+    ]);
+    assert.ok(err.message.includes(`${path}:2: frames[0].camera.position[1]: must be a finite number`));
+    // One problem per field: zod's own "expected number" for the same field is not repeated.
+    assert.equal(err.issues.filter((i) => i.line === 2).length, 1);
+    assert.equal(err.issues.filter((i) => i.line === 5).length, 2);
+  });
+
+  it("a duplicate id names both lines", async () => {
+    const path = await jsonl([good("a"), good("b"), good("c"), good("a"), good("d"), good("a")]);
+    const err = await expectRejected(path, [
+      { line: 4, field: "id", message: /duplicate id "a" \(first used on line 1\)/ },
+      { line: 6, field: "id", message: /first used on line 1/ },
+    ]);
+    assert.equal(err.issues.length, 2);
+  });
+
+  it("ids that are not safe file names", async () => {
+    const bad = ["a/b", "a\\b", "..", "../up", ".hidden", "-dash", "tab\there", "nul\u0000", "bell\u0007", "", " sp", "é"];
+    const path = await jsonl([good("ok"), ...bad.map((id) => ({ id }))]);
+    const err = await expectRejected(
+      path,
+      bad.map((_, i) => ({ line: i + 2, field: "id", message: /id must (be a safe file name|not be empty)/ })),
+    );
+    assert.equal(err.issues.length, bad.length, "one problem per bad id");
+    assert.ok(err.message.includes('got "../up"'));
+  });
+
+  it("frame count over the run's limit and over the protocol's hard cap", async () => {
+    const frames = (n: number) => Array.from({ length: n }, () => ({}));
+    const path = await jsonl([{ id: "a", frames: frames(5) }, { id: "b", frames: frames(6) }]);
+    await expectRejected(path, [{ line: 2, field: "frames", message: /has 6 frames, over the limit of 5/ }], { maxFramesPerJob: 5 });
+
+    const hard = await jsonl([{ id: "a", frames: frames(100_001) }]);
+    await expectRejected(hard, [{ line: 1, field: "frames", message: /at most 100000 frames.*has 100001 items/ }]);
+  });
+
+  it("width/height over the run's limit and over the protocol's hard cap", async () => {
+    const path = await jsonl([{ id: "a", width: 1024, height: 1024 }, { id: "b", width: 1025 }, { id: "c", height: 2048 }]);
+    await expectRejected(
+      path,
+      [
+        { line: 2, field: "width", message: /1025 is over the limit of 1024 pixels/ },
+        { line: 3, field: "height", message: /2048 is over the limit/ },
+      ],
+      { maxImageSide: 1024 },
+    );
+    const hard = await jsonl([{ id: "a", width: 8193 }, { id: "b", height: 0 }]);
+    await expectRejected(hard, [
+      { line: 1, field: "width", message: /at most 8192/ },
+      { line: 2, field: "height", message: /at least 1/ },
+    ]);
+  });
+
+  it('a "__proto__" key is refused rather than silently dropped', async () => {
+    const path = await jsonl(['{"id":"a","params":{"__proto__":{"admin":true}}}']);
+    await expectRejected(path, [{ line: 1, field: "params.__proto__", message: /not allowed/ }]);
+  });
+
+  it("collects every problem in the file; the message shows 20 and counts the rest", async () => {
+    const lines: object[] = [];
+    for (let i = 0; i < 30; i++) lines.push({ id: `j${i}`, width: -1 });
+    lines.push(good("fine"));
+    const path = await jsonl(lines);
+    const err = await expectRejected(path, [{ line: 1, field: "width" }]);
+    assert.equal(err.issues.length, 30);
+    const messageLines = err.message.split("\n");
+    assert.match(messageLines[0], /30 problems on 30 lines; no jobs were loaded/);
+    assert.equal(messageLines.length, 1 + 20 + 1);
+    assert.equal(messageLines.at(-1), "… and 10 more");
+  });
+
+  it("reports several problems on one line at once", async () => {
+    const path = await jsonl([{ width: "x", bogus: 1, frames: [{ camera: { position: [0, 0, null] } }] }]);
+    const err = await expectRejected(path, [
+      { line: 1, field: "id", message: /is required/ },
+      { line: 1, field: "width" },
+      { line: 1, field: "bogus" },
+      { line: 1, field: "frames[0].camera.position[2]", message: /got null/ },
+    ]);
+    assert.equal(err.issues.length, 4);
+  });
+
+  it("caps the problems reported for one job", async () => {
+    const path = await jsonl([{ id: "a", frames: Array.from({ length: 100 }, () => ({ camera: { position: [0, 0, "z"] } })) }]);
+    const err = await expectRejected(path, [{ line: 1, field: "frames[0].camera.position[2]" }]);
+    assert.equal(err.issues.length, 21);
+    assert.match(err.issues[20].message, /and 80 more problems in this job/);
+  });
+});
+
+describe("loadJobsModule", () => {
+  async function collect(iterable: AsyncIterable<JobSpec>): Promise<JobSpec[]> {
+    const out: JobSpec[] = [];
+    for await (const job of iterable) out.push(job);
+    return out;
+  }
+  const ids = (jobs: JobSpec[]) => jobs.map((j) => j.id);
+
+  it("default export: an array (.ts module)", async () => {
+    const path = await fixture("ts", `const jobs: { id: string; width?: number }[] = [{ id: "a" }, { id: "b", width: 64 }];\nexport default jobs;\n`);
+    assert.deepEqual(await collect(await loadJobsModule(path)), [{ id: "a" }, { id: "b", width: 64 }]);
+  });
+
+  it('named export "jobs" (.mjs module)', async () => {
+    const path = await fixture("mjs", `export const jobs = [{ id: "n1" }, { id: "n2" }];\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(path))), ["n1", "n2"]);
+  });
+
+  it("CommonJS: module.exports = { jobs } and module.exports = [...] (.cjs modules)", async () => {
+    const named = await fixture("cjs", `module.exports = { jobs: [{ id: "c1" }] };\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(named))), ["c1"]);
+    const whole = await fixture("cjs", `module.exports = [{ id: "c2" }];\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(whole))), ["c2"]);
+  });
+
+  it("a generator function", async () => {
+    const path = await fixture(
+      "ts",
+      `export default function* () {\n  for (let i = 0; i < 3; i++) yield { id: \`g\${i}\`, frames: [{ camera: { position: [i, 0, 0] as [number, number, number] } }] };\n}\n`,
+    );
+    const jobs = await collect(await loadJobsModule(path));
+    assert.deepEqual(ids(jobs), ["g0", "g1", "g2"]);
+    assert.deepEqual(jobs[2].frames, [{ camera: { position: [2, 0, 0] } }]);
+  });
+
+  it("an async generator function, consumed lazily", async () => {
+    // Endless: only works if jobs are validated as they are pulled, not collected up front.
+    const path = await fixture(
+      "ts",
+      `export default async function* () {\n  for (let i = 0; ; i++) { await new Promise((r) => setTimeout(r, 0)); yield { id: \`ag\${i}\` }; }\n}\n`,
+    );
+    const got: string[] = [];
+    for await (const job of await loadJobsModule(path)) {
+      got.push(job.id);
+      if (got.length === 4) break;
+    }
+    assert.deepEqual(got, ["ag0", "ag1", "ag2", "ag3"]);
+  });
+
+  it("a function returning an array, and an async one", async () => {
+    const sync = await fixture("ts", `export default () => [{ id: "f1" }, { id: "f2" }];\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(sync))), ["f1", "f2"]);
+    const async_ = await fixture("mjs", `export default async () => [{ id: "af1" }];\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(async_))), ["af1"]);
+  });
+
+  it("an async iterable object, and a Set", async () => {
+    const asyncIt = await fixture("mjs", `async function* g() { yield { id: "ai1" }; }\nexport default g();\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(asyncIt))), ["ai1"]);
+    const set = await fixture("mjs", `export default new Set([{ id: "s1" }]);\n`);
+    assert.deepEqual(ids(await collect(await loadJobsModule(set))), ["s1"]);
+  });
+
+  it("an invalid job throws JobInputError naming the module, the index and the field", async () => {
+    const path = await fixture(
+      "ts",
+      `export default [{ id: "ok0" }, { id: "ok1" }, { id: "bad", frames: [{ camera: { position: [0, Number.NaN, 0] } }] }, { id: "never" }];\n`,
+    );
+    const seen: string[] = [];
+    const iterable = await loadJobsModule(path);
+    await assert.rejects(
+      (async () => {
+        for await (const job of iterable) seen.push(job.id);
+      })(),
+      (err: unknown) => {
+        assert.ok(err instanceof JobInputError);
+        assert.equal(err.file, path);
+        assert.deepEqual(err.issues, [{ index: 2, field: "frames[0].camera.position[1]", message: "must be a finite number, got NaN" }]);
+        assert.ok(err.message.includes(`${path}: job at index 2: frames[0].camera.position[1]: must be a finite number`), err.message);
+        return true;
+      },
+    );
+    assert.deepEqual(seen, ["ok0", "ok1"], "jobs before the bad one stream through; none after");
+  });
+
+  it("module jobs must be plain JSON data", async () => {
+    const path = await fixture("mjs", `export default [{ id: "d", params: { when: new Date(0), f() {} } }];\n`);
+    await assert.rejects(collect(await loadJobsModule(path)), (err: unknown) => {
+      assert.ok(err instanceof JobInputError);
+      assert.deepEqual(
+        err.issues.map((i) => [i.index, i.field]),
+        [
+          [0, "params.when"],
+          [0, "params.f"],
+        ],
+      );
+      assert.match(err.issues[0].message, /plain JSON data, got a Date/);
+      return true;
+    });
+    const notObject = await fixture("mjs", `export default ["just-an-id"];\n`);
+    await assert.rejects(collect(await loadJobsModule(notObject)), /job at index 0: must be an object, got "just-an-id"/);
+    const cyclic = await fixture("mjs", `const p = {}; p.self = p;\nexport default [{ id: "c", params: p }];\n`);
+    await assert.rejects(collect(await loadJobsModule(cyclic)), /params\.self: is a circular reference/);
+  });
+
+  it("the run's limits apply to module jobs too", async () => {
+    const path = await fixture("mjs", `export default [{ id: "w", width: 4000 }];\n`);
+    await assert.rejects(collect(await loadJobsModule(path, { maxImageSide: 2048 })), /index 0: width: 4000 is over the limit of 2048/);
+  });
+
+  it("a module without a usable export fails at load time, saying what it found", async () => {
+    const obj = await fixture("mjs", `export default { id: "a" };\nexport const other = 1;\n`);
+    await assert.rejects(loadJobsModule(obj), (err: Error) => {
+      assert.ok(err.message.includes(obj));
+      assert.match(err.message, /default export is an object; export "other" is 1/);
+      return true;
+    });
+    const none = await fixture("mjs", `export const notJobs = [];\n`);
+    await assert.rejects(loadJobsModule(none), /default export or an export named "jobs".*export "notJobs" is an array/);
+    const empty = await fixture("mjs", `\n`);
+    await assert.rejects(loadJobsModule(empty), /exports nothing/);
+    const str = await fixture("mjs", `export default "jobs.jsonl";\n`);
+    await assert.rejects(loadJobsModule(str), /default export is "jobs.jsonl"/);
+    const fnNumber = await fixture("mjs", `export default () => 42;\n`);
+    await assert.rejects(loadJobsModule(fnNumber), /default export is a function, but it returned 42/);
+    const throwing = await fixture("mjs", `export default () => { throw new Error("boom"); };\n`);
+    await assert.rejects(loadJobsModule(throwing), /calling the default export failed: boom/);
+  });
+
+  it("a module that cannot be imported names the file", async () => {
+    const missing = join(dir, "missing.ts");
+    await assert.rejects(loadJobsModule(missing), (err: Error) => err.message.startsWith(`could not load jobs module ${missing}`));
+    const broken = await fixture("mjs", `export default [;\n`);
+    await assert.rejects(loadJobsModule(broken), /could not load jobs module/);
+  });
+});
+
+// These tests are about loading; they call the handler with plain objects, not a live session.
+const asPlain = (h: unknown) => h as (session: object, job: object) => Promise<void> | void;
+
+describe("loadHandlerModule", () => {
+  it("default export function", async () => {
+    const path = await fixture(
+      "ts",
+      `export default async function handle(session: { log: string[] }, job: { id: string }) { session.log.push(job.id); }\n`,
+    );
+    const handler = asPlain(await loadHandlerModule(path));
+    const session = { log: [] as string[] };
+    await handler(session, { id: "h1" });
+    assert.deepEqual(session.log, ["h1"]);
+  });
+
+  it('named export "handler"', async () => {
+    const path = await fixture("mjs", `export function handler(session, job) { session.seen = job.id; }\nexport const other = 1;\n`);
+    const handler = asPlain(await loadHandlerModule(path));
+    const session: { seen?: string } = {};
+    await handler(session, { id: "h2" });
+    assert.equal(session.seen, "h2");
+    const cjs = await fixture("cjs", `module.exports = { handler: (session, job) => { session.seen = job.id; } };\n`);
+    await asPlain(await loadHandlerModule(cjs))(session, { id: "h3" });
+    assert.equal(session.seen, "h3");
+  });
+
+  it("a module without a function export is refused, naming the file and what it found", async () => {
+    const obj = await fixture("mjs", `export default { run() {} };\n`);
+    await assert.rejects(loadHandlerModule(obj), (err: Error) => {
+      assert.ok(err.message.startsWith(`handler module ${obj}:`), err.message);
+      assert.match(err.message, /default export is an object/);
+      return true;
+    });
+    const wrongName = await fixture("mjs", `export const handle = () => {};\n`);
+    await assert.rejects(loadHandlerModule(wrongName), /export named "handler".*export "handle" is a function \(handle\)/);
+    const cls = await fixture("mjs", `export default class Handler {}\n`);
+    await assert.rejects(loadHandlerModule(cls), /default export is a class/);
+    const missing = join(dir, "no-handler.ts");
+    await assert.rejects(loadHandlerModule(missing), /could not load handler module/);
+  });
+});
