@@ -25,7 +25,11 @@ export const SceneElementSchema: z.ZodType<SceneElement> = z.lazy(() =>
 ) as z.ZodType<SceneElement>;
 
 // A partial node for `update`: props to assign to the node with this key.
-export const NodePatchSchema = z.looseObject({ key: ElementKey, tag: z.string().optional() });
+export const NodePatchSchema = z.looseObject({
+  key: ElementKey,
+  tag: z.string().optional(),
+  children: z.array(z.lazy(() => SceneElementSchema)).optional(),
+});
 export type NodePatch = z.infer<typeof NodePatchSchema>;
 
 export const SceneOpSchema = z.discriminatedUnion("op", [

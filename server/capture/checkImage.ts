@@ -16,6 +16,10 @@ export function imageSize(bytes: Buffer, format: ImageFormat): { width: number; 
     let i = 2;
     while (i + 9 < bytes.length) {
       if (bytes[i] !== 0xff) return null;
+      if (bytes[i + 1] === 0xff) {
+        i++; // fill byte before a marker (T.81 B.1.1.2)
+        continue;
+      }
       const marker = bytes[i + 1];
       const length = bytes.readUInt16BE(i + 2);
       // SOF0..SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).

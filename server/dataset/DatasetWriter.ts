@@ -29,7 +29,7 @@ export class DatasetWriter {
     assertSafeName(job, "job id");
     assertSafeName(layer, "layer name");
     if (!Number.isSafeInteger(frame) || frame < 0) throw new Error(`frame index ${frame} must be a whole number ≥ 0`);
-    const ext = EXT[format];
+    const ext = Object.hasOwn(EXT, format) ? EXT[format] : undefined;
     if (!ext) throw new Error(`unknown image format ${JSON.stringify(format)}`);
     const name = String(frame).padStart(6, "0");
     return path.posix.join("images", job, layer === "rgb" ? `${name}.${ext}` : `${name}.${layer}.${ext}`);
@@ -65,9 +65,15 @@ export class DatasetWriter {
   /**
    * Rewrites frames.jsonl keeping, for each (job, frame), the last line whose job is done.
    * Returns how many lines were kept and dropped. Unparseable lines (a torn last line) are dropped.
+   * Runs inside the append chain, so no append can land in the file while it is being replaced.
    */
-  async compact(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
-    await this.appendChain;
+  compact(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
+    const run = this.appendChain.then(() => this.compactNow(isDone));
+    this.appendChain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private async compactNow(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
     if (!fs.existsSync(this.indexPath)) return { kept: 0, dropped: 0 };
     const latest = new Map<string, string>();
     const doneCache = new Map<string, boolean>();
@@ -89,10 +95,24 @@ export class DatasetWriter {
       latest.delete(id); // re-insert so the map keeps the order of the last write
       latest.set(id, line);
     }
-    if (latest.size === total) return { kept: total, dropped: 0 };
+    // A crash can leave a whole last line without its newline; the next append would glue onto it.
+    if (latest.size === total && endsWithNewline(this.indexPath)) return { kept: total, dropped: 0 };
     const temp = `${this.indexPath}.${randomBytes(6).toString("hex")}.tmp`;
     await fsp.writeFile(temp, latest.size ? [...latest.values()].join("\n") + "\n" : "");
     await fsp.rename(temp, this.indexPath);
     return { kept: latest.size, dropped: total - latest.size };
+  }
+}
+
+function endsWithNewline(file: string): boolean {
+  const size = fs.statSync(file).size;
+  if (size === 0) return true;
+  const fd = fs.openSync(file, "r");
+  try {
+    const last = Buffer.alloc(1);
+    fs.readSync(fd, last, 0, 1, size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -3,10 +3,15 @@ export class InFlight {
   private running = new Set<Promise<unknown>>();
   private failure: { error: unknown } | null = null;
 
-  constructor(private readonly limit: number) {}
+  constructor(private readonly limit: number) {
+    if (!(limit >= 1)) throw new RangeError(`InFlight limit must be at least 1, got ${limit}`);
+  }
 
   async add(task: Promise<unknown>): Promise<void> {
-    this.throwIfFailed();
+    if (this.failure) {
+      task.catch(() => {}); // already failing: this task's own rejection must not go unhandled
+      this.throwIfFailed();
+    }
     const tracked = task.then(
       () => void this.running.delete(tracked),
       (error) => {

@@ -72,9 +72,13 @@ function updateNode(tree: SceneElement, patch: NodePatch | SceneElement, isKnown
   if (patch.tag !== undefined && patch.tag !== target.tag) {
     throw new SceneOpError(`update: node '${patch.key}' is a ${target.tag}, cannot become a ${patch.tag}`);
   }
+  if (patch.children !== undefined && !Array.isArray(patch.children)) {
+    throw new SceneOpError(`update: children of '${patch.key}' must be a list of elements`);
+  }
   if (Array.isArray(patch.children)) {
     const others = collectKeys(tree);
     for (const k of collectKeys(target)) others.delete(k);
+    others.add(target.key); // the node keeps its key; its new children may not reuse it
     for (const child of patch.children as SceneElement[]) checkTree(child, isKnownTag, others);
   }
   return mapNode(tree, patch.key, (node) => ({ ...node, ...patch, tag: node.tag }))!;

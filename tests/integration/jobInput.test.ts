@@ -1,0 +1,81 @@
+// Jobs from a .jsonl file and from a --handler module, through the real CLI and Chromium.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { PNG } from "pngjs";
+import { REPO, runFarmCli, readFrames } from "./farm.test.js";
+
+const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-jobs-"));
+
+describe("job input through the CLI", () => {
+  it("renders a .jsonl job set with per-job sizes, matrix poses and updates", async () => {
+    const dir = tempDir();
+    try {
+      const matrix = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 5, 1]; // camera at (0,1,5) looking down -Z
+      const jobs = [
+        { id: "a", params: { k: 1 }, width: 80, height: 60, frames: [{ camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } }, { camera: { matrix } }] },
+        { id: "b", format: "jpeg", width: 64, height: 48, scene: { tag: "DefaultScene", key: "r", children: [{ tag: "Box", key: "box" }] },
+          frames: [{ camera: { position: [0, 0, 3] }, update: [{ key: "box", color: "#00ff00" }] }] },
+      ];
+      const file = path.join(dir, "jobs.jsonl");
+      fs.writeFileSync(file, jobs.map((j) => JSON.stringify(j)).join("\n") + "\n");
+      const out = path.join(dir, "out");
+      const { code, output } = await runFarmCli(["--sessions", "1", "--jobs", file, "--out", out, "--no-progress"]);
+      assert.equal(code, 0, output);
+      const frames = readFrames(out).sort((x, y) => `${x.job}${x.frame}`.localeCompare(`${y.job}${y.frame}`));
+      assert.deepEqual(frames.map((f) => [f.job, f.frame, f.width, f.height, f.format]), [
+        ["a", 0, 80, 60, "png"], ["a", 1, 80, 60, "png"], ["b", 0, 64, 48, "jpeg"],
+      ]);
+      assert.deepEqual(frames[0].params, { k: 1 });
+      // The matrix pose comes back as the camera-to-world of the frame (row-major).
+      assert.deepEqual(frames[1].cameraToWorld.map((r) => r.map((v) => Math.round(v * 1e6) / 1e6)), [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 5], [0, 0, 0, 1]]);
+      assert.ok(frames[2].file.endsWith(".jpg"));
+      const jpeg = fs.readFileSync(path.join(out, frames[2].file));
+      assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a bad jobs file before starting, naming line and field, and enqueues nothing", async () => {
+    const dir = tempDir();
+    try {
+      const file = path.join(dir, "bad.jsonl");
+      fs.writeFileSync(file, `{"id":"ok","frames":[]}\n{"id":"../evil"}\n{"id":"x","frames":[{"camera":{"position":[1,1e999,0]}}]}\n`);
+      const out = path.join(dir, "out");
+      const { code, output } = await runFarmCli(["--jobs", file, "--out", out, "--no-progress"]);
+      assert.equal(code, 2, output);
+      assert.match(output, /bad\.jsonl:2: id: /);
+      assert.match(output, /bad\.jsonl:3: frames\[0\]\.camera\.position\[1\]/);
+      assert.equal(fs.existsSync(path.join(out, "queue.sqlite")), false, "nothing was enqueued");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("runs a --handler module; a job that throws is retried and its first attempt leaves no lines", async () => {
+    const dir = tempDir();
+    try {
+      const file = path.join(dir, "jobs.jsonl");
+      fs.writeFileSync(file, [
+        JSON.stringify({ id: "spin", params: { steps: 4 } }),
+        JSON.stringify({ id: "flaky", params: { steps: 2, failFirstAttempt: true } }),
+      ].join("\n"));
+      const out = path.join(dir, "out");
+      const { code, output } = await runFarmCli([
+        "--sessions", "1", "--jobs", file, "--handler", path.join(REPO, "tests/fixtures/spinHandler.ts"), "--out", out, "--no-progress",
+      ]);
+      assert.equal(code, 0, output);
+      assert.match(output, /job flaky attempt 1 failed .*deliberate failure/);
+      const frames = readFrames(out);
+      assert.deepEqual(frames.filter((f) => f.job === "spin").map((f) => f.step).sort(), [0, 1, 2, 3]);
+      const flaky = frames.filter((f) => f.job === "flaky");
+      assert.deepEqual(flaky.map((f) => f.attempt), [2, 2], "only the successful attempt's lines");
+      for (const f of frames) assert.equal(PNG.sync.read(fs.readFileSync(path.join(out, f.file))).width, 96);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,392 @@
+// The dataset writer (server/dataset/DatasetWriter.ts) and its name checks (server/dataset/safeName.ts),
+// on real files in a temp folder.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
+import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
+import { assertSafeName, insideRoot } from "../../server/dataset/safeName.js";
+
+let base: string;
+let count = 0;
+
+before(async () => {
+  base = await mkdtemp(path.join(tmpdir(), "tabfarm-dataset-test-"));
+});
+after(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+/** A fresh dataset root per test. */
+function freshRoot(): string {
+  return path.join(base, `ds${++count}`);
+}
+
+function record(job: string, frame: number, extra: Partial<FrameRecord> = {}): FrameRecord {
+  return {
+    job,
+    frame,
+    file: `images/${job}/${String(frame).padStart(6, "0")}.png`,
+    width: 4,
+    height: 3,
+    format: "png",
+    K: [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+    cameraToWorld: [
+      [1, 0, 0, 0],
+      [0, 1, 0, 0],
+      [0, 0, 1, 0],
+      [0, 0, 0, 1],
+    ],
+    params: {},
+    session: "s1",
+    render_ms: 1,
+    encode_ms: 1,
+    attempt: 1,
+    ...extra,
+  };
+}
+
+async function listAll(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name)).split(path.sep).join("/"));
+}
+
+async function indexLines(w: DatasetWriter): Promise<string[]> {
+  const text = await readFile(w.indexPath, "utf8");
+  assert.ok(text === "" || text.endsWith("\n"), "index ends with a newline");
+  return text === "" ? [] : text.slice(0, -1).split("\n");
+}
+
+describe("safeName", () => {
+  it("accepts ordinary names", () => {
+    for (const name of ["job1", "orbit-0001", "a.b_c-d", "_x", "0", "A".repeat(200)]) assert.equal(assertSafeName(name, "job id"), name);
+  });
+
+  it("rejects unsafe names with a message naming what and the value", () => {
+    for (const name of ["", "../x", "a/b", "a\\b", ".hidden", "-flag", "a\u0000b", "..", "a..b", "a b", "A".repeat(201), "é"]) {
+      assert.throws(() => assertSafeName(name, "job id"), /job id .* is not a safe file name/, JSON.stringify(name));
+    }
+    assert.throws(() => assertSafeName(undefined as unknown as string, "job id"), /not a safe file name/);
+  });
+
+  it("insideRoot resolves inside and refuses escapes and the root itself", () => {
+    const root = path.resolve(base, "r");
+    assert.equal(insideRoot(root, "images/a/1.png"), path.join(root, "images", "a", "1.png"));
+    for (const rel of ["../x", "images/../../x", "/etc/passwd", "", "."]) {
+      assert.throws(() => insideRoot(root, rel), /escapes the dataset folder/, rel);
+    }
+  });
+});
+
+describe("DatasetWriter.framePath", () => {
+  const w = () => new DatasetWriter(freshRoot());
+
+  it("lays frames out as images/<job>/<6-digit frame>.<ext>", () => {
+    const d = w();
+    assert.equal(d.framePath("job1", 7, "png"), "images/job1/000007.png");
+    assert.equal(d.framePath("job1", 0, "jpeg"), "images/job1/000000.jpg");
+    assert.equal(d.framePath("job1", 123456, "webp"), "images/job1/123456.webp");
+    assert.equal(d.framePath("job1", 1234567, "png"), "images/job1/1234567.png");
+  });
+
+  it("puts extra layers beside the image; 'rgb' is the plain name", () => {
+    const d = w();
+    assert.equal(d.framePath("j", 7, "png", "depth"), "images/j/000007.depth.png");
+    assert.equal(d.framePath("j", 7, "jpeg", "normal"), "images/j/000007.normal.jpg");
+    assert.equal(d.framePath("j", 7, "png", "rgb"), "images/j/000007.png");
+    assert.throws(() => d.framePath("j", 7, "png", "../x"), /layer name/);
+    assert.throws(() => d.framePath("j", 7, "png", "a/b"), /layer name/);
+  });
+
+  it("rejects unsafe job ids", () => {
+    const d = w();
+    for (const job of ["../x", "a/b", ".hidden", "a\u0000b", "", "..", "a\\b"]) {
+      assert.throws(() => d.framePath(job, 1, "png"), /job id .* is not a safe file name/, JSON.stringify(job));
+    }
+  });
+
+  it("rejects negative, fractional and non-finite frame indices and unknown formats", () => {
+    const d = w();
+    for (const frame of [-1, 1.5, NaN, Infinity, 2 ** 53]) {
+      assert.throws(() => d.framePath("j", frame, "png"), /frame index .* must be a whole number/, String(frame));
+    }
+    assert.throws(() => d.framePath("j", 1, "gif"), /unknown image format "gif"/);
+    assert.throws(() => d.framePath("j", 1, ""), /unknown image format ""/);
+  });
+
+  // Regression test (fixed bug in DatasetWriter.framePath): EXT is a plain object literal, so EXT[format] finds inherited
+  // Object.prototype members; "toString" gives the file name "000001.function toString() { [native code] }".
+  it("rejects format names that are Object.prototype members", () => {
+    const d = w();
+    for (const format of ["toString", "constructor", "__proto__", "hasOwnProperty"]) {
+      assert.throws(() => d.framePath("j", 1, format), /unknown image format/, format);
+    }
+  });
+});
+
+describe("DatasetWriter.writeFile", () => {
+  it("writes the bytes, creating folders, and leaves no temp files", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    const rel = d.framePath("job1", 7, "png");
+    const bytes = Buffer.from("hello frame 7");
+    await d.writeFile(rel, bytes);
+    assert.deepEqual(await readFile(path.join(root, rel)), bytes);
+    assert.deepEqual(await listAll(root), ["images/job1/000007.png"]);
+  });
+
+  it("overwrites an existing file atomically (same name, new content, no leftovers)", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    await d.writeFile("images/j/a.png", Buffer.alloc(100_000, 1));
+    await d.writeFile("images/j/a.png", Buffer.from("short"));
+    assert.equal(await readFile(path.join(root, "images/j/a.png"), "utf8"), "short");
+    assert.deepEqual(await listAll(root), ["images/j/a.png"]);
+  });
+
+  it("many concurrent writes to one path end with one complete version and no temp files", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    const versions = Array.from({ length: 30 }, (_, i) => Buffer.alloc(50_000 + i, i));
+    await Promise.all(versions.map((v) => d.writeFile("images/j/x.png", v)));
+    const got = await readFile(path.join(root, "images/j/x.png"));
+    assert.ok(
+      versions.some((v) => v.equals(got)),
+      "final content is exactly one of the written versions",
+    );
+    assert.deepEqual(await listAll(root), ["images/j/x.png"]);
+  });
+
+  it("a reader polling during rewrites never sees a partial file", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    const full = path.join(root, "images/j/r.png");
+    const a = Buffer.alloc(2_000_000, 0xaa);
+    const b = Buffer.alloc(2_000_000, 0xbb);
+    await d.writeFile("images/j/r.png", a);
+    let stop = false;
+    let reads = 0;
+    const reader = (async () => {
+      while (!stop) {
+        const got = await readFile(full);
+        reads++;
+        assert.ok(got.equals(a) || got.equals(b), `partial read of ${got.length} bytes`);
+      }
+    })();
+    for (let i = 0; i < 10; i++) await d.writeFile("images/j/r.png", i % 2 ? a : b);
+    stop = true;
+    await reader;
+    assert.ok(reads > 0);
+  });
+
+  it("refuses paths escaping the root and writes nothing", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    const outside = path.join(base, `escaped-${count}.png`);
+    await assert.rejects(d.writeFile(path.relative(root, outside), Buffer.from("x")), /escapes the dataset folder/);
+    await assert.rejects(d.writeFile(outside, Buffer.from("x")), /escapes the dataset folder/);
+    await assert.rejects(d.writeFile("", Buffer.from("x")), /escapes the dataset folder/);
+    assert.equal(fs.existsSync(outside), false);
+    assert.deepEqual(await listAll(root), []);
+  });
+
+  it("cleans up its temp file when the rename fails", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    // a non-empty directory where the file should go makes rename() fail
+    await d.writeFile("images/j/blocked/inner.png", Buffer.from("x"));
+    await assert.rejects(d.writeFile("images/j/blocked", Buffer.from("y")));
+    assert.deepEqual(await listAll(root), ["images/j/blocked/inner.png"]);
+  });
+});
+
+describe("DatasetWriter.appendRecords", () => {
+  it("appends one JSON line per record, in order", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("a", 1)]);
+    await d.appendRecords([]);
+    await d.appendRecords([record("b", 0)]);
+    const lines = await indexLines(d);
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l)),
+      [record("a", 0), record("a", 1), record("b", 0)],
+    );
+    assert.equal(path.basename(d.indexPath), FRAMES_INDEX);
+  });
+
+  it("never interleaves lines of concurrent calls (50 calls × 20 records)", async () => {
+    const d = new DatasetWriter(freshRoot());
+    const pad = "x".repeat(3000); // big lines so a single call's text is ~60 KB
+    await Promise.all(
+      Array.from({ length: 50 }, (_, c) => d.appendRecords(Array.from({ length: 20 }, (_, f) => record(`job${c}`, f, { pad })))),
+    );
+    const lines = await indexLines(d);
+    assert.equal(lines.length, 1000);
+    const parsed = lines.map((l) => JSON.parse(l) as FrameRecord);
+    for (let start = 0; start < 1000; start += 20) {
+      const block = parsed.slice(start, start + 20);
+      const job = block[0]!.job;
+      assert.deepEqual(
+        block.map((r) => `${r.job}/${r.frame}`),
+        Array.from({ length: 20 }, (_, f) => `${job}/${f}`),
+        `lines ${start}..${start + 19} are one call's records, contiguous and in order`,
+      );
+    }
+    assert.equal(new Set(parsed.map((r) => r.job)).size, 50);
+  });
+
+  it("a failed append rejects that call but later appends still work", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    fs.mkdirSync(d.indexPath); // appendFile on a directory fails
+    await assert.rejects(d.appendRecords([record("a", 0)]));
+    fs.rmdirSync(d.indexPath);
+    await d.appendRecords([record("b", 0)]);
+    assert.deepEqual(
+      (await indexLines(d)).map((l) => JSON.parse(l).job),
+      ["b"],
+    );
+  });
+});
+
+describe("DatasetWriter.compact", () => {
+  it("returns zeros when there is no index yet", async () => {
+    const d = new DatasetWriter(freshRoot());
+    assert.deepEqual(await d.compact(() => true), { kept: 0, dropped: 0 });
+    assert.equal(fs.existsSync(d.indexPath), false);
+  });
+
+  it("keeps only done jobs, one line per (job, frame), the last written, in last-write order", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0, { attempt: 1 }), record("a", 1, { attempt: 1 })]);
+    await d.appendRecords([record("b", 0, { attempt: 1 })]); // b is not done
+    await d.appendRecords([record("a", 0, { attempt: 2 }), record("a", 1, { attempt: 2 })]);
+    await d.appendRecords([record("c", 5, { attempt: 1 })]);
+    const asked: string[] = [];
+    const result = await d.compact(async (job) => {
+      asked.push(job);
+      return job !== "b";
+    });
+    assert.deepEqual(result, { kept: 3, dropped: 3 });
+    const kept = (await indexLines(d)).map((l) => JSON.parse(l) as FrameRecord);
+    assert.deepEqual(
+      kept.map((r) => `${r.job}/${r.frame}#${r.attempt}`),
+      ["a/0#2", "a/1#2", "c/5#1"],
+    );
+    assert.deepEqual(asked.sort(), ["a", "b", "c"], "isDone asked once per job");
+    assert.deepEqual(await listAll(path.dirname(d.indexPath)), [FRAMES_INDEX], "no temp file left");
+  });
+
+  it("drops a torn (unparseable) last line", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("a", 1)]);
+    const torn = JSON.stringify(record("a", 2)).slice(0, 40);
+    fs.appendFileSync(d.indexPath, torn);
+    assert.deepEqual(await d.compact(() => true), { kept: 2, dropped: 1 });
+    const lines = await indexLines(d);
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l).frame),
+      [0, 1],
+    );
+    // appending after compaction yields valid lines again
+    await d.appendRecords([record("a", 2)]);
+    assert.deepEqual(
+      (await indexLines(d)).map((l) => JSON.parse(l).frame),
+      [0, 1, 2],
+    );
+  });
+
+  it("drops everything when no job is done, leaving an empty index", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("b", 0)]);
+    assert.deepEqual(await d.compact(() => false), { kept: 0, dropped: 2 });
+    assert.equal(await readFile(d.indexPath, "utf8"), "");
+  });
+
+  it("is a no-op (same inode, same mtime, same bytes) when nothing needs dropping", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("a", 1), record("b", 0)]);
+    const past = new Date(Date.now() - 60_000);
+    fs.utimesSync(d.indexPath, past, past);
+    const before = await stat(d.indexPath);
+    const bytes = await readFile(d.indexPath);
+    assert.deepEqual(await d.compact(() => true), { kept: 3, dropped: 0 });
+    const after = await stat(d.indexPath);
+    assert.equal(after.ino, before.ino);
+    assert.equal(after.mtimeMs, before.mtimeMs);
+    assert.deepEqual(await readFile(d.indexPath), bytes);
+  });
+
+  it("waits for appends issued before it", async () => {
+    const d = new DatasetWriter(freshRoot());
+    const appends = [d.appendRecords([record("a", 0)]), d.appendRecords([record("a", 0, { attempt: 2 })])];
+    const result = await d.compact(() => true);
+    await Promise.all(appends);
+    assert.deepEqual(result, { kept: 1, dropped: 1 });
+    assert.equal(JSON.parse((await indexLines(d))[0]!).attempt, 2);
+  });
+
+  // Regression test (fixed bug in DatasetWriter.compact): compact awaits the append chain once, then reads and renames without
+  // holding it; an append made while compact runs goes to the old file and is lost by the rename.
+  it("does not lose records appended while it runs", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("a", 0, { attempt: 2 }), record("b", 0)]);
+    let late: Promise<void> | undefined;
+    const compacting = d.compact(async (job) => {
+      // while compact is reading (isDone may well be a slow queue lookup), another job completes and
+      // its lines are appended; not awaited here, so a compact that queues behind appends cannot deadlock
+      late ??= d.appendRecords([record("c", 0), record("c", 1)]);
+      await new Promise((r) => setTimeout(r, 30));
+      return job !== "b";
+    });
+    await compacting;
+    await late;
+    const jobs = (await indexLines(d)).map((l) => `${JSON.parse(l).job}/${JSON.parse(l).frame}`);
+    assert.ok(jobs.includes("c/0") && jobs.includes("c/1"), `lines of job c lost: ${JSON.stringify(jobs)}`);
+  });
+
+  // Regression test (fixed bug in DatasetWriter.compact): a crash can leave a complete last line without its "\n". compact()
+  // counts it as kept and returns early (no rewrite), so the next append glues two records into one
+  // unparseable line, and the next compact drops both.
+  it("repairs a complete last line missing its newline so later appends stay valid", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0)]);
+    fs.appendFileSync(d.indexPath, JSON.stringify(record("a", 1))); // torn exactly before "\n"
+    await d.compact(() => true);
+    await d.appendRecords([record("a", 2)]);
+    const text = await readFile(d.indexPath, "utf8");
+    const frames = text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => {
+        try {
+          return JSON.parse(l).frame as number;
+        } catch {
+          return `unparseable: ${l.slice(0, 30)}…`;
+        }
+      });
+    assert.deepEqual(frames, [0, 1, 2]);
+  });
+});
+
+describe("DatasetWriter root", () => {
+  it("a writer over an existing folder reuses it and resolves symlinked roots", async () => {
+    const real = freshRoot();
+    fs.mkdirSync(real, { recursive: true });
+    const link = `${real}-link`;
+    fs.symlinkSync(real, link);
+    const d = new DatasetWriter(link);
+    assert.equal(d.root, fs.realpathSync(real));
+    await d.writeFile("images/j/000000.png", Buffer.from("x"));
+    assert.ok(fs.existsSync(path.join(real, "images/j/000000.png")));
+    await writeFile(path.join(real, "other.txt"), "keep");
+    assert.deepEqual((await listAll(real)).sort(), ["images/j/000000.png", "other.txt"]);
+  });
+});
