@@ -1,0 +1,66 @@
+// Crash and resume: SIGKILL the farm (server and its browsers) mid-run, start it again with the
+// same --out; the dataset ends with every (job, frame) exactly once and every file decodable.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawn } from "node:child_process";
+import { REPO, runFarmCli, readFrames, decodePng } from "./farm.test.js";
+
+/** Starts the CLI in its own process group, and SIGKILLs that group once `ready` says so. */
+function startAndKill(args: string[], ready: () => boolean, timeoutMs = 120_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], {
+      cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true,
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (ready() || Date.now() - started > timeoutMs) {
+        clearInterval(poll);
+        try {
+          process.kill(-child.pid!, "SIGKILL"); // the farm and the Chromium it launched: all ours
+        } catch {}
+      }
+    }, 50);
+    child.on("exit", (code, signal) => {
+      clearInterval(poll);
+      if (signal === "SIGKILL") resolve(output);
+      else reject(new Error(`farm exited by itself (code ${code}) before it was killed:\n${output}`));
+    });
+  });
+}
+
+const lines = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean).length : 0);
+
+describe("crash and resume", () => {
+  it("finishes after a SIGKILL with every (job, frame) exactly once", async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-crash-"));
+    try {
+      const args = ["--sessions", "2", "--demo", "60", "--frames-per-job", "4", "--width", "160", "--height", "120", "--out", out, "--no-progress"];
+      // Kill once some jobs are done but (almost surely) not all: mid-run.
+      await startAndKill(args, () => lines(path.join(out, "frames.jsonl")) >= 12);
+      const before = lines(path.join(out, "frames.jsonl"));
+      assert.ok(before >= 12 && before < 60, `killed mid-run (${before} lines)`);
+
+      const { code, output } = await runFarmCli(args);
+      assert.equal(code, 0, output);
+      assert.match(output, /resume: \d+ job\(s\) leased by an earlier run returned to the queue|queue: 0 job\(s\) added, 15 already known/);
+      const frames = readFrames(out);
+      const ids = frames.map((f) => `${f.job}/${f.frame}`);
+      assert.equal(new Set(ids).size, ids.length, "no duplicated (job, frame)");
+      assert.equal(ids.length, 60);
+      for (const f of frames) {
+        const png = decodePng(path.join(out, f.file));
+        assert.deepEqual([png.width, png.height], [160, 120]);
+      }
+      // Resuming did not re-render jobs that were done before the crash.
+      assert.ok(frames.filter((f) => f.attempt === 1).length >= before - 4);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
