@@ -1,0 +1,393 @@
+// The shared behavioural suite for JobQueue backends: every backend (SQLite now, Redis later) calls
+// queueContractSuite with a factory and must pass all of it. Time is a fake clock, never a sleep.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { JobSpec } from "../../protocol/job.js";
+import type { JobQueue, QueueOptions } from "../../server/queue/JobQueue.js";
+
+export type MakeQueue = (opts: QueueOptions & { now: () => number }) => Promise<JobQueue>;
+
+/** A clock the test moves by hand. */
+export class FakeClock {
+  constructor(public t = 1_700_000_000_000) {}
+  now = (): number => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+/** A job with enough in it to show the spec survives the round trip intact. */
+export function makeJob(id: string, n = 0): JobSpec {
+  return {
+    id,
+    params: { n, tag: `t${n}` },
+    frames: [{ camera: { position: [0, 1, 5], lookAt: [0, 0, 0], fov: 50 } }, {}],
+    width: 64,
+    height: 48,
+    format: "png",
+  };
+}
+
+const TTL = 1_000;
+
+export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
+  /** Runs `fn` against a fresh queue with a fake clock, closing the queue whatever happens. */
+  async function withQueue(
+    opts: QueueOptions,
+    fn: (q: JobQueue, clock: FakeClock) => Promise<void>,
+  ): Promise<void> {
+    const clock = new FakeClock();
+    const q = await makeQueue({ leaseTtlMs: TTL, maxAttempts: 3, ...opts, now: clock.now });
+    try {
+      await fn(q, clock);
+    } finally {
+      await q.close();
+    }
+  }
+
+  async function takeOrFail(q: JobQueue, owner: string) {
+    const lease = await q.take(owner);
+    assert.ok(lease, `expected ${owner} to get a lease`);
+    return lease;
+  }
+
+  describe(`JobQueue contract: ${name}`, () => {
+    it("take returns null on an empty queue, and counts are all zero", () =>
+      withQueue({}, async (q) => {
+        assert.equal(await q.take("s1"), null);
+        assert.deepEqual(await q.counts(), { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 });
+        assert.deepEqual(await q.failures(), []);
+      }));
+
+    it("take serves jobs first in, first out, and fills in the lease", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a", 1), makeJob("b", 2), makeJob("c", 3)]);
+        const a = await takeOrFail(q, "s1");
+        assert.deepEqual(a.job, makeJob("a", 1));
+        assert.equal(a.owner, "s1");
+        assert.equal(a.attempt, 1);
+        assert.equal(a.expiresAt, clock.t + TTL);
+        assert.equal(typeof a.token, "string");
+        assert.ok(a.token.length > 0);
+        assert.equal((await takeOrFail(q, "s2")).job.id, "b");
+        assert.equal((await takeOrFail(q, "s1")).job.id, "c");
+        assert.equal(await q.take("s1"), null);
+        assert.equal(await q.state("a"), "leased");
+      }));
+
+    it("gives every take a fresh token, also for a retake of the same job", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a"), makeJob("b")]);
+        const first = await takeOrFail(q, "s1");
+        const other = await takeOrFail(q, "s1");
+        assert.notEqual(first.token, other.token);
+        assert.equal(await q.putBack(first.token), true);
+        const again = await takeOrFail(q, "s1");
+        assert.equal(again.job.id, "a");
+        assert.notEqual(again.token, first.token);
+        assert.equal(again.attempt, 2);
+      }));
+
+    it("add is idempotent: existing ids are skipped and counted as duplicates", () =>
+      withQueue({}, async (q) => {
+        assert.deepEqual(await q.add([makeJob("a"), makeJob("b")]), { added: 2, duplicates: 0 });
+        assert.deepEqual(await q.add([makeJob("b"), makeJob("c"), makeJob("a")]), { added: 1, duplicates: 2 });
+        // Duplicates inside one call count too, and the first one wins.
+        assert.deepEqual(await q.add([makeJob("d", 1), makeJob("d", 2)]), { added: 1, duplicates: 1 });
+        assert.deepEqual(await q.add([]), { added: 0, duplicates: 0 });
+        // Re-adding a finished job does not resurrect it.
+        for (let i = 0; i < 3; i++) assert.equal(await q.complete((await takeOrFail(q, "s1")).token), true);
+        const d = await takeOrFail(q, "s1");
+        assert.deepEqual(d.job, makeJob("d", 1));
+        assert.deepEqual(await q.add([makeJob("a")]), { added: 0, duplicates: 1 });
+        assert.equal(await q.state("a"), "done");
+        assert.equal(await q.take("s1"), null);
+        assert.equal((await q.counts()).total, 4);
+      }));
+
+    it("add accepts an async iterable, and a large add keeps its order", () =>
+      withQueue({}, async (q) => {
+        const n = 12_001; // spans several write batches in a batching backend
+        async function* source() {
+          for (let i = 0; i < n; i++) yield makeJob(`job-${String(i).padStart(6, "0")}`, i);
+        }
+        assert.deepEqual(await q.add(source()), { added: n, duplicates: 0 });
+        function* again() {
+          for (let i = n - 10; i < n + 5; i++) yield makeJob(`job-${String(i).padStart(6, "0")}`, i);
+        }
+        assert.deepEqual(await q.add(again()), { added: 5, duplicates: 10 });
+        const counts = await q.counts();
+        assert.equal(counts.pending, n + 5);
+        assert.equal(counts.total, n + 5);
+        for (let i = 0; i < 3; i++) assert.equal((await takeOrFail(q, "s1")).job.params?.n, i);
+      }));
+
+    it("complete marks the job done; completing again with the same token is rejected and counted", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a")]);
+        const lease = await takeOrFail(q, "s1");
+        assert.equal(await q.complete(lease.token), true);
+        assert.equal(await q.state("a"), "done");
+        assert.equal(await q.isCurrent(lease.token), false);
+        assert.equal(await q.complete(lease.token), false);
+        assert.equal(await q.putBack(lease.token), false);
+        assert.equal(await q.extend(lease.token), false);
+        assert.equal(await q.state("a"), "done");
+        const counts = await q.counts();
+        assert.equal(counts.done, 1);
+        assert.equal(counts.staleRejections, 3);
+      }));
+
+    it("isCurrent holds only for the current unexpired lease, and never counts a rejection", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a")]);
+        const lease = await takeOrFail(q, "s1");
+        assert.equal(await q.isCurrent(lease.token), true);
+        clock.advance(TTL - 1);
+        assert.equal(await q.isCurrent(lease.token), true);
+        clock.advance(1);
+        assert.equal(await q.isCurrent(lease.token), false, "expired, even before housekeeping");
+        assert.equal(await q.isCurrent("no-such-token"), false);
+        assert.equal((await q.counts()).staleRejections, 0);
+      }));
+
+    it("a foreign token changes nothing and is counted", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a")]);
+        const lease = await takeOrFail(q, "s1");
+        assert.equal(await q.complete("forged"), false);
+        assert.equal(await q.putBack("forged", { message: "x" }), false);
+        assert.equal(await q.extend("forged"), false);
+        assert.equal((await q.counts()).staleRejections, 3);
+        assert.equal(await q.state("a"), "leased");
+        assert.equal(await q.isCurrent(lease.token), true);
+      }));
+
+    it("a stale token (lease expired, job retaken) cannot complete, put back or extend", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a")]);
+        const stale = await takeOrFail(q, "s1");
+        clock.advance(TTL);
+        assert.equal(await q.housekeep(), 1);
+        const fresh = await takeOrFail(q, "s2");
+        assert.equal(fresh.job.id, "a");
+        assert.equal(fresh.attempt, 2);
+        assert.equal(await q.complete(stale.token), false);
+        assert.equal(await q.putBack(stale.token, { message: "late crash" }), false);
+        assert.equal(await q.extend(stale.token), false);
+        assert.equal(await q.isCurrent(stale.token), false);
+        // The current holder is untouched by all of that.
+        assert.equal(await q.state("a"), "leased");
+        assert.equal(await q.isCurrent(fresh.token), true);
+        assert.equal((await q.counts()).staleRejections, 3);
+        assert.equal(await q.complete(fresh.token), true);
+        assert.equal(await q.state("a"), "done");
+      }));
+
+    it("a stale token stays rejected while the job waits in pending after housekeeping", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a")]);
+        const stale = await takeOrFail(q, "s1");
+        clock.advance(TTL + 5);
+        assert.equal(await q.housekeep(), 1);
+        assert.equal(await q.complete(stale.token), false);
+        assert.equal(await q.extend(stale.token), false);
+        assert.equal(await q.state("a"), "pending");
+      }));
+
+    it("an expired lease nobody reclaimed is still fenced by its token: it can be extended or completed", () =>
+      withQueue({}, async (q, clock) => {
+        // The token, not the clock, decides who may finish: until housekeeping hands the job to someone
+        // else, the late holder is still the only holder.
+        await q.add([makeJob("a"), makeJob("b")]);
+        const a = await takeOrFail(q, "s1");
+        const b = await takeOrFail(q, "s1");
+        clock.advance(TTL * 2);
+        assert.equal(await q.isCurrent(a.token), false);
+        assert.equal(await q.extend(a.token), true);
+        assert.equal(await q.isCurrent(a.token), true);
+        assert.equal(await q.complete(b.token), true);
+        assert.equal(await q.housekeep(), 0);
+        assert.equal((await q.counts()).staleRejections, 0);
+      }));
+
+    it("extend keeps a lease alive past its original expiry", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a")]);
+        const lease = await takeOrFail(q, "s1");
+        for (let beat = 0; beat < 5; beat++) {
+          clock.advance(TTL * 0.8);
+          assert.equal(await q.extend(lease.token), true, `heartbeat ${beat}`);
+          assert.equal(await q.housekeep(), 0);
+          assert.equal(await q.isCurrent(lease.token), true);
+        }
+        assert.ok(clock.t > lease.expiresAt + TTL, "well past the original expiry");
+        assert.equal(await q.take("s2"), null);
+        assert.equal(await q.complete(lease.token), true);
+      }));
+
+    it("housekeep returns only expired leases to pending, and they keep their place in line", () =>
+      withQueue({}, async (q, clock) => {
+        await q.add([makeJob("a"), makeJob("b"), makeJob("c"), makeJob("d")]);
+        const a = await takeOrFail(q, "s1");
+        const b = await takeOrFail(q, "s2");
+        clock.advance(TTL / 2);
+        assert.equal(await q.extend(b.token), true);
+        assert.equal(await q.housekeep(), 0);
+        clock.advance(TTL / 2); // a's lease ends exactly now: expiry is inclusive
+        assert.equal(await q.housekeep(), 1);
+        assert.equal(await q.housekeep(), 0);
+        assert.equal(await q.state("a"), "pending");
+        assert.equal(await q.state("b"), "leased");
+        assert.equal(await q.isCurrent(a.token), false);
+        const counts = await q.counts();
+        assert.deepEqual([counts.pending, counts.leased], [3, 1]);
+        // a went back ahead of c and d.
+        const retake = await takeOrFail(q, "s3");
+        assert.equal(retake.job.id, "a");
+        assert.equal(retake.attempt, 2);
+      }));
+
+    it("releaseOwner returns all of an owner's leases, and only theirs", () =>
+      withQueue({}, async (q) => {
+        await q.add(["a", "b", "c", "d"].map((id) => makeJob(id)));
+        const a = await takeOrFail(q, "s1");
+        const b = await takeOrFail(q, "s2");
+        const c = await takeOrFail(q, "s1");
+        assert.equal(await q.releaseOwner("s1"), 2);
+        assert.equal(await q.releaseOwner("s1"), 0);
+        assert.equal(await q.releaseOwner("nobody"), 0);
+        assert.equal(await q.isCurrent(a.token), false);
+        assert.equal(await q.isCurrent(c.token), false);
+        assert.equal(await q.isCurrent(b.token), true);
+        assert.equal(await q.complete(a.token), false);
+        assert.deepEqual(
+          [await q.state("a"), await q.state("b"), await q.state("c"), await q.state("d")],
+          ["pending", "leased", "pending", "pending"],
+        );
+        assert.deepEqual(
+          [(await takeOrFail(q, "s3")).job.id, (await takeOrFail(q, "s3")).job.id, (await takeOrFail(q, "s3")).job.id],
+          ["a", "c", "d"],
+        );
+      }));
+
+    it("counts attempts, and fails a job put back after maxAttempts, keeping message and stack", () =>
+      withQueue({ maxAttempts: 2 }, async (q) => {
+        await q.add([makeJob("a"), makeJob("b")]);
+        const first = await takeOrFail(q, "s1");
+        assert.equal(first.attempt, 1);
+        assert.equal(await q.putBack(first.token, { message: "WebGL context lost" }), true);
+        assert.equal(await q.state("a"), "pending");
+        assert.deepEqual(await q.failures(), []);
+        const second = await takeOrFail(q, "s2");
+        assert.equal(second.job.id, "a");
+        assert.equal(second.attempt, 2);
+        const error = { message: "TypeError: boom", stack: "TypeError: boom\n    at render (scene.tsx:12:3)" };
+        assert.equal(await q.putBack(second.token, error), true);
+        assert.equal(await q.state("a"), "failed");
+        assert.deepEqual(await q.failures(), [{ id: "a", attempts: 2, error }]);
+        // A failed job is never served again; b is next.
+        assert.equal((await takeOrFail(q, "s1")).job.id, "b");
+        assert.equal(await q.take("s1"), null);
+        const counts = await q.counts();
+        assert.deepEqual([counts.pending, counts.leased, counts.failed, counts.total], [0, 1, 1, 2]);
+      }));
+
+    it("a put back without an error still records a reason when it fails the job", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add([makeJob("a")]);
+        assert.equal(await q.putBack((await takeOrFail(q, "s1")).token), true);
+        const [failure] = await q.failures();
+        assert.equal(failure?.id, "a");
+        assert.equal(failure?.attempts, 1);
+        assert.ok(failure?.error && failure.error.message.length > 0);
+      }));
+
+    it("expiry and release fail a job that has used its attempts, with a reason", () =>
+      withQueue({ maxAttempts: 1 }, async (q, clock) => {
+        await q.add([makeJob("expires"), makeJob("released"), makeJob("released-quietly")]);
+        await takeOrFail(q, "s1");
+        await takeOrFail(q, "s2");
+        await takeOrFail(q, "s3");
+        clock.advance(TTL / 2);
+        assert.equal(await q.releaseOwner("s2", { message: "socket closed", stack: "at disconnect" }), 1);
+        assert.equal(await q.releaseOwner("s3"), 1);
+        clock.advance(TTL / 2);
+        assert.equal(await q.housekeep(), 1);
+        const failures = await q.failures();
+        assert.deepEqual(
+          failures.map((f) => f.id),
+          ["expires", "released", "released-quietly"],
+        );
+        assert.ok(failures.every((f) => f.attempts === 1 && f.error && f.error.message.length > 0));
+        assert.deepEqual(failures[1]?.error, { message: "socket closed", stack: "at disconnect" });
+        assert.equal((await q.counts()).failed, 3);
+        assert.equal(await q.take("s4"), null);
+      }));
+
+    it("retryFailed puts failed jobs back with attempts reset and the error cleared", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add([makeJob("a"), makeJob("b"), makeJob("c")]);
+        assert.equal(await q.putBack((await takeOrFail(q, "s1")).token, { message: "x" }), true);
+        assert.equal(await q.putBack((await takeOrFail(q, "s1")).token, { message: "y" }), true);
+        const c = await takeOrFail(q, "s1");
+        assert.equal(await q.complete(c.token), true);
+        assert.equal(await q.retryFailed(), 2);
+        assert.equal(await q.retryFailed(), 0);
+        assert.deepEqual(await q.failures(), []);
+        assert.equal(await q.state("a"), "pending");
+        assert.equal(await q.state("c"), "done", "done jobs are not retried");
+        const again = await takeOrFail(q, "s1");
+        assert.equal(again.job.id, "a");
+        assert.equal(again.attempt, 1, "attempts start over");
+        // With its attempts reset the job gets its full budget again: this put back fails it afresh.
+        assert.equal(await q.putBack(again.token, { message: "z" }), true);
+        assert.deepEqual(await q.failures(), [{ id: "a", attempts: 1, error: { message: "z" } }]);
+      }));
+
+    it("recoverLeased returns every lease to pending, with the attempt counted", () =>
+      withQueue({}, async (q) => {
+        await q.add(["a", "b", "c"].map((id) => makeJob(id)));
+        const a = await takeOrFail(q, "s1");
+        const b = await takeOrFail(q, "s2");
+        assert.equal(await q.recoverLeased(), 2);
+        assert.equal(await q.recoverLeased(), 0);
+        assert.equal(await q.isCurrent(a.token), false);
+        assert.equal(await q.complete(b.token), false);
+        assert.deepEqual(
+          [await q.state("a"), await q.state("b"), await q.state("c")],
+          ["pending", "pending", "pending"],
+        );
+        const retake = await takeOrFail(q, "s3");
+        assert.equal(retake.job.id, "a");
+        assert.equal(retake.attempt, 2);
+      }));
+
+    it("recoverLeased fails a job that has used its attempts, saying the server restarted", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add([makeJob("a")]);
+        await takeOrFail(q, "s1");
+        assert.equal(await q.recoverLeased(), 1);
+        const [failure] = await q.failures();
+        assert.equal(failure?.id, "a");
+        assert.match(failure?.error?.message ?? "", /server restarted/);
+      }));
+
+    it("state reports each job's state, and null for an unknown id", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add(["p", "l", "d", "f"].map((id) => makeJob(id)));
+        const p = await takeOrFail(q, "s1");
+        assert.equal(await q.putBack(p.token), true); // p fails (maxAttempts 1)...
+        const l = await takeOrFail(q, "s1");
+        const d = await takeOrFail(q, "s1");
+        assert.equal(await q.complete(d.token), true);
+        assert.equal(l.job.id, "l");
+        assert.equal(await q.state("p"), "failed");
+        assert.equal(await q.state("l"), "leased");
+        assert.equal(await q.state("d"), "done");
+        assert.equal(await q.state("f"), "pending");
+        assert.equal(await q.state("nope"), null);
+        assert.deepEqual(await q.counts(), { pending: 1, leased: 1, done: 1, failed: 1, total: 4, staleRejections: 0 });
+      }));
+  });
+}
