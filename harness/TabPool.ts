@@ -89,6 +89,16 @@ export class TabPool {
     }
   }
 
+  /** Replaces the tab whose page says `?worker=<worker>` (e.g. a hung one); unknown names are ignored. */
+  recycle(worker: string): void {
+    const tab = /^tab-(\d+)$/.exec(worker)?.[1];
+    const page = tab === undefined ? undefined : this.pages.get(Number(tab));
+    if (!page) return;
+    this.options.log(`tab ${tab} is hung; replacing it`);
+    // Closing fires "close", which opens the replacement; a hung renderer may ignore a polite close.
+    void page.context().close().catch(() => {});
+  }
+
   /** For fault tests: the live page of tab `i`. */
   page(tab: number): Page | undefined {
     return this.pages.get(tab);

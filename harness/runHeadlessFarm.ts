@@ -38,6 +38,8 @@ export interface FarmCommandOptions {
   leaseTtl: number;
   maxAttempts: number;
   grabTimeout: number;
+  maxFrameMb: number;
+  maxSessions: number;
   inFlight: number;
   progress: boolean;
   verbose: boolean;
@@ -72,6 +74,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     width: options.width, height: options.height, format: options.format, quality: options.quality,
     host: options.host, port: options.port, token: options.token,
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
+    maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     inFlight: options.inFlight, log: say,
     onFrames: (n) => (frames += n),
   });
@@ -81,7 +84,10 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   let pool: TabPool | undefined;
   let firstSession: (session: Session) => void = () => {};
   const firstHello = new Promise<Session>((resolve) => (firstSession = resolve));
-  run.farm.on("session", (session: Session) => firstSession(session));
+  run.farm.on("session", (session: Session) => {
+    firstSession(session);
+    session.once("hung", () => pool?.recycle(session.info.worker));
+  });
   try {
     if (!options.serveOnly) {
       const browser = findBrowser();

@@ -13,6 +13,8 @@ export const GrabRequestSchema = z.object({
   quality: z.number().min(0).max(1).optional(),
   /** Overrides the CameraView's own downsample for this grab. */
   downsample: z.number().int().min(1).max(16).optional(),
+  /** The server's limit for one frame: a larger image is answered with an error, not sent. */
+  maxBytes: z.number().int().positive().optional(),
 });
 export type GrabRequest = z.input<typeof GrabRequestSchema>;
 

@@ -39,6 +39,10 @@ export interface RunOptions {
   leaseTtlMs?: number;
   maxAttempts?: number;
   grabTimeoutMs?: number;
+  maxFrameBytes?: number;
+  maxSessions?: number;
+  /** Give up (the run fails) when the dataset refuses writes this long (ms). */
+  maxWriteStallMs?: number;
   log?: (line: string) => void;
   onFrames?: (frames: number, session: Session) => void;
 }
@@ -91,6 +95,8 @@ export async function startRun(options: RunOptions): Promise<Run> {
     port: options.port,
     token: options.token,
     grabTimeoutMs: options.grabTimeoutMs,
+    maxFrameBytes: options.maxFrameBytes,
+    maxSessions: options.maxSessions,
     log,
   });
   const url = await farm.listen();
@@ -108,8 +114,16 @@ export async function startRun(options: RunOptions): Promise<Run> {
   const started = performance.now();
   let frames = 0;
   let jobsDone = 0;
+  farm.setStatus(async () => ({
+    out,
+    frames,
+    jobsDone,
+    seconds: (performance.now() - started) / 1000,
+    queue: await queue.counts(),
+    sessions: [...farm.sessions.values()].map((s) => ({ id: s.id, worker: s.info.worker, renderer: s.info.renderer })),
+  }));
   const dispatch = dispatchJobs({
-    farm, queue, dataset, run, leaseTtlMs, log,
+    farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs,
     onJobDone: (_job, count, session) => {
       frames += count;
       jobsDone++;

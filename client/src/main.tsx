@@ -10,6 +10,7 @@ import { browserInfo } from "./session/probeWebgl.js";
 import { connectSession } from "./session/connection.js";
 import { showStatus } from "./session/statusView.js";
 import { registerComponent, knownTags } from "./scene/registry.js";
+import "./bench/rawLoop.js"; // npm run bench: window.tabfarm.rawLoop (the in-page floor)
 
 const params = new URLSearchParams(location.search);
 const info = browserInfo(params.get("worker") ?? "");

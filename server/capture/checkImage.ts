@@ -42,9 +42,12 @@ export function imageSize(bytes: Buffer, format: ImageFormat): { width: number; 
   return null;
 }
 
-export function checkImage(bytes: Buffer, expected: { format: ImageFormat; width: number; height: number; what: string }): void {
-  const { format, width, height, what } = expected;
-  if (bytes.length > LIMITS.maxFrameBytes) throw new ImageCheckError(`${what}: image of ${bytes.length} bytes is over the ${LIMITS.maxFrameBytes}-byte limit`);
+export function checkImage(
+  bytes: Buffer,
+  expected: { format: ImageFormat; width: number; height: number; what: string; maxBytes?: number },
+): void {
+  const { format, width, height, what, maxBytes = LIMITS.maxFrameBytes } = expected;
+  if (bytes.length > maxBytes) throw new ImageCheckError(`${what}: image of ${bytes.length} bytes is over the ${maxBytes}-byte limit`);
   const size = imageSize(bytes, format);
   if (!size) throw new ImageCheckError(`${what}: payload of ${bytes.length} bytes is not a ${format} image`);
   if (size.width !== width || size.height !== height) {

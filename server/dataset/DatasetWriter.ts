@@ -11,6 +11,13 @@ import type { FrameRecord } from "./FrameRecord.js";
 import { assertSafeName, insideRoot } from "./safeName.js";
 
 export const FRAMES_INDEX = "frames.jsonl";
+
+/** The dataset folder refused a write (disk full, permissions, …): not the job's fault. */
+export class DatasetWriteError extends Error {
+  constructor(what: string, readonly cause: unknown) {
+    super(`cannot write ${what}: ${(cause as Error)?.message ?? cause}`);
+  }
+}
 const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp" };
 
 export class DatasetWriter {
@@ -39,17 +46,28 @@ export class DatasetWriter {
   async writeFile(relative: string, bytes: Uint8Array): Promise<void> {
     const full = insideRoot(this.root, relative);
     const dir = path.dirname(full);
-    if (!this.madeDirs.has(dir)) {
-      await fsp.mkdir(dir, { recursive: true });
-      this.madeDirs.add(dir);
-    }
     const temp = path.join(dir, `.${path.basename(full)}.${randomBytes(6).toString("hex")}.tmp`);
     try {
+      if (!this.madeDirs.has(dir)) {
+        await fsp.mkdir(dir, { recursive: true });
+        this.madeDirs.add(dir);
+      }
       await fsp.writeFile(temp, bytes);
       await fsp.rename(temp, full);
     } catch (err) {
-      await fsp.rm(temp, { force: true });
-      throw err;
+      await fsp.rm(temp, { force: true }).catch(() => {});
+      throw new DatasetWriteError(relative, err);
+    }
+  }
+
+  /** Whether a write of `bytes` bytes into the dataset would succeed now (used to resume after a failure). */
+  async probeWritable(bytes = 256 * 1024): Promise<boolean> {
+    try {
+      await this.writeFile("images/.tabfarm-probe", new Uint8Array(bytes));
+      await fsp.rm(path.join(this.root, "images/.tabfarm-probe"), { force: true });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -57,9 +75,20 @@ export class DatasetWriter {
   appendRecords(records: FrameRecord[]): Promise<void> {
     if (records.length === 0) return this.appendChain;
     const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
-    const next = this.appendChain.then(() => fsp.appendFile(this.indexPath, text));
+    const next = this.appendChain.then(() => this.appendOrRollBack(text));
     this.appendChain = next.catch(() => undefined);
     return next;
+  }
+
+  /** A failed append (disk full) may have written part of a line: cut the file back to where it was. */
+  private async appendOrRollBack(text: string): Promise<void> {
+    const sizeBefore = await fsp.stat(this.indexPath).then((s) => s.size, () => 0);
+    try {
+      await fsp.appendFile(this.indexPath, text);
+    } catch (err) {
+      await fsp.truncate(this.indexPath, sizeBefore).catch(() => {});
+      throw new DatasetWriteError(FRAMES_INDEX, err);
+    }
   }
 
   /**

@@ -4,7 +4,8 @@
 import type { JobQueue, Lease } from "../queue/JobQueue.js";
 import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import type { Farm } from "../session/Farm.js";
-import { GrabError, type Session } from "../session/Session.js";
+import { GrabTimeoutError, type Session } from "../session/Session.js";
+import { DatasetWriteError } from "../dataset/DatasetWriter.js";
 import { JobContext } from "./JobContext.js";
 import { forgetScene } from "./renderDeclarativeJob.js";
 
@@ -22,10 +23,17 @@ export interface DispatchOptions {
   onJobDone?: (jobId: string, frames: number, session: Session) => void;
   /** Called when a job fails an attempt. */
   onJobError?: (jobId: string, error: Error, session: Session) => void;
+  /** How long dispatch stays paused on a dataset that refuses writes before the run fails (ms). */
+  maxWriteStallMs?: number;
+  /** How often a paused dispatch checks whether the dataset takes writes again (ms). */
+  writeProbeMs?: number;
 }
 
 export interface Dispatch {
-  /** Resolves when no job is pending or leased (all done or failed). */
+  /**
+   * Resolves when no job is pending or leased (all done or failed); rejects with a DatasetWriteError
+   * when the dataset refused writes for longer than maxWriteStallMs.
+   */
   finished: Promise<void>;
   stop(): void;
 }
@@ -34,7 +42,8 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
   const { farm, queue, dataset, run, leaseTtlMs, log } = options;
   let stopped = false;
   let finish!: () => void;
-  const finished = new Promise<void>((resolve) => (finish = resolve));
+  let fail!: (err: Error) => void;
+  const finished = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
   const idleWaiters = new Set<() => void>();
   const wakeIdle = () => {
     for (const wake of idleWaiters) wake();
@@ -50,6 +59,30 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       wakeIdle();
       finish();
     }
+  };
+
+  // A dataset that refuses writes (disk full, permissions) pauses dispatch instead of burning
+  // attempts: the job is released uncounted, the error shown once, and a probe resumes the run.
+  let writeStall: { since: number; probe: NodeJS.Timeout } | null = null;
+  const pauseForWrites = (error: DatasetWriteError) => {
+    if (writeStall || stopped) return;
+    log(`dataset write failed: ${error.message}; dispatch paused until ${dataset.root} takes writes again`);
+    const since = Date.now();
+    const probe = setInterval(async () => {
+      if (await dataset.probeWritable()) {
+        clearInterval(probe);
+        writeStall = null;
+        log(`dataset writable again after ${((Date.now() - since) / 1000).toFixed(1)} s; dispatch resumed`);
+        wakeIdle();
+      } else if (Date.now() - since > (options.maxWriteStallMs ?? 600_000)) {
+        clearInterval(probe);
+        stopped = true;
+        clearInterval(housekeeping);
+        wakeIdle();
+        fail(new DatasetWriteError(`the dataset for ${((Date.now() - since) / 1000).toFixed(0)} s; giving up`, error.cause));
+      }
+    }, options.writeProbeMs ?? 2000);
+    writeStall = { since, probe };
   };
 
   // Expired leases (a hung tab) go back; then sessions waiting for work are woken.
@@ -69,6 +102,10 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       wakeIdle();
     });
     while (!stopped && !session.closed) {
+      if (writeStall) {
+        await new Promise<void>((resolve) => idleWaiters.add(resolve));
+        continue;
+      }
       const lease = await queue.take(session.id);
       if (!lease) {
         await checkFinished();
@@ -102,13 +139,19 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       const error = err instanceof Error ? err : new Error(String(err));
       job.cancel("failed");
       forgetScene(session);
+      if (error instanceof DatasetWriteError) {
+        await queue.release(lease.token, { message: error.message, stack: error.stack });
+        pauseForWrites(error);
+        return;
+      }
       if (await queue.isCurrent(lease.token)) {
         await queue.putBack(lease.token, { message: error.message, stack: error.stack });
       }
       options.onJobError?.(lease.job.id, error, session);
       if (!session.closed) log(`job ${lease.job.id} attempt ${lease.attempt} failed on session ${session.id}: ${error.message}`);
-      // A grab that never answered means the tab is hung: drop it so it cannot take more work.
-      if (error instanceof GrabError && /no answer within/.test(error.message)) session.disconnect();
+      // A grab that never answered means the tab is hung: drop it so it cannot take more work
+      // (the harness replaces hung tabs it launched).
+      if (error instanceof GrabTimeoutError) session.dropHung(error.message);
     } finally {
       clearInterval(heartbeat);
       session.off("close", onClose);
@@ -121,6 +164,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     stop() {
       stopped = true;
       clearInterval(housekeeping);
+      if (writeStall) clearInterval(writeStall.probe);
       wakeIdle();
       finish();
     },

@@ -66,6 +66,11 @@ export interface JobQueue {
   complete(token: string): Promise<boolean>;
   /** Returns the job to pending, or to failed when its attempts are used up. False (and counted) if stale. */
   putBack(token: string, error?: JobError): Promise<boolean>;
+  /**
+   * Returns the job to pending without counting the attempt: for failures that are not the job's
+   * fault (the dataset disk is full), so they do not burn its attempts. False (and counted) if stale.
+   */
+  release(token: string, error?: JobError): Promise<boolean>;
   /** A session went away: all its leases go back (or fail if out of attempts). Returns how many. */
   releaseOwner(owner: string, error?: JobError): Promise<number>;
   /** Expired leases go back (or fail if out of attempts). Returns how many. */

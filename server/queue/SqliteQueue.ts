@@ -25,6 +25,7 @@ const DEFAULTS = { leaseTtlMs: 30_000, maxAttempts: 3, busyTimeoutMs: 10_000 };
 
 // Reasons recorded when a lease ends without the session saying why.
 const REASON_PUT_BACK = "put back without an error";
+const REASON_RELEASED = "released without counting the attempt";
 const REASON_EXPIRED = "lease expired";
 const REASON_OWNER_GONE = "owner went away";
 const REASON_RESTART = "lease lost: server restarted";
@@ -175,6 +176,12 @@ export class SqliteQueue implements JobQueue {
     return this.counted(id !== null && this.stmt.putBack.run(params).changes > 0);
   }
 
+  async release(token: string, error?: JobError): Promise<boolean> {
+    const id = tokenJobId(token);
+    const params = { id, token, message: error?.message ?? REASON_RELEASED, stack: error?.stack ?? null, now: this.now() };
+    return this.counted(id !== null && this.stmt.release.run(params).changes > 0);
+  }
+
   async releaseOwner(owner: string, error?: JobError): Promise<number> {
     return this.stmt.releaseOwner.run({ owner, ...this.endParams(error, `${REASON_OWNER_GONE}: ${owner}`) }).changes;
   }
@@ -261,6 +268,10 @@ function prepareStatements(db: Database.Database) {
     isCurrent: db.prepare(`SELECT 1 FROM jobs WHERE ${current} AND expires_at > @now`).pluck(),
     complete: db.prepare(`UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE ${current}`),
     putBack: db.prepare(`UPDATE jobs SET ${endLease} WHERE ${current}`),
+    release: db.prepare(`
+      UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), expires_at = NULL,
+                      error_message = @message, error_stack = @stack, updated_at = @now
+      WHERE ${current}`),
     releaseOwner: db.prepare(`UPDATE jobs SET ${endLease} WHERE owner = @owner AND state = 'leased'`),
     housekeep: db.prepare(`UPDATE jobs SET ${endLease} WHERE expires_at <= @now AND state = 'leased'`),
     recoverLeased: db.prepare(`UPDATE jobs SET ${endLease} WHERE state = 'leased'`),

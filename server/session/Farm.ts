@@ -9,6 +9,7 @@ import { Server } from "socket.io";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { Session, type SessionSocket } from "./Session.js";
+import { AccessControl, requestToken, throttledLog, tokenMatches } from "./accessControl.js";
 
 export interface FarmOptions {
   /** Folder with the built client (index.html). */
@@ -19,10 +20,21 @@ export interface FarmOptions {
   /** Access token; a random one when absent. */
   token?: string;
   grabTimeoutMs?: number;
+  /** Largest encoded frame accepted (bytes); pages answer larger ones with an error. */
+  maxFrameBytes?: number;
+  /** Most sessions connected at once; more connections are refused. */
+  maxSessions?: number;
   /** How long a tab may take to say hello after connecting. */
   helloTimeoutMs?: number;
+  /** Connection attempts per address per 10 s (default 100). */
+  connectionsPer10s?: number;
+  /** Events one socket may send per second (default 50). */
+  messagesPerSecond?: number;
   log?: (line: string) => void;
 }
+
+/** Answers GET /api/status (token required) with the run's state. */
+export type StatusProvider = () => Promise<unknown> | unknown;
 
 export type SessionHandler = (session: Session) => Promise<void> | void;
 
@@ -36,14 +48,24 @@ export class Farm extends EventEmitter {
   private nextSession = 1;
   private readonly log: (line: string) => void;
   private running = new Set<Promise<void>>();
+  private readonly access: AccessControl;
+  private readonly logThrottled: (topic: string, line: string) => void;
+  private status: StatusProvider = () => ({ sessions: this.sessions.size });
   url = "";
 
   constructor(private readonly options: FarmOptions) {
     super();
     this.token = options.token ?? randomBytes(18).toString("base64url");
     this.log = options.log ?? ((line) => console.log(line));
+    this.logThrottled = throttledLog(this.log);
+    this.access = new AccessControl({
+      connectionsPer10s: options.connectionsPer10s ?? 100,
+      messagesPerSecond: options.messagesPerSecond ?? 50,
+    });
     const serveClient = sirv(options.clientDir, { dev: false, etag: true, single: false });
     this.server = http.createServer((req, res) => {
+      // The client's static files are public (they hold no secret); every other route needs the token.
+      if (req.url?.startsWith("/api/")) return void this.api(req, res);
       serveClient(req, res, () => {
         res.statusCode = 404;
         res.end("not found");
@@ -52,16 +74,27 @@ export class Farm extends EventEmitter {
     this.io = new Server(this.server, {
       transports: ["websocket"],
       // Frames travel as one binary message; socket.io's 1 MB default would drop large PNGs.
-      maxHttpBufferSize: LIMITS.maxFrameBytes + 1024 * 1024,
+      maxHttpBufferSize: (options.maxFrameBytes ?? LIMITS.maxFrameBytes) + 1024 * 1024,
       pingTimeout: 20_000,
     });
-    this.io.use((socket, next) => {
+    this.io.use(async (socket, next) => {
+      const address = socket.handshake.address;
+      const refuse = (why: string) => {
+        this.logThrottled("refused", `refused a connection from ${address}: ${why}`);
+        next(new Error(`tabfarm: ${why}`));
+      };
+      if (!(await this.access.allowConnection(address))) return refuse("too many connection attempts; slow down");
       const token = (socket.handshake.auth as { token?: unknown })?.token;
-      if (token === this.token) return next();
-      this.log(`refused a connection from ${socket.handshake.address}: ${token ? "wrong" : "missing"} access token`);
-      next(new Error(`tabfarm: ${token ? "wrong" : "missing"} access token; open the URL the server printed`));
+      if (!tokenMatches(this.token, token)) return refuse(`${token ? "wrong" : "missing"} access token; open the URL the server printed`);
+      if (this.io.of("/").sockets.size >= (options.maxSessions ?? 256)) return refuse(`server full (${options.maxSessions ?? 256} sessions)`);
+      next();
     });
     this.io.on("connection", (socket) => {
+      socket.use(async (_packet, next) => {
+        if (await this.access.allowMessage(socket.id)) return next();
+        this.logThrottled("flood", `disconnected ${socket.handshake.address}: more than ${options.messagesPerSecond ?? 50} messages a second`);
+        socket.disconnect(true);
+      });
       const timer = setTimeout(() => {
         this.log(`dropped a connection from ${socket.handshake.address}: no hello within ${options.helloTimeoutMs ?? 10_000} ms`);
         socket.disconnect(true);
@@ -71,6 +104,28 @@ export class Farm extends EventEmitter {
         this.admit(socket, info);
       });
     });
+  }
+
+  /** What GET /api/status answers (with the token). */
+  setStatus(provider: StatusProvider): void {
+    this.status = provider;
+  }
+
+  private async api(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (code: number, body: unknown) => {
+      res.writeHead(code, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify(body));
+    };
+    const token = requestToken(req.headers, req.url);
+    if (token === undefined) return send(401, { error: "access token required (Authorization: Bearer <token> or ?token=)" });
+    if (!tokenMatches(this.token, token)) return send(403, { error: "wrong access token" });
+    const route = new URL(req.url ?? "/", "http://x").pathname;
+    if (req.method !== "GET" || route !== "/api/status") return send(404, { error: `no route ${req.method} ${route}` });
+    try {
+      send(200, await this.status());
+    } catch (err) {
+      send(500, { error: (err as Error).message });
+    }
   }
 
   /** Runs `handler` once for every session, those connected now and those to come. */
@@ -113,7 +168,9 @@ export class Farm extends EventEmitter {
       devicePixelRatio: Number(info?.devicePixelRatio) || 1,
       worker: String(info?.worker ?? "").slice(0, 100),
     };
-    const session = new Session(`s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000);
+    const session = new Session(
+      `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
+    );
     this.sessions.set(session.id, session);
     this.log(`session ${session.id} joined${safeInfo.worker ? ` (${safeInfo.worker})` : ""}: ${this.sessions.size} live`);
     session.once("close", (reason: string) => {

@@ -4,7 +4,7 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { GrabRequestSchema, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
+import { GrabRequestSchema, LIMITS, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
 import type { CameraMeta } from "../../protocol/camera.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { checkImage } from "../capture/checkImage.js";
@@ -29,6 +29,8 @@ export interface GrabOptions extends GrabRequest {
 }
 
 export class GrabError extends Error {}
+/** The page did not answer a grab in time: it is probably hung. */
+export class GrabTimeoutError extends GrabError {}
 
 export class Session extends EventEmitter {
   private seq = 0;
@@ -42,12 +44,13 @@ export class Session extends EventEmitter {
     private readonly socket: SessionSocket,
     readonly info: BrowserInfo,
     private readonly grabTimeoutMs: number,
+    private readonly maxFrameBytes: number = LIMITS.maxFrameBytes,
   ) {
     super();
     socket.on("sceneError", (report) => {
       const message = `session ${id}: ${String(report?.message ?? "scene error").slice(0, 2000)}`;
       this.sceneErrors.push(message);
-      if (this.sceneErrors.length > 100) this.sceneErrors.shift();
+      if (this.sceneErrors.length > 100) this.sceneErrors.shift(); // bounded: pages may send many
       this.emit("sceneError", message);
     });
     socket.on("disconnect", (reason) => {
@@ -89,14 +92,14 @@ export class Session extends EventEmitter {
   /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
   grabRender(options: GrabOptions): Promise<GrabbedFrame> {
     const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
-    const request = GrabRequestSchema.parse(raw);
+    const request = GrabRequestSchema.parse({ maxBytes: this.maxFrameBytes, ...raw });
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
     const seq = ++this.seq;
     const started = performance.now();
     return new Promise<GrabbedFrame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(seq);
-        reject(new GrabError(`grabRender('${request.key}') on session ${this.id} got no answer within ${timeoutMs} ms`));
+        reject(new GrabTimeoutError(`grabRender('${request.key}') on session ${this.id} got no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(seq, (err) => {
         clearTimeout(timer);
@@ -115,10 +118,11 @@ export class Session extends EventEmitter {
   }
 
   private acceptReply(key: string, format: ImageFormat, reply: GrabReply, roundTripMs: number): GrabbedFrame {
+    // Everything in a reply comes from a page: trust nothing until checked.
     if (!reply || typeof reply !== "object") throw new GrabError(`grabRender('${key}') on session ${this.id}: malformed reply`);
     if (!reply.ok) throw new GrabError(`grabRender('${key}') on session ${this.id} failed: ${String(reply.error).slice(0, 2000)}`);
     const image = Buffer.isBuffer(reply.image) ? reply.image : Buffer.from(reply.image as ArrayBuffer);
-    checkImage(image, { format, width: reply.width, height: reply.height, what: `grabRender('${key}') on session ${this.id}` });
+    checkImage(image, { format, width: reply.width, height: reply.height, maxBytes: this.maxFrameBytes, what: `grabRender('${key}') on session ${this.id}` });
     return {
       image, width: reply.width, height: reply.height, format, camera: reply.camera,
       renderMs: Number(reply.renderMs) || 0, encodeMs: Number(reply.encodeMs) || 0, roundTripMs,
@@ -132,5 +136,11 @@ export class Session extends EventEmitter {
 
   disconnect(): void {
     this.socket.disconnect(true);
+  }
+
+  /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */
+  dropHung(reason: string): void {
+    this.emit("hung", reason);
+    this.disconnect();
   }
 }

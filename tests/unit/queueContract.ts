@@ -293,6 +293,21 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.deepEqual([counts.pending, counts.leased, counts.failed, counts.total], [0, 1, 1, 2]);
       }));
 
+    it("release returns a job without counting the attempt, never fails it, and is fenced by the token", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add([makeJob("a")]);
+        for (let i = 0; i < 3; i++) {
+          const lease = await takeOrFail(q, "s1");
+          assert.equal(lease.attempt, 1, "the attempt was refunded each time");
+          assert.equal(await q.release(lease.token, { message: "ENOSPC: no space left on device" }), true);
+          assert.equal(await q.state("a"), "pending");
+          assert.equal(await q.release(lease.token), false, "a second release with the same token is stale");
+        }
+        assert.equal((await q.counts()).staleRejections, 3);
+        const last = await takeOrFail(q, "s1");
+        assert.equal(await q.complete(last.token), true);
+      }));
+
     it("a put back without an error still records a reason when it fails the job", () =>
       withQueue({ maxAttempts: 1 }, async (q) => {
         await q.add([makeJob("a")]);

@@ -77,10 +77,15 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
     if (!gl || !scene) return fail("renderer not ready");
     const frame = renderFrame(gl, scene, view, request.downsample);
     const encoded = encoder.encode(frame.pixels, frame.width, frame.height, request.format, request.quality).then(
-      ({ bytes, encodeMs }): GrabReply => ({
-        ok: true, image: bytes, width: frame.width, height: frame.height, format: request.format,
-        camera: frame.camera, renderMs: frame.renderMs, encodeMs,
-      }),
+      ({ bytes, encodeMs }): GrabReply => {
+        if (request.maxBytes !== undefined && bytes.byteLength > request.maxBytes) {
+          return { ok: false, error: `encoded ${request.format} is ${bytes.byteLength} bytes, over the server's limit of ${request.maxBytes}` };
+        }
+        return {
+          ok: true, image: bytes, width: frame.width, height: frame.height, format: request.format,
+          camera: frame.camera, renderMs: frame.renderMs, encodeMs,
+        };
+      },
       (err): GrabReply => ({ ok: false, error: describe(err) }),
     );
     return { encoded };

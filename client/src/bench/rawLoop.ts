@@ -1,0 +1,113 @@
+// Benchmark hook (npm run bench): the naive in-page floor, with no server and no queue.
+// window.tabfarm.rawLoop({scene, poses, width, height, format}) sets the scene with a CameraView,
+// then per pose: update the camera → wait for React's commit → render + readPixels → encode in the
+// same EncoderPool the session uses, AWAITED (no overlap: render, read, encode, then the next frame).
+// It goes through sceneStore ops exactly like a session does, so the React/scene cost is the same.
+import type { SceneElement } from "../../../protocol/elements.js";
+import type { CameraPose } from "../../../protocol/camera.js";
+import type { ImageFormat } from "../../../protocol/grab.js";
+import { sceneStore } from "../scene/sceneStore.js";
+import { cameraRegistry } from "../camera/cameraRegistry.js";
+import { glContext } from "../capture/glContext.js";
+import { renderFrame } from "../capture/renderFrame.js";
+import { EncoderPool } from "../capture/encoderPool.js";
+
+export interface RawLoopOptions {
+  scene: SceneElement;
+  poses: CameraPose[];
+  width: number;
+  height: number;
+  format?: ImageFormat;
+  quality?: number;
+}
+
+export interface RawLoopResult {
+  frames: number;
+  /** Wall time of the whole loop in the page, scene set included. */
+  ms: number;
+  /** Sums over frames: op applied → committed, render + readPixels (renderFrame), encode as awaited, encode as the worker timed it. */
+  settleMs: number;
+  renderMs: number;
+  encodeWaitMs: number;
+  encodeWorkerMs: number;
+  /** Time to the end of the first frame (scene build and shader compilation land here). */
+  firstFrameMs: number;
+  bytes: number;
+}
+
+// The same camera element and pose props the farm adds (server/dispatch/farmCamera.ts), so the page
+// does the same work; duplicated rather than importing server code into the client bundle.
+const CAMERA_KEY = "tabfarm.bench.camera";
+function poseProps(pose: CameraPose): Record<string, unknown> {
+  const p = pose as Record<string, unknown>;
+  return {
+    matrix: p.matrix ?? null, position: p.position ?? null, lookAt: p.lookAt ?? null, rotation: p.rotation ?? null,
+    up: p.up ?? null, fov: p.fov ?? 60, near: p.near ?? 0.1, far: p.far ?? 100,
+  };
+}
+
+let encoder: EncoderPool | undefined;
+
+async function whenGlReady(timeoutMs = 30_000): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!glContext.gl || !glContext.scene) {
+    if (performance.now() > until) throw new Error("rawLoop: the R3F canvas did not come up (no WebGL?)");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
+  const { scene, poses, width, height, format = "png", quality } = options;
+  await whenGlReady();
+  encoder ??= new EncoderPool();
+  const started = performance.now();
+  sceneStore.apply({
+    op: "set",
+    scene: {
+      tag: "Scene",
+      key: "tabfarm.bench.root",
+      children: [scene, { tag: "CameraView", key: CAMERA_KEY, width, height, stream: "ondemand", ...poseProps({ position: [0, 0, 5] }) }],
+    },
+  });
+  const result: RawLoopResult = { frames: 0, ms: 0, settleMs: 0, renderMs: 0, encodeWaitMs: 0, encodeWorkerMs: 0, firstFrameMs: 0, bytes: 0 };
+  for (const pose of poses) {
+    const t0 = performance.now();
+    sceneStore.apply({ op: "update", nodes: [{ key: CAMERA_KEY, ...poseProps(pose) }] });
+    await sceneStore.settled();
+    const errors = sceneStore.takeErrors();
+    if (errors.length) throw new Error(`rawLoop: ${errors.join("; ")}`);
+    const view = cameraRegistry.get(CAMERA_KEY);
+    if (!view) throw new Error("rawLoop: the bench CameraView is not registered");
+    const t1 = performance.now();
+    const frame = renderFrame(glContext.gl!, glContext.scene!, view);
+    const t2 = performance.now();
+    const { bytes, encodeMs } = await encoder.encode(frame.pixels, frame.width, frame.height, format, quality);
+    const t3 = performance.now();
+    result.settleMs += t1 - t0;
+    result.renderMs += t2 - t1;
+    result.encodeWaitMs += t3 - t2;
+    result.encodeWorkerMs += encodeMs;
+    result.bytes += bytes.byteLength;
+    if (result.frames++ === 0) result.firstFrameMs = t3 - started;
+  }
+  result.ms = performance.now() - started;
+  return result;
+}
+
+/** True once the R3F canvas is mounted (what a grab needs before it can render). */
+export const benchReady = (): boolean => Boolean(glContext.gl && glContext.scene);
+
+// main.tsx assigns `window.tabfarm = {...}` after its imports ran (so after this module), replacing the
+// object: keep the hooks on whatever object is assigned, whichever order things happen in.
+const hooks = { rawLoop, benchReady };
+type Hooked = Record<string, unknown>;
+const w = window as unknown as { tabfarm?: Hooked };
+let current: Hooked = Object.assign(w.tabfarm ?? {}, hooks);
+Object.defineProperty(window, "tabfarm", {
+  configurable: true,
+  enumerable: true,
+  get: () => current,
+  set: (value: Hooked) => {
+    current = value && typeof value === "object" ? Object.assign(value, hooks) : value;
+  },
+});
