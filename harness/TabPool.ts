@@ -16,6 +16,8 @@ export interface TabPoolOptions {
   log: (line: string) => void;
   /** Forward page console errors to the log. */
   verbose?: boolean;
+  /** More Chromium flags, after the farm's own. */
+  extraArgs?: string[];
 }
 
 interface BrowserSlot {
@@ -42,7 +44,7 @@ export class TabPool {
     const browser = await chromium.launch({
       executablePath: this.options.executablePath,
       headless: !this.options.headed,
-      args: chromiumArgs(this.options.gl, { headed: this.options.headed }),
+      args: [...chromiumArgs(this.options.gl, { headed: this.options.headed }), ...(this.options.extraArgs ?? [])],
     });
     slot.browser = browser;
     browser.on("disconnected", () => {

@@ -42,6 +42,7 @@ export interface FarmCommandOptions {
   maxSessions: number;
   inFlight: number;
   progress: boolean;
+  chromiumArg: string[];
   verbose: boolean;
 }
 
@@ -94,7 +95,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
       pool = new TabPool({
         executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url,
-        tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose,
+        tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
       });
       await pool.start();
       const first = await Promise.race([
@@ -104,7 +105,8 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       if (!first) throw new FarmError(`no tab connected within 60 s (browser ${browser.path}, ${describeGl(options.gl)})`);
       if (!first.info.webgl) {
         throw new FarmError(
-          `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(options.gl)}. ` +
+          `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(options.gl)}` +
+            `${options.chromiumArg.length ? ` plus ${options.chromiumArg.join(" ")}` : ""}. ` +
             `Try --gl swiftshader (software), --gl auto, or another browser via CHROMIUM_PATH.`,
         );
       }
