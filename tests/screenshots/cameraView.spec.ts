@@ -1,0 +1,29 @@
+// CameraView sizes: the image is exactly width/downsample × height/downsample whatever the page's
+// devicePixelRatio, and the intrinsics describe the image that was written.
+import { test, expect } from "../../harness/testing.js";
+import { PNG } from "pngjs";
+
+test.use({ deviceScaleFactor: 2 });
+
+test("image size ignores devicePixelRatio and follows downsample", async ({ tabfarm, page }) => {
+  expect(await page.evaluate(() => window.devicePixelRatio)).toBe(2);
+  const scene = {
+    tag: "DefaultScene", key: "root", children: [
+      { tag: "Box", key: "box" },
+      { tag: "CameraView", key: "cam", width: 300, height: 200, fov: 60, downsample: 2, position: [2, 2, 2], lookAt: [0, 0, 0] },
+    ],
+  };
+  tabfarm.session.set(scene);
+  const half = await tabfarm.session.grabRender({ key: "cam" });
+  expect([half.width, half.height]).toEqual([150, 100]);
+  const png = PNG.sync.read(half.image);
+  expect([png.width, png.height]).toEqual([150, 100]);
+  // fy = (h/2) / tan(fov/2) for the written image; principal point at its centre.
+  expect(half.camera.K[1][1]).toBeCloseTo(50 / Math.tan(Math.PI / 6), 6);
+  expect(half.camera.K[0][2]).toBe(75);
+
+  const full = await tabfarm.session.grabRender({ key: "cam", downsample: 1 });
+  expect([full.width, full.height]).toEqual([300, 200]);
+  const webp = await tabfarm.session.grabRender({ key: "cam", format: "webp", quality: 0.8 });
+  expect(webp.image.subarray(8, 12).toString()).toBe("WEBP");
+});
