@@ -21,6 +21,9 @@ export class JobContext {
   readonly records: FrameRecord[] = [];
   private readonly abort = new AbortController();
   private nextIndex = 0;
+  private issued!: () => void;
+  /** Resolves once the runner has sent its last grab (see markAllIssued). */
+  readonly allIssued = new Promise<void>((resolve) => (this.issued = resolve));
 
   constructor(
     readonly spec: JobSpec,
@@ -37,6 +40,14 @@ export class JobContext {
   /** Aborted when the lease is lost (expired and taken by another session) or the session went away. */
   get signal(): AbortSignal {
     return this.abort.signal;
+  }
+
+  /**
+   * Says every grab of this job has been sent: the session may take its next job now, so the tab
+   * renders that job's frames while this one's last frames are still encoding and uploading.
+   */
+  markAllIssued(): void {
+    this.issued();
   }
 
   cancel(reason: string): void {

@@ -101,6 +101,8 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       if (released) log(`session ${session.id} left holding ${released} job(s); returned to the queue`);
       wakeIdle();
     });
+    // The job still finishing (its last frames encoding/uploading) while the next one renders.
+    let finishing: Promise<void> | null = null;
     while (!stopped && !session.closed) {
       if (writeStall) {
         await new Promise<void>((resolve) => idleWaiters.add(resolve));
@@ -108,6 +110,11 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       }
       const lease = await queue.take(session.id);
       if (!lease) {
+        if (finishing) {
+          await finishing;
+          finishing = null;
+          continue;
+        }
         await checkFinished();
         if (stopped) break;
         await new Promise<void>((resolve) => {
@@ -116,12 +123,17 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
         });
         continue;
       }
-      await runLease(session, lease);
+      const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => queue.isCurrent(lease.token));
+      const running = runLease(session, lease, job);
+      await Promise.race([job.allIssued, running]);
+      // At most two jobs per session: the previous one must be finished before a third is taken.
+      if (finishing) await finishing;
+      finishing = running;
     }
+    if (finishing) await finishing;
   });
 
-  async function runLease(session: Session, lease: Lease): Promise<void> {
-    const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => queue.isCurrent(lease.token));
+  async function runLease(session: Session, lease: Lease, job: JobContext): Promise<void> {
     const heartbeat = setInterval(async () => {
       if (!(await queue.extend(lease.token))) job.cancel("lease expired or was taken over");
     }, Math.max(100, leaseTtlMs / 3));

@@ -51,5 +51,6 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
     if (frame.update?.length) session.update(frame.update);
     await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality }).then((f) => job.saveFrame(f, { index })));
   }
+  job.markAllIssued();
   await window.drain();
 }
