@@ -40,6 +40,8 @@ export interface FarmCommandOptions {
   grabTimeout: number;
   maxFrameMb: number;
   maxSessions: number;
+  encode: "browser" | "server";
+  pngLevel: number;
   inFlight: number;
   progress: boolean;
   chromiumArg: string[];
@@ -76,6 +78,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     host: options.host, port: options.port, token: options.token,
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
+    encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, log: say,
     onFrames: (n) => (frames += n),
   });

@@ -3,6 +3,8 @@ import { z } from "zod";
 import { ElementKey } from "./elements.js";
 import type { CameraMeta } from "./camera.js";
 
+const LIMITS_MAX_SIDE = 8192;
+
 export const ImageFormat = z.enum(["png", "jpeg", "webp"]);
 export type ImageFormat = z.infer<typeof ImageFormat>;
 
@@ -15,13 +17,16 @@ export const GrabRequestSchema = z.object({
   downsample: z.number().int().min(1).max(16).optional(),
   /** The server's limit for one frame: a larger image is answered with an error, not sent. */
   maxBytes: z.number().int().positive().optional(),
+  /** "browser": the page encodes `format`; "raw": the page sends RGBA pixels and the server encodes. */
+  encoding: z.enum(["browser", "raw"]).default("browser"),
 });
 export type GrabRequest = z.input<typeof GrabRequestSchema>;
 
 export interface GrabSuccess {
   ok: true;
-  /** Encoded image bytes, sent as binary (never base64). */
+  /** Encoded image bytes, or RGBA pixels (top row first) when `raw`; binary, never base64. */
   image: ArrayBuffer | Uint8Array;
+  raw?: boolean;
   width: number;
   height: number;
   format: ImageFormat;
@@ -31,6 +36,23 @@ export interface GrabSuccess {
   /** Encode time in the page's worker. */
   encodeMs: number;
 }
+/** What the server checks in a successful reply before trusting it (the image bytes are checked apart). */
+export const GrabSuccessMetaSchema = z.object({
+  ok: z.literal(true),
+  raw: z.boolean().optional(),
+  width: z.number().int().min(1).max(LIMITS_MAX_SIDE),
+  height: z.number().int().min(1).max(LIMITS_MAX_SIDE),
+  camera: z.object({
+    K: z.array(z.array(z.number()).length(3)).length(3),
+    cameraToWorld: z.array(z.array(z.number()).length(4)).length(4),
+    fov: z.number(),
+    near: z.number(),
+    far: z.number(),
+  }),
+  renderMs: z.number().nonnegative(),
+  encodeMs: z.number().nonnegative(),
+});
+
 export interface GrabFailure {
   ok: false;
   error: string;
@@ -39,7 +61,7 @@ export type GrabReply = GrabSuccess | GrabFailure;
 
 /** Image limits the server enforces on what it asks for and what it accepts. */
 export const LIMITS = {
-  maxImageSide: 8192,
+  maxImageSide: LIMITS_MAX_SIDE,
   maxFramesPerJob: 100_000,
   maxFrameBytes: 64 * 1024 * 1024,
 } as const;

@@ -41,6 +41,8 @@ export interface RunOptions {
   grabTimeoutMs?: number;
   maxFrameBytes?: number;
   maxSessions?: number;
+  encode?: "browser" | "server";
+  pngLevel?: number;
   /** Give up (the run fails) when the dataset refuses writes this long (ms). */
   maxWriteStallMs?: number;
   log?: (line: string) => void;
@@ -97,6 +99,8 @@ export async function startRun(options: RunOptions): Promise<Run> {
     grabTimeoutMs: options.grabTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
     maxSessions: options.maxSessions,
+    encode: options.encode,
+    pngLevel: options.pngLevel,
     log,
   });
   const url = await farm.listen();

@@ -22,6 +22,10 @@ export interface FarmOptions {
   grabTimeoutMs?: number;
   /** Largest encoded frame accepted (bytes); pages answer larger ones with an error. */
   maxFrameBytes?: number;
+  /** Where frames are encoded: "browser" (in the page's worker) or "server" (raw pixels, sharp). */
+  encode?: "browser" | "server";
+  /** zlib level for PNGs encoded on the server (0..9). */
+  pngLevel?: number;
   /** Most sessions connected at once; more connections are refused. */
   maxSessions?: number;
   /** How long a tab may take to say hello after connecting. */
@@ -170,6 +174,7 @@ export class Farm extends EventEmitter {
     };
     const session = new Session(
       `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
+      this.options.encode === "server" ? "raw" : "browser", this.options.pngLevel,
     );
     this.sessions.set(session.id, session);
     this.log(`session ${session.id} joined${safeInfo.worker ? ` (${safeInfo.worker})` : ""}: ${this.sessions.size} live`);

@@ -4,10 +4,13 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { GrabRequestSchema, LIMITS, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
+import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
 import type { CameraMeta } from "../../protocol/camera.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
-import { checkImage } from "../capture/checkImage.js";
+import { checkImage, ImageCheckError } from "../capture/checkImage.js";
+import { encodeRgba } from "../capture/encodeFrame.js";
+
+type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
 
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
@@ -45,6 +48,9 @@ export class Session extends EventEmitter {
     readonly info: BrowserInfo,
     private readonly grabTimeoutMs: number,
     private readonly maxFrameBytes: number = LIMITS.maxFrameBytes,
+    /** Where grabs are encoded unless a grab says otherwise: in the page, or on the server from raw pixels. */
+    private readonly defaultEncoding: "browser" | "raw" = "browser",
+    private readonly pngLevel = 3,
   ) {
     super();
     socket.on("sceneError", (report) => {
@@ -92,7 +98,7 @@ export class Session extends EventEmitter {
   /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
   grabRender(options: GrabOptions): Promise<GrabbedFrame> {
     const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
-    const request = GrabRequestSchema.parse({ maxBytes: this.maxFrameBytes, ...raw });
+    const request = GrabRequestSchema.parse({ maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw });
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
     const seq = ++this.seq;
     const started = performance.now();
@@ -108,25 +114,35 @@ export class Session extends EventEmitter {
       this.socket.emit("grab", seq, request, (reply: GrabReply) => {
         if (!this.pending.delete(seq)) return; // timed out or disconnected already
         clearTimeout(timer);
-        try {
-          resolve(this.acceptReply(request.key, request.format, reply, performance.now() - started));
-        } catch (err) {
-          reject(err);
-        }
+        this.acceptReply(request, reply, performance.now() - started).then(resolve, reject);
       });
     });
   }
 
-  private acceptReply(key: string, format: ImageFormat, reply: GrabReply, roundTripMs: number): GrabbedFrame {
+  private async acceptReply(request: ParsedGrabRequest, reply: GrabReply, roundTripMs: number): Promise<GrabbedFrame> {
     // Everything in a reply comes from a page: trust nothing until checked.
-    if (!reply || typeof reply !== "object") throw new GrabError(`grabRender('${key}') on session ${this.id}: malformed reply`);
-    if (!reply.ok) throw new GrabError(`grabRender('${key}') on session ${this.id} failed: ${String(reply.error).slice(0, 2000)}`);
-    const image = Buffer.isBuffer(reply.image) ? reply.image : Buffer.from(reply.image as ArrayBuffer);
-    checkImage(image, { format, width: reply.width, height: reply.height, maxBytes: this.maxFrameBytes, what: `grabRender('${key}') on session ${this.id}` });
-    return {
-      image, width: reply.width, height: reply.height, format, camera: reply.camera,
-      renderMs: Number(reply.renderMs) || 0, encodeMs: Number(reply.encodeMs) || 0, roundTripMs,
-    };
+    const what = `grabRender('${request.key}') on session ${this.id}`;
+    if (!reply || typeof reply !== "object") throw new GrabError(`${what}: malformed reply`);
+    if (reply.ok !== true) throw new GrabError(`${what} failed: ${String((reply as { error?: unknown }).error).slice(0, 2000)}`);
+    const meta = GrabSuccessMetaSchema.safeParse(reply);
+    if (!meta.success) {
+      const why = meta.error.issues.slice(0, 3).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      throw new ImageCheckError(`${what}: malformed reply: ${why}`);
+    }
+    if (!Buffer.isBuffer(reply.image)) throw new ImageCheckError(`${what}: image is not binary data`);
+    const { width, height, camera, renderMs } = meta.data;
+    let image: Buffer = reply.image;
+    let encodeMs = meta.data.encodeMs;
+    if (request.encoding === "raw") {
+      if (!meta.data.raw || image.length !== width * height * 4) {
+        throw new ImageCheckError(`${what}: raw frame of ${image.length} bytes is not ${width}×${height} RGBA (${width * height * 4} bytes)`);
+      }
+      const started = performance.now();
+      image = await encodeRgba(image, width, height, { format: request.format, quality: request.quality, pngLevel: this.pngLevel });
+      encodeMs = performance.now() - started;
+    }
+    checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
+    return { image, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs };
   }
 
   /** Tells the page the server is done with it. */

@@ -27,3 +27,21 @@ test("image size ignores devicePixelRatio and follows downsample", async ({ tabf
   const webp = await tabfarm.session.grabRender({ key: "cam", format: "webp", quality: 0.8 });
   expect(webp.image.subarray(8, 12).toString()).toBe("WEBP");
 });
+
+test("server-side encoding (raw pixels + sharp) gives the same pixels as the page's encoder", async ({ tabfarm }) => {
+  tabfarm.session.set({
+    tag: "DefaultScene", key: "root", children: [
+      { tag: "TorusKnot", key: "k", color: "#669bbc" },
+      { tag: "CameraView", key: "cam", width: 120, height: 90, position: [2, 2, 2], lookAt: [0, 0, 0] },
+    ],
+  });
+  const browser = await tabfarm.session.grabRender({ key: "cam", encoding: "browser" });
+  const server = await tabfarm.session.grabRender({ key: "cam", encoding: "raw" });
+  expect(server.format).toBe("png");
+  const a = PNG.sync.read(browser.image);
+  const b = PNG.sync.read(server.image);
+  expect([b.width, b.height]).toEqual([120, 90]);
+  expect(Buffer.compare(a.data, b.data)).toBe(0);
+  const jpeg = await tabfarm.session.grabRender({ key: "cam", encoding: "raw", format: "jpeg", quality: 0.7 });
+  expect([...jpeg.image.subarray(0, 2)]).toEqual([0xff, 0xd8]);
+});

@@ -19,6 +19,8 @@ export interface RawLoopOptions {
   height: number;
   format?: ImageFormat;
   quality?: number;
+  /** Diagnostics: "render" skips the encode (render + readPixels only); "encode" renders the first pose once and encodes its pixels for every pose. */
+  only?: "render" | "encode";
 }
 
 export interface RawLoopResult {
@@ -57,7 +59,7 @@ async function whenGlReady(timeoutMs = 30_000): Promise<void> {
 }
 
 export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
-  const { scene, poses, width, height, format = "png", quality } = options;
+  const { scene, poses, width, height, format = "png", quality, only } = options;
   await whenGlReady();
   encoder ??= new EncoderPool();
   const started = performance.now();
@@ -70,8 +72,18 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
     },
   });
   const result: RawLoopResult = { frames: 0, ms: 0, settleMs: 0, renderMs: 0, encodeWaitMs: 0, encodeWorkerMs: 0, firstFrameMs: 0, bytes: 0 };
+  let kept: Uint8ClampedArray<ArrayBuffer> | undefined;
   for (const pose of poses) {
     const t0 = performance.now();
+    if (only === "encode" && kept) {
+      const { bytes, encodeMs } = await encoder.encode(kept.slice(), width, height, format, quality);
+      const t3 = performance.now();
+      result.encodeWaitMs += t3 - t0;
+      result.encodeWorkerMs += encodeMs;
+      result.bytes += bytes.byteLength;
+      result.frames++;
+      continue;
+    }
     sceneStore.apply({ op: "update", nodes: [{ key: CAMERA_KEY, ...poseProps(pose) }] });
     await sceneStore.settled();
     const errors = sceneStore.takeErrors();
@@ -81,7 +93,9 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
     const t1 = performance.now();
     const frame = renderFrame(glContext.gl!, glContext.scene!, view);
     const t2 = performance.now();
-    const { bytes, encodeMs } = await encoder.encode(frame.pixels, frame.width, frame.height, format, quality);
+    if (only === "encode") kept = frame.pixels.slice();
+    const { bytes, encodeMs } =
+      only === "render" ? { bytes: new ArrayBuffer(0), encodeMs: 0 } : await encoder.encode(frame.pixels, frame.width, frame.height, format, quality);
     const t3 = performance.now();
     result.settleMs += t1 - t0;
     result.renderMs += t2 - t1;

@@ -76,6 +76,16 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
     const { gl, scene } = glContext;
     if (!gl || !scene) return fail("renderer not ready");
     const frame = renderFrame(gl, scene, view, request.downsample);
+    if (request.encoding === "raw") {
+      const bytes = frame.pixels.byteLength;
+      if (request.maxBytes !== undefined && bytes > request.maxBytes) return fail(`raw frame is ${bytes} bytes, over the server's limit of ${request.maxBytes}`);
+      return {
+        encoded: Promise.resolve<GrabReply>({
+          ok: true, raw: true, image: frame.pixels.buffer, width: frame.width, height: frame.height, format: request.format,
+          camera: frame.camera, renderMs: frame.renderMs, encodeMs: 0,
+        }),
+      };
+    }
     const encoded = encoder.encode(frame.pixels, frame.width, frame.height, request.format, request.quality).then(
       ({ bytes, encodeMs }): GrabReply => {
         if (request.maxBytes !== undefined && bytes.byteLength > request.maxBytes) {
