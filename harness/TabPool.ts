@@ -29,7 +29,11 @@ export class TabPool {
   private slots: BrowserSlot[] = [];
   private pages = new Map<number, Page>();
   private closing = false;
+  /** Tabs replaced after a fault (crash, close, hang, dead browser). */
   replacements = 0;
+  /** Tabs replaced on purpose (retired after --recycle-after frames); not counted as faults. */
+  recycled = 0;
+  private plannedRecycle = new Set<Page>();
 
   constructor(private readonly options: TabPoolOptions) {}
 
@@ -64,8 +68,13 @@ export class TabPool {
     const lost = (why: string) => {
       if (this.closing || this.pages.get(tab) !== page || !browser.isConnected()) return;
       this.pages.delete(tab);
-      this.options.log(`tab ${tab} ${why}; opening a replacement`);
       void context.close().catch(() => {});
+      if (this.plannedRecycle.delete(page)) {
+        this.recycled++;
+        void this.openTab(slot, tab).catch((err) => this.closing || this.options.log(`could not reopen tab ${tab}: ${(err as Error).message}`));
+        return;
+      }
+      this.options.log(`tab ${tab} ${why}; opening a replacement`);
       void this.replace(() => this.openTab(slot, tab));
     };
     page.on("crash", () => lost("crashed"));
@@ -91,12 +100,13 @@ export class TabPool {
     }
   }
 
-  /** Replaces the tab whose page says `?worker=<worker>` (e.g. a hung one); unknown names are ignored. */
-  recycle(worker: string): void {
+  /** Replaces the tab whose page says `?worker=<worker>` (hung, or due for recycling); unknown names are ignored. */
+  recycle(worker: string, why: string, fault = true): void {
     const tab = /^tab-(\d+)$/.exec(worker)?.[1];
     const page = tab === undefined ? undefined : this.pages.get(Number(tab));
     if (!page) return;
-    this.options.log(`tab ${tab} is hung; replacing it`);
+    this.options.log(`tab ${tab} ${why}; replacing it`);
+    if (!fault) this.plannedRecycle.add(page);
     // Closing fires "close", which opens the replacement; a hung renderer may ignore a polite close.
     void page.context().close().catch(() => {});
   }

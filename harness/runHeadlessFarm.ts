@@ -45,6 +45,7 @@ export interface FarmCommandOptions {
   inFlight: number;
   progress: boolean;
   chromiumArg: string[];
+  recycleAfter: number;
   verbose: boolean;
 }
 
@@ -80,7 +81,11 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, log: say,
-    onFrames: (n) => (frames += n),
+    onFrames: (n, session) => {
+      frames += n;
+      // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
+      if (options.recycleAfter > 0 && session.framesDelivered >= options.recycleAfter && session.info.worker.startsWith("tab-")) session.retire();
+    },
   });
   say(`tabfarm: serving ${run.url}`);
   say(`tabfarm: open that URL in any browser to add a session; dataset → ${run.dataset.root}`);
@@ -90,7 +95,8 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   const firstHello = new Promise<Session>((resolve) => (firstSession = resolve));
   run.farm.on("session", (session: Session) => {
     firstSession(session);
-    session.once("hung", () => pool?.recycle(session.info.worker));
+    session.once("hung", () => pool?.recycle(session.info.worker, "is hung"));
+    session.once("retired", () => pool?.recycle(session.info.worker, `rendered ${session.framesDelivered} frames`, false));
   });
   try {
     if (!options.serveOnly) {

@@ -103,7 +103,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     });
     // The job still finishing (its last frames encoding/uploading) while the next one renders.
     let finishing: Promise<void> | null = null;
-    while (!stopped && !session.closed) {
+    while (!stopped && !session.closed && !session.retiring) {
       if (writeStall) {
         await new Promise<void>((resolve) => idleWaiters.add(resolve));
         continue;
@@ -131,6 +131,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       finishing = running;
     }
     if (finishing) await finishing;
+    if (session.retiring && !session.closed) session.emit("retired");
   });
 
   async function runLease(session: Session, lease: Lease, job: JobContext): Promise<void> {

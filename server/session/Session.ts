@@ -39,6 +39,10 @@ export class Session extends EventEmitter {
   private seq = 0;
   private pending = new Map<number, (err: Error) => void>();
   closed = false;
+  /** Set by retire(): the session finishes what it holds and takes no more jobs. */
+  retiring = false;
+  /** Frames this session has delivered (grabs answered with a valid image). */
+  framesDelivered = 0;
   /** Scene errors the page reported (bad op, failed asset), newest last; also emitted as "sceneError". */
   readonly sceneErrors: string[] = [];
 
@@ -142,6 +146,7 @@ export class Session extends EventEmitter {
       encodeMs = performance.now() - started;
     }
     checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
+    this.framesDelivered++;
     return { image, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs };
   }
 
@@ -152,6 +157,14 @@ export class Session extends EventEmitter {
 
   disconnect(): void {
     this.socket.disconnect(true);
+  }
+
+  /**
+   * Asks the dispatcher to give this session no more jobs; it emits "retired" once its jobs are
+   * finished, when a harness can replace the tab (e.g. to bound a long run's browser memory).
+   */
+  retire(): void {
+    this.retiring = true;
   }
 
   /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */

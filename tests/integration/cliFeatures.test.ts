@@ -75,6 +75,22 @@ describe("CLI features", () => {
     }
   });
 
+  it("--recycle-after replaces tabs between jobs without losing or repeating a frame", async () => {
+    const out = tempDir();
+    try {
+      const { code, output } = await runFarmCli(["--sessions", "2", "--demo", "40", "--frames-per-job", "5", "--width", "64", "--height", "48", "--recycle-after", "10", "--out", out, "--no-progress"]);
+      assert.equal(code, 0, output);
+      assert.match(output, /tab \d rendered \d+ frames; replacing it/);
+      assert.ok((output.match(/session s\d+ joined/g) ?? []).length > 2, "replacement tabs joined as new sessions");
+      const ids = readFrames(out).map((f) => `${f.job}/${f.frame}`);
+      assert.equal(ids.length, 40);
+      assert.equal(new Set(ids).size, 40);
+      assert.doesNotMatch(output, /attempt \d failed/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it("--jobs accepts a module exporting an async generator", async () => {
     const out = tempDir();
     try {
