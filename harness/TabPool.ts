@@ -65,7 +65,10 @@ export class TabPool {
     const context = await browser.newContext({ viewport: { width: 320, height: 240 } });
     const page = await context.newPage();
     this.pages.set(tab, page);
-    const lost = (why: string) => {
+    const lost = async (why: string) => {
+      // When the browser process dies, pages report "close" before the browser reports
+      // "disconnected": wait a turn so a dead browser is relaunched, not asked for new tabs.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       if (this.closing || this.pages.get(tab) !== page || !browser.isConnected()) return;
       this.pages.delete(tab);
       void context.close().catch(() => {});
@@ -77,8 +80,8 @@ export class TabPool {
       this.options.log(`tab ${tab} ${why}; opening a replacement`);
       void this.replace(() => this.openTab(slot, tab));
     };
-    page.on("crash", () => lost("crashed"));
-    page.on("close", () => lost("closed"));
+    page.on("crash", () => void lost("crashed"));
+    page.on("close", () => void lost("closed"));
     if (this.options.verbose) {
       page.on("console", (m) => m.type() === "error" && this.options.log(`tab ${tab} console: ${m.text()}`));
       page.on("pageerror", (e) => this.options.log(`tab ${tab} page error: ${e.message}`));

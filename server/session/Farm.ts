@@ -3,7 +3,7 @@
 import http from "node:http";
 import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import sirv from "sirv";
 import { Server } from "socket.io";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
@@ -52,6 +52,7 @@ export class Farm extends EventEmitter {
   private nextSession = 1;
   private readonly log: (line: string) => void;
   private running = new Set<Promise<void>>();
+  private readonly connections = new Set<Socket>();
   private readonly access: AccessControl;
   private readonly logThrottled: (topic: string, line: string) => void;
   private status: StatusProvider = () => ({ sessions: this.sessions.size });
@@ -74,6 +75,10 @@ export class Farm extends EventEmitter {
         res.statusCode = 404;
         res.end("not found");
       });
+    });
+    this.server.on("connection", (socket) => {
+      this.connections.add(socket);
+      socket.once("close", () => this.connections.delete(socket));
     });
     this.io = new Server(this.server, {
       transports: ["websocket"],
@@ -159,8 +164,14 @@ export class Farm extends EventEmitter {
     for (const session of this.sessions.values()) session.bye("run finished");
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 2000))]);
     this.io.disconnectSockets(true);
-    await new Promise<void>((resolve) => this.io.close(() => resolve()));
-    this.server.closeAllConnections?.();
+    // io.close waits for every connection to end; a peer that never answers the websocket close
+    // would hold it for 30 s, so whatever is still open after a second is destroyed.
+    const closed = new Promise<void>((resolve) => this.io.close(() => resolve()));
+    const timer = setTimeout(() => {
+      for (const socket of this.connections) socket.destroy();
+    }, 1000);
+    await closed;
+    clearTimeout(timer);
   }
 
   private admit(socket: SessionSocket, info: BrowserInfo): void {
