@@ -63,7 +63,13 @@ export class TabPool {
     const browser = slot.browser;
     if (!browser?.isConnected() || this.closing) return;
     const context = await browser.newContext({ viewport: { width: 320, height: 240 } });
-    const page = await context.newPage();
+    let page: Page;
+    try {
+      page = await context.newPage();
+    } catch (err) {
+      await context.close().catch(() => {}); // a renderer that died while opening leaves a half-made context
+      throw err;
+    }
     this.pages.set(tab, page);
     const lost = async (why: string) => {
       // When the browser process dies, pages report "close" before the browser reports
@@ -74,7 +80,7 @@ export class TabPool {
       void context.close().catch(() => {});
       if (this.plannedRecycle.delete(page)) {
         this.recycled++;
-        void this.openTab(slot, tab).catch((err) => this.closing || this.options.log(`could not reopen tab ${tab}: ${(err as Error).message}`));
+        void this.replace(() => this.openTab(slot, tab), false);
         return;
       }
       this.options.log(`tab ${tab} ${why}; opening a replacement`);
@@ -87,19 +93,35 @@ export class TabPool {
       page.on("pageerror", (e) => this.options.log(`tab ${tab} page error: ${e.message}`));
     }
     const separator = this.options.url.includes("?") ? "&" : "?";
-    await page.goto(`${this.options.url}${separator}worker=tab-${tab}`, { waitUntil: "load" });
+    try {
+      await page.goto(`${this.options.url}${separator}worker=tab-${tab}`, { waitUntil: "load" });
+    } catch (err) {
+      // Crashed or stuck while loading: forget this page so the caller's retry opens a fresh one.
+      if (this.pages.get(tab) === page) this.pages.delete(tab);
+      await context.close().catch(() => {});
+      throw err;
+    }
   }
 
-  private async replace(open: () => Promise<void>): Promise<void> {
+  /**
+   * Opens a tab again, retrying with backoff: a replacement can itself crash while opening.
+   * Each try of a fault replacement counts against maxReplacements, so a crash loop ends.
+   */
+  private async replace(open: () => Promise<void>, fault = true): Promise<void> {
     const max = this.options.maxReplacements ?? Math.max(20, this.options.tabs * 10);
-    if (++this.replacements > max) {
-      this.options.log(`gave up replacing tabs after ${max} replacements`);
-      return;
-    }
-    try {
-      await open();
-    } catch (err) {
-      if (!this.closing) this.options.log(`could not open a replacement: ${(err as Error).message}`);
+    for (let attempt = 0; !this.closing; attempt++) {
+      if (fault && ++this.replacements > max) {
+        this.options.log(`gave up replacing tabs after ${max} replacements`);
+        return;
+      }
+      try {
+        return await open();
+      } catch (err) {
+        if (this.closing) return;
+        this.options.log(`could not open a replacement tab (try ${attempt + 1}): ${(err as Error).message}`);
+        if (!fault && attempt >= 5) return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
+      }
     }
   }
 

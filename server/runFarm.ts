@@ -81,6 +81,8 @@ export async function startRun(options: RunOptions): Promise<Run> {
   // Resume: leases of a previous process are void; lines of jobs that never completed are dropped.
   const recovered = await queue.recoverLeased();
   if (recovered) log(`resume: ${recovered} job(s) leased by an earlier run returned to the queue`);
+  const temps = await dataset.removeStaleTemps();
+  if (temps) log(`resume: removed ${temps} temp file(s) left by an interrupted write`);
   const compacted = await dataset.compact(async (job) => (await queue.state(job)) === "done");
   if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
 

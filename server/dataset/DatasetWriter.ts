@@ -60,6 +60,24 @@ export class DatasetWriter {
     }
   }
 
+  /**
+   * Removes temp files a killed process left between write and rename (nothing points at them).
+   * Call only while no writer is active on this folder, i.e. at the start of a run.
+   */
+  async removeStaleTemps(): Promise<number> {
+    const images = path.join(this.root, "images");
+    if (!fs.statSync(images, { throwIfNoEntry: false })?.isDirectory()) return 0;
+    let removed = 0;
+    for (const entry of await fsp.readdir(images, { recursive: true })) {
+      const name = path.basename(entry);
+      if (name.startsWith(".") && name.endsWith(".tmp")) {
+        await fsp.rm(path.join(images, entry), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   /** Whether a write of `bytes` bytes into the dataset would succeed now (used to resume after a failure). */
   async probeWritable(bytes = 256 * 1024): Promise<boolean> {
     try {

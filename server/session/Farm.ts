@@ -105,9 +105,10 @@ export class Farm extends EventEmitter {
         socket.disconnect(true);
       });
       const timer = setTimeout(() => {
-        this.log(`dropped a connection from ${socket.handshake.address}: no hello within ${options.helloTimeoutMs ?? 10_000} ms`);
+        this.logThrottled("no-hello", `dropped a connection from ${socket.handshake.address}: no hello within ${options.helloTimeoutMs ?? 10_000} ms`);
         socket.disconnect(true);
-      }, options.helloTimeoutMs ?? 10_000);
+      }, options.helloTimeoutMs ?? 10_000).unref();
+      socket.once("disconnect", () => clearTimeout(timer));
       socket.once("hello", (info: BrowserInfo) => {
         clearTimeout(timer);
         this.admit(socket, info);

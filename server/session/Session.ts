@@ -102,7 +102,12 @@ export class Session extends EventEmitter {
   /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
   grabRender(options: GrabOptions): Promise<GrabbedFrame> {
     const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
-    const request = GrabRequestSchema.parse({ maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw });
+    const parsed = GrabRequestSchema.safeParse({ maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw });
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      return Promise.reject(new TypeError(`session.grabRender: ${why}`));
+    }
+    const request = parsed.data;
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
     const seq = ++this.seq;
     const started = performance.now();
