@@ -4,8 +4,7 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type ImageFormat } from "../../protocol/grab.js";
-import type { CameraMeta } from "../../protocol/camera.js";
+import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { encodeRgba } from "../capture/encodeFrame.js";
@@ -14,14 +13,9 @@ type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
 
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
-export interface GrabbedFrame {
+/** A checked, encoded frame: the page's reply with its bytes as a Buffer. */
+export interface GrabbedFrame extends Omit<GrabSuccess, "ok" | "image" | "raw"> {
   image: Buffer;
-  width: number;
-  height: number;
-  format: ImageFormat;
-  camera: CameraMeta;
-  renderMs: number;
-  encodeMs: number;
   /** Wall time from request to reply, as the server saw it. */
   roundTripMs: number;
 }

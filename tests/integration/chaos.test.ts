@@ -6,32 +6,15 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import { benchChaos, descendants } from "../../bench/chaos.js";
 import { Farm } from "../../server/session/Farm.js";
 import { TabPool } from "../../harness/TabPool.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
+import { runFarmCli } from "./cli.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const REPO = path.resolve(import.meta.dirname, "../..");
 
-function runCli(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`farm did not finish within ${timeoutMs} ms:\n${output}`));
-    }, timeoutMs);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
 
 describe("chaos", () => {
   it("survives 2 tab kills and 1 farm restart with a complete, duplicate-free, decodable dataset", { timeout: 120_000 }, async (t) => {
@@ -111,7 +94,7 @@ describe("chaos", () => {
         fs.writeFileSync(stale, Buffer.alloc(100));
         const old = new Date(Date.now() - 3600_000);
         fs.utimesSync(stale, old, old);
-        const { code, output } = await runCli(["--sessions", "1", "--demo", "5", "--frames-per-job", "5", "--width", "32", "--height", "24", "--out", out, "--no-progress"]);
+        const { code, output } = await runFarmCli(["--sessions", "1", "--demo", "5", "--frames-per-job", "5", "--width", "32", "--height", "24", "--out", out, "--no-progress"]);
         assert.equal(code, 0, output);
         const leftovers = fs.readdirSync(out, { recursive: true }).map(String).filter((n) => n.endsWith(".tmp"));
         assert.deepEqual(leftovers, [], "a finished dataset holds no temp files");

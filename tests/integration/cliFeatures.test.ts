@@ -8,7 +8,7 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import { chromium } from "playwright-core";
 import { PNG } from "pngjs";
-import { REPO, runFarmCli, readFrames } from "./farm.test.js";
+import { REPO, runFarmCli, readFrames } from "./cli.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { chromiumArgs } from "../../harness/chromiumFlags.js";
 

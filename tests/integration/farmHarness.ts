@@ -15,6 +15,7 @@ import type { JobSpec } from "../../protocol/job.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { TabPool } from "../../harness/TabPool.js";
+import { readFrames } from "./cli.js";
 
 export interface StartFarmOptions {
   /** Headless tabs in the pool (default 2). */
@@ -85,6 +86,8 @@ const tempDirs = new Set<string>();
 process.once("exit", () => {
   for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
+
+export { readFrames };
 
 export async function startFarm(options: StartFarmOptions = {}): Promise<FarmUnderTest> {
   const echo = options.echo ?? process.env.TABFARM_TEST_VERBOSE === "1";
@@ -200,12 +203,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
       }, ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-export function readFrames(out: string): FrameRecord[] {
-  const file = path.join(out, "frames.jsonl");
-  if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as FrameRecord);
 }
 
 /** Files under `out` whose name ends in .tmp (an interrupted atomic write would leave one). */

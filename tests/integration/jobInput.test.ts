@@ -5,7 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PNG } from "pngjs";
-import { REPO, runFarmCli, readFrames } from "./farm.test.js";
+import { REPO, runFarmCli, readFrames } from "./cli.js";
 
 const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-jobs-"));
 

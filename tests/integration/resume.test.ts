@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
-import { REPO, runFarmCli, readFrames, decodePng } from "./farm.test.js";
+import { REPO, runFarmCli, readFrames, decodePng } from "./cli.js";
 
 /** Starts the CLI in its own process group, and SIGKILLs that group once `ready` says so. */
 function startAndKill(args: string[], ready: () => boolean, timeoutMs = 120_000): Promise<string> {
