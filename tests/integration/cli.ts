@@ -28,9 +28,11 @@ export function runFarmCli(args: string[], timeoutMs = 240_000): Promise<{ code:
   });
 }
 
+/** The lines of `<out>/frames.jsonl`; none when the file does not exist yet. */
 export function readFrames(out: string): FrameRecord[] {
-  const text = fs.readFileSync(path.join(out, "frames.jsonl"), "utf8");
-  return text.split("\n").filter(Boolean).map((line) => JSON.parse(line));
+  const file = path.join(out, "frames.jsonl");
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as FrameRecord);
 }
 
 /** Decodes a PNG and returns how many distinct colours it has (a blank frame has one). */
