@@ -46,6 +46,7 @@ export interface FarmCommandOptions {
   progress: boolean;
   chromiumArg: string[];
   recycleAfter: number;
+  depth: boolean;
   verbose: boolean;
 }
 
@@ -80,7 +81,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
-    inFlight: options.inFlight, log: say,
+    inFlight: options.inFlight, depth: options.depth, log: say,
     onFrames: (n, session) => {
       frames += n;
       // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.

@@ -17,6 +17,8 @@ export const GrabRequestSchema = z.object({
   downsample: z.number().int().min(1).max(16).optional(),
   /** The server's limit for one frame: a larger image is answered with an error, not sent. */
   maxBytes: z.number().int().positive().optional(),
+  /** Also read the depth buffer: metric depth along the camera axis, in millimetres (uint16). */
+  depth: z.boolean().optional(),
   /** "browser": the page encodes `format`; "raw": the page sends RGBA pixels and the server encodes. */
   encoding: z.enum(["browser", "raw"]).default("browser"),
 });
@@ -27,6 +29,8 @@ export interface GrabSuccess {
   /** Encoded image bytes, or RGBA pixels (top row first) when `raw`; binary, never base64. */
   image: ArrayBuffer | Uint8Array;
   raw?: boolean;
+  /** With `depth`: uint16 little-endian millimetres, top row first; 0 where nothing was hit. */
+  depth?: ArrayBuffer | Uint8Array;
   width: number;
   height: number;
   format: ImageFormat;

@@ -29,5 +29,7 @@ export const JobSpecSchema = z.strictObject({
   height: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
   format: ImageFormat.optional(),
   quality: z.number().min(0).max(1).optional(),
+  /** Also write a 16-bit depth PNG (millimetres) per frame. */
+  depth: z.boolean().optional(),
 });
 export type JobSpec = z.infer<typeof JobSpecSchema>;

@@ -33,6 +33,8 @@ export interface RunOptions {
   scene?: SceneElement;
   /** Grabs in flight per session. */
   inFlight?: number;
+  /** Also write 16-bit depth PNGs (millimetres), unless a job says otherwise. */
+  depth?: boolean;
   host?: string;
   port?: number;
   token?: string;
@@ -114,6 +116,7 @@ export async function startRun(options: RunOptions): Promise<Run> {
     quality: options.quality,
     scene: options.scene ?? demoScene(),
     inFlight: options.inFlight ?? 3,
+    depth: options.depth ?? false,
   } as const;
   const run: JobRunner = options.handler ?? ((session, job) => renderDeclarativeJob(session, job, defaults));
 

@@ -23,3 +23,11 @@ export async function encodeRgba(pixels: Buffer, width: number, height: number, 
       return image.webp({ quality: quality ?? 90 }).toBuffer();
   }
 }
+
+/** uint16 little-endian millimetres → a 16-bit greyscale PNG (lossless; 0 = nothing hit). */
+export async function encodeDepthPng(depth: Buffer, width: number, height: number): Promise<Buffer> {
+  // sharp takes 16-bit samples only from a Uint16Array; copy so the view is aligned.
+  const samples = new Uint16Array(width * height);
+  Buffer.from(samples.buffer).set(depth.subarray(0, samples.byteLength));
+  return sharp(samples, { raw: { width, height, channels: 1 } }).toColourspace("grey16").png({ compressionLevel: 3 }).toBuffer();
+}

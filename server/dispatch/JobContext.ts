@@ -64,6 +64,8 @@ export class JobContext {
       this.signal.throwIfAborted();
     }
     await this.dataset.writeFile(file, frame.image);
+    const depthFile = frame.depth ? this.dataset.framePath(this.id, index, "png", "depth") : undefined;
+    if (depthFile) await this.dataset.writeFile(depthFile, frame.depth!);
     const record: FrameRecord = {
       ...(options.extra ?? {}),
       job: this.id,
@@ -79,6 +81,7 @@ export class JobContext {
       render_ms: round(frame.renderMs),
       encode_ms: round(frame.encodeMs),
       attempt: this.attempt,
+      ...(depthFile ? { depth_file: depthFile, depth_scale: 0.001 } : {}),
     };
     // A frame saved twice in one attempt keeps only its last line.
     const existing = this.records.findIndex((r) => r.frame === index);

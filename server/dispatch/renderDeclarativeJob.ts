@@ -16,6 +16,8 @@ export interface RenderDefaults {
   scene: SceneElement;
   /** Grabs in flight per session. */
   inFlight: number;
+  /** Write depth PNGs unless a job says otherwise. */
+  depth: boolean;
 }
 
 // The scene each session shows, so consecutive jobs with the same scene skip the `set`.
@@ -32,6 +34,7 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
   const height = spec.height ?? defaults.height;
   const format = spec.format ?? defaults.format;
   const quality = spec.quality ?? defaults.quality;
+  const depth = spec.depth ?? defaults.depth;
   const scene = withFarmCamera(spec.scene ?? defaults.scene, width, height);
   const sceneJson = JSON.stringify(scene);
   if (shownScene.get(session) !== sceneJson) {
@@ -49,7 +52,7 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
     job.signal.throwIfAborted();
     if (frame.camera) session.update({ key: FARM_CAMERA_KEY, ...poseProps(frame.camera) });
     if (frame.update?.length) session.update(frame.update);
-    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality }).then((f) => job.saveFrame(f, { index })));
+    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality, depth }).then((f) => job.saveFrame(f, { index })));
   }
   job.markAllIssued();
   await window.drain();

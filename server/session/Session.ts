@@ -7,15 +7,17 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
-import { encodeRgba } from "../capture/encodeFrame.js";
+import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
 
 type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
 
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
 /** A checked, encoded frame: the page's reply with its bytes as a Buffer. */
-export interface GrabbedFrame extends Omit<GrabSuccess, "ok" | "image" | "raw"> {
+export interface GrabbedFrame extends Omit<GrabSuccess, "ok" | "image" | "raw" | "depth"> {
   image: Buffer;
+  /** With `depth: true`: a 16-bit greyscale PNG of depth in millimetres (0 = nothing hit). */
+  depth?: Buffer;
   /** Wall time from request to reply, as the server saw it. */
   roundTripMs: number;
 }
@@ -145,8 +147,16 @@ export class Session extends EventEmitter {
       encodeMs = performance.now() - started;
     }
     checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
+    let depth: Buffer | undefined;
+    if (request.depth) {
+      const raw = (reply as { depth?: unknown }).depth;
+      if (!Buffer.isBuffer(raw) || raw.length !== width * height * 2) {
+        throw new ImageCheckError(`${what}: depth is not ${width}×${height} uint16 (${width * height * 2} bytes)`);
+      }
+      depth = await encodeDepthPng(raw, width, height);
+    }
     this.framesDelivered++;
-    return { image, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs };
+    return { image, depth, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs };
   }
 
   /** Tells the page the server is done with it. */

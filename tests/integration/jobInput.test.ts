@@ -15,7 +15,7 @@ describe("job input through the CLI", () => {
     try {
       const matrix = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 5, 1]; // camera at (0,1,5) looking down -Z
       const jobs = [
-        { id: "a", params: { k: 1 }, width: 80, height: 60, frames: [{ camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } }, { camera: { matrix } }] },
+        { id: "a", params: { k: 1 }, width: 80, height: 60, depth: true, frames: [{ camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } }, { camera: { matrix } }] },
         { id: "b", format: "jpeg", width: 64, height: 48, scene: { tag: "DefaultScene", key: "r", children: [{ tag: "Box", key: "box" }] },
           frames: [{ camera: { position: [0, 0, 3] }, update: [{ key: "box", color: "#00ff00" }] }] },
       ];
@@ -31,6 +31,10 @@ describe("job input through the CLI", () => {
       assert.deepEqual(frames[0].params, { k: 1 });
       // The matrix pose comes back as the camera-to-world of the frame (row-major).
       assert.deepEqual(frames[1].cameraToWorld.map((r) => r.map((v) => Math.round(v * 1e6) / 1e6)), [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 5], [0, 0, 0, 1]]);
+      // depth: true writes a 16-bit depth PNG beside each frame of that job only.
+      const depth = PNG.sync.read(fs.readFileSync(path.join(out, String(frames[0].depth_file))), { skipRescale: true } as never);
+      assert.deepEqual([depth.width, depth.height, depth.depth, frames[0].depth_scale], [80, 60, 16, 0.001]);
+      assert.equal(frames[2].depth_file, undefined);
       assert.ok(frames[2].file.endsWith(".jpg"));
       const jpeg = fs.readFileSync(path.join(out, frames[2].file));
       assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);

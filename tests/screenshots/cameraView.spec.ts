@@ -45,3 +45,21 @@ test("server-side encoding (raw pixels + sharp) gives the same pixels as the pag
   const jpeg = await tabfarm.session.grabRender({ key: "cam", encoding: "raw", format: "jpeg", quality: 0.7 });
   expect([...jpeg.image.subarray(0, 2)]).toEqual([0xff, 0xd8]);
 });
+
+test("depth: millimetres along the camera axis, 0 where nothing is hit", async ({ tabfarm }) => {
+  tabfarm.session.set({
+    tag: "Scene", key: "root", background: "#000000", children: [
+      // A wall facing the camera 5 m away, filling the left half of the view; nothing on the right.
+      { tag: "Plane", key: "wall", args: [4, 20], position: [-2, 0, 0], material: "basic" },
+      { tag: "CameraView", key: "cam", width: 64, height: 48, fov: 60, near: 0.1, far: 50, position: [0, 0, 5], lookAt: [0, 0, 0] },
+    ],
+  });
+  const frame = await tabfarm.session.grabRender({ key: "cam", depth: true });
+  expect(frame.depth).toBeDefined();
+  const png = PNG.sync.read(frame.depth!, { skipRescale: true } as never);
+  expect([png.width, png.height, png.depth]).toEqual([64, 48, 16]);
+  const at = (x: number, y: number) => png.data[(y * 64 + x) * 4];
+  // Depth along the axis is the same 5 m across a plane facing the camera, centre or edge.
+  for (const [x, y] of [[5, 24], [20, 5], [28, 40]]) expect(Math.abs(at(x, y) - 5000)).toBeLessThanOrEqual(2);
+  for (const [x, y] of [[40, 24], [60, 3]]) expect(at(x, y)).toBe(0);
+});

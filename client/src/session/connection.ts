@@ -75,13 +75,14 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
     if (!view) return fail(`no CameraView with key '${request.key}' (have: ${[...cameraRegistry.keys()].join(", ") || "none"})`);
     const { gl, scene } = glContext;
     if (!gl || !scene) return fail("renderer not ready");
-    const frame = renderFrame(gl, scene, view, request.downsample);
+    const frame = renderFrame(gl, scene, view, request.downsample, request.depth === true);
+    const depth = frame.depth?.buffer;
     if (request.encoding === "raw") {
       const bytes = frame.pixels.byteLength;
       if (request.maxBytes !== undefined && bytes > request.maxBytes) return fail(`raw frame is ${bytes} bytes, over the server's limit of ${request.maxBytes}`);
       return {
         encoded: Promise.resolve<GrabReply>({
-          ok: true, raw: true, image: frame.pixels.buffer, width: frame.width, height: frame.height, format: request.format,
+          ok: true, raw: true, image: frame.pixels.buffer, depth, width: frame.width, height: frame.height, format: request.format,
           camera: frame.camera, renderMs: frame.renderMs, encodeMs: 0,
         }),
       };
@@ -92,7 +93,7 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
           return { ok: false, error: `encoded ${request.format} is ${bytes.byteLength} bytes, over the server's limit of ${request.maxBytes}` };
         }
         return {
-          ok: true, image: bytes, width: frame.width, height: frame.height, format: request.format,
+          ok: true, image: bytes, depth, width: frame.width, height: frame.height, format: request.format,
           camera: frame.camera, renderMs: frame.renderMs, encodeMs,
         };
       },
