@@ -15,6 +15,7 @@ import { buildClient } from "./buildClient.js";
 import { findBrowser } from "./findBrowser.js";
 import { describeGl, type GlBackend } from "./chromiumFlags.js";
 import { TabPool } from "./TabPool.js";
+import { isSoftwareRenderer } from "./webglProbe.js";
 
 export interface FarmCommandOptions {
   sessions: number;
@@ -121,6 +122,9 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
         );
       }
       say(`tabfarm: WebGL renderer of the first tab: ${first.info.renderer}`);
+      if ((options.gl === "egl" || options.gl === "vulkan") && isSoftwareRenderer(first.info.renderer)) {
+        say(`tabfarm: warning: --gl ${options.gl} asked for a GPU, but the tabs got a software renderer`);
+      }
     } else {
       void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
     }
@@ -133,7 +137,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       const fps = (frames / ((performance.now() - started) / 1000)).toFixed(1);
       if (bar) bar.update(c.done, { frames, fps });
       else if (options.progress) say(`progress: ${c.done}/${c.total} jobs done, ${c.failed} failed, ${frames} frames, ${fps} frames/s`);
-    }, bar ? 250 : 5000);
+    }, bar ? 500 : 5000);
     return await run.finished.finally(() => clearInterval(progress));
   } finally {
     bars?.stop();
