@@ -21,6 +21,11 @@ export interface RawLoopOptions {
   quality?: number;
   /** Diagnostics: "render" skips the encode (render + readPixels only); "encode" renders the first pose once and encodes its pixels for every pose. */
   only?: "render" | "encode";
+  /**
+   * Diagnostics: "pool" (default) is the session's EncoderPool; "cpu" is the same worker code with a
+   * `willReadFrequently` 2D context, which Chromium keeps in software (no GPU-process round trip).
+   */
+  encoder?: "pool" | "cpu";
 }
 
 export interface RawLoopResult {
@@ -50,6 +55,42 @@ function poseProps(pose: CameraPose): Record<string, unknown> {
 
 let encoder: EncoderPool | undefined;
 
+// encoder.worker.ts with one change (willReadFrequently), inlined so this file stays self-contained.
+const CPU_ENCODER = `self.onmessage = async (event) => {
+  const { id, pixels, width, height, mime, quality } = event.data;
+  try {
+    const started = performance.now();
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext("2d", { colorSpace: "srgb", willReadFrequently: true });
+    ctx.putImageData(new ImageData(new Uint8ClampedArray(pixels), width, height), 0, 0);
+    const blob = await canvas.convertToBlob({ type: mime, quality });
+    const bytes = await blob.arrayBuffer();
+    self.postMessage({ id, ok: true, bytes, encodeMs: performance.now() - started }, [bytes]);
+  } catch (err) {
+    self.postMessage({ id, ok: false, error: "encode failed: " + (err && err.message || err) });
+  }
+};`;
+
+type Encode = (pixels: Uint8ClampedArray<ArrayBuffer>, width: number, height: number, format: ImageFormat, quality?: number) => Promise<{ bytes: ArrayBuffer; encodeMs: number }>;
+let cpuEncode: Encode | undefined;
+
+function cpuEncoder(): Encode {
+  const worker = new Worker(URL.createObjectURL(new Blob([CPU_ENCODER], { type: "text/javascript" })));
+  const pending = new Map<number, (r: { ok: boolean; bytes: ArrayBuffer; encodeMs: number; error?: string }) => void>();
+  let next = 1;
+  worker.onmessage = (e: MessageEvent<{ id: number; ok: boolean; bytes: ArrayBuffer; encodeMs: number; error?: string }>) => {
+    pending.get(e.data.id)?.(e.data);
+    pending.delete(e.data.id);
+  };
+  const mime: Record<ImageFormat, string> = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+  return (pixels, width, height, format, quality) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, (r) => (r.ok ? resolve(r) : reject(new Error(r.error))));
+      worker.postMessage({ id, pixels: pixels.buffer, width, height, mime: mime[format], quality }, [pixels.buffer]);
+    });
+}
+
 async function whenGlReady(timeoutMs = 30_000): Promise<void> {
   const until = performance.now() + timeoutMs;
   while (!glContext.gl || !glContext.scene) {
@@ -61,7 +102,12 @@ async function whenGlReady(timeoutMs = 30_000): Promise<void> {
 export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
   const { scene, poses, width, height, format = "png", quality, only } = options;
   await whenGlReady();
-  encoder ??= new EncoderPool();
+  let encode: Encode;
+  if (options.encoder === "cpu") encode = cpuEncode ??= cpuEncoder();
+  else {
+    const pool = (encoder ??= new EncoderPool());
+    encode = (pixels, w, h, f, q) => pool.encode(pixels, w, h, f, q);
+  }
   const started = performance.now();
   sceneStore.apply({
     op: "set",
@@ -76,7 +122,7 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
   for (const pose of poses) {
     const t0 = performance.now();
     if (only === "encode" && kept) {
-      const { bytes, encodeMs } = await encoder.encode(kept.slice(), width, height, format, quality);
+      const { bytes, encodeMs } = await encode(kept.slice(), width, height, format, quality);
       const t3 = performance.now();
       result.encodeWaitMs += t3 - t0;
       result.encodeWorkerMs += encodeMs;
@@ -95,7 +141,7 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
     const t2 = performance.now();
     if (only === "encode") kept = frame.pixels.slice();
     const { bytes, encodeMs } =
-      only === "render" ? { bytes: new ArrayBuffer(0), encodeMs: 0 } : await encoder.encode(frame.pixels, frame.width, frame.height, format, quality);
+      only === "render" ? { bytes: new ArrayBuffer(0), encodeMs: 0 } : await encode(frame.pixels, frame.width, frame.height, format, quality);
     const t3 = performance.now();
     result.settleMs += t1 - t0;
     result.renderMs += t2 - t1;

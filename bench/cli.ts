@@ -1,0 +1,186 @@
+// npm run bench -- [throughput|queue|ingest|chaos] [options]
+//   throughput (default)  raw in-page loop vs the seed's one-grab-at-a-time pattern vs the farm, + a sessions sweep
+//   queue                 the durable queue against an in-memory one (bench/queue.ts)
+//   ingest                fake sessions answering grabs at once with a pre-encoded PNG: what the server can take in
+//   chaos                 bench/chaos.ts when present
+// The last line of output is always one JSON object with the figures.
+import path from "node:path";
+import fs from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { execFileSync } from "node:child_process";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { ImageFormat } from "../protocol/grab.js";
+import { SCENE_NAMES, type SceneName } from "./scenes.js";
+import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
+import { quiet, roundDeep } from "./report.js";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+const int = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
+  return n;
+};
+const intList = (name: string) => (value: string) => {
+  if (value.trim() === "" || value === "none") return [];
+  return value.split(",").map((v) => int(name)(v.trim()));
+};
+const sceneList = (value: string): SceneName[] => {
+  const names = value.split(",").map((v) => v.trim()).filter(Boolean);
+  for (const n of names) if (!(SCENE_NAMES as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown scene '${n}' (have: ${SCENE_NAMES.join(", ")})`);
+  return names as SceneName[];
+};
+
+interface CliOptions {
+  sessions: number;
+  frames?: number;
+  scenes: SceneName[];
+  sweep?: number[];
+  width: number;
+  height: number;
+  format: ImageFormat;
+  inFlight: number;
+  framesPerJob: number;
+  browsers: number;
+  quick: boolean;
+  keep: boolean;
+  jobs?: number;
+  waitQuiet?: number;
+  repeat: number;
+  encode: "browser" | "server";
+  pngLevel?: number;
+}
+
+// Defaults sized for a 2-core machine with SwiftShader: the whole default run in ~5 min, --quick in ~1.
+const DEFAULTS = {
+  full: { light: 160, heavy: 40, sweepFrames: 120, sweep: [1, 2, 4, 8], ingestFrames: 3000 },
+  quick: { light: 40, heavy: 8, sweepFrames: 30, sweep: [1, 4], ingestFrames: 1000 },
+};
+
+function commit(): string {
+  try {
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: path.join(HERE, ".."), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "client", "server", "protocol", "harness"], { cwd: path.join(HERE, ".."), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return dirty ? `${head}+local changes` : head;
+  } catch {
+    return "unknown";
+  }
+}
+
+async function throughput(o: CliOptions): Promise<void> {
+  const d = o.quick ? DEFAULTS.quick : DEFAULTS.full;
+  const opts: ThroughputOptions = {
+    sessions: o.sessions,
+    scenes: o.scenes,
+    frames: { light: o.frames ?? d.light, heavy: o.frames ?? d.heavy },
+    sweep: o.sweep ?? d.sweep,
+    sweepFrames: o.frames ?? d.sweepFrames,
+    width: o.width,
+    height: o.height,
+    format: o.format,
+    inFlight: o.inFlight,
+    framesPerJob: o.framesPerJob,
+    repeat: o.repeat,
+    browsers: o.browsers,
+    encode: o.encode,
+    pngLevel: o.pngLevel,
+    keep: o.keep,
+    log: (line) => console.error(line),
+  };
+  const started = performance.now();
+  const code = commit();
+  const r = await benchThroughput(opts);
+  printThroughput(r, opts);
+  console.log(`code: ${code}; bench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  console.log(JSON.stringify({ ...throughputJson(r), commit: code }));
+}
+
+async function queue(o: CliOptions): Promise<void> {
+  const file = path.join(HERE, "queue.ts");
+  if (!fs.existsSync(file)) return notAvailable("queue", file);
+  const { benchQueue } = (await import(pathToFileURL(file).href)) as { benchQueue: (opts: { jobs?: number }) => Promise<Record<string, number>> };
+  const r = await benchQueue({ jobs: o.jobs ?? (o.quick ? 20_000 : undefined) });
+  const width = Math.max(...Object.keys(r).map((k) => k.length));
+  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(width)}  ${Number(v.toPrecision(4)).toLocaleString("en-US")}`);
+  console.log(JSON.stringify(roundDeep(r)));
+}
+
+async function ingest(o: CliOptions): Promise<void> {
+  const { benchIngest, printIngest } = await import("./ingest.js");
+  const d = o.quick ? DEFAULTS.quick : DEFAULTS.full;
+  const r = await benchIngest({
+    sessions: o.sweep ?? [4, 8],
+    frames: o.frames ?? d.ingestFrames,
+    width: o.width,
+    height: o.height,
+    inFlight: o.inFlight,
+    framesPerJob: o.framesPerJob,
+    keep: o.keep,
+    log: (line) => console.error(line),
+  });
+  printIngest(r);
+  console.log(JSON.stringify(roundDeep(r)));
+}
+
+// bench/chaos.ts (another engineer's) exports benchChaos(opts); loaded only when asked for, and
+// reported as not available when the file or its export is missing.
+async function chaos(o: CliOptions): Promise<void> {
+  const file = path.join(HERE, "chaos.ts");
+  if (!fs.existsSync(file)) return notAvailable("chaos", file);
+  const mod = (await import(pathToFileURL(file).href)) as { benchChaos?: (opts: unknown) => Promise<unknown> };
+  if (typeof mod.benchChaos !== "function") return notAvailable("chaos", `${file} (no benchChaos export)`);
+  // Only what was asked for on the command line: chaos has its own defaults (e.g. 3 tabs).
+  const given = (name: string) => program.getOptionValueSource(name) === "cli";
+  const r = await mod.benchChaos({
+    frames: o.frames, sessions: given("sessions") ? o.sessions : undefined, quick: o.quick, keep: o.keep,
+    log: (line: string) => console.error(line),
+  });
+  console.log(JSON.stringify(r && typeof r === "object" ? roundDeep(r) : { result: r ?? null }));
+}
+
+function notAvailable(what: string, file: string): void {
+  console.log(`${what} bench: not available (${path.relative(process.cwd(), file) || file} is missing)`);
+  console.log(JSON.stringify({ bench: what, available: false }));
+}
+
+const program = new Command()
+  .name("npm run bench --")
+  .description("tabfarm benchmarks; the last line of output is one JSON object with the figures")
+  .argument("[bench]", "throughput | queue | ingest | chaos", "throughput")
+  .option("--sessions <n>", "sessions (headless tabs) for the three-way comparison", int("--sessions"), 2)
+  .option("--frames <n>", "frames per way and scene (default: light 160, heavy 40, sweep 120; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000)", int("--frames"))
+  .option("--scenes <list>", "scenes to run: light,heavy", sceneList, ["light", "heavy"] as SceneName[])
+  .option("--sweep <list>", "farm session counts for the sweep (light scene), 'none' to skip; ingest: fake session counts (default 4,8)", intList("--sweep"))
+  .option("--width <px>", "image width", int("--width"), 640)
+  .option("--height <px>", "image height", int("--height"), 480)
+  .addOption(new Option("--format <format>", "image format").choices(ImageFormat.options).default("png"))
+  .option("--in-flight <n>", "farm: grabs in flight per session", int("--in-flight"), 3)
+  .option("--frames-per-job <n>", "farm: frames per job", int("--frames-per-job"), 10)
+  .option("--browsers <n>", "farm: Chromium processes to spread the tabs over", int("--browsers"), 1)
+  .addOption(new Option("--encode <where>", "farm: encode in the browser or on the server (raw RGBA sent, sharp)").choices(["browser", "server"]).default("browser"))
+  .option("--png-level <0-9>", "farm with --encode server: zlib level", (v) => Number(v))
+  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the fastest (for a busy machine)", int("--repeat"), 1)
+  .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
+  .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
+  .option("--quick", "small frame counts (about a minute)", false)
+  .option("--keep", "keep the temp datasets", false)
+  .action(async (bench: string, o: CliOptions) => {
+    quiet.maxWaitMs = Math.max(0, o.waitQuiet ?? (o.quick ? 15 : 60)) * 1000;
+    quiet.log = (line) => console.error(line);
+    switch (bench) {
+      case "throughput":
+        return throughput(o);
+      case "queue":
+        return queue(o);
+      case "ingest":
+        return ingest(o);
+      case "chaos":
+        return chaos(o);
+      default:
+        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos`);
+    }
+  });
+
+await program.parseAsync(process.argv);
+// Playwright, socket.io and timers can keep the loop alive after a bench; it is done.
+process.exit(0);

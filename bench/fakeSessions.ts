@@ -1,0 +1,133 @@
+// Fake sessions for the ingest bench, run in a child process (so their CPU is not the server's):
+// socket.io-client sockets that say hello with webgl: true and answer every grab at once with one
+// pre-encoded PNG of the announced size. Started by bench/ingest.ts with fork(); talks over IPC.
+//   parent → child: { url, token, sessions, width, height, pngBytes }   then "stop"
+//   child → parent: { ready: n, pngBytes } once every socket is connected, { error } on failure
+import { io, type Socket } from "socket.io-client";
+import { PNG } from "pngjs";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../protocol/events.js";
+import type { GrabReply } from "../protocol/grab.js";
+
+export interface FakeSessionsConfig {
+  url: string;
+  token: string;
+  sessions: number;
+  width: number;
+  height: number;
+  /** Target size of the PNG; a smooth image is padded with a tEXt chunk to about this. */
+  pngBytes: number;
+}
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, "latin1");
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** A real width×height RGBA PNG (a gradient with some shapes), padded to ~`target` bytes with a tEXt chunk. */
+export function makePng(width: number, height: number, target: number): Buffer {
+  const png = new PNG({ width, height });
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      const inDisc = (x - width / 2) ** 2 + (y - height / 2) ** 2 < (height / 4) ** 2;
+      png.data[i] = inDisc ? 228 : (x * 255) / width;
+      png.data[i + 1] = inDisc ? 87 : (y * 255) / height;
+      png.data[i + 2] = inDisc ? 46 : 120;
+      png.data[i + 3] = 255;
+    }
+  }
+  const plain = PNG.sync.write(png);
+  const iend = plain.length - 12; // IEND is the last 12 bytes
+  const pad = Math.max(0, target - plain.length - 12 - "Comment".length - 1);
+  if (pad === 0) return plain;
+  // Printable filler (base64 of random bytes): no NUL in tEXt text, and incompressible like real pixels.
+  const filler = randomBytes(Math.ceil((pad * 3) / 4)).toString("base64").slice(0, pad);
+  const text = chunk("tEXt", Buffer.concat([Buffer.from("Comment\0", "latin1"), Buffer.from(filler, "latin1")]));
+  return Buffer.concat([plain.subarray(0, iend), text, plain.subarray(iend)]);
+}
+
+type FakeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ sockets: FakeSocket[]; png: Buffer; close(): void }> {
+  const png = makePng(c.width, c.height, c.pngBytes);
+  const fy = c.height / 2 / Math.tan((50 * Math.PI) / 360);
+  const camera = {
+    K: [[fy, 0, c.width / 2], [0, fy, c.height / 2], [0, 0, 1]],
+    cameraToWorld: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]],
+    fov: 50, near: 0.1, far: 100,
+  };
+  const origin = new URL(c.url).origin;
+  const sockets: FakeSocket[] = [];
+  await Promise.all(
+    Array.from({ length: c.sessions }, (_, i) =>
+      new Promise<void>((resolve, reject) => {
+        const socket: FakeSocket = io(origin, { auth: { token: c.token }, transports: ["websocket"], reconnection: false });
+        sockets.push(socket);
+        const info: BrowserInfo = {
+          renderer: "fake (bench/fakeSessions.ts)", vendor: "bench", webgl: true,
+          userAgent: `node ${process.version}`, devicePixelRatio: 1, worker: `fake-${i}`,
+        };
+        socket.on("connect", () => {
+          socket.emit("hello", info);
+          resolve();
+        });
+        socket.on("connect_error", reject);
+        // Answer every grab at once, whatever size was asked: the PNG is of the size the jobs announce.
+        socket.on("grab", (_seq, request, ack) => {
+          const reply: GrabReply = {
+            ok: true, image: png, width: c.width, height: c.height, format: request.format ?? "png",
+            camera, renderMs: 0, encodeMs: 0,
+          };
+          ack(reply);
+        });
+      }),
+    ),
+  );
+  return { sockets, png, close: () => sockets.forEach((s) => s.disconnect()) };
+}
+
+// As a child process of bench/ingest.ts.
+if (process.send && process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  let running: Awaited<ReturnType<typeof startFakeSessions>> | undefined;
+  process.on("message", async (msg: FakeSessionsConfig | "stop") => {
+    if (msg === "stop") {
+      running?.close();
+      process.disconnect?.();
+      setTimeout(() => process.exit(0), 100).unref();
+      return;
+    }
+    try {
+      running = await startFakeSessions(msg);
+      process.send!({ ready: running.sockets.length, pngBytes: running.png.length });
+    } catch (err) {
+      process.send!({ error: (err as Error)?.message ?? String(err) });
+    }
+  });
+  process.on("disconnect", () => {
+    running?.close();
+    process.exit(0);
+  });
+}

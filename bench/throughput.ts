@@ -1,0 +1,397 @@
+// Throughput bench: the same scene, size, format and number of sessions rendered three ways in one run.
+//   raw   — window.tabfarm.rawLoop in N pages: no server, no queue, render → read → encode awaited in turn.
+//   seed  — the server asks each session for one frame, awaits it, writes it, asks for the next.
+//   farm  — startRun with declarative jobs and TabPool tabs, as users run it (in-flight window, queue, dataset).
+// Every way gets a fresh browser; timing starts when all its pages are connected and their canvas is up,
+// so browser launch and page load are excluded from all three. The first scene set (geometry build,
+// shader compilation) is inside the timed part of all three.
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Page } from "playwright-core";
+import type { SceneElement } from "../protocol/elements.js";
+import type { CameraPose } from "../protocol/camera.js";
+import type { ImageFormat } from "../protocol/grab.js";
+import { Farm } from "../server/session/Farm.js";
+import type { Session } from "../server/session/Session.js";
+import { startRun } from "../server/runFarm.js";
+import { DatasetWriter } from "../server/dataset/DatasetWriter.js";
+import type { FrameRecord } from "../server/dataset/FrameRecord.js";
+import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
+import { TabPool } from "../harness/TabPool.js";
+import { findBrowser } from "../harness/findBrowser.js";
+import { buildClientInChild } from "./buildClientChild.js";
+import { gateTakes } from "./farmGate.js";
+import { benchScene, orbit, orbitJobs, split, type SceneName } from "./scenes.js";
+import { fmt, printTable, roundDeep, startPhase, waitQuiet, type PhaseMeasure } from "./report.js";
+
+export interface ThroughputOptions {
+  sessions: number;
+  scenes: SceneName[];
+  /** Frames per way, per scene (each way renders the same orbit). */
+  frames: Record<SceneName, number>;
+  /** Session counts for the farm sweep (light scene); empty to skip. */
+  sweep: number[];
+  sweepFrames: number;
+  width: number;
+  height: number;
+  format: ImageFormat;
+  /** Grabs in flight per session in the farm (the CLI's default is 3). */
+  inFlight: number;
+  framesPerJob: number;
+  /** Runs of each way (interleaved); the fastest is reported. */
+  repeat: number;
+  /** Chromium processes for the farm's tabs (the CLI's default is 1). */
+  browsers: number;
+  /** Where the farm encodes (the CLI's default is the browser); the raw and seed ways always encode in the page. */
+  encode?: "browser" | "server";
+  /** zlib level of server-side PNG encoding. */
+  pngLevel?: number;
+  keep: boolean;
+  log: (line: string) => void;
+}
+
+/** What one way measured. */
+export interface WayResult {
+  way: "raw" | "seed" | "farm";
+  sessions: number;
+  frames: number;
+  fps: number;
+  phase: PhaseMeasure;
+  /** Mean per frame, ms, as the page timed it. */
+  renderMs: number;
+  encodeMs: number;
+  /** raw: awaiting the encoder from the page (worker time + messaging); seed: server round trip. */
+  waitMs?: number;
+  /** raw: op → React commit. */
+  settleMs?: number;
+  /** raw: time to the end of the first frame, mean over pages. */
+  firstFrameMs?: number;
+  bytesPerFrame: number;
+}
+
+export interface ThroughputResult {
+  /** Per scene and way, the fastest of the repeats (the least disturbed by other work on the machine). */
+  scenes: Partial<Record<SceneName, { raw: WayResult; seed: WayResult; farm: WayResult }>>;
+  /** frames/s of every repeat. */
+  runs: Partial<Record<SceneName, { raw: number[]; seed: number[]; farm: number[] }>>;
+  sweep: WayResult[];
+  peakServerRssBytes: number;
+}
+
+const tmpDir = (what: string) => fs.mkdtempSync(path.join(os.tmpdir(), `tabfarm-bench-${what}-`));
+
+// ---------- tabs ----------
+
+export interface Tabs {
+  /** Playwright pages (empty when the tabs were opened without Playwright). */
+  pages: Page[];
+  close(): Promise<void>;
+}
+
+/** Opens `tabs` tabs on `url`; resolves once they are open (readiness is checked by waitReady). */
+export type TabOpener = (url: string, tabs: number, browsers: number, log: (l: string) => void) => Promise<Tabs>;
+
+/** The farm's own way: harness/TabPool (Playwright, one context per tab). */
+export const tabPoolOpener: TabOpener = async (url, tabs, browsers, log) => {
+  const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url, tabs, browsers, log });
+  await pool.start();
+  const pages: Page[] = [];
+  for (let i = 0; i < tabs; i++) {
+    const p = pool.page(i);
+    if (p) pages.push(p);
+  }
+  return { pages, close: () => pool.close() };
+};
+
+/** Waits until `tabs` sessions have said hello and every page has mounted its canvas. */
+async function waitReady(farm: Farm, tabs: number, opened: Tabs): Promise<void> {
+  const until = Date.now() + 120_000;
+  while (Date.now() < until) {
+    const live = [...farm.sessions.values()].filter((s) => s.info.webgl).length;
+    if (live >= tabs) {
+      // Pages opened without Playwright cannot be asked; their canvas mounts right after hello.
+      if (opened.pages.length === 0) return void (await new Promise((r) => setTimeout(r, 2000)));
+      const ready = await Promise.all(
+        opened.pages.map((p) => p.evaluate(() => Boolean((window as unknown as { tabfarm?: { benchReady?: () => boolean } }).tabfarm?.benchReady?.())).catch(() => false)),
+      );
+      if (ready.every(Boolean)) return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`bench: ${tabs} tab(s) did not connect and mount their canvas within 120 s (is this client build missing bench/rawLoop?)`);
+}
+
+async function openTabs(farm: Farm, url: string, tabs: number, browsers: number, o: ThroughputOptions, open: TabOpener): Promise<Tabs> {
+  const opened = await open(url, tabs, browsers, o.log);
+  try {
+    await waitReady(farm, tabs, opened);
+    return opened;
+  } catch (err) {
+    await opened.close();
+    throw err;
+  }
+}
+
+// ---------- way 1: the raw in-page loop ----------
+
+interface RawLoopResult {
+  frames: number; ms: number; settleMs: number; renderMs: number; encodeWaitMs: number; encodeWorkerMs: number; firstFrameMs: number; bytes: number;
+}
+
+export async function runRaw(
+  clientDir: string, scene: SceneElement, poses: CameraPose[], o: ThroughputOptions, sessions: number,
+  extra: { only?: "render" | "encode"; encoder?: "pool" | "cpu"; open?: TabOpener; browsers?: number } = {},
+): Promise<WayResult> {
+  const farm = new Farm({ clientDir, log: () => {} });
+  const url = await farm.listen();
+  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? 1, o, extra.open ?? tabPoolOpener);
+  try {
+    const chunks = split(poses, sessions);
+    await waitQuiet();
+    const phase = startPhase();
+    const results = await Promise.all(
+      tabs.pages.map((page, i) =>
+        page.evaluate(
+          (args) => (window as unknown as { tabfarm: { rawLoop: (a: unknown) => Promise<RawLoopResult> } }).tabfarm.rawLoop(args),
+          { scene, poses: chunks[i]!, width: o.width, height: o.height, format: o.format, only: extra.only, encoder: extra.encoder },
+        ),
+      ),
+    );
+    const m = phase.stop();
+    const frames = results.reduce((a, r) => a + r.frames, 0);
+    const sum = (f: (r: RawLoopResult) => number) => results.reduce((a, r) => a + f(r), 0);
+    return {
+      way: "raw", sessions, frames, fps: frames / (m.wallMs / 1000), phase: m,
+      renderMs: sum((r) => r.renderMs) / frames,
+      encodeMs: sum((r) => r.encodeWorkerMs) / frames,
+      waitMs: sum((r) => r.encodeWaitMs) / frames,
+      settleMs: sum((r) => r.settleMs) / frames,
+      firstFrameMs: sum((r) => r.firstFrameMs) / results.length,
+      bytesPerFrame: sum((r) => r.bytes) / frames,
+    };
+  } finally {
+    await tabs.close();
+    await farm.close();
+  }
+}
+
+// ---------- way 2: the seed's pattern ----------
+
+export async function runSeed(
+  clientDir: string, scene: SceneElement, poses: CameraPose[], o: ThroughputOptions, sessions: number,
+  extra: { open?: TabOpener; browsers?: number } = {},
+): Promise<WayResult> {
+  const farm = new Farm({ clientDir, log: () => {} });
+  const url = await farm.listen();
+  const out = tmpDir("seed");
+  const dataset = new DatasetWriter(out);
+  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? 1, o, extra.open ?? tabPoolOpener);
+  try {
+    const live: Session[] = [...farm.sessions.values()].filter((s) => s.info.webgl).slice(0, sessions);
+    const chunks = split(poses, sessions);
+    let render = 0, encode = 0, roundTrip = 0, bytes = 0;
+    await waitQuiet();
+    const phase = startPhase();
+    await Promise.all(
+      live.map(async (session, i) => {
+        session.set(withFarmCamera(scene, o.width, o.height));
+        for (const [index, pose] of chunks[i]!.entries()) {
+          session.update({ key: FARM_CAMERA_KEY, ...poseProps(pose) });
+          const frame = await session.grabRender({ key: FARM_CAMERA_KEY, format: o.format });
+          await dataset.writeFile(dataset.framePath(`seed-${session.id}`, index, o.format), frame.image);
+          render += frame.renderMs;
+          encode += frame.encodeMs;
+          roundTrip += frame.roundTripMs;
+          bytes += frame.image.length;
+        }
+      }),
+    );
+    const m = phase.stop();
+    const frames = poses.length;
+    return {
+      way: "seed", sessions, frames, fps: frames / (m.wallMs / 1000), phase: m,
+      renderMs: render / frames, encodeMs: encode / frames, waitMs: roundTrip / frames, bytesPerFrame: bytes / frames,
+    };
+  } finally {
+    await tabs.close();
+    await farm.close();
+    if (!o.keep) fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+// ---------- way 3: the farm ----------
+
+export async function runFarmWay(
+  clientDir: string, name: string, scene: SceneElement, poses: CameraPose[], o: ThroughputOptions, sessions: number,
+  extra: { open?: TabOpener; browsers?: number } = {},
+): Promise<WayResult> {
+  const out = tmpDir("farm");
+  const lines: string[] = [];
+  const run = await startRun({
+    out, clientDir,
+    jobs: orbitJobs(`${name}-${sessions}`, scene, poses, { width: o.width, height: o.height, format: o.format, perJob: o.framesPerJob }),
+    width: o.width, height: o.height, format: o.format, inFlight: o.inFlight, encode: o.encode, pngLevel: o.pngLevel,
+    log: (line) => lines.push(line),
+  });
+  // Hold every session at its first take until all tabs are up, so the farm starts with all of them
+  // (as the other two ways do); timing starts when the gate opens.
+  const gate = gateTakes(run.queue);
+  let tabs: Tabs | undefined;
+  try {
+    tabs = await openTabs(run.farm, run.url, sessions, extra.browsers ?? o.browsers, o, extra.open ?? tabPoolOpener);
+    await waitQuiet();
+    const phase = startPhase();
+    gate.open();
+    const summary = await run.finished;
+    const m = phase.stop();
+    const expected = poses.length;
+    if (summary.frames !== expected || summary.counts.failed) {
+      throw new Error(`farm run ended with ${summary.frames}/${expected} frames, ${summary.counts.failed} failed job(s):\n${lines.slice(-20).join("\n")}`);
+    }
+    const records: FrameRecord[] = (await fsp.readFile(path.join(out, "frames.jsonl"), "utf8"))
+      .split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    let bytes = 0;
+    for (const r of records) bytes += fs.statSync(path.join(out, r.file)).size;
+    const frames = summary.frames;
+    return {
+      way: "farm", sessions, frames, fps: frames / (m.wallMs / 1000), phase: m,
+      renderMs: records.reduce((a, r) => a + r.render_ms, 0) / records.length,
+      encodeMs: records.reduce((a, r) => a + r.encode_ms, 0) / records.length,
+      bytesPerFrame: bytes / records.length,
+    };
+  } finally {
+    await run.close();
+    await tabs?.close();
+    if (!o.keep) fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+// ---------- the bench ----------
+
+export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputResult> {
+  const clientDir = buildClientInChild();
+  const result: ThroughputResult = { scenes: {}, runs: {}, sweep: [], peakServerRssBytes: 0 };
+  // The server's peak RSS is taken over the farm phases (the other two barely use the server).
+  const keepPeak = (w: WayResult) => (result.peakServerRssBytes = Math.max(result.peakServerRssBytes, w.phase.peakRssBytes), w);
+  const say = (w: WayResult, tag: string) =>
+    o.log(`${tag}   ${w.way} ${fmt(w.fps)} frames/s${w.phase.foreignCpuMs / w.phase.wallMs > 0.1 ? ` (other processes used ${fmt(w.phase.foreignCpuMs / w.phase.wallMs, 2)} cores meanwhile)` : ""}`);
+  for (const name of o.scenes) {
+    const scene = benchScene(name);
+    const poses = orbit(o.frames[name]);
+    const runs = { raw: [] as WayResult[], seed: [] as WayResult[], farm: [] as WayResult[] };
+    // With --repeat, the three ways take turns (raw, seed, farm, raw, …) and each keeps its fastest run.
+    for (let r = 0; r < o.repeat; r++) {
+      const tag = `[${name}${o.repeat > 1 ? ` ${r + 1}/${o.repeat}` : ""}]`;
+      o.log(`${tag} ${poses.length} frames ${o.width}×${o.height} ${o.format}, ${o.sessions} session(s): raw in-page loop, seed pattern, farm …`);
+      runs.raw.push(await runRaw(clientDir, scene, poses, o, o.sessions));
+      say(runs.raw.at(-1)!, tag);
+      runs.seed.push(await runSeed(clientDir, scene, poses, o, o.sessions));
+      say(runs.seed.at(-1)!, tag);
+      runs.farm.push(keepPeak(await runFarmWay(clientDir, name, scene, poses, o, o.sessions)));
+      say(runs.farm.at(-1)!, tag);
+    }
+    result.scenes[name] = { raw: fastest(runs.raw), seed: fastest(runs.seed), farm: fastest(runs.farm) };
+    result.runs[name] = { raw: runs.raw.map((w) => w.fps), seed: runs.seed.map((w) => w.fps), farm: runs.farm.map((w) => w.fps) };
+  }
+  for (const n of o.sweep) {
+    const all: WayResult[] = [];
+    for (let r = 0; r < o.repeat; r++) {
+      const tag = `[sweep${o.repeat > 1 ? ` ${r + 1}/${o.repeat}` : ""}]`;
+      o.log(`${tag} farm, light scene, ${n} session(s), ${o.sweepFrames} frames …`);
+      all.push(keepPeak(await runFarmWay(clientDir, `sweep`, benchScene("light"), orbit(o.sweepFrames), o, n)));
+      say(all.at(-1)!, tag);
+    }
+    result.sweep.push(fastest(all));
+  }
+  return result;
+}
+
+const fastest = (runs: WayResult[]) => runs.reduce((a, b) => (b.fps > a.fps ? b : a));
+
+// ---------- output ----------
+
+function cpuPerFrame(w: WayResult): { server: number; gpu: number; renderer: number; other: number; total: number } {
+  const c = w.phase.childCpuMs;
+  const gpu = c.gpu ?? 0;
+  const renderer = c.renderer ?? 0;
+  const other = Object.entries(c).filter(([k]) => k !== "gpu" && k !== "renderer").reduce((a, [, v]) => a + v, 0);
+  const f = w.frames;
+  return { server: w.phase.serverCpuMs / f, gpu: gpu / f, renderer: renderer / f, other: other / f, total: (w.phase.serverCpuMs + gpu + renderer + other) / f };
+}
+
+export function printThroughput(r: ThroughputResult, o: ThroughputOptions, out: (line: string) => void = console.log): void {
+  out("");
+  out(`throughput: ${o.width}×${o.height} ${o.format}, ${o.sessions} session(s), farm in-flight ${o.inFlight}, ${o.framesPerJob} frames/job, ` +
+    `farm encodes in the ${o.encode ?? "browser"}${o.encode === "server" ? ` (png level ${o.pngLevel ?? "default"})` : ""}, ` +
+    `${os.cpus().length} cores${o.repeat > 1 ? `; fastest of ${o.repeat} interleaved runs per way` : ""}`);
+  const rows: (string | number)[][] = [[
+    "scene / way", "frames", "frames/s", "× raw", "render ms", "encode ms", "wait ms", "KB/frame",
+    "srv CPU ms/f", "gpu ms/f", "rndr ms/f", "other ms/f", "cores busy", "not ours",
+  ]];
+  for (const [name, ways] of Object.entries(r.scenes)) {
+    if (!ways) continue;
+    for (const w of [ways.raw, ways.seed, ways.farm]) {
+      const c = cpuPerFrame(w);
+      rows.push([
+        `${name} / ${w.way === "seed" ? "seed pattern" : w.way}`, w.frames, fmt(w.fps), fmt(w.fps / ways.raw.fps, 2),
+        fmt(w.renderMs), fmt(w.encodeMs), fmt(w.waitMs), fmt(w.bytesPerFrame / 1024, 0),
+        fmt(c.server, 2), fmt(c.gpu), fmt(c.renderer), fmt(c.other), `${fmt(w.phase.machineBusy * os.cpus().length, 2)}/${os.cpus().length}`,
+        fmt(w.phase.foreignCpuMs / w.phase.wallMs, 2),
+      ]);
+    }
+  }
+  printTable(rows, out);
+  out("render ms = render + readPixels in the page; encode ms = PNG encode as the worker timed it; wait ms = raw: awaiting the encoder,");
+  out("seed: server round trip per grab. CPU ms per frame: srv = this process (server), gpu = Chromium GPU process (SwiftShader),");
+  out("rndr = tab renderer processes (JS, React, encoder worker), other = browser/network/utility processes; cores busy is");
+  out("machine-wide, 'not ours' = cores used by processes outside this bench (other work on the machine skews the figures).");
+  for (const [name, ways] of Object.entries(r.scenes)) {
+    if (!ways) continue;
+    out(`${name}: farm/raw ${fmt(ways.farm.fps / ways.raw.fps, 2)}×, farm/seed ${fmt(ways.farm.fps / ways.seed.fps, 2)}×; ` +
+      `raw first frame (scene build + shader compile) ${fmt(ways.raw.firstFrameMs, 0)} ms, op→commit ${fmt(ways.raw.settleMs)} ms/frame`);
+    const runs = r.runs[name as SceneName];
+    if (runs && o.repeat > 1) {
+      out(`  all runs, frames/s: raw ${runs.raw.map((x) => fmt(x)).join(" ")} | seed ${runs.seed.map((x) => fmt(x)).join(" ")} | farm ${runs.farm.map((x) => fmt(x)).join(" ")}`);
+    }
+  }
+  if (r.sweep.length) {
+    out("");
+    const sweepRows: (string | number)[][] = [["farm sessions (light)", "frames", "frames/s", "render ms", "encode ms", "srv CPU ms/f", "gpu ms/f", "rndr ms/f", "cores busy", "not ours"]];
+    for (const w of r.sweep) {
+      const c = cpuPerFrame(w);
+      sweepRows.push([
+        w.sessions, w.frames, fmt(w.fps), fmt(w.renderMs), fmt(w.encodeMs), fmt(c.server, 2), fmt(c.gpu), fmt(c.renderer),
+        fmt(w.phase.machineBusy * os.cpus().length, 2), fmt(w.phase.foreignCpuMs / w.phase.wallMs, 2),
+      ]);
+    }
+    printTable(sweepRows, out);
+  }
+  const farmStart = Math.min(...[...Object.values(r.scenes).map((w) => w!.farm), ...r.sweep].map((w) => w.phase.startRssBytes));
+  out(`peak server RSS (this process: server + Playwright driver; sampled every 100 ms in the timed phases): ` +
+    `${fmt(r.peakServerRssBytes / 2 ** 20)} MB (lowest RSS at the start of a farm phase: ${fmt(farmStart / 2 ** 20)} MB)`);
+}
+
+export function throughputJson(r: ThroughputResult): Record<string, unknown> {
+  const json: Record<string, unknown> = {};
+  for (const [name, ways] of Object.entries(r.scenes)) {
+    if (!ways) continue;
+    json[name] = {
+      raw_fps: ways.raw.fps,
+      seed_pattern_fps: ways.seed.fps,
+      farm_fps: ways.farm.fps,
+      farm_over_raw: ways.farm.fps / ways.raw.fps,
+      farm_over_seed: ways.farm.fps / ways.seed.fps,
+      server_cpu_ms_per_frame: ways.farm.phase.serverCpuMs / ways.farm.frames,
+      sessions: ways.farm.sessions,
+      frames: ways.farm.frames,
+      render_ms: ways.farm.renderMs,
+      encode_ms: ways.farm.encodeMs,
+      kb_per_frame: ways.farm.bytesPerFrame / 1024,
+    };
+  }
+  json.peak_server_rss_mb = r.peakServerRssBytes / 2 ** 20;
+  json.sweep = Object.fromEntries(r.sweep.map((w) => [String(w.sessions), w.fps]));
+  return roundDeep(json);
+}
