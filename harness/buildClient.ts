@@ -33,11 +33,19 @@ export async function buildClient(options: { plugins?: string; force?: boolean; 
   options.log?.(`building the client${plugins ? ` with plugins from ${plugins}` : ""} …`);
   const { build } = await import("vite");
   const saved = { plugins: process.env.TABFARM_PLUGINS, out: process.env.TABFARM_CLIENT_OUT };
+  // Build beside the old output and swap it in, so a farm that is serving the old build never
+  // hands a tab a half-written one.
+  const staging = `${outDir}.build-${process.pid}-${Date.now()}`;
   process.env.TABFARM_PLUGINS = plugins ?? "";
-  process.env.TABFARM_CLIENT_OUT = outDir;
+  process.env.TABFARM_CLIENT_OUT = staging;
   try {
     await build({ configFile: path.join(REPO_ROOT, "vite.config.ts"), logLevel: "warn" });
+    const retired = `${outDir}.old-${process.pid}-${Date.now()}`;
+    if (fs.existsSync(outDir)) fs.renameSync(outDir, retired);
+    fs.renameSync(staging, outDir);
+    fs.rmSync(retired, { recursive: true, force: true });
   } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
     restoreEnv("TABFARM_PLUGINS", saved.plugins);
     restoreEnv("TABFARM_CLIENT_OUT", saved.out);
   }

@@ -4,11 +4,11 @@ import http from "node:http";
 import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
-import sirv from "sirv";
 import { Server } from "socket.io";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { Session, type SessionSocket } from "./Session.js";
+import { loadClientFiles } from "./clientFiles.js";
 import { AccessControl, requestToken, throttledLog, tokenMatches } from "./accessControl.js";
 
 export interface FarmOptions {
@@ -67,14 +67,13 @@ export class Farm extends EventEmitter {
       connectionsPer10s: options.connectionsPer10s ?? 100,
       messagesPerSecond: options.messagesPerSecond ?? 50,
     });
-    const serveClient = sirv(options.clientDir, { dev: false, etag: true, single: false });
+    const serveClient = loadClientFiles(options.clientDir);
     this.server = http.createServer((req, res) => {
       // The client's static files are public (they hold no secret); every other route needs the token.
       if (req.url?.startsWith("/api/")) return void this.api(req, res);
-      serveClient(req, res, () => {
-        res.statusCode = 404;
-        res.end("not found");
-      });
+      if (serveClient(req, res)) return;
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found");
     });
     this.server.on("connection", (socket) => {
       this.connections.add(socket);

@@ -19,7 +19,9 @@ self.onmessage = async (event: MessageEvent<EncodeRequest>) => {
   try {
     const started = performance.now();
     const canvas = new OffscreenCanvas(width, height);
-    const ctx = canvas.getContext("2d", { colorSpace: "srgb" })!;
+    // willReadFrequently keeps this canvas in software: an accelerated one would encode in the GPU
+    // process, competing with WebGL rendering (measured: encode CPU 14.9 → 7.7 ms per 640×480 PNG).
+    const ctx = canvas.getContext("2d", { colorSpace: "srgb", willReadFrequently: true })!;
     ctx.putImageData(new ImageData(new Uint8ClampedArray(pixels), width, height), 0, 0);
     const blob = await canvas.convertToBlob({ type: mime, quality });
     if (blob.type !== mime) throw new Error(`this browser cannot encode ${mime} (got ${blob.type})`);
