@@ -9,6 +9,7 @@ import path from "node:path";
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { startRun } from "../server/runFarm.js";
+import { buildClient } from "../harness/buildClient.js";
 import { benchScene, orbit, orbitJobs } from "./scenes.js";
 import { gateTakes } from "./farmGate.js";
 import { fmt, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
@@ -65,7 +66,7 @@ async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildPro
 
 async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-ingest-"));
-  const clientDir = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-noclient-")); // nothing to serve
+  const clientDir = await buildClient(); // served but never loaded: the sessions here are fake
   const lines: string[] = [];
   const run = await startRun({
     out, clientDir,
@@ -113,7 +114,6 @@ async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
     await run.close();
     child?.kill();
     if (!o.keep) fs.rmSync(out, { recursive: true, force: true });
-    fs.rmSync(clientDir, { recursive: true, force: true });
   }
 }
 
