@@ -45,7 +45,7 @@ export function connectSession(info: BrowserInfo, token: string): ClientSocket {
     }),
   );
 
-  socket.on("grab", (seq, request, reply) =>
+  socket.on("grab", (_seq, request, reply) =>
     inOrder(async () => {
       // The chain waits only for the render; encoding and the reply overlap the next ops and grabs.
       const { encoded } = await renderForGrab(request, encoder);
