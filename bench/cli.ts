@@ -3,6 +3,7 @@
 //   queue                 the durable queue against an in-memory one (bench/queue.ts)
 //   ingest                fake sessions answering grabs at once with a pre-encoded PNG: what the server can take in
 //   chaos                 bench/chaos.ts when present
+//   soak                  a long run (--frames 20000): server RSS growth, browser memory, tabs recycled
 // The last line of output is always one JSON object with the figures.
 import path from "node:path";
 import fs from "node:fs";
@@ -49,6 +50,7 @@ interface CliOptions {
   repeat: number;
   encode: "browser" | "server";
   pngLevel?: number;
+  recycleAfter: number;
 }
 
 // Defaults sized for a 2-core machine with SwiftShader: the whole default run in ~5 min, --quick in ~1.
@@ -138,6 +140,17 @@ async function chaos(o: CliOptions): Promise<void> {
   console.log(JSON.stringify(r && typeof r === "object" ? roundDeep(r) : { result: r ?? null }));
 }
 
+async function soak(o: CliOptions): Promise<void> {
+  const { benchSoak } = await import("./soak.js");
+  const r = await benchSoak({
+    frames: o.frames ?? (o.quick ? 1000 : 20_000), sessions: o.sessions, recycleAfter: o.recycleAfter,
+    framesPerJob: o.framesPerJob, width: o.width, height: o.height, log: (line) => console.error(line),
+  });
+  const width = Math.max(...Object.keys(r).map((k) => k.length));
+  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(width)}  ${Number(v.toPrecision(4))}`);
+  console.log(JSON.stringify(roundDeep(r)));
+}
+
 function notAvailable(what: string, file: string): void {
   console.log(`${what} bench: not available (${path.relative(process.cwd(), file) || file} is missing)`);
   console.log(JSON.stringify({ bench: what, available: false }));
@@ -146,7 +159,7 @@ function notAvailable(what: string, file: string): void {
 const program = new Command()
   .name("npm run bench --")
   .description("tabfarm benchmarks; the last line of output is one JSON object with the figures")
-  .argument("[bench]", "throughput | queue | ingest | chaos", "throughput")
+  .argument("[bench]", "throughput | queue | ingest | chaos | soak", "throughput")
   .option("--sessions <n>", "sessions (headless tabs) for the three-way comparison", int("--sessions"), 2)
   .option("--frames <n>", "frames per way and scene (default: light 160, heavy 40, sweep 120; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000)", int("--frames"))
   .option("--scenes <list>", "scenes to run: light,heavy", sceneList, ["light", "heavy"] as SceneName[])
@@ -162,6 +175,7 @@ const program = new Command()
   .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the fastest (for a busy machine)", int("--repeat"), 1)
   .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
   .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
+  .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
   .option("--quick", "small frame counts (about a minute)", false)
   .option("--keep", "keep the temp datasets", false)
   .action(async (bench: string, o: CliOptions) => {
@@ -176,8 +190,10 @@ const program = new Command()
         return ingest(o);
       case "chaos":
         return chaos(o);
+      case "soak":
+        return soak(o);
       default:
-        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos`);
+        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos | soak`);
     }
   });
 
