@@ -80,12 +80,13 @@ export async function startRun(options: RunOptions): Promise<Run> {
   const leaseTtlMs = options.leaseTtlMs ?? 30_000;
   const queue = new SqliteQueue(path.join(out, QUEUE_FILE), { leaseTtlMs, maxAttempts: options.maxAttempts ?? 3 });
 
+  const jobIsDone = async (job: string) => (await queue.state(job)) === "done";
   // Resume: leases of a previous process are void; lines of jobs that never completed are dropped.
   const recovered = await queue.recoverLeased();
   if (recovered) log(`resume: ${recovered} job(s) leased by an earlier run returned to the queue`);
   const temps = await dataset.removeStaleTemps();
   if (temps) log(`resume: removed ${temps} temp file(s) left by an interrupted write`);
-  const compacted = await dataset.compact(async (job) => (await queue.state(job)) === "done");
+  const compacted = await dataset.compact(jobIsDone);
   if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
 
   const added = options.jobs ? await queue.add(options.jobs) : { added: 0, duplicates: 0 };
@@ -142,7 +143,7 @@ export async function startRun(options: RunOptions): Promise<Run> {
 
   const finished = dispatch.finished.then(async (): Promise<RunSummary> => {
     const seconds = (performance.now() - started) / 1000;
-    const final = await dataset.compact(async (job) => (await queue.state(job)) === "done");
+    const final = await dataset.compact(jobIsDone);
     if (final.dropped) log(`dataset: dropped ${final.dropped} repeated frames.jsonl line(s)`);
     return { out, frames, jobsDone, seconds, framesPerSecond: frames / Math.max(seconds, 1e-9), counts: await queue.counts() };
   });

@@ -20,10 +20,12 @@ export function poseProps(pose: CameraPose): Record<string, unknown> {
   };
 }
 
-export const START_POSE = poseProps({ position: [0, 0, 5] });
+/** Where the farm's camera starts a job that gives no pose. */
+const START: CameraPose = { position: [0, 0, 5] };
+export const START_POSE = poseProps(START);
 
 /** `scene` under a root, with the farm's CameraView (key FARM_CAMERA_KEY) beside it. */
-export function withFarmCamera(scene: SceneElement, width: number, height: number, pose: CameraPose = { position: [0, 0, 5] }): SceneElement {
+export function withFarmCamera(scene: SceneElement, width: number, height: number, pose: CameraPose = START): SceneElement {
   return {
     tag: "Scene",
     key: ROOT_KEY,

@@ -7,6 +7,7 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
+import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
 
 type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
@@ -89,8 +90,7 @@ export class Session extends EventEmitter {
     if (this.closed) throw new GrabError(`session ${this.id} is closed`);
     const parsed = SceneOpSchema.safeParse(op);
     if (!parsed.success) {
-      const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-      throw new TypeError(`session.${op.op}: invalid ${op.op} op: ${why}`);
+      throw new TypeError(`session.${op.op}: invalid ${op.op} op: ${describeIssues(parsed.error)}`);
     }
     this.socket.emit("op", ++this.seq, op);
   }
@@ -100,8 +100,7 @@ export class Session extends EventEmitter {
     const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
     const parsed = GrabRequestSchema.safeParse({ maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw });
     if (!parsed.success) {
-      const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-      return Promise.reject(new TypeError(`session.grabRender: ${why}`));
+      return Promise.reject(new TypeError(`session.grabRender: ${describeIssues(parsed.error)}`));
     }
     const request = parsed.data;
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
@@ -131,8 +130,7 @@ export class Session extends EventEmitter {
     if (reply.ok !== true) throw new GrabError(`${what} failed: ${String((reply as { error?: unknown }).error).slice(0, 2000)}`);
     const meta = GrabSuccessMetaSchema.safeParse(reply);
     if (!meta.success) {
-      const why = meta.error.issues.slice(0, 3).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-      throw new ImageCheckError(`${what}: malformed reply: ${why}`);
+      throw new ImageCheckError(`${what}: malformed reply: ${describeIssues(meta.error, 3)}`);
     }
     if (!Buffer.isBuffer(reply.image)) throw new ImageCheckError(`${what}: image is not binary data`);
     const { width, height, camera, renderMs } = meta.data;

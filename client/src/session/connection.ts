@@ -2,6 +2,8 @@
 // them, so a grab always sees every op sent before it. Encoding runs after the reply is scheduled,
 // so the next op/grab is handled while the previous frame is still being encoded.
 import { io, type Socket } from "socket.io-client";
+import { ZodError } from "zod";
+import { describeIssues } from "../../../protocol/describeIssues.js";
 import { SceneOpSchema } from "../../../protocol/elements.js";
 import { GrabRequestSchema, type GrabReply, type GrabRequest } from "../../../protocol/grab.js";
 import type { ClientToServerEvents, ServerToClientEvents, BrowserInfo } from "../../../protocol/events.js";
@@ -106,10 +108,6 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
 }
 
 function describe(err: unknown): string {
-  if (err && typeof err === "object" && "issues" in err && Array.isArray((err as { issues: unknown[] }).issues)) {
-    return (err as { issues: Array<{ path: PropertyKey[]; message: string }> }).issues
-      .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
-      .join("; ");
-  }
+  if (err instanceof ZodError) return describeIssues(err);
   return (err as Error)?.message ?? String(err);
 }
