@@ -94,7 +94,9 @@ export class TabPool {
     }
     const separator = this.options.url.includes("?") ? "&" : "?";
     try {
-      await page.goto(`${this.options.url}${separator}worker=tab-${tab}`, { waitUntil: "load" });
+      // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
+      const preview = this.options.headed ? "" : "&preview=off";
+      await page.goto(`${this.options.url}${separator}worker=tab-${tab}${preview}`, { waitUntil: "load" });
     } catch (err) {
       // Crashed or stuck while loading: forget this page so the caller's retry opens a fresh one.
       if (this.pages.get(tab) === page) this.pages.delete(tab);
