@@ -453,9 +453,8 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
     const output = children.map((c) => c.output).join("\n");
     const recovered = (output.match(/tab \d+ crashed; opening a replacement/g) ?? []).length;
     const replacementsFailed = (output.match(/could not open a replacement/g) ?? []).length;
-    // A replacement whose page crashed while being created never gets a "crash" handler: TabPool does
-    // not retry it, so that tab is gone for the rest of that run. (A crash during goto is retried.)
-    const tabsLost = (output.match(/could not open a replacement: browserContext\.newPage/g) ?? []).length;
+    // A pool that hit its replacement limit leaves its lost tabs closed for the rest of that run.
+    const tabsLost = (output.match(/gave up replacing tabs/g) ?? []).length;
     // Jobs dead-lettered by a run (max attempts: farm and tab kills count as attempts of the jobs they hit).
     const deadLettered = [...output.matchAll(/tabfarm: (\d+) job\(s\) failed/g)].reduce((n, m) => n + Number(m[1]), 0);
     const check = checkDataset(out, expected);

@@ -63,7 +63,12 @@ function playwrightOpener(extraArgs: string[]): TabOpener {
         pages.push(page);
       }),
     );
-    return { pages, close: async () => void (await Promise.all(launched.map((b) => b.close().catch(() => {})))) };
+    return {
+      count: pages.length,
+      // Playwright's evaluate takes the same function; its typing of `arg` is stricter than ours.
+      evaluate: (i, fn, arg) => pages[i]!.evaluate(fn as never, arg) as never,
+      close: async () => void (await Promise.all(launched.map((b) => b.close().catch(() => {})))),
+    };
   };
 }
 
@@ -112,7 +117,8 @@ const spawnOpener: TabOpener = async (url, tabs) => {
     await call("Target.createTarget", { url: `${url}&worker=nocdp-${i}`, browserContextId });
   }
   return {
-    pages: [],
+    count: 0,
+    evaluate: () => Promise.reject(new Error("tabs opened without DevTools cannot evaluate")),
     async close() {
       ws.close();
       const exited = new Promise((r) => child.once("exit", r));

@@ -9,7 +9,6 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { Page } from "playwright-core";
 import type { SceneElement } from "../protocol/elements.js";
 import type { CameraPose } from "../protocol/camera.js";
 import type { ImageFormat } from "../protocol/grab.js";
@@ -85,24 +84,21 @@ const tmpDir = (what: string) => fs.mkdtempSync(path.join(os.tmpdir(), `tabfarm-
 // ---------- tabs ----------
 
 export interface Tabs {
-  /** Playwright pages (empty when the tabs were opened without Playwright). */
-  pages: Page[];
+  /** How many tabs can be asked to evaluate (0 when the tabs were opened with no DevTools hook). */
+  count: number;
+  /** Runs `fn(arg)` in tab `i` and returns its JSON result. */
+  evaluate<T, A>(i: number, fn: (arg: A) => T | Promise<T>, arg: A): Promise<Awaited<T>>;
   close(): Promise<void>;
 }
 
 /** Opens `tabs` tabs on `url`; resolves once they are open (readiness is checked by waitReady). */
 export type TabOpener = (url: string, tabs: number, browsers: number, log: (l: string) => void) => Promise<Tabs>;
 
-/** The farm's own way: harness/TabPool (Playwright, one context per tab). */
+/** The farm's own way: harness/TabPool (one browser context per tab). */
 export const tabPoolOpener: TabOpener = async (url, tabs, browsers, log) => {
   const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url, tabs, browsers, log });
   await pool.start();
-  const pages: Page[] = [];
-  for (let i = 0; i < tabs; i++) {
-    const p = pool.page(i);
-    if (p) pages.push(p);
-  }
-  return { pages, close: () => pool.close() };
+  return { count: tabs, evaluate: (i, fn, arg) => pool.evaluate(i, fn, arg), close: () => pool.close() };
 };
 
 /** Waits until `tabs` sessions have said hello and every page has mounted its canvas. */
@@ -112,9 +108,11 @@ async function waitReady(farm: Farm, tabs: number, opened: Tabs): Promise<void> 
     const live = [...farm.sessions.values()].filter((s) => s.info.webgl).length;
     if (live >= tabs) {
       // Pages opened without Playwright cannot be asked; their canvas mounts right after hello.
-      if (opened.pages.length === 0) return void (await new Promise((r) => setTimeout(r, 2000)));
+      if (opened.count === 0) return void (await new Promise((r) => setTimeout(r, 2000)));
       const ready = await Promise.all(
-        opened.pages.map((p) => p.evaluate(() => Boolean((window as unknown as { tabfarm?: { benchReady?: () => boolean } }).tabfarm?.benchReady?.())).catch(() => false)),
+        Array.from({ length: opened.count }, (_, i) =>
+          opened.evaluate(i, () => Boolean((window as unknown as { tabfarm?: { benchReady?: () => boolean } }).tabfarm?.benchReady?.()), undefined).catch(() => false),
+        ),
       );
       if (ready.every(Boolean)) return;
     }
@@ -151,11 +149,13 @@ export async function runRaw(
     const chunks = split(poses, sessions);
     await waitQuiet();
     const phase = startPhase();
+    if (tabs.count < sessions) throw new Error(`bench: the raw loop needs tabs it can evaluate in (have ${tabs.count} of ${sessions})`);
     const results = await Promise.all(
-      tabs.pages.map((page, i) =>
-        page.evaluate(
+      chunks.map((poses, i) =>
+        tabs.evaluate(
+          i,
           (args) => (window as unknown as { tabfarm: { rawLoop: (a: unknown) => Promise<RawLoopResult> } }).tabfarm.rawLoop(args),
-          { scene, poses: chunks[i]!, width: o.width, height: o.height, format: o.format, only: extra.only, encoder: extra.encoder },
+          { scene, poses, width: o.width, height: o.height, format: o.format, only: extra.only, encoder: extra.encoder },
         ),
       ),
     );

@@ -1,7 +1,8 @@
 // Headless Chromium tabs as farm sessions: B browser processes, N tabs spread over them.
 // A tab that crashes or closes is replaced; a browser that dies is relaunched with its tabs.
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser } from "playwright-core";
 import { chromiumArgs, type GlBackend } from "./chromiumFlags.js";
+import { BrowserTargets } from "./BrowserTargets.js";
 
 export interface TabPoolOptions {
   executablePath: string;
@@ -22,18 +23,26 @@ export interface TabPoolOptions {
 
 interface BrowserSlot {
   browser?: Browser;
+  targets?: BrowserTargets;
   tabs: Set<number>;
+}
+
+/** A live tab: its DevTools target and the browser context it owns. */
+interface Tab {
+  slot: BrowserSlot;
+  targetId: string;
+  contextId: string;
 }
 
 export class TabPool {
   private slots: BrowserSlot[] = [];
-  private pages = new Map<number, Page>();
+  private live = new Map<number, Tab>();
   private closing = false;
   /** Tabs replaced after a fault (crash, close, hang, dead browser). */
   replacements = 0;
   /** Tabs replaced on purpose (retired after --recycle-after frames); not counted as faults. */
   recycled = 0;
-  private plannedRecycle = new Set<Page>();
+  private plannedRecycle = new Set<string>();
 
   constructor(private readonly options: TabPoolOptions) {}
 
@@ -52,57 +61,52 @@ export class TabPool {
     });
     slot.browser = browser;
     browser.on("disconnected", () => {
+      slot.targets?.closeAll("the browser process died");
+      for (const [tab, t] of this.live) if (t.slot === slot) this.live.delete(tab);
       if (this.closing) return;
       this.options.log(`browser process died; relaunching it with ${slot.tabs.size} tab(s)`);
       void this.replace(() => this.launch(slot));
+    });
+    slot.targets = await BrowserTargets.open(browser, {
+      crashed: (targetId) => void this.lost(slot, targetId, "crashed"),
+      destroyed: (targetId) => void this.lost(slot, targetId, "closed"),
+      console: this.options.verbose ? (targetId, text) => this.options.log(`tab ${this.tabOf(targetId) ?? "?"} console: ${text}`) : undefined,
     });
     await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
   }
 
   private async openTab(slot: BrowserSlot, tab: number): Promise<void> {
-    const browser = slot.browser;
-    if (!browser?.isConnected() || this.closing) return;
-    const context = await browser.newContext({ viewport: { width: 320, height: 240 } });
-    let page: Page;
-    try {
-      page = await context.newPage();
-    } catch (err) {
-      await context.close().catch(() => {}); // a renderer that died while opening leaves a half-made context
-      throw err;
-    }
-    this.pages.set(tab, page);
-    const lost = async (why: string) => {
-      // When the browser process dies, pages report "close" before the browser reports
-      // "disconnected": wait a turn so a dead browser is relaunched, not asked for new tabs.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      if (this.closing || this.pages.get(tab) !== page || !browser.isConnected()) return;
-      this.pages.delete(tab);
-      void context.close().catch(() => {});
-      if (this.plannedRecycle.delete(page)) {
-        this.recycled++;
-        void this.replace(() => this.openTab(slot, tab), false);
-        return;
-      }
-      this.options.log(`tab ${tab} ${why}; opening a replacement`);
-      void this.replace(() => this.openTab(slot, tab));
-    };
-    page.on("crash", () => void lost("crashed"));
-    page.on("close", () => void lost("closed"));
-    if (this.options.verbose) {
-      page.on("console", (m) => m.type() === "error" && this.options.log(`tab ${tab} console: ${m.text()}`));
-      page.on("pageerror", (e) => this.options.log(`tab ${tab} page error: ${e.message}`));
-    }
+    const { browser, targets } = slot;
+    if (!browser?.isConnected() || !targets || this.closing) return;
     const separator = this.options.url.includes("?") ? "&" : "?";
-    try {
-      // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
-      const preview = this.options.headed ? "" : "&preview=off";
-      await page.goto(`${this.options.url}${separator}worker=tab-${tab}${preview}`, { waitUntil: "load" });
-    } catch (err) {
-      // Crashed or stuck while loading: forget this page so the caller's retry opens a fresh one.
-      if (this.pages.get(tab) === page) this.pages.delete(tab);
-      await context.close().catch(() => {});
-      throw err;
+    // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
+    const preview = this.options.headed ? "" : "&preview=off";
+    const { targetId, contextId } = await targets.create(`${this.options.url}${separator}worker=tab-${tab}${preview}`);
+    this.live.set(tab, { slot, targetId, contextId });
+  }
+
+  /** A tab crashed or closed: open a replacement (unless the whole browser is going, or it was retired). */
+  private async lost(slot: BrowserSlot, targetId: string, why: string): Promise<void> {
+    // When the browser process dies, tabs may report "closed" before the browser reports
+    // "disconnected": wait a turn so a dead browser is relaunched, not asked for new tabs.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const tab = this.tabOf(targetId);
+    const t = tab === undefined ? undefined : this.live.get(tab);
+    if (this.closing || tab === undefined || !t || t.slot !== slot || !slot.browser?.isConnected()) return;
+    this.live.delete(tab);
+    void slot.targets?.dispose(t.contextId).catch(() => {}); // a crashed tab's context is still there
+    if (this.plannedRecycle.delete(targetId)) {
+      this.recycled++;
+      void this.replace(() => this.openTab(slot, tab), false);
+      return;
     }
+    this.options.log(`tab ${tab} ${why}; opening a replacement`);
+    void this.replace(() => this.openTab(slot, tab));
+  }
+
+  private tabOf(targetId: string): number | undefined {
+    for (const [tab, t] of this.live) if (t.targetId === targetId) return tab;
+    return undefined;
   }
 
   /**
@@ -130,17 +134,34 @@ export class TabPool {
   /** Replaces the tab whose page says `?worker=<worker>` (hung, or due for recycling); unknown names are ignored. */
   recycle(worker: string, why: string, fault = true): void {
     const tab = /^tab-(\d+)$/.exec(worker)?.[1];
-    const page = tab === undefined ? undefined : this.pages.get(Number(tab));
-    if (!page) return;
+    const t = tab === undefined ? undefined : this.live.get(Number(tab));
+    if (!t) return;
     this.options.log(`tab ${tab} ${why}; replacing it`);
-    if (!fault) this.plannedRecycle.add(page);
-    // Closing fires "close", which opens the replacement; a hung renderer may ignore a polite close.
-    void page.context().close().catch(() => {});
+    if (!fault) this.plannedRecycle.add(t.targetId);
+    // Disposing the context fires "closed", which opens the replacement; a hung renderer ignores a polite close.
+    void t.slot.targets?.dispose(t.contextId).catch(() => {});
   }
 
-  /** For fault tests: the live page of tab `i`. */
-  page(tab: number): Page | undefined {
-    return this.pages.get(tab);
+  /** Tabs open now. */
+  get openTabs(): number {
+    return this.live.size;
+  }
+
+  /**
+   * Runs `fn(arg)` in tab `tab` and returns its (JSON) result, awaiting a promise. For the bench's
+   * in-page loop and for tests; the farm itself never talks to its tabs but through the socket.
+   */
+  evaluate<T, A = undefined>(tab: number, fn: string | ((arg: A) => T | Promise<T>), arg?: A): Promise<Awaited<T>> {
+    const t = this.live.get(tab);
+    if (!t?.slot.targets) return Promise.reject(new Error(`tab ${tab} is not open`));
+    const expression = typeof fn === "string" ? fn : `(${fn.toString()})(${arg === undefined ? "" : JSON.stringify(arg)})`;
+    return t.slot.targets.evaluate<Awaited<T>>(t.targetId, expression);
+  }
+
+  /** For fault tests: crashes tab `tab`'s renderer. */
+  crash(tab: number): void {
+    const t = this.live.get(tab);
+    if (t) t.slot.targets?.crash(t.targetId);
   }
 
   browser(index = 0): Browser | undefined {

@@ -1,0 +1,54 @@
+// harness/TabPool + harness/BrowserTargets with real Chromium: tabs are opened through the browser's
+// DevTools session, out of Playwright's sight (no per-page instrumentation), and can still be asked
+// to evaluate, forward console errors with verbose, and report a crash to a pending evaluate.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Farm } from "../../server/session/Farm.js";
+import { TabPool } from "../../harness/TabPool.js";
+import { buildClient } from "../../harness/buildClient.js";
+import { findBrowser } from "../../harness/findBrowser.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(50)) if (ok()) return;
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe("TabPool", { timeout: 90_000 }, () => {
+  it("opens tabs Playwright does not instrument, evaluates in them, forwards console errors, and reports a crash", async () => {
+    const logs: string[] = [];
+    const farm = new Farm({ clientDir: await buildClient(), log: () => {} });
+    await farm.listen();
+    const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, tabs: 2, verbose: true, log: (l) => logs.push(l) });
+    try {
+      await pool.start();
+      await waitFor("two sessions", () => farm.sessions.size === 2);
+      assert.equal(pool.openTabs, 2);
+      // Playwright knows the browser but none of its pages: they live in contexts it did not create.
+      assert.deepEqual(pool.browser(0)!.contexts(), [], "no Playwright-managed context (so no Network instrumentation)");
+
+      const search = await pool.evaluate(1, () => location.search);
+      assert.match(search, /worker=tab-1/);
+      assert.match(search, /preview=off/, "headless tabs skip the preview overlay");
+      assert.equal(await pool.evaluate(0, (n: number) => Promise.resolve(n * 2), 21), 42, "arguments go in, awaited JSON comes out");
+      await assert.rejects(pool.evaluate(0, () => { throw new Error("thrown in the tab"); }), /in the tab: Error: thrown in the tab/);
+      await assert.rejects(pool.evaluate(5, () => 1), /tab 5 is not open/);
+
+      await pool.evaluate(0, () => console.error("hello from tab zero"));
+      await waitFor("the console line", () => logs.some((l) => l === "tab 0 console: hello from tab zero"), 5000);
+
+      // An evaluate waiting on a tab that crashes is rejected, and the tab is replaced.
+      const pending = pool.evaluate(1, () => new Promise(() => {}));
+      pool.crash(1);
+      await assert.rejects(pending, /crashed|closed|detached/);
+      await waitFor("the replacement", () => logs.includes("tab 1 crashed; opening a replacement") && pool.openTabs === 2);
+      assert.equal(pool.replacements, 1);
+      await waitFor("the replacement's session", () => [...farm.sessions.values()].filter((s) => s.info.worker === "tab-1").length === 1);
+      assert.match(await pool.evaluate(1, () => location.search), /worker=tab-1/, "the replacement answers too");
+    } finally {
+      await pool.close();
+      await farm.close();
+    }
+  });
+});
