@@ -63,3 +63,24 @@ test("depth: millimetres along the camera axis, 0 where nothing is hit", async (
   for (const [x, y] of [[5, 24], [20, 5], [28, 40]]) expect(Math.abs(at(x, y) - 5000)).toBeLessThanOrEqual(2);
   for (const [x, y] of [[40, 24], [60, 3]]) expect(at(x, y)).toBe(0);
 });
+
+test("depth and colour come out top row first (a wall over the top half)", async ({ tabfarm }) => {
+  tabfarm.session.set({
+    tag: "Scene", key: "root", background: "#000000", children: [
+      { tag: "Plane", key: "wall", args: [20, 4], position: [0, 2, 0], material: "basic" },
+      { tag: "CameraView", key: "cam", width: 64, height: 48, fov: 60, near: 0.1, far: 50, position: [0, 0, 5], lookAt: [0, 0, 0] },
+    ],
+  });
+  const frame = await tabfarm.session.grabRender({ key: "cam", depth: true });
+  const depth = PNG.sync.read(frame.depth!, { skipRescale: true } as never);
+  const colour = PNG.sync.read(frame.image);
+  const at = (png: PNG, x: number, y: number) => png.data[(y * 64 + x) * 4];
+  for (const y of [2, 12, 20]) {
+    expect(Math.abs(at(depth, 32, y) - 5000)).toBeLessThanOrEqual(2);
+    expect(at(colour, 32, y)).toBeGreaterThan(200);
+  }
+  for (const y of [28, 38, 46]) {
+    expect(at(depth, 32, y)).toBe(0);
+    expect(at(colour, 32, y)).toBeLessThan(20);
+  }
+});
