@@ -2,6 +2,16 @@
 // writes, frames.jsonl, the SQLite queue) can take in when rendering costs nothing. Fake sessions in a
 // child process answer every grab at once with a pre-encoded ~60 KB 640×480 PNG; a real startRun with
 // declarative jobs writes them durably. Reported: frames/s and MB/s written, server CPU per frame.
+//
+// Beside each trial, in the same run, a file-system floor: the same number of files of the same size,
+// in the same layout (images/<job>/<frame>.png, framesPerJob per folder) and with the same pattern
+// (dot-named temp file, open/write/close, rename), written synchronously in a plain loop into a folder
+// beside the dataset (same file system). Creating a file costs this disk 0.05–1 ms of kernel CPU, and
+// that cost drifts with the file system's state (ext4 without a journal scans recently deleted inodes
+// at every create), so the server is compared with a floor measured right before and right after it
+// (the mean of the two): frames/s and CPU ms per file of the floor, the server/floor ratios and the
+// server's CPU above the floor. Datasets and floor folders are deleted only after the last trial, so
+// no deletion of the bench's own skews a later measurement.
 // Run: npm run bench -- ingest [--sweep 4,8] [--frames 3000]   (or npx tsx bench/ingest.ts)
 import fs from "node:fs";
 import os from "node:os";
@@ -13,7 +23,7 @@ import { buildClient } from "../harness/buildClient.js";
 import { benchScene, orbit, orbitJobs } from "./scenes.js";
 import { gateTakes } from "./farmGate.js";
 import { fmt, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
-import type { FakeSessionsConfig } from "./fakeSessions.js";
+import { makePng, type FakeSessionsConfig } from "./fakeSessions.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -39,12 +49,77 @@ export interface IngestTrial {
   mb_per_s: number;
   png_bytes: number;
   server_cpu_ms_per_frame: number;
+  /** Of which the server's main thread (the event loop); the rest is libuv's pool, writer threads, GC helpers. */
+  server_main_thread_cpu_ms_per_frame: number;
   /** CPU of the fake sessions' process per frame (the load generator). */
   client_cpu_ms_per_frame: number;
   cores_busy: number;
   not_ours_cores: number;
   peak_server_rss_mb: number;
   seconds: number;
+  /** The file-system floor (mean of the runs before and after the trial): files/s of a plain sync loop. */
+  floor_fps: number;
+  /** CPU (user + sys) per file of that loop. */
+  floor_cpu_ms_per_file: number;
+  /** Of which kernel (sys) CPU. */
+  floor_sys_ms_per_file: number;
+  floor_before_fps: number;
+  floor_after_fps: number;
+  floor_before_cpu_ms_per_file: number;
+  floor_after_cpu_ms_per_file: number;
+  /** fps / floor_fps. */
+  fps_vs_floor: number;
+  /** server_cpu_ms_per_frame / floor_cpu_ms_per_file. */
+  server_cpu_vs_floor: number;
+  /** server_cpu_ms_per_frame − floor_cpu_ms_per_file: what the server spends besides creating the file. */
+  server_cpu_above_floor_ms_per_frame: number;
+}
+
+/** CPU ms (user + sys) of this process's main thread so far, from /proc (10 ms ticks); NaN off Linux. */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, "latin1");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields 3… of proc(5)
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface FloorMeasure {
+  files: number;
+  fps: number;
+  cpu_ms_per_file: number;
+  sys_ms_per_file: number;
+}
+
+/**
+ * Writes `files` copies of `bytes` under `dir` exactly as the dataset writer lays them out
+ * (images/<job>/<frame>.png, `perDir` per folder, `.name.<n>.tmp` then rename), synchronously.
+ */
+export function fsFloor(dir: string, files: number, perDir: number, bytes: Uint8Array): FloorMeasure {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let folder = "";
+  for (let i = 0; i < files; i++) {
+    const frame = i % perDir;
+    if (frame === 0) {
+      folder = path.join(dir, "images", `floor-${String(i / perDir).padStart(4, "0")}`);
+      fs.mkdirSync(folder, { recursive: true });
+    }
+    const name = `${String(frame).padStart(6, "0")}.png`;
+    const temp = path.join(folder, `.${name}.${i.toString(36)}.tmp`);
+    const fd = fs.openSync(temp, "w");
+    try {
+      for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, path.join(folder, name));
+  }
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { files, fps: files / (wallMs / 1000), cpu_ms_per_file: (cpu.user + cpu.system) / 1000 / files, sys_ms_per_file: cpu.system / 1000 / files };
 }
 
 export type IngestResult = Record<string, IngestTrial | number | string>;
@@ -64,8 +139,16 @@ async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildPro
   return { child, pngBytes };
 }
 
-async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
+async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Promise<IngestTrial> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-ingest-"));
+  if (!o.keep) cleanup.push(out);
+  // The floor's folders sit beside the dataset: same file system, same kind of fresh folder.
+  const floorDir = (when: string) => {
+    const dir = fs.mkdtempSync(path.join(path.dirname(out), `tabfarm-bench-floor-${when}-`));
+    cleanup.push(dir);
+    return dir;
+  };
+  const floorPng = makePng(o.width, o.height, o.pngBytes ?? 60 * 1024);
   const clientDir = await buildClient(); // served but never loaded: the sessions here are fake
   const lines: string[] = [];
   const run = await startRun({
@@ -76,6 +159,11 @@ async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
   });
   const gate = gateTakes(run.queue);
   let child: ChildProcess | undefined;
+  let stopped = false;
+  const stopFakes = () => {
+    if (!stopped && child?.connected) child.send("stop");
+    stopped = true;
+  };
   try {
     const fakes = await startFakes({ url: run.url, token: run.farm.token, sessions, width: o.width, height: o.height, pngBytes: o.pngBytes ?? 60 * 1024 });
     child = fakes.child;
@@ -85,10 +173,13 @@ async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
       await new Promise((r) => setTimeout(r, 20));
     }
     await waitQuiet();
+    const before = fsFloor(floorDir("before"), o.frames, o.framesPerJob, floorPng);
+    const main0 = mainThreadCpuMs();
     const phase = startPhase();
     gate.open();
     const summary = await run.finished;
     const m = phase.stop();
+    const mainMs = mainThreadCpuMs() - main0;
     if (summary.frames !== o.frames || summary.counts.failed) {
       throw new Error(`ingest run ended with ${summary.frames}/${o.frames} frames, ${summary.counts.failed} failed:\n${lines.slice(-20).join("\n")}`);
     }
@@ -96,34 +187,59 @@ async function trial(sessions: number, o: IngestOptions): Promise<IngestTrial> {
     if (indexLines !== o.frames) throw new Error(`frames.jsonl has ${indexLines} lines, expected ${o.frames}`);
     const seconds = m.wallMs / 1000;
     const clientCpu = Object.values(m.childCpuMs).reduce((a, b) => a + b, 0);
+    stopFakes();
+    await run.close(); // nothing of the run's may share the CPU with the second floor
+    const after = fsFloor(floorDir("after"), o.frames, o.framesPerJob, floorPng);
+    const fps = summary.frames / seconds;
+    const serverCpu = m.serverCpuMs / summary.frames;
+    const floorFps = (before.fps + after.fps) / 2;
+    const floorCpu = (before.cpu_ms_per_file + after.cpu_ms_per_file) / 2;
     return {
       sessions,
       frames: summary.frames,
-      fps: summary.frames / seconds,
+      fps,
       mb_per_s: (summary.frames * fakes.pngBytes) / 2 ** 20 / seconds,
       png_bytes: fakes.pngBytes,
-      server_cpu_ms_per_frame: m.serverCpuMs / summary.frames,
+      server_cpu_ms_per_frame: serverCpu,
+      server_main_thread_cpu_ms_per_frame: mainMs / summary.frames,
       client_cpu_ms_per_frame: clientCpu / summary.frames,
       cores_busy: m.machineBusy * os.cpus().length,
       not_ours_cores: m.foreignCpuMs / m.wallMs,
       peak_server_rss_mb: m.peakRssBytes / 2 ** 20,
       seconds,
+      floor_fps: floorFps,
+      floor_cpu_ms_per_file: floorCpu,
+      floor_sys_ms_per_file: (before.sys_ms_per_file + after.sys_ms_per_file) / 2,
+      floor_before_fps: before.fps,
+      floor_after_fps: after.fps,
+      floor_before_cpu_ms_per_file: before.cpu_ms_per_file,
+      floor_after_cpu_ms_per_file: after.cpu_ms_per_file,
+      fps_vs_floor: fps / floorFps,
+      server_cpu_vs_floor: serverCpu / floorCpu,
+      server_cpu_above_floor_ms_per_frame: serverCpu - floorCpu,
     };
   } finally {
-    child?.send("stop");
+    stopFakes();
     await run.close();
     child?.kill();
-    if (!o.keep) fs.rmSync(out, { recursive: true, force: true });
   }
 }
 
 export async function benchIngest(o: IngestOptions): Promise<IngestResult> {
   const result: IngestResult = {};
-  for (const n of o.sessions) {
-    o.log(`[ingest] ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} png …`);
-    const t = await trial(n, o);
-    o.log(`[ingest]   ${fmt(t.fps, 0)} frames/s, ${fmt(t.mb_per_s)} MB/s`);
-    result[`sessions_${n}`] = t;
+  const cleanup: string[] = [];
+  try {
+    for (const n of o.sessions) {
+      o.log(`[ingest] ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} png …`);
+      const t = await trial(n, o, cleanup);
+      o.log(
+        `[ingest]   ${fmt(t.fps, 0)} frames/s, ${fmt(t.mb_per_s)} MB/s, server ${fmt(t.server_cpu_ms_per_frame, 2)} ms CPU/frame; ` +
+          `file-system floor ${fmt(t.floor_fps, 0)} files/s, ${fmt(t.floor_cpu_ms_per_file, 2)} ms CPU/file`,
+      );
+      result[`sessions_${n}`] = t;
+    }
+  } finally {
+    for (const dir of cleanup) fs.rmSync(dir, { recursive: true, force: true });
   }
   return result;
 }
@@ -132,14 +248,26 @@ export function printIngest(r: IngestResult, out: (line: string) => void = conso
   const trials = Object.values(r).filter((t): t is IngestTrial => typeof t === "object");
   out("");
   out(`ingest: fake sessions answer every grab at once with the same PNG; real startRun, declarative jobs, durable writes`);
-  const rows: (string | number)[][] = [["fake sessions", "frames", "frames/s", "MB/s", "PNG KB", "srv CPU ms/f", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
+  const rows: (string | number)[][] = [["fake sessions", "frames", "frames/s", "MB/s", "PNG KB", "srv CPU ms/f", "main thread", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
   for (const t of trials) {
     rows.push([
       t.sessions, t.frames, fmt(t.fps, 0), fmt(t.mb_per_s), fmt(t.png_bytes / 1024, 0), fmt(t.server_cpu_ms_per_frame, 2),
-      fmt(t.client_cpu_ms_per_frame, 2), fmt(t.cores_busy, 2), fmt(t.not_ours_cores, 2), fmt(t.peak_server_rss_mb, 0),
+      fmt(t.server_main_thread_cpu_ms_per_frame, 2), fmt(t.client_cpu_ms_per_frame, 2), fmt(t.cores_busy, 2), fmt(t.not_ours_cores, 2), fmt(t.peak_server_rss_mb, 0),
     ]);
   }
   printTable(rows, out);
+  out("");
+  out(`file-system floor: the same files written by a plain synchronous loop (temp + rename), right before and after each trial`);
+  const floor: (string | number)[][] = [
+    ["fake sessions", "floor files/s", "floor CPU ms/file", "of which sys", "srv f/s ÷ floor", "srv CPU ÷ floor", "srv CPU above floor ms/f", "floor before/after files/s"],
+  ];
+  for (const t of trials) {
+    floor.push([
+      t.sessions, fmt(t.floor_fps, 0), fmt(t.floor_cpu_ms_per_file, 2), fmt(t.floor_sys_ms_per_file, 2), fmt(t.fps_vs_floor, 2),
+      fmt(t.server_cpu_vs_floor, 2), fmt(t.server_cpu_above_floor_ms_per_frame, 2), `${fmt(t.floor_before_fps, 0)} / ${fmt(t.floor_after_fps, 0)}`,
+    ]);
+  }
+  printTable(floor, out);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

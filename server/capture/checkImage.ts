@@ -5,10 +5,13 @@ import { LIMITS } from "../../protocol/grab.js";
 
 export class ImageCheckError extends Error {}
 
+// The PNG signature, then the first chunk's type, which must be IHDR (compared as bytes: no strings per frame).
+const PNG_SIGNATURE = Buffer.from("89504e470d0a1a0a", "hex");
+const IHDR = Buffer.from("IHDR", "latin1");
+
 export function imageSize(bytes: Buffer, format: ImageFormat): { width: number; height: number } | null {
   if (format === "png") {
-    const sig = "89504e470d0a1a0a";
-    if (bytes.length < 24 || bytes.subarray(0, 8).toString("hex") !== sig || bytes.toString("latin1", 12, 16) !== "IHDR") return null;
+    if (bytes.length < 24 || bytes.compare(PNG_SIGNATURE, 0, 8, 0, 8) !== 0 || bytes.compare(IHDR, 0, 4, 12, 16) !== 0) return null;
     return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
   }
   if (format === "jpeg") {

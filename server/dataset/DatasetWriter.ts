@@ -2,6 +2,7 @@
 // A file is complete (temp file + rename) before any line points at it. Lines of a job are appended
 // together when the job completes; a crash between append and the queue's "done" can leave lines of a
 // job that will be re-run, so compact() (run at start and end) keeps one line per (job, frame) of done jobs.
+// Image files are written by a writer thread (./WritePool.ts).
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -9,6 +10,7 @@ import readline from "node:readline";
 import { randomBytes } from "node:crypto";
 import type { FrameRecord } from "./FrameRecord.js";
 import { assertSafeName, insideRoot } from "./safeName.js";
+import { WritePool } from "./WritePool.js";
 
 export const FRAMES_INDEX = "frames.jsonl";
 
@@ -20,15 +22,25 @@ export class DatasetWriteError extends Error {
 }
 const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp" };
 
+export interface DatasetWriterOptions {
+  /** Writer threads creating image files (default 1; threads are shared by writers with the same count). */
+  writeThreads?: number;
+}
+
 export class DatasetWriter {
   private madeDirs = new Set<string>();
   private appendChain: Promise<void> = Promise.resolve();
+  /** Temp names are `.<name>.<tempPrefix><counter>.tmp`: unique per process and writer without a random draw per file. */
+  private readonly tempPrefix = randomBytes(4).toString("hex");
+  private tempCounter = 0;
+  private readonly pool: WritePool;
   readonly indexPath: string;
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, options: DatasetWriterOptions = {}) {
     fs.mkdirSync(root, { recursive: true });
     this.root = fs.realpathSync(root);
     this.indexPath = path.join(this.root, FRAMES_INDEX);
+    this.pool = WritePool.shared(options.writeThreads ?? 1);
   }
 
   /** Relative path of a frame's image; `layer` names extra outputs (e.g. "depth") beside the image. */
@@ -46,18 +58,16 @@ export class DatasetWriter {
   async writeFile(relative: string, bytes: Uint8Array): Promise<void> {
     const full = insideRoot(this.root, relative);
     const dir = path.dirname(full);
-    const temp = path.join(dir, `.${path.basename(full)}.${randomBytes(6).toString("hex")}.tmp`);
+    const temp = path.join(dir, `.${path.basename(full)}.${this.tempPrefix}${(this.tempCounter++).toString(36)}.tmp`);
+    // Every write to a folder not known to exist carries the mkdir (concurrent first writes all do, harmlessly).
+    const mkdir = !this.madeDirs.has(dir);
     try {
-      if (!this.madeDirs.has(dir)) {
-        await fsp.mkdir(dir, { recursive: true });
-        this.madeDirs.add(dir);
-      }
-      await fsp.writeFile(temp, bytes);
-      await fsp.rename(temp, full);
+      await this.pool.write({ dir: mkdir ? dir : undefined, temp, full }, bytes);
     } catch (err) {
-      await fsp.rm(temp, { force: true }).catch(() => {});
+      // The writer thread has removed its temp file already.
       throw new DatasetWriteError(relative, err);
     }
+    if (mkdir) this.madeDirs.add(dir);
   }
 
   /**

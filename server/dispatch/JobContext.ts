@@ -19,6 +19,8 @@ export class JobContext {
   readonly id: string;
   readonly params: Record<string, unknown>;
   readonly records: FrameRecord[] = [];
+  /** Position in `records` of each saved frame index. */
+  private readonly recordAt = new Map<number, number>();
   private readonly abort = new AbortController();
   private nextIndex = 0;
   private issued!: () => void;
@@ -30,8 +32,11 @@ export class JobContext {
     readonly attempt: number,
     readonly sessionId: string,
     private readonly dataset: DatasetWriter,
-    /** Checked before each file write: a job whose lease was lost must not write. */
-    private readonly leaseIsCurrent: () => Promise<boolean>,
+    /**
+     * Checked before each file write: a job whose lease was lost must not write. May answer at once
+     * (a boolean) when the caller knows the lease cannot have ended yet, which spares a query per frame.
+     */
+    private readonly leaseIsCurrent: () => boolean | Promise<boolean>,
   ) {
     this.id = spec.id;
     this.params = spec.params ?? {};
@@ -59,10 +64,12 @@ export class JobContext {
     const index = options.index ?? this.nextIndex;
     this.nextIndex = Math.max(this.nextIndex, index + 1);
     const file = this.dataset.framePath(this.id, index, frame.format);
-    if (!(await this.leaseIsCurrent())) {
+    const current = this.leaseIsCurrent();
+    if (!(current === true || (await current))) {
       this.cancel("lease is no longer held; frame not written");
-      this.signal.throwIfAborted();
     }
+    // Also when the answer came while waiting: the job may have been cancelled meanwhile.
+    this.signal.throwIfAborted();
     await this.dataset.writeFile(file, frame.image);
     const depthFile = frame.depth ? this.dataset.framePath(this.id, index, "png", "depth") : undefined;
     if (depthFile) await this.dataset.writeFile(depthFile, frame.depth!);
@@ -83,10 +90,10 @@ export class JobContext {
       attempt: this.attempt,
       ...(depthFile ? { depth_file: depthFile, depth_scale: 0.001 } : {}),
     };
-    // A frame saved twice in one attempt keeps only its last line.
-    const existing = this.records.findIndex((r) => r.frame === index);
-    if (existing >= 0) this.records[existing] = record;
-    else this.records.push(record);
+    // A frame saved twice in one attempt keeps only its last line (found by index: jobs may be long).
+    const existing = this.recordAt.get(index);
+    if (existing !== undefined) this.records[existing] = record;
+    else this.recordAt.set(index, this.records.push(record) - 1);
     return record;
   }
 }

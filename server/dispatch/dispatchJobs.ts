@@ -6,6 +6,7 @@ import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import type { Farm } from "../session/Farm.js";
 import { GrabTimeoutError, type Session } from "../session/Session.js";
 import { DatasetWriteError } from "../dataset/DatasetWriter.js";
+import { LeaseWatch } from "./LeaseWatch.js";
 import { JobContext } from "./JobContext.js";
 import { forgetScene } from "./renderDeclarativeJob.js";
 
@@ -109,6 +110,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
         continue;
       }
       const lease = await queue.take(session.id);
+      const takenAt = Date.now();
       if (!lease) {
         if (finishing) {
           await finishing;
@@ -123,8 +125,9 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
         });
         continue;
       }
-      const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => queue.isCurrent(lease.token));
-      const running = runLease(session, lease, job);
+      const watch = new LeaseWatch(queue, lease, leaseTtlMs, takenAt);
+      const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => watch.isCurrent());
+      const running = runLease(session, lease, job, watch);
       await Promise.race([job.allIssued, running]);
       // At most two jobs per session: the previous one must be finished before a third is taken.
       if (finishing) await finishing;
@@ -134,14 +137,15 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     if (session.retiring && !session.closed) session.emit("retired");
   });
 
-  async function runLease(session: Session, lease: Lease, job: JobContext): Promise<void> {
+  async function runLease(session: Session, lease: Lease, job: JobContext, watch: LeaseWatch): Promise<void> {
     const heartbeat = setInterval(async () => {
-      if (!(await queue.extend(lease.token))) job.cancel("lease expired or was taken over");
+      if (!(await watch.extend())) job.cancel("lease expired or was taken over");
     }, Math.max(100, leaseTtlMs / 3));
     const onClose = () => job.cancel(`session ${session.id} disconnected`);
     session.once("close", onClose);
     try {
       await run(session, job);
+      watch.end(); // from here the lease is being ended: a late saveFrame asks the queue, which knows
       job.signal.throwIfAborted();
       // Lines are appended only while the lease is still ours; then the job is done.
       if (!(await queue.isCurrent(lease.token))) throw new Error(`job ${lease.job.id}: lease lost before completion`);
@@ -150,6 +154,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       options.onJobDone?.(lease.job.id, job.records.length, session);
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
+      watch.end();
       job.cancel("failed");
       forgetScene(session);
       if (error instanceof DatasetWriteError) {

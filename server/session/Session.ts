@@ -6,6 +6,7 @@ import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
 import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import { checkGrabRequest } from "./checkGrabRequest.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
@@ -98,11 +99,10 @@ export class Session extends EventEmitter {
   /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
   grabRender(options: GrabOptions): Promise<GrabbedFrame> {
     const { timeoutMs = this.grabTimeoutMs, ...raw } = options;
-    const parsed = GrabRequestSchema.safeParse({ maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw });
-    if (!parsed.success) {
-      return Promise.reject(new TypeError(`session.grabRender: ${describeIssues(parsed.error)}`));
-    }
-    const request = parsed.data;
+    const input = { maxBytes: this.maxFrameBytes, encoding: this.defaultEncoding, ...raw };
+    const checked = checkGrabRequest(input);
+    if (!checked.ok) return Promise.reject(new TypeError(`session.grabRender: ${checked.error}`));
+    const request = checked.request;
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
     const seq = ++this.seq;
     const started = performance.now();

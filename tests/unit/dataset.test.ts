@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
+import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { assertSafeName, insideRoot } from "../../server/dataset/safeName.js";
 
@@ -204,6 +204,104 @@ describe("DatasetWriter.writeFile", () => {
     await d.writeFile("images/j/blocked/inner.png", Buffer.from("x"));
     await assert.rejects(d.writeFile("images/j/blocked", Buffer.from("y")));
     assert.deepEqual(await listAll(root), ["images/j/blocked/inner.png"]);
+  });
+});
+
+describe("DatasetWriter.writeFile: writer thread, temp names, failures", () => {
+  it("names its temp files so removeStaleTemps finds them (dot first, .tmp last, beside the file)", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    await d.writeFile("images/j/000000.png", Buffer.from("first")); // the folder exists from here
+    const dir = path.join(root, "images/j");
+    const seen: string[] = [];
+    const watcher = fs.watch(dir, (_event, name) => name && seen.push(String(name)));
+    try {
+      await d.writeFile("images/j/000001.png", Buffer.alloc(100_000, 7));
+      for (let i = 0; i < 50 && !seen.some((n) => n.endsWith(".tmp")); i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      watcher.close();
+    }
+    const temps = [...new Set(seen.filter((n) => n.endsWith(".tmp")))];
+    assert.equal(temps.length, 1, `one temp file seen: ${JSON.stringify(seen)}`);
+    assert.match(temps[0]!, /^\.000001\.png\.[0-9a-z]+\.tmp$/);
+    // What a killed process would leave: the same name, never renamed.
+    fs.writeFileSync(path.join(dir, temps[0]!), "torn");
+    assert.equal(await d.removeStaleTemps(), 1);
+    assert.deepEqual((await listAll(root)).sort(), ["images/j/000000.png", "images/j/000001.png"]);
+  });
+
+  it("two writers (two processes' worth of temp names) racing on the same paths leave complete files and no temps", async () => {
+    const root = freshRoot();
+    const a = new DatasetWriter(root);
+    const b = new DatasetWriter(root);
+    const version = (i: number) => Buffer.alloc(20_000 + i, i);
+    await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).writeFile(`images/j/${i % 4}.png`, version(i))));
+    for (let f = 0; f < 4; f++) {
+      const got = await readFile(path.join(root, `images/j/${f}.png`));
+      assert.ok(Array.from({ length: 40 }, (_, i) => i).some((i) => i % 4 === f && version(i).equals(got)), `file ${f} is one whole version`);
+    }
+    assert.deepEqual((await listAll(root)).sort(), ["images/j/0.png", "images/j/1.png", "images/j/2.png", "images/j/3.png"]);
+  });
+
+  it("leaves the caller's buffer as it was (the thread writes a copy)", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    const pool = Buffer.alloc(300_000, 9);
+    const bytes = pool.subarray(1000, 71_000);
+    const writes = [d.writeFile("images/j/a.png", bytes), d.writeFile("images/j/b.png", bytes)];
+    bytes.fill(1, 0, 10); // changed after the call: the file keeps what was passed
+    await Promise.all(writes);
+    assert.equal(bytes.length, 70_000);
+    assert.equal(pool.length, 300_000);
+    const a = await readFile(path.join(root, "images/j/a.png"));
+    assert.equal(a.length, 70_000);
+    assert.ok(a.every((x) => x === 9));
+  });
+
+  it("with several writer threads, many writes to many folders all land whole", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root, { writeThreads: 3 });
+    const files = Array.from({ length: 60 }, (_, i) => ({ rel: d.framePath(`job${i % 7}`, i, "png"), bytes: Buffer.alloc(1000 + i * 997, i) }));
+    await Promise.all(files.map((f) => d.writeFile(f.rel, f.bytes)));
+    for (const f of files) assert.deepEqual(await readFile(path.join(root, f.rel)), f.bytes);
+    assert.equal((await listAll(root)).length, 60);
+  });
+
+  it("a folder that cannot be created fails with DatasetWriteError, and writes work once it can", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    fs.writeFileSync(path.join(root, "images"), "not a folder");
+    await assert.rejects(d.writeFile("images/j/000000.png", Buffer.from("x")), (err: Error) => {
+      assert.ok(err instanceof DatasetWriteError, `a DatasetWriteError, got ${err}`);
+      assert.match(err.message, /^cannot write images\/j\/000000\.png: E[A-Z]+/);
+      return true;
+    });
+    assert.equal(await d.probeWritable(), false);
+    fs.rmSync(path.join(root, "images"));
+    assert.equal(await d.probeWritable(), true);
+    await d.writeFile("images/j/000000.png", Buffer.from("x"));
+    assert.deepEqual(await listAll(root), ["images/j/000000.png"]);
+  });
+
+  it("a folder removed after its first file is not recreated: the write fails cleanly (DatasetWriteError)", async () => {
+    const root = freshRoot();
+    const d = new DatasetWriter(root);
+    await d.writeFile("images/j/000000.png", Buffer.from("x"));
+    fs.rmSync(path.join(root, "images"), { recursive: true });
+    await assert.rejects(d.writeFile("images/j/000001.png", Buffer.from("y")), DatasetWriteError);
+    assert.deepEqual(await listAll(root), []);
+  });
+
+  it("an idle writer thread does not keep the process alive", { timeout: 20_000 }, async () => {
+    const script = [
+      `import { DatasetWriter } from ${JSON.stringify(new URL("../../server/dataset/DatasetWriter.ts", import.meta.url).href)};`,
+      `const d = new DatasetWriter(${JSON.stringify(freshRoot())});`,
+      `await d.writeFile("images/j/000000.png", Buffer.from("x"));`,
+      `console.log("written");`,
+    ].join("\n");
+    const { execFileSync } = await import("node:child_process");
+    const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 15_000 });
+    assert.equal(out.trim(), "written");
   });
 });
 
