@@ -14,6 +14,7 @@ import { ImageFormat } from "../protocol/grab.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
 import { quiet, roundDeep } from "./report.js";
+import { defaultBrowsers } from "../harness/TabPool.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -42,12 +43,12 @@ interface CliOptions {
   format: ImageFormat;
   inFlight: number;
   framesPerJob: number;
-  browsers: number;
+  browsers?: number;
   quick: boolean;
   keep: boolean;
   jobs?: number;
   waitQuiet?: number;
-  repeat: number;
+  repeat?: number;
   encode: "browser" | "server";
   pngLevel?: number;
   recycleAfter: number;
@@ -55,7 +56,7 @@ interface CliOptions {
 
 // Defaults sized for a 2-core machine with SwiftShader: the whole default run in ~5 min, --quick in ~1.
 const DEFAULTS = {
-  full: { light: 160, heavy: 40, sweepFrames: 120, sweep: [1, 2, 4, 8], ingestFrames: 3000 },
+  full: { light: 600, heavy: 80, sweepFrames: 300, sweep: [1, 2, 4, 8], ingestFrames: 3000 },
   quick: { light: 40, heavy: 8, sweepFrames: 30, sweep: [1, 4], ingestFrames: 1000 },
 };
 
@@ -82,8 +83,8 @@ async function throughput(o: CliOptions): Promise<void> {
     format: o.format,
     inFlight: o.inFlight,
     framesPerJob: o.framesPerJob,
-    repeat: o.repeat,
-    browsers: o.browsers,
+    repeat: o.repeat ?? (o.quick ? 1 : 3),
+    browsers: o.browsers ?? defaultBrowsers(o.sessions),
     encode: o.encode,
     pngLevel: o.pngLevel,
     keep: o.keep,
@@ -161,7 +162,7 @@ const program = new Command()
   .description("tabfarm benchmarks; the last line of output is one JSON object with the figures")
   .argument("[bench]", "throughput | queue | ingest | chaos | soak", "throughput")
   .option("--sessions <n>", "sessions (headless tabs) for the three-way comparison", int("--sessions"), 2)
-  .option("--frames <n>", "frames per way and scene (default: light 160, heavy 40, sweep 120; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000)", int("--frames"))
+  .option("--frames <n>", "frames per way and scene (default: light 600, heavy 80, sweep 300; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000)", int("--frames"))
   .option("--scenes <list>", "scenes to run: light,heavy", sceneList, ["light", "heavy"] as SceneName[])
   .option("--sweep <list>", "farm session counts for the sweep (light scene), 'none' to skip; ingest: fake session counts (default 4,8)", intList("--sweep"))
   .option("--width <px>", "image width", int("--width"), 640)
@@ -169,10 +170,10 @@ const program = new Command()
   .addOption(new Option("--format <format>", "image format").choices(ImageFormat.options).default("png"))
   .option("--in-flight <n>", "farm: grabs in flight per session", int("--in-flight"), 3)
   .option("--frames-per-job <n>", "farm: frames per job", int("--frames-per-job"), 10)
-  .option("--browsers <n>", "farm: Chromium processes to spread the tabs over", int("--browsers"), 1)
+  .option("--browsers <n>", "Chromium processes to spread the tabs over, the same for all three ways (default: as the CLI, one per core, at most one per tab)", int("--browsers"))
   .addOption(new Option("--encode <where>", "farm: encode in the browser or on the server (raw RGBA sent, sharp)").choices(["browser", "server"]).default("browser"))
   .option("--png-level <0-9>", "farm with --encode server: zlib level", (v) => Number(v))
-  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the fastest (for a busy machine)", int("--repeat"), 1)
+  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the median run (default 3, --quick 1)", int("--repeat"))
   .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
   .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)

@@ -76,6 +76,20 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
     server_rss_growth_mb: peak("server") - warm.server,
     browsers_rss_after_warmup_mb: warm.browsers,
     browsers_rss_peak_mb: peak("browsers"),
+    browsers_rss_end_mb: live.at(-1)?.browsers ?? 0,
+    // Least-squares slope of browser RSS against frames written, after warm-up: what recycling must bound.
+    browsers_mb_per_1000_frames: slope(live.map((s) => [s.frames, s.browsers])) * 1000,
+    server_mb_per_1000_frames: slope(live.map((s) => [s.frames, s.server])) * 1000,
     tabs_recycled: (output.match(/rendered \d+ frames; replacing it/g) ?? []).length,
   };
+}
+
+function slope(points: [number, number][]): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0, den = 0;
+  for (const [x, y] of points) (num += (x - mx) * (y - my)), (den += (x - mx) ** 2);
+  return den === 0 ? 0 : num / den;
 }

@@ -39,7 +39,7 @@ export interface ThroughputOptions {
   /** Grabs in flight per session in the farm (the CLI's default is 3). */
   inFlight: number;
   framesPerJob: number;
-  /** Runs of each way (interleaved); the fastest is reported. */
+  /** Runs of each way (interleaved); the median run is reported. */
   repeat: number;
   /** Chromium processes for the farm's tabs (the CLI's default is 1). */
   browsers: number;
@@ -71,7 +71,7 @@ export interface WayResult {
 }
 
 export interface ThroughputResult {
-  /** Per scene and way, the fastest of the repeats (the least disturbed by other work on the machine). */
+  /** Per scene and way, the median of the repeats (runs on this machine vary by ±15 %). */
   scenes: Partial<Record<SceneName, { raw: WayResult; seed: WayResult; farm: WayResult }>>;
   /** frames/s of every repeat. */
   runs: Partial<Record<SceneName, { raw: number[]; seed: number[]; farm: number[] }>>;
@@ -144,7 +144,7 @@ export async function runRaw(
 ): Promise<WayResult> {
   const farm = new Farm({ clientDir, log: () => {} });
   const url = await farm.listen();
-  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? 1, o, extra.open ?? tabPoolOpener);
+  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? o.browsers, o, extra.open ?? tabPoolOpener);
   try {
     const chunks = split(poses, sessions);
     await waitQuiet();
@@ -187,7 +187,7 @@ export async function runSeed(
   const url = await farm.listen();
   const out = tmpDir("seed");
   const dataset = new DatasetWriter(out);
-  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? 1, o, extra.open ?? tabPoolOpener);
+  const tabs = await openTabs(farm, url, sessions, extra.browsers ?? o.browsers, o, extra.open ?? tabPoolOpener);
   try {
     const live: Session[] = [...farm.sessions.values()].filter((s) => s.info.webgl).slice(0, sessions);
     const chunks = split(poses, sessions);
@@ -281,7 +281,7 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
     const scene = benchScene(name);
     const poses = orbit(o.frames[name]);
     const runs = { raw: [] as WayResult[], seed: [] as WayResult[], farm: [] as WayResult[] };
-    // With --repeat, the three ways take turns (raw, seed, farm, raw, …) and each keeps its fastest run.
+    // With --repeat, the three ways take turns (raw, seed, farm, raw, …) and each keeps its median run.
     for (let r = 0; r < o.repeat; r++) {
       const tag = `[${name}${o.repeat > 1 ? ` ${r + 1}/${o.repeat}` : ""}]`;
       o.log(`${tag} ${poses.length} frames ${o.width}×${o.height} ${o.format}, ${o.sessions} session(s): raw in-page loop, seed pattern, farm …`);
@@ -292,7 +292,7 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
       runs.farm.push(keepPeak(await runFarmWay(clientDir, name, scene, poses, o, o.sessions)));
       say(runs.farm.at(-1)!, tag);
     }
-    result.scenes[name] = { raw: fastest(runs.raw), seed: fastest(runs.seed), farm: fastest(runs.farm) };
+    result.scenes[name] = { raw: median(runs.raw), seed: median(runs.seed), farm: median(runs.farm) };
     result.runs[name] = { raw: runs.raw.map((w) => w.fps), seed: runs.seed.map((w) => w.fps), farm: runs.farm.map((w) => w.fps) };
   }
   for (const n of o.sweep) {
@@ -303,12 +303,13 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
       all.push(keepPeak(await runFarmWay(clientDir, `sweep`, benchScene("light"), orbit(o.sweepFrames), o, n)));
       say(all.at(-1)!, tag);
     }
-    result.sweep.push(fastest(all));
+    result.sweep.push(median(all));
   }
   return result;
 }
 
-const fastest = (runs: WayResult[]) => runs.reduce((a, b) => (b.fps > a.fps ? b : a));
+/** The median run by frames/s (the lower middle one for an even count). */
+const median = (runs: WayResult[]) => [...runs].sort((a, b) => a.fps - b.fps)[Math.floor((runs.length - 1) / 2)]!;
 
 // ---------- output ----------
 
@@ -323,9 +324,9 @@ function cpuPerFrame(w: WayResult): { server: number; gpu: number; renderer: num
 
 export function printThroughput(r: ThroughputResult, o: ThroughputOptions, out: (line: string) => void = console.log): void {
   out("");
-  out(`throughput: ${o.width}×${o.height} ${o.format}, ${o.sessions} session(s), farm in-flight ${o.inFlight}, ${o.framesPerJob} frames/job, ` +
+  out(`throughput: ${o.width}×${o.height} ${o.format}, ${o.sessions} session(s) in ${o.browsers} browser(s) (all ways), farm in-flight ${o.inFlight}, ${o.framesPerJob} frames/job, ` +
     `farm encodes in the ${o.encode ?? "browser"}${o.encode === "server" ? ` (png level ${o.pngLevel ?? "default"})` : ""}, ` +
-    `${os.cpus().length} cores${o.repeat > 1 ? `; fastest of ${o.repeat} interleaved runs per way` : ""}`);
+    `${os.cpus().length} cores${o.repeat > 1 ? `; median of ${o.repeat} interleaved runs per way` : ""}`);
   const rows: (string | number)[][] = [[
     "scene / way", "frames", "frames/s", "× raw", "render ms", "encode ms", "wait ms", "KB/frame",
     "srv CPU ms/f", "gpu ms/f", "rndr ms/f", "other ms/f", "cores busy", "not ours",

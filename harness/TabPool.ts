@@ -1,5 +1,6 @@
 // Headless Chromium tabs as farm sessions: B browser processes, N tabs spread over them.
 // A tab that crashes or closes is replaced; a browser that dies is relaunched with its tabs.
+import os from "node:os";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumArgs, type GlBackend } from "./chromiumFlags.js";
 import { BrowserTargets } from "./BrowserTargets.js";
@@ -19,6 +20,11 @@ export interface TabPoolOptions {
   verbose?: boolean;
   /** More Chromium flags, after the farm's own. */
   extraArgs?: string[];
+}
+
+/** The CLI's default --browsers: one Chromium per core, at most one per tab. */
+export function defaultBrowsers(tabs: number): number {
+  return Math.max(1, Math.min(tabs, os.availableParallelism()));
 }
 
 interface BrowserSlot {
