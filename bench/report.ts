@@ -37,7 +37,7 @@ function readStat(pid: number): { ppid: number; ticks: number } | null {
   }
 }
 
-function kindOf(pid: number): string {
+export function kindOf(pid: number): string {
   try {
     // Chromium rewrites its children's titles (setproctitle): one string with spaces, not NUL-separated.
     const raw = fs.readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0+$/, "");

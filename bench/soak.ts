@@ -7,6 +7,7 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { descendants } from "./chaos.js";
+import { kindOf } from "./report.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -40,7 +41,7 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
-  const samples: { t: number; frames: number; server: number; browsers: number }[] = [];
+  const samples: { t: number; frames: number; server: number; browsers: number; byKind: Record<string, number> }[] = [];
   const started = Date.now();
   const framesSoFar = () => {
     try {
@@ -51,7 +52,10 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
   };
   const timer = setInterval(() => {
     const browsers = descendants(child.pid!).filter((p) => /chrom/i.test(fs.existsSync(`/proc/${p.pid}/comm`) ? fs.readFileSync(`/proc/${p.pid}/comm`, "utf8") : ""));
-    const s = { t: (Date.now() - started) / 1000, frames: framesSoFar(), server: rssMb(child.pid!), browsers: browsers.reduce((sum, p) => sum + rssMb(p.pid), 0) };
+    // By Chromium process kind too: recycling tabs bounds the renderers, not the GPU or browser process.
+    const byKind: Record<string, number> = {};
+    for (const p of browsers) byKind[kindOf(p.pid)] = (byKind[kindOf(p.pid)] ?? 0) + rssMb(p.pid);
+    const s = { t: (Date.now() - started) / 1000, frames: framesSoFar(), server: rssMb(child.pid!), browsers: browsers.reduce((sum, p) => sum + rssMb(p.pid), 0), byKind };
     samples.push(s);
     if (samples.length % 30 === 0) o.log?.(`[soak] ${s.t.toFixed(0)} s: ${s.frames} frames, server ${s.server.toFixed(0)} MB, browsers ${s.browsers.toFixed(0)} MB`);
   }, 1000);
@@ -80,6 +84,9 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
     // Least-squares slope of browser RSS against frames written, after warm-up: what recycling must bound.
     browsers_mb_per_1000_frames: slope(live.map((s) => [s.frames, s.browsers])) * 1000,
     server_mb_per_1000_frames: slope(live.map((s) => [s.frames, s.server])) * 1000,
+    ...Object.fromEntries(
+      [...new Set(live.flatMap((s) => Object.keys(s.byKind)))].map((kind) => [`${kind}_mb_per_1000_frames`, slope(live.map((s) => [s.frames, s.byKind[kind] ?? 0])) * 1000]),
+    ),
     tabs_recycled: (output.match(/rendered \d+ frames; replacing it/g) ?? []).length,
   };
 }
