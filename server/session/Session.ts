@@ -4,14 +4,13 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { GrabRequestSchema, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
+import { GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
-import { checkGrabRequest } from "./checkGrabRequest.js";
+import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
 
-type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
 
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 

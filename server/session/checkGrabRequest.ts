@@ -1,7 +1,7 @@
 import { GrabRequestSchema } from "../../protocol/grab.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 
-type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
+export type ParsedGrabRequest = ReturnType<typeof GrabRequestSchema.parse>;
 
 // Checks a grab request against the protocol's schema, remembering the answer for inputs seen before.
 // A declarative job asks for the same grab every frame: the checked request is reused (read-only)
