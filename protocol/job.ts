@@ -1,20 +1,54 @@
 // A job: a unit of work a session leases from the queue. The declarative form renders without user code.
 import { z } from "zod";
 import { CameraPoseSchema } from "./camera.js";
-import { NodePatchSchema, SceneElementSchema } from "./elements.js";
+import { isReservedKey, MAX_SCENE_DEPTH, NodePatchSchema, RESERVED_KEY_PREFIX, sceneTreeSchema } from "./elements.js";
+import { jobIdProblem } from "./names.js";
 import { ImageFormat, LIMITS } from "./grab.js";
 
-// Job ids become folder names in the dataset: no separators, no dots-only names, no control characters.
-export const JobId = z
-  .string()
-  .min(1, "id must not be empty")
-  .max(200, "id must be at most 200 characters")
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, "id must be a safe file name: letters, digits, _ . - (not starting with . or -)");
+// Job ids become folder names in the dataset: the rule is protocol/names.ts, shared with the dataset writer.
+export const JobId = z.string().superRefine((id, ctx) => {
+  const problem = jobIdProblem(id);
+  if (problem) ctx.addIssue({ code: "custom", message: problem, input: id });
+});
+
+/** The farm wraps a job's scene in its own root (server/dispatch/farmCamera.ts), one level more. */
+export const MAX_JOB_SCENE_DEPTH = MAX_SCENE_DEPTH - 1;
+
+/**
+ * Most levels of JSON any job value may nest (params included): encoding a job (the queue stores it
+ * as JSON, frames.jsonl copies params) recurses, and 10,000 levels overflow the stack. Well above
+ * what a scene of MAX_JOB_SCENE_DEPTH levels needs (two per level: the element and its children).
+ */
+export const MAX_JOB_DATA_DEPTH = 256;
+
+/** An issue for each element key in the farm's namespace anywhere in the tree `root` (of any shape; no recursion). */
+function refuseReservedKeys(root: unknown, rootPath: PropertyKey[], ctx: z.RefinementCtx): void {
+  const stack: { node: unknown; path: PropertyKey[] }[] = [{ node: root, path: rootPath }];
+  while (stack.length > 0) {
+    const { node, path } = stack.pop()!;
+    if (typeof node !== "object" || node === null) continue;
+    const { key, children } = node as { key?: unknown; children?: unknown };
+    if (isReservedKey(key)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...path, "key"],
+        input: key,
+        message: `keys starting with "${RESERVED_KEY_PREFIX}" are reserved for the farm's own nodes (its camera is "${RESERVED_KEY_PREFIX}camera")`,
+      });
+    }
+    if (Array.isArray(children)) {
+      for (let i = children.length - 1; i >= 0; i--) stack.push({ node: children[i], path: [...path, "children", i] });
+    }
+  }
+}
 
 export const FrameSpecSchema = z.strictObject({
   camera: CameraPoseSchema.optional(),
   /** Node patches applied (as an `update` op) before this frame is grabbed. */
-  update: z.array(NodePatchSchema).optional(),
+  update: z
+    .array(NodePatchSchema)
+    .superRefine((patches, ctx) => patches.forEach((patch, i) => refuseReservedKeys(patch, [i], ctx)))
+    .optional(),
 });
 export type FrameSpec = z.infer<typeof FrameSpecSchema>;
 
@@ -23,7 +57,9 @@ export const JobSpecSchema = z.strictObject({
   /** Free-form, copied into every frame's metadata line. */
   params: z.record(z.string(), z.unknown()).optional(),
   /** Element tree set before the first frame; the farm's default scene when absent. */
-  scene: SceneElementSchema.optional(),
+  scene: sceneTreeSchema(MAX_JOB_SCENE_DEPTH)
+    .superRefine((scene, ctx) => refuseReservedKeys(scene, [], ctx))
+    .optional(),
   frames: z.array(FrameSpecSchema).max(LIMITS.maxFramesPerJob, `a job may hold at most ${LIMITS.maxFramesPerJob} frames`).optional(),
   width: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
   height: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
@@ -33,3 +69,16 @@ export const JobSpecSchema = z.strictObject({
   depth: z.boolean().optional(),
 });
 export type JobSpec = z.infer<typeof JobSpecSchema>;
+
+/**
+ * A job spec as JSON with object keys sorted, so two specs that mean the same compare equal however
+ * their keys were ordered. Used to tell an edited job from the one already queued under its id.
+ */
+export function canonicalJobJson(job: unknown): string {
+  return JSON.stringify(job, (_key, value: unknown) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+    const sorted: Record<string, unknown> = Object.create(null); // an own "__proto__" key stays a key
+    for (const key of Object.keys(value).sort()) sorted[key] = (value as Record<string, unknown>)[key];
+    return sorted;
+  });
+}

@@ -1,13 +1,12 @@
 // Names that come from jobs or pages become path parts only after this check, so nothing is ever
 // written outside --out.
 import path from "node:path";
+import { fileNameProblem } from "../../protocol/names.js";
 
-const SAFE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/;
-
+/** Throws unless `name` passes the dataset's file-name rule (protocol/names.ts); returns it. */
 export function assertSafeName(name: string, what: string): string {
-  if (typeof name !== "string" || !SAFE.test(name) || name.includes("..")) {
-    throw new Error(`${what} ${JSON.stringify(name)} is not a safe file name (letters, digits, _ . -; no '..', not starting with . or -)`);
-  }
+  const problem = fileNameProblem(name);
+  if (problem) throw new Error(`${what} ${JSON.stringify(name)} is not a safe file name: it ${problem}`);
   return name;
 }
 

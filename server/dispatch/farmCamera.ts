@@ -1,9 +1,10 @@
 // The virtual camera the farm adds beside a job's scene, and the props that pose it.
-import type { SceneElement } from "../../protocol/elements.js";
+import { RESERVED_KEY_PREFIX, type SceneElement } from "../../protocol/elements.js";
 import type { CameraPose } from "../../protocol/camera.js";
 
-export const FARM_CAMERA_KEY = "tabfarm.camera";
-const ROOT_KEY = "tabfarm.root";
+// In the reserved namespace, which jobs may not use (protocol/job.ts), so no job can move or resize them.
+export const FARM_CAMERA_KEY = `${RESERVED_KEY_PREFIX}camera`;
+const ROOT_KEY = `${RESERVED_KEY_PREFIX}root`;
 
 /** Camera props for `update`; every pose prop is given (null when unused) so no stale prop lingers. */
 export function poseProps(pose: CameraPose): Record<string, unknown> {

@@ -1,10 +1,11 @@
 // Loads jobs from user code: a .ts/.js/.mjs module whose export produces jobs, possibly lazily
 // (a generator can describe a million jobs without building them all). Jobs are validated as they
-// stream; duplicate ids are left to the queue, whose add() is idempotent.
+// stream, by the same rules as a jobs file; only their ids are kept, to refuse a repeated one.
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { JobSpec } from "../../protocol/job.js";
-import { describeValue, JobInputError, validateJob, type JobLimits } from "./readJobsFile.js";
+import { caseFoldedName } from "../../protocol/names.js";
+import { describeValue, JobInputError, openRegularFile, validateJob, type JobLimits } from "./readJobsFile.js";
 
 /**
  * Imports the module at `path` and returns its jobs as an async iterable. The jobs come from the
@@ -17,6 +18,7 @@ import { describeValue, JobInputError, validateJob, type JobLimits } from "./rea
  * JobInputError naming its index.
  */
 export async function loadJobsModule(path: string, limits?: JobLimits): Promise<AsyncIterable<JobSpec>> {
+  await (await openRegularFile(path, "jobs module")).handle.close(); // a missing file or a folder, said plainly
   const mod = await importUserModule(path, "jobs");
   const source = await resolveJobSource(mod, path);
   return validateStream(source, path, limits);
@@ -98,10 +100,20 @@ function asSource(value: unknown): JobSource | undefined {
 
 async function* validateStream(source: JobSource, path: string, limits: JobLimits | undefined): AsyncGenerator<JobSpec> {
   let index = 0;
+  // Ids seen so far by case-folded form (the index of the first job with each): a repeated id, or one
+  // differing only by case (one folder on macOS and Windows), is a mistake in the generator.
+  const seen = new Map<string, number>();
   // for await also accepts sync iterables (awaiting each item), and closes the source if we throw.
   for await (const value of source) {
     const result = validateJob(value, { limits, source: "module" });
     if (!result.ok) throw new JobInputError(path, result.problems.map((p) => ({ index, ...p })));
+    const folded = caseFoldedName(result.job.id);
+    const first = seen.get(folded);
+    if (first !== undefined) {
+      const message = `id ${JSON.stringify(result.job.id)} was already used by the job at index ${first} (ids are compared ignoring case: they are folder names)`;
+      throw new JobInputError(path, [{ index, field: "id", message }]);
+    }
+    seen.set(folded, index);
     yield result.job;
     index++;
   }

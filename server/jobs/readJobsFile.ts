@@ -1,15 +1,28 @@
 // Reads a JSONL jobs file (one job per line) and validates every line before anything is queued.
 // All-or-nothing: a file with any bad line yields no jobs, and the error lists every problem found,
 // so a user fixes the whole file in one pass instead of one line per run.
-import { open } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { basename } from "node:path";
 import type { z } from "zod";
-import { JobSpecSchema, type JobSpec } from "../../protocol/job.js";
+import { JobSpecSchema, MAX_JOB_DATA_DEPTH, type JobSpec } from "../../protocol/job.js";
+import { caseFoldedName, jobIdProblem } from "../../protocol/names.js";
+import { readBoundedLines } from "./boundedLines.js";
 
 /** Per-run limits; they can only tighten the protocol's hard caps (LIMITS), which the schema enforces. */
 export interface JobLimits {
   maxFramesPerJob?: number;
   maxImageSide?: number;
+  /** Longest line a jobs file may have, in bytes (default MAX_LINE_BYTES). */
+  maxLineBytes?: number;
 }
+
+/**
+ * Longest line of a jobs file: a job with the most frames a job may have (100,000 simple poses) fits,
+ * and refusing a longer one costs at most this much memory, not the line's size (the line is skipped
+ * as it is read). A line at the cap still takes ≈ 30× its size to parse and validate.
+ */
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 /** One problem with one job. Files set `line` (1-based); job modules set `index` (0-based). */
 export interface JobIssue {
@@ -29,31 +42,39 @@ export interface JobProblem {
 const MAX_MESSAGE_LINES = 20;
 // A single bad job (say 100k frames with the same mistake) must not flood the report.
 const MAX_PROBLEMS_PER_JOB = 20;
+// A file whose every line is bad is counted, not kept: memory stays bounded for any file size.
+const MAX_KEPT_ISSUES = 1_000;
 
 export class JobInputError extends Error {
   override name = "JobInputError";
   constructor(
     /** The file or module path, as the caller gave it. */
     readonly file: string,
+    /** The first problems found (at most MAX_KEPT_ISSUES of a file). */
     readonly issues: JobIssue[],
+    /** All problems found, and on how many lines, when more were found than kept. */
+    total?: { problems: number; lines: number },
   ) {
-    super(formatIssues(file, issues));
+    super(formatIssues(file, issues, total));
   }
 }
 
-function formatIssues(file: string, issues: JobIssue[]): string {
+function formatIssues(file: string, issues: JobIssue[], total?: { problems: number; lines: number }): string {
   const where = (issue: JobIssue) =>
     issue.line !== undefined ? `${file}:${issue.line}` : issue.index !== undefined ? `${file}: job at index ${issue.index}` : file;
+  // A problem with the file itself (missing, a directory, not text) is one line.
+  if (issues.length === 1 && issues[0].line === undefined && issues[0].index === undefined) return `${file}: ${issues[0].message}`;
+  const problems = total?.problems ?? issues.length;
   const shown = issues
     .slice(0, MAX_MESSAGE_LINES)
     .map((issue) => `${where(issue)}: ${issue.field ? `${issue.field}: ` : ""}${issue.message}`);
-  if (issues.length > MAX_MESSAGE_LINES) shown.push(`… and ${issues.length - MAX_MESSAGE_LINES} more`);
+  if (problems > shown.length) shown.push(`… and ${problems - shown.length} more`);
   // Files are all-or-nothing; modules stream, so jobs before the bad one may already be queued.
   const fromFile = issues.some((i) => i.line !== undefined);
-  const jobs = new Set(issues.map((i) => i.line ?? i.index)).size;
+  const jobs = total?.lines ?? new Set(issues.map((i) => i.line ?? i.index)).size;
   const head = fromFile
-    ? `${file}: ${plural(issues.length, "problem")} on ${plural(jobs, "line")}; no jobs were loaded`
-    : `${file}: invalid job (${plural(issues.length, "problem")})`;
+    ? `${file}: ${plural(problems, "problem")} on ${plural(jobs, "line")}; no jobs were loaded`
+    : `${file}: invalid job (${plural(problems, "problem")})`;
   return [head, ...shown].join("\n");
 }
 
@@ -65,47 +86,145 @@ function plural(n: number, word: string): string {
 // Reading a file
 
 /**
- * Reads and validates a JSONL jobs file. Blank lines are skipped; every other line must be one job.
- * Streams the file line by line; returns the jobs only if every line is valid, else throws JobInputError.
- * File-system errors (ENOENT, EISDIR, …) propagate unchanged.
+ * Reads and validates a JSONL jobs file; returns every job, or throws JobInputError naming every
+ * problem (and no jobs) — see openJobsFile. For files that fit in memory; the farm streams them.
  */
 export async function readJobsFile(path: string, limits?: JobLimits): Promise<JobSpec[]> {
-  let jobs: JobSpec[] | undefined = [];
-  const issues: JobIssue[] = [];
-  const firstLineOfId = new Map<string, number>();
+  const jobs: JobSpec[] = [];
+  for await (const job of await openJobsFile(path, limits)) jobs.push(job);
+  return jobs;
+}
 
-  const handle = await open(path, "r");
-  try {
-    let line = 0;
-    for await (let text of handle.readLines({ encoding: "utf8" })) {
-      line++;
-      // Editors on Windows like to start UTF-8 files with a BOM; it is not part of the JSON.
-      if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-      if (text.trim() === "") continue;
-
-      const result = parseJobLine(text, line, limits);
-      const lineIssues = result.ok ? [] : result.issues;
-      const id = result.ok ? result.job.id : result.id;
-      // Checked even when the line has other problems, so one pass reports duplicates too.
-      if (id !== undefined) {
-        const first = firstLineOfId.get(id);
-        if (first === undefined) firstLineOfId.set(id, line);
-        else lineIssues.push({ line, field: "id", message: `duplicate id ${JSON.stringify(id)} (first used on line ${first})` });
+/**
+ * Validates a JSONL jobs file as a whole, then returns its jobs as a stream, so a file of millions of
+ * jobs is queued in bounded memory and a bad file still yields nothing (all-or-nothing). The first
+ * pass checks every line (and that no two ids name the same folder) keeping only the ids; the stream
+ * reads the file again and checks each job again, failing if the file changed in between.
+ * Blank lines, a UTF-8 BOM and CRLF line ends are accepted.
+ */
+export async function openJobsFile(path: string, limits?: JobLimits): Promise<AsyncIterable<JobSpec>> {
+  const before = await checkJobsFile(path, limits);
+  return (async function* () {
+    const changed = (why: string) => new Error(`${path}: the jobs file changed while it was being queued (${why}); run again to load it`);
+    const now = await openRegularFile(path);
+    try {
+      if (now.stat.size !== before.size || now.stat.mtimeMs !== before.mtimeMs) throw changed("size or modification time");
+      for await (const entry of jobLines(path, now.handle, limits)) {
+        if (!entry.ok) throw changed(`line ${entry.issues[0]?.line}: ${entry.issues[0]?.message}`);
+        yield entry.job;
       }
+    } finally {
+      await now.handle.close();
+    }
+  })();
+}
 
+/** First pass: every line checked, only ids kept; throws JobInputError listing the problems. */
+async function checkJobsFile(path: string, limits: JobLimits | undefined): Promise<{ size: number; mtimeMs: number }> {
+  const { handle, stat } = await openRegularFile(path);
+  const issues: JobIssue[] = [];
+  let problems = 0;
+  let badLines = 0;
+  // Ids by their case-folded form: ids that differ only by case would be one folder on macOS and Windows.
+  // The value is the line, or the line and the id when the id is not already in folded form.
+  const seen = new Map<string, number | { line: number; id: string }>();
+  try {
+    for await (const entry of jobLines(path, handle, limits)) {
+      const lineIssues = entry.ok ? [] : entry.issues;
+      const id = entry.ok ? entry.job.id : entry.id;
+      // Checked even when the line has other problems, so one pass reports duplicates too (but a bad
+      // id is reported once, as bad, not again as a duplicate).
+      if (id !== undefined && jobIdProblem(id) === undefined) {
+        const folded = caseFoldedName(id);
+        const earlier = seen.get(folded);
+        if (earlier === undefined) seen.set(folded, folded === id ? entry.line : { line: entry.line, id });
+        else {
+          const first = typeof earlier === "number" ? { line: earlier, id: folded } : earlier;
+          const message =
+            first.id === id
+              ? `duplicate id ${JSON.stringify(id)} (first used on line ${first.line})`
+              : `id ${JSON.stringify(id)} differs only by case from ${JSON.stringify(first.id)} on line ${first.line}; ` +
+                "ids are folder names, and macOS and Windows ignore case";
+          lineIssues.push({ line: entry.line, field: "id", message });
+        }
+      }
       if (lineIssues.length > 0) {
-        issues.push(...lineIssues);
-        jobs = undefined; // nothing from a bad file is returned, so stop holding on to the good jobs
-      } else if (result.ok) {
-        jobs?.push(result.job);
+        badLines++;
+        problems += lineIssues.length;
+        issues.push(...lineIssues.slice(0, Math.max(0, MAX_KEPT_ISSUES - issues.length)));
+        if (entry.ok === false && entry.stop) break;
       }
     }
   } finally {
     await handle.close();
   }
+  if (problems > 0) throw new JobInputError(path, issues, { problems, lines: badLines });
+  return { size: stat.size, mtimeMs: stat.mtimeMs };
+}
 
-  if (issues.length > 0 || jobs === undefined) throw new JobInputError(path, issues);
-  return jobs;
+type JobLine = ({ ok: true; job: JobSpec } | { ok: false; id?: string; issues: JobIssue[]; stop?: boolean }) & { line: number };
+
+/** The jobs of a file, line by line, each parsed and validated; blank lines skipped. */
+async function* jobLines(path: string, handle: FileHandle, limits: JobLimits | undefined): AsyncGenerator<JobLine> {
+  const maxLineBytes = limits?.maxLineBytes ?? MAX_LINE_BYTES;
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  let firstContent = true;
+  for await (const raw of readBoundedLines(handle, maxLineBytes)) {
+    const { line } = raw;
+    const refuse = (message: string, stop = false): JobLine => ({ ok: false, line, issues: [{ line, message }], stop });
+    if ("tooLong" in raw) {
+      yield refuse(`line is longer than ${maxLineBytes} bytes (${raw.tooLong} bytes); one job per line, each at most ${describeBytes(maxLineBytes)}`);
+      firstContent = false;
+      continue;
+    }
+    if (line === 1 && (raw.bytes[0] === 0xff || raw.bytes[0] === 0xfe) && (raw.bytes[1] === 0xfe || raw.bytes[1] === 0xff)) {
+      yield refuse("the file is UTF-16 text; save it as UTF-8", true);
+      return;
+    }
+    let text: string;
+    try {
+      text = decoder.decode(raw.bytes);
+    } catch {
+      yield refuse("is not UTF-8 text; is this a binary file?", true);
+      return;
+    }
+    // Editors on Windows like to start UTF-8 files with a BOM; it is not part of the JSON.
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (text.includes("\u0000")) {
+      yield refuse("holds a NUL byte, which JSON text never does; is this a binary file?", true);
+      return;
+    }
+    if (text.trim() === "") continue;
+    if (firstContent && text.trimStart().startsWith("[")) {
+      yield refuse(`starts with "[": the file looks like a JSON array; a jobs file has one job object per line (JSONL), e.g. jq -c '.[]' ${basename(path)}`, true);
+      return;
+    }
+    firstContent = false;
+    yield { ...parseJobLine(text, line, limits), line };
+  }
+}
+
+/** Opens `path` for reading if it is a regular file; anything else is a JobInputError saying what it is. */
+export async function openRegularFile(path: string, what = "jobs file"): Promise<{ handle: FileHandle; stat: Stats }> {
+  const refuse = (message: string) => new JobInputError(path, [{ message }]);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" || code === "EPERM" ? "permission denied" : (err as Error).message;
+    throw refuse(`cannot read the ${what}: ${why}`);
+  }
+  const stat = await handle.stat();
+  if (!stat.isFile()) {
+    await handle.close();
+    throw refuse(`cannot read the ${what}: it is ${stat.isDirectory() ? "a directory" : "not a regular file"}; give a .jsonl file or a .ts/.js module`);
+  }
+  return { handle, stat };
+}
+
+function describeBytes(bytes: number): string {
+  return bytes % 1048576 === 0 ? `${bytes / 1048576} MiB` : `${bytes} bytes`;
 }
 
 export type ParsedJobLine =
@@ -126,7 +245,9 @@ export function parseJobLine(text: string, line: number, limits?: JobLimits): Pa
       if (swapped === undefined) throw err;
       value = JSON.parse(swapped);
     } catch {
-      return { ok: false, issues: [{ line, message: `not valid JSON: ${describeJsonError(err)}` }] };
+      // `{` alone on a line: a job written over several lines, as pretty-printers do.
+      const hint = /^\s*[{[]\s*$/.test(text) ? "; a job must be on one line (JSONL), not spread over several" : "";
+      return { ok: false, issues: [{ line, message: `not valid JSON: ${describeJsonError(err)}${hint}` }] };
     }
   }
 
@@ -198,7 +319,8 @@ export function validateJob(
 
   // Order matters: the first problem reported for a field wins (see dedupe below), and these
   // checks say more than zod's generic "expected number, received Infinity".
-  const problems: JobProblem[] = [...inspectData(value, options.source), ...checkLimits(value, options.limits)];
+  const { problems: dataProblems, tooDeep } = inspectData(value, options.source);
+  const problems: JobProblem[] = [...dataProblems, ...checkLimits(value, options.limits)];
 
   let parsed: ReturnType<typeof JobSpecSchema.safeParse>;
   try {
@@ -208,6 +330,8 @@ export function validateJob(
     return { ok: false, problems: [...problems, { message: `could not be validated: ${(err as Error).message}` }] };
   }
   if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...describeZodIssue(issue, value, []));
+  // After the schema's: a scene too deep is better described by its levels of elements than of JSON.
+  problems.push(...tooDeep);
 
   if (problems.length === 0 && parsed.success) return { ok: true, job: parsed.data };
   return { ok: false, problems: capProblems(dedupeByField(problems)) };
@@ -248,13 +372,15 @@ function checkLimits(job: Record<string, unknown>, limits: JobLimits | undefined
 
 /**
  * Walks the whole value (params and element props included, which the schema leaves open) for data
- * that would not survive the queue's JSON round trip: non-finite numbers, `__proto__` keys, and —
+ * that would not survive the queue's JSON round trip: non-finite numbers, `__proto__` keys, nesting
+ * deeper than MAX_JOB_DATA_DEPTH (reported apart, as `tooDeep`, by top-level field), and —
  * for module jobs — functions, bigints, class instances and cycles. This runs on every value of every
  * job, so it is iterative (deep nesting cannot overflow the stack), keeps paths as parent links
  * instead of copied arrays, and only tracks cycles for module data (parsed JSON cannot have any).
  */
-function inspectData(root: unknown, source: "json" | "module"): JobProblem[] {
+function inspectData(root: unknown, source: "json" | "module"): { problems: JobProblem[]; tooDeep: JobProblem[] } {
   const problems: JobProblem[] = [];
+  const tooDeep: JobProblem[] = [];
   type PathNode = { key: PropertyKey; parent: PathNode | undefined } | undefined;
   const fieldOf = (node: PathNode) => {
     const keys: PropertyKey[] = [];
@@ -264,11 +390,11 @@ function inspectData(root: unknown, source: "json" | "module"): JobProblem[] {
   const trackCycles = source === "module";
   const onPath = new Set<object>();
   const done = new Set<object>();
-  type Step = { value: unknown; at: PathNode; leave?: object };
-  const stack: Step[] = [{ value: root, at: undefined }];
+  type Step = { value: unknown; at: PathNode; depth: number; leave?: object };
+  const stack: Step[] = [{ value: root, at: undefined, depth: 0 }];
 
   while (stack.length > 0 && problems.length <= MAX_PROBLEMS_PER_JOB) {
-    const { value, at, leave } = stack.pop()!;
+    const { value, at, depth, leave } = stack.pop()!;
     if (leave) {
       onPath.delete(leave);
       done.add(leave);
@@ -293,6 +419,16 @@ function inspectData(root: unknown, source: "json" | "module"): JobProblem[] {
         problems.push({ field: fieldOf(at), message: `must be plain JSON data, got ${describeValue(value)}` });
         continue;
       }
+      if (depth >= MAX_JOB_DATA_DEPTH) {
+        // Named by the job's field holding it: the full path would be hundreds of steps long.
+        let top = at;
+        while (top?.parent) top = top.parent;
+        const field = fieldOf(top);
+        if (!tooDeep.some((p) => p.field === field)) {
+          tooDeep.push({ field, message: `nests deeper than the limit of ${MAX_JOB_DATA_DEPTH} levels` });
+        }
+        continue;
+      }
       if (trackCycles) {
         if (onPath.has(value)) {
           problems.push({ field: fieldOf(at), message: "is a circular reference" });
@@ -300,7 +436,7 @@ function inspectData(root: unknown, source: "json" | "module"): JobProblem[] {
         }
         if (done.has(value)) continue; // shared (not circular) references are fine
         onPath.add(value);
-        stack.push({ value: undefined, at, leave: value });
+        stack.push({ value: undefined, at, depth, leave: value });
       }
       const keys = Object.keys(value);
       // Pushed in reverse so problems come out in document order.
@@ -312,11 +448,11 @@ function inspectData(root: unknown, source: "json" | "module"): JobProblem[] {
           problems.push({ field: fieldOf(child), message: 'the key "__proto__" is not allowed' });
           continue;
         }
-        stack.push({ value: (value as Record<string, unknown>)[key], at: child });
+        stack.push({ value: (value as Record<string, unknown>)[key], at: child, depth: depth + 1 });
       }
     }
   }
-  return problems;
+  return { problems, tooDeep };
 }
 
 // ---------------------------------------------------------------------------------------------

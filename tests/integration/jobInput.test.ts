@@ -59,6 +59,89 @@ describe("job input through the CLI", () => {
     }
   });
 
+  it("refuses bad ids, reserved keys, deep scenes and careless files before starting (exit 2, file:line: field)", async () => {
+    const dir = tempDir();
+    try {
+      let deep = '{"tag":"Box","key":"leaf"}';
+      for (let i = 0; i < 10_000; i++) deep = `{"tag":"Group","key":"g${i}","children":[${deep}]}`;
+      const file = path.join(dir, "careless.jsonl");
+      fs.writeFileSync(file, [
+        '{"id":"a..b"}',
+        '{"id":"CON.txt"}',
+        '{"id":"resize","frames":[{"update":[{"key":"tabfarm.camera","width":4000}]}]}',
+        `{"id":"deep","scene":${deep}}`,
+        '{"id":"Ok"}',
+        '{"id":"ok"}',
+      ].join("\r\n"));
+      const out = path.join(dir, "out");
+      const { code, output } = await runFarmCli(["--jobs", file, "--out", out, "--no-progress"]);
+      assert.equal(code, 2, output);
+      assert.match(output, /careless\.jsonl: 5 problems on 5 lines; no jobs were loaded/);
+      assert.match(output, /careless\.jsonl:1: id: must not contain "\.\."/);
+      assert.match(output, /careless\.jsonl:2: id: must not be a Windows device name/);
+      assert.match(output, /careless\.jsonl:3: frames\[0\]\.update\[0\]\.key: keys starting with "tabfarm\." are reserved/);
+      assert.match(output, /careless\.jsonl:4: scene: elements nest deeper than the limit of 63 levels/);
+      assert.match(output, /careless\.jsonl:6: id: id "ok" differs only by case from "Ok" on line 5/);
+      assert.doesNotMatch(output, /Maximum call stack/);
+      assert.equal(fs.existsSync(path.join(out, "queue.sqlite")), false, "nothing was enqueued");
+
+      for (const [jobs, message] of [
+        [dir, /cannot read the jobs module: it is a directory/],
+        [path.join(dir, "missing.jsonl"), /missing\.jsonl: cannot read the jobs file: no such file/],
+      ] as const) {
+        const run = await runFarmCli(["--jobs", jobs, "--out", out, "--no-progress"]);
+        assert.equal(run.code, 2, run.output);
+        assert.match(run.output, message);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("resuming with an edited jobs file names the jobs that differ; --replace-pending replaces pending ones", async () => {
+    const dir = tempDir();
+    try {
+      const file = path.join(dir, "jobs.jsonl");
+      const write = (jobs: object[]) => fs.writeFileSync(file, jobs.map((j) => JSON.stringify(j)).join("\n") + "\n");
+      const frame = { camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } };
+      const scene = (tag: string) => ({ tag: "DefaultScene", key: "root", children: [{ tag, key: "thing" }] });
+      // First run: "good" renders; "broken" names a tag that does not exist, so it fails (one attempt).
+      write([
+        { id: "good", width: 32, height: 24, frames: [frame] },
+        { id: "broken", width: 32, height: 24, scene: scene("NoSuchTag"), frames: [frame] },
+      ]);
+      const out = path.join(dir, "out");
+      const args = ["--sessions", "1", "--jobs", file, "--out", out, "--no-progress", "--max-attempts", "1"];
+      const first = await runFarmCli(args);
+      assert.equal(first.code, 1, first.output);
+      assert.deepEqual(readFrames(out).map((f) => f.job), ["good"]);
+
+      // The user fixes "broken", changes "good" too, and puts the failed job back.
+      write([
+        { id: "good", width: 40, height: 30, frames: [frame] },
+        { id: "broken", width: 32, height: 24, scene: scene("Box"), frames: [frame] },
+      ]);
+      const retry = await runFarmCli(["retry-failed", "--out", out]);
+      assert.equal(retry.code, 0, retry.output);
+
+      // Without the flag the queued versions are kept (so "broken" fails again), and the run says which jobs differ.
+      const kept = await runFarmCli(args);
+      assert.equal(kept.code, 1, kept.output);
+      assert.match(kept.output, /2 already known/);
+      assert.match(kept.output, /of the known jobs, 2 differ from what is queued \(pending: broken; done: good\); the queued versions are kept: pass --replace-pending/);
+      assert.match(kept.output, /done ones keep their frames/);
+      assert.equal((await runFarmCli(["retry-failed", "--out", out])).code, 0);
+
+      const replaced = await runFarmCli([...args, "--replace-pending"]);
+      assert.equal(replaced.code, 0, replaced.output);
+      assert.match(replaced.output, /2 differ from what is queued \(pending: broken; done: good\); 1 pending job\(s\) replaced by the new version/);
+      const frames = readFrames(out).sort((a, b) => a.job.localeCompare(b.job));
+      assert.deepEqual(frames.map((f) => [f.job, f.width]), [["broken", 32], ["good", 32]], "the done job keeps its first frames");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("runs a --handler module; a job that throws is retried and its first attempt leaves no lines", async () => {
     const dir = tempDir();
     try {

@@ -1,14 +1,20 @@
 // Job input: JSONL files (all-or-nothing, every problem reported with line and field), job modules
 // (validated as they stream) and handler modules. Fixtures are written to a temp dir per run.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { JobSpec } from "../../protocol/job.js";
+import type { SceneElement } from "../../protocol/elements.js";
+import { MAX_JOB_DATA_DEPTH, MAX_JOB_SCENE_DEPTH, type JobSpec } from "../../protocol/job.js";
+import { demoJobs } from "../../server/jobs/demoJobs.js";
 import { loadHandlerModule } from "../../server/jobs/loadHandlerModule.js";
 import { loadJobsModule } from "../../server/jobs/loadJobsModule.js";
-import { JobInputError, parseJobLine, readJobsFile, type JobIssue } from "../../server/jobs/readJobsFile.js";
+import { JobInputError, MAX_LINE_BYTES, openJobsFile, parseJobLine, readJobsFile, type JobIssue } from "../../server/jobs/readJobsFile.js";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 let dir: string;
 let fileCount = 0;
@@ -21,7 +27,7 @@ after(async () => {
 });
 
 /** Writes a fixture with a fresh name (modules are cached by URL, so names must not repeat). */
-async function fixture(ext: string, text: string): Promise<string> {
+async function fixture(ext: string, text: string | Buffer): Promise<string> {
   const path = join(dir, `f${++fileCount}.${ext}`);
   await writeFile(path, text);
   return path;
@@ -126,8 +132,17 @@ describe("readJobsFile: good input", () => {
     assert.deepEqual(parseJobLine(EXAMPLE, 1), { ok: true, job: JSON.parse(EXAMPLE) });
   });
 
-  it("lets file-system errors through unchanged", async () => {
-    await assert.rejects(readJobsFile(join(dir, "does-not-exist.jsonl")), { code: "ENOENT" });
+  it("a missing file or a directory is a JobInputError naming the path and what is wrong", async () => {
+    const missing = join(dir, "does-not-exist.jsonl");
+    await assert.rejects(readJobsFile(missing), (err: unknown) => {
+      assert.ok(err instanceof JobInputError);
+      assert.equal(err.message, `${missing}: cannot read the jobs file: no such file`);
+      return true;
+    });
+    await assert.rejects(readJobsFile(dir), { name: "JobInputError", message: `${dir}: cannot read the jobs file: it is a directory; give a .jsonl file or a .ts/.js module` });
+    await assert.rejects(loadJobsModule(dir), { name: "JobInputError", message: new RegExp(`cannot read the jobs module: it is a directory`) });
+    await assert.rejects(loadJobsModule(join(dir, "gone.ts")), { message: /gone\.ts: cannot read the jobs module: no such file/ });
+    await assert.rejects(readJobsFile("/dev/null"), { message: /\/dev\/null: cannot read the jobs file: it is not a regular file/ });
   });
 });
 
@@ -254,7 +269,7 @@ describe("readJobsFile: bad input names the line and field, and returns nothing"
     const path = await jsonl([good("ok"), ...bad.map((id) => ({ id }))]);
     const err = await expectRejected(
       path,
-      bad.map((_, i) => ({ line: i + 2, field: "id", message: /id must (be a safe file name|not be empty)/ })),
+      bad.map((_, i) => ({ line: i + 2, field: "id", message: /^(may hold only|must not)/ })),
     );
     assert.equal(err.issues.length, bad.length, "one problem per bad id");
     assert.ok(err.message.includes('got "../up"'));
@@ -454,7 +469,7 @@ describe("loadJobsModule", () => {
 
   it("a module that cannot be imported names the file", async () => {
     const missing = join(dir, "missing.ts");
-    await assert.rejects(loadJobsModule(missing), (err: Error) => err.message.startsWith(`could not load jobs module ${missing}`));
+    await assert.rejects(loadJobsModule(missing), (err: Error) => err.message === `${missing}: cannot read the jobs module: no such file`);
     const broken = await fixture("mjs", `export default [;\n`);
     await assert.rejects(loadJobsModule(broken), /could not load jobs module/);
   });
@@ -499,5 +514,270 @@ describe("loadHandlerModule", () => {
     await assert.rejects(loadHandlerModule(cls), /default export is a class/);
     const missing = join(dir, "no-handler.ts");
     await assert.rejects(loadHandlerModule(missing), /could not load handler module/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: job input refused at load, once, with file:line: field: reason
+
+/** The problems parseJobLine finds in one job value, as "field: message" strings. */
+function problemsOf(job: unknown): string[] {
+  const result = parseJobLine(JSON.stringify(job), 1);
+  return result.ok ? [] : result.issues.map((i) => `${i.field ?? ""}: ${i.message}`);
+}
+
+/** Loads a jobs module and reads all its jobs (rejects with the first bad one). */
+async function drainModule(path: string): Promise<void> {
+  for await (const _ of await loadJobsModule(path));
+}
+
+/** A chain of `levels` elements, each the only child of the one above. */
+function nestedScene(levels: number): SceneElement {
+  return JSON.parse(nestedSceneJson(levels)) as SceneElement;
+}
+
+/** The same as JSON text, built without recursion (JSON.stringify overflows at 10,000 levels). */
+function nestedSceneJson(levels: number): string {
+  let open = "";
+  for (let i = 1; i < levels; i++) open += `{"tag":"Group","key":"g${i}","children":[`;
+  return `${open}{"tag":"Box","key":"leaf"}${"]}".repeat(levels - 1)}`;
+}
+
+describe("job ids: one rule, checked at load", () => {
+  // Each is refused by the dataset too, except digits-only ids, which only a queue backend minds.
+  const BAD_IDS = [
+    "..", "a..b", "x/../y", ".", ".a", "-a", "a.", "a ", " a", "a b", "a/b", "a\\b", "a\u0000b", "a\tb", "a\nb",
+    "ａ", "a\u2024b", "a\u2215b", "é", "a:b", "CON", "con", "Con.txt", "nul.tar.gz", "COM1", "lpt9.png", "AUX", "prn", "com0",
+    "A".repeat(201), "123", "0",
+  ];
+  const GOOD_IDS = ["con-1", "console", "nullable", "comet", "a.b", "_x", "x".repeat(200), "job-0001", "0a", "1.5", "A_b-C.d"];
+
+  it("refuses every kind of unsafe id, naming the field and the reason", () => {
+    for (const id of BAD_IDS) {
+      const problems = problemsOf({ id });
+      assert.equal(problems.length, 1, `${JSON.stringify(id)}: ${problems.join("; ")}`);
+      assert.match(problems[0], /^id: (may hold only|must)/, JSON.stringify(id));
+    }
+  });
+
+  it("accepts ids that are safe everywhere", () => {
+    for (const id of GOOD_IDS) assert.deepEqual(problemsOf({ id }), [], id);
+  });
+
+  it("says why: '..', Windows device names, digits only, look-alike characters", () => {
+    assert.match(problemsOf({ id: "a..b" })[0], /must not contain "\.\."/);
+    assert.match(problemsOf({ id: "nul.txt" })[0], /Windows device name/);
+    assert.match(problemsOf({ id: "42" })[0], /digits only/);
+    assert.match(problemsOf({ id: "a\u2215b" })[0], /ASCII .* U\+2215/);
+    assert.match(problemsOf({ id: "a." })[0], /must not end with \./);
+    assert.match(problemsOf({ id: "x".repeat(201) })[0], /at most 200 characters/);
+  });
+
+  it("the same rule in a jobs file (file:line: id:) and in a jobs module (index)", async () => {
+    const path = await jsonl([good("fine"), { id: "a..b" }, { id: "CON" }]);
+    await expectRejected(path, [
+      { line: 2, field: "id", message: /must not contain "\.\."/ },
+      { line: 3, field: "id", message: /Windows device name/ },
+    ]);
+    const mod = await fixture("mjs", `export default [{ id: "ok" }, { id: "a..b" }];\n`);
+    await assert.rejects(
+      drainModule(mod),
+      (err: unknown) => err instanceof JobInputError && err.issues[0].index === 1 && err.issues[0].field === "id",
+    );
+  });
+
+  it("ids that differ only by case are refused in a file (both lines named) and in a module", async () => {
+    const path = await jsonl([good("Job-1"), good("other"), good("job-1"), good("JOB-1")]);
+    await expectRejected(path, [
+      { line: 3, field: "id", message: /"job-1" differs only by case from "Job-1" on line 1/ },
+      { line: 4, field: "id", message: /differs only by case from "Job-1" on line 1/ },
+    ]);
+    const mod = await fixture("mjs", `export default function* () { yield { id: "a" }; yield { id: "b" }; yield { id: "A" }; }\n`);
+    await assert.rejects(
+      drainModule(mod),
+      (err: unknown) => {
+        assert.ok(err instanceof JobInputError);
+        assert.deepEqual([err.issues[0].index, err.issues[0].field], [2, "id"]);
+        assert.match(err.message, /job at index 2: id: id "A" was already used by the job at index 0/);
+        return true;
+      },
+    );
+  });
+
+  it("a module that yields the same id twice is refused at the second", async () => {
+    const mod = await fixture("mjs", `export default [{ id: "x" }, { id: "x" }];\n`);
+    await assert.rejects(drainModule(mod), /job at index 1: id: id "x" was already used by the job at index 0/);
+  });
+
+  it("the built-in demo's jobs pass the same schema", () => {
+    for (const job of demoJobs(2_000, 1)) assert.deepEqual(problemsOf(job), [], job.id);
+  });
+});
+
+describe("scene and data depth: a stated limit, never a stack overflow", () => {
+  it(`a scene nested 10,000 deep is refused with the limit (${MAX_JOB_SCENE_DEPTH} levels)`, async () => {
+    const path = await jsonl([good("ok"), `{"id":"deep","scene":${nestedSceneJson(10_000)}}`]);
+    await expectRejected(path, [{ line: 2, field: "scene", message: new RegExp(`elements nest deeper than the limit of ${MAX_JOB_SCENE_DEPTH} levels`) }]);
+  });
+
+  it(`a scene of exactly ${MAX_JOB_SCENE_DEPTH} levels is accepted, one more is not`, () => {
+    assert.deepEqual(problemsOf({ id: "edge", scene: nestedScene(MAX_JOB_SCENE_DEPTH) }), []);
+    assert.match(problemsOf({ id: "over", scene: nestedScene(MAX_JOB_SCENE_DEPTH + 1) }).join(), /^scene: elements nest deeper/);
+  });
+
+  it("params (or any other value) nested 100,000 deep are refused, naming the field", () => {
+    const text = `{"id":"deep","params":{"v":${"[".repeat(100_000)}${"]".repeat(100_000)}}}`;
+    const result = parseJobLine(text, 7);
+    assert.equal(result.ok, false);
+    assert.deepEqual(!result.ok && result.issues, [{ line: 7, field: "params", message: `nests deeper than the limit of ${MAX_JOB_DATA_DEPTH} levels` }]);
+  });
+
+  it("subtrees in frame updates are bounded too", () => {
+    const result = parseJobLine(`{"id":"u","frames":[{"update":[{"key":"box","children":[${nestedSceneJson(5_000)}]}]}]}`, 1);
+    const problems = result.ok ? [] : result.issues.map((i) => `${i.field}: ${i.message}`);
+    assert.match(problems.join("\n"), /^frames\[0\]\.update\[0\]\.children\[0\]: elements nest deeper than the limit of 64 levels/m);
+  });
+
+  it("a module job with a deep scene is refused with the limit", async () => {
+    const mod = await fixture(
+      "mjs",
+      `let n = { tag: "Box", key: "leaf" }; for (let i = 0; i < 10000; i++) n = { tag: "Group", key: "g" + i, children: [n] };\n` +
+        `export default [{ id: "deep", scene: n }];\n`,
+    );
+    await assert.rejects(drainModule(mod), /job at index 0: scene: elements nest deeper than the limit of 63 levels/);
+  });
+});
+
+describe("reserved keys: jobs may not touch the farm's own nodes", () => {
+  it("a scene with the farm's camera key (or any tabfarm. key, any case) is refused, naming the element", () => {
+    const scene = { tag: "Group", key: "root", children: [{ tag: "Box", key: "b", children: [{ tag: "CameraView", key: "tabfarm.camera", width: 8 }] }] };
+    assert.deepEqual(problemsOf({ id: "s", scene }), [
+      'scene.children[0].children[0].key: keys starting with "tabfarm." are reserved for the farm\'s own nodes (its camera is "tabfarm.camera"), got "tabfarm.camera"',
+    ]);
+    assert.match(problemsOf({ id: "r", scene: { tag: "Scene", key: "TabFarm.Root" } }).join(), /^scene\.key: keys starting with "tabfarm\." are reserved/);
+  });
+
+  it("an update of the farm's camera is refused at load (it would change the output size)", async () => {
+    const path = await jsonl([
+      good("ok"),
+      { id: "resize", frames: [{}, { update: [{ key: "box", color: "red" }, { key: "tabfarm.camera", width: 4000 }] }] },
+      { id: "nested", frames: [{ update: [{ key: "g", children: [{ tag: "Box", key: "tabfarm.x" }] }] }] },
+    ]);
+    await expectRejected(path, [
+      { line: 2, field: "frames[1].update[1].key", message: /reserved for the farm/ },
+      { line: 3, field: "frames[0].update[0].children[0].key", message: /reserved for the farm/ },
+    ]);
+  });
+
+  it("keys that only contain the word are fine", () => {
+    const scene = { tag: "Group", key: "my.tabfarm.camera", children: [{ tag: "Box", key: "tabfarmer" }] };
+    assert.deepEqual(problemsOf({ id: "fine", scene, frames: [{ update: [{ key: "tabfarmer", color: "red" }] }] }), []);
+  });
+
+  it("module jobs are held to the same rule", async () => {
+    const mod = await fixture("mjs", `export default [{ id: "m", frames: [{ update: [{ key: "tabfarm.camera", fov: 10 }] }] }];\n`);
+    await assert.rejects(drainModule(mod), /job at index 0: frames\[0\]\.update\[0\]\.key: keys starting with "tabfarm\." are reserved/);
+  });
+});
+
+describe("readJobsFile: careless files", () => {
+  it("a line over the cap is refused by number and size, the lines after it are still checked", async () => {
+    const long = JSON.stringify({ id: "long", params: { pad: "x".repeat(500) } });
+    const path = await fixture("jsonl", [JSON.stringify(good("a")), long, JSON.stringify(good("b")), '{"id":"../c"}', long.replace('"long"', '"long2"')].join("\r\n"));
+    const err = await expectRejected(
+      path,
+      [
+        { line: 2, message: /^line is longer than 100 bytes \(5\d\d bytes\); one job per line/ },
+        { line: 4, field: "id" },
+        { line: 5, message: /line is longer than 100 bytes/ },
+      ],
+      { maxLineBytes: 100 },
+    );
+    assert.equal(err.issues.length, 3);
+    assert.deepEqual(await readJobsFile(path, { maxLineBytes: 1_000 }).catch((e: JobInputError) => e.issues.map((i) => i.line)), [4]);
+  });
+
+  it(`a 48 MB line is refused at the default cap (${MAX_LINE_BYTES} bytes) without holding the line in memory`, async () => {
+    const path = join(dir, "big.jsonl");
+    const numbers = Array(1_000_000).fill("0.125").join(",");
+    const handle = await open(path, "w");
+    await handle.write('{"id":"big","params":{"v":[');
+    for (let i = 0; i < 8; i++) await handle.write(`${numbers},`);
+    await handle.write("1]}}\n");
+    await handle.close();
+    const size = (await stat(path)).size;
+    // In a child, so its peak memory is this read's alone. Before the cap it took ≈ 30× the line.
+    const script = await fixture(
+      "mts",
+      `import { readJobsFile } from ${JSON.stringify(join(process.cwd(), "server/jobs/readJobsFile.ts"))};\n` +
+        `const message = await readJobsFile(${JSON.stringify(path)}).then(() => "loaded", (e) => e.message);\n` +
+        `console.log(JSON.stringify({ message, maxRssBytes: process.resourceUsage().maxRSS * 1024 }));\n`,
+    );
+    const { stdout } = await run(process.execPath, ["--import", "tsx", script]);
+    const { message, maxRssBytes } = JSON.parse(stdout) as { message: string; maxRssBytes: number };
+    assert.match(message, new RegExp(`big\\.jsonl:1: line is longer than ${MAX_LINE_BYTES} bytes \\(${size - 1} bytes\\)`));
+    assert.ok(maxRssBytes < 6 * size, `peak RSS ${(maxRssBytes / 2 ** 20).toFixed(0)} MB for a ${(size / 2 ** 20).toFixed(0)} MB line`);
+  });
+
+  it("a JSON array file is refused at once with a hint, also pretty-printed and after a BOM and blank lines", async () => {
+    const oneLine = await fixture("json", JSON.stringify([good("a"), good("b")]));
+    const err = await expectRejected(oneLine, [{ line: 1, message: /JSON array; a jobs file has one job object per line \(JSONL\)/ }]);
+    assert.equal(err.issues.length, 1);
+    const pretty = await fixture("json", "\uFEFF\n\n" + JSON.stringify([good("a"), good("b")], null, 2));
+    const err2 = await expectRejected(pretty, [{ line: 3, message: /JSON array/ }]);
+    assert.equal(err2.issues.length, 1, "stops at the array: the lines after it are not jobs");
+  });
+
+  it("a pretty-printed job says a job must be on one line", async () => {
+    const path = await fixture("jsonl", JSON.stringify(good("a"), null, 2) + "\n");
+    await expectRejected(path, [{ line: 1, message: /not valid JSON: .*a job must be on one line \(JSONL\)/ }]);
+  });
+
+  it("binary files, invalid UTF-8 and UTF-16 are refused as such, at the first bad line", async () => {
+    const withNul = await fixture("jsonl", Buffer.from([0x7b, 0x00, 0x01, 0x02, 0x0a, 0x00, 0x0a, 0x41]));
+    const e1 = await expectRejected(withNul, [{ line: 1, message: /NUL byte.*binary file/ }]);
+    assert.equal(e1.issues.length, 1);
+    await expectRejected(await fixture("jsonl", Buffer.from([0x7b, 0xc3, 0x28, 0x7d, 0x0a])), [{ line: 1, message: /not UTF-8 text/ }]);
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(JSON.stringify(good("a")) + "\n", "utf16le")]);
+    await expectRejected(await fixture("jsonl", utf16), [{ line: 1, message: /UTF-16 text; save it as UTF-8/ }]);
+  });
+
+  it("blank lines of any kind (CRLF, spaces, a lone CR) are skipped and do not shift line numbers", async () => {
+    const path = await fixture("jsonl", `\r\n  \r\n${JSON.stringify(good("a"))}\r\n\r\n{"id":"../b"}\r\n`);
+    await expectRejected(path, [{ line: 5, field: "id" }]);
+  });
+
+  it('numbers out of range and "__proto__" keys anywhere (params, scene props) name the field', async () => {
+    const path = await jsonl([
+      '{"id":"a","params":{"x":-1e400}}',
+      '{"id":"b","scene":{"tag":"Box","key":"k","__proto__":{"polluted":true}}}',
+    ]);
+    await expectRejected(path, [
+      { line: 1, field: "params.x", message: /must be a finite number/ },
+      { line: 2, field: "scene.__proto__", message: /not allowed/ },
+    ]);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it("openJobsFile checks the whole file first, then streams; a file changed in between is refused", async () => {
+    const path = await jsonl([good("a"), good("b")]);
+    const stream = await openJobsFile(path);
+    assert.ok(!Array.isArray(stream) && Symbol.asyncIterator in stream);
+    await writeFile(path, [good("a"), good("b"), good("c")].map((j) => JSON.stringify(j)).join("\n"));
+    await assert.rejects(
+      (async () => {
+        for await (const _ of stream);
+      })(),
+      /jobs file changed while it was being queued/,
+    );
+    await assert.rejects(openJobsFile(await jsonl([good("a"), { id: ".." }])), JobInputError);
+  });
+
+  it("a file with a million bad lines keeps only the first 1,000 problems but counts all", async () => {
+    const path = await fixture("jsonl", '{"id":"../x"}\n'.repeat(3_000));
+    const err = await expectRejected(path, [{ line: 1, field: "id" }]);
+    assert.equal(err.issues.length, 1_000);
+    assert.match(err.message, /^.*: 3000 problems on 3000 lines; no jobs were loaded/);
+    assert.match(err.message, /… and 2980 more$/);
   });
 });

@@ -3,7 +3,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { applyOp, EMPTY_SCENE, findNode, SceneOpError } from "../../client/src/scene/applyOp.js";
-import { SceneElementSchema, SceneOpSchema, walkElements, type SceneElement, type SceneOp } from "../../protocol/elements.js";
+import { describeIssues } from "../../protocol/describeIssues.js";
+import {
+  findTooDeep,
+  MAX_SCENE_DEPTH,
+  SceneElementSchema,
+  SceneOpSchema,
+  walkElements,
+  type SceneElement,
+  type SceneOp,
+} from "../../protocol/elements.js";
 
 const KNOWN = new Set(["Scene", "Group", "Box", "Sphere", "Light"]);
 const isKnownTag = (tag: string) => KNOWN.has(tag);
@@ -445,5 +454,42 @@ describe("SceneOpSchema / SceneElementSchema", () => {
     assert.equal(SceneElementSchema.safeParse({ tag: "", key: "a" }).success, false);
     assert.equal(SceneElementSchema.safeParse({ tag: "Box", key: "a", children: {} }).success, false);
     assert.equal(SceneElementSchema.safeParse({ tag: "Box", key: "a", children: [{ tag: "Box" }] }).success, false);
+  });
+});
+
+describe("scene depth: one limit for every op, checked without recursion", () => {
+  /** `levels` elements, each the only child of the one above, built as JSON text (no recursion). */
+  function chain(levels: number): SceneElement {
+    let open = "";
+    for (let i = 1; i < levels; i++) open += `{"tag":"Group","key":"g${i}","children":[`;
+    return JSON.parse(`${open}{"tag":"Box","key":"leaf"}${"]}".repeat(levels - 1)}`) as SceneElement;
+  }
+
+  it(`a set, add or upsert of a tree nested 10,000 deep is refused with the limit (${MAX_SCENE_DEPTH}), not a stack overflow`, () => {
+    const deep = chain(10_000);
+    const ops: unknown[] = [
+      { op: "set", scene: deep },
+      { op: "add", nodes: [deep] },
+      { op: "upsert", parentKey: "root", nodes: [{ tag: "Box", key: "ok" }, deep] },
+      { op: "update", nodes: [{ key: "g", children: [deep] }] },
+    ];
+    for (const op of ops) {
+      const r = SceneOpSchema.safeParse(op);
+      assert.equal(r.success, false);
+      // The words a --handler author sees (Session.send) and the page reports (sceneError).
+      assert.match(describeIssues(r.error!), new RegExp(`elements nest deeper than the limit of ${MAX_SCENE_DEPTH} levels \\(element "g${MAX_SCENE_DEPTH + 1}" is level ${MAX_SCENE_DEPTH + 1}\\)`));
+    }
+  });
+
+  it(`exactly ${MAX_SCENE_DEPTH} levels pass; one more does not, at any position in the tree`, () => {
+    assert.ok(SceneOpSchema.safeParse({ op: "set", scene: chain(MAX_SCENE_DEPTH) }).success);
+    assert.equal(SceneOpSchema.safeParse({ op: "set", scene: chain(MAX_SCENE_DEPTH + 1) }).success, false);
+    const wide = { tag: "Scene", key: "root", children: [{ tag: "Box", key: "a" }, { tag: "Group", key: "b", children: [chain(MAX_SCENE_DEPTH - 1)] }] };
+    assert.equal(SceneElementSchema.safeParse(wide).success, false);
+    assert.deepEqual(findTooDeep(wide, MAX_SCENE_DEPTH + 1), undefined);
+  });
+
+  it("findTooDeep ignores what is not a tree and handles any input", () => {
+    for (const v of [null, 1, "x", [], { children: "no" }, { children: [1, null, "a"] }]) assert.equal(findTooDeep(v, 1), undefined);
   });
 });
