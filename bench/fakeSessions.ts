@@ -1,15 +1,17 @@
 // Fake sessions for the ingest bench, run in a child process (so their CPU is not the server's):
 // socket.io-client sockets that say hello with webgl: true and answer every grab at once with one
-// pre-encoded PNG of the announced size. Started by bench/ingest.ts with fork(); talks over IPC.
-//   parent → child: { url, token, sessions, width, height, pngBytes }   then "stop"
-//   child → parent: { ready: n, pngBytes } once every socket is connected, { error } on failure
+// pre-encoded image of the asked size. Started by bench/ingest.ts with fork(); talks over IPC.
+//   parent → child: { url, token, sessions, width, height, pngBytes, format?, imageFile? }   then "stop"
+//   child → parent: { ready: n, imageBytes } once every socket is connected, { error } on failure
 import { io, type Socket } from "socket.io-client";
 import { PNG } from "pngjs";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import sharp from "sharp";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../protocol/events.js";
-import type { GrabReply } from "../protocol/grab.js";
+import type { GrabReply, ImageFormat } from "../protocol/grab.js";
 
 export interface FakeSessionsConfig {
   url: string;
@@ -19,6 +21,10 @@ export interface FakeSessionsConfig {
   height: number;
   /** Target size of the PNG; a smooth image is padded with a tEXt chunk to about this. */
   pngBytes: number;
+  /** Format of the image sent (default png). */
+  format?: ImageFormat;
+  /** Send this image (of width×height; re-encoded by sharp unless already in `format`) instead of the padded one. */
+  imageFile?: string;
 }
 
 const CRC_TABLE = (() => {
@@ -71,8 +77,18 @@ export function makePng(width: number, height: number, target: number): Buffer {
 
 type FakeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ sockets: FakeSocket[]; png: Buffer; close(): void }> {
-  const png = makePng(c.width, c.height, c.pngBytes);
+/** The one image every fake session sends. */
+async function benchImage(c: FakeSessionsConfig): Promise<Buffer> {
+  const format = c.format ?? "png";
+  const source = c.imageFile ? fs.readFileSync(c.imageFile) : makePng(c.width, c.height, c.pngBytes);
+  const { width, height, format: sourceFormat } = await sharp(source).metadata();
+  if (width !== c.width || height !== c.height) throw new Error(`${c.imageFile}: ${width}×${height}, but the jobs ask for ${c.width}×${c.height}`);
+  if (sourceFormat === format) return source;
+  return format === "png" ? sharp(source).png().toBuffer() : format === "jpeg" ? sharp(source).jpeg({ quality: 92 }).toBuffer() : sharp(source).webp({ quality: 90 }).toBuffer();
+}
+
+export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ sockets: FakeSocket[]; image: Buffer; close(): void }> {
+  const image = await benchImage(c);
   const fy = c.height / 2 / Math.tan((50 * Math.PI) / 360);
   const camera = {
     K: [[fy, 0, c.width / 2], [0, fy, c.height / 2], [0, 0, 1]],
@@ -95,10 +111,10 @@ export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ socket
           resolve();
         });
         socket.on("connect_error", reject);
-        // Answer every grab at once, whatever size was asked: the PNG is of the size the jobs announce.
+        // Answer every grab at once, whatever size was asked: the image is of the size the jobs ask for.
         socket.on("grab", (_seq, request, ack) => {
           const reply: GrabReply = {
-            ok: true, image: png, width: c.width, height: c.height, format: request.format ?? "png",
+            ok: true, image, width: c.width, height: c.height, format: request.format ?? "png",
             camera, renderMs: 0, encodeMs: 0,
           };
           ack(reply);
@@ -106,7 +122,7 @@ export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ socket
       }),
     ),
   );
-  return { sockets, png, close: () => sockets.forEach((s) => s.disconnect()) };
+  return { sockets, image, close: () => sockets.forEach((s) => s.disconnect()) };
 }
 
 // As a child process of bench/ingest.ts.
@@ -121,7 +137,7 @@ if (process.send && process.argv[1] && import.meta.url === pathToFileURL(path.re
     }
     try {
       running = await startFakeSessions(msg);
-      process.send!({ ready: running.sockets.length, pngBytes: running.png.length });
+      process.send!({ ready: running.sockets.length, imageBytes: running.image.length });
     } catch (err) {
       process.send!({ error: (err as Error)?.message ?? String(err) });
     }

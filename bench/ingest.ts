@@ -12,7 +12,12 @@
 // (the mean of the two): frames/s and CPU ms per file of the floor, the server/floor ratios and the
 // server's CPU above the floor. Datasets and floor folders are deleted only after the last trial, so
 // no deletion of the bench's own skews a later measurement.
-// Run: npm run bench -- ingest [--sweep 4,8] [--frames 3000]   (or npx tsx bench/ingest.ts)
+//
+// With --checks header,structure,full the server's image check (server/capture/checkImage.ts) is set to
+// each depth in turn, the trials interleaved (--repeat n rounds), and the median of each figure reported
+// per depth: what checking every frame in full costs the server, per frame and in frames/s.
+// Run: npm run bench -- ingest [--sweep 4,8] [--frames 3000] [--format png] [--image docs/demo-frame.png]
+//      [--checks header,structure,full --repeat 3]   (or npx tsx bench/ingest.ts)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -23,7 +28,9 @@ import { buildClient } from "../harness/buildClient.js";
 import { benchScene, orbit, orbitJobs } from "./scenes.js";
 import { gateTakes } from "./farmGate.js";
 import { fmt, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
-import { makePng, type FakeSessionsConfig } from "./fakeSessions.js";
+import { type FakeSessionsConfig } from "./fakeSessions.js";
+import { setImageCheckDepthForBench, type ImageCheckDepth } from "../server/capture/checkImage.js";
+import type { ImageFormat } from "../protocol/grab.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -38,12 +45,22 @@ export interface IngestOptions {
   framesPerJob: number;
   /** Size of the PNG every fake session sends (default 60 KB). */
   pngBytes?: number;
+  /** Format of the frames (default png). */
+  format?: ImageFormat;
+  /** An image file of width×height the fake sessions send instead (e.g. a real frame: docs/demo-frame.png). */
+  image?: string;
+  /** Compare these depths of the server's image check (one trial each per round, interleaved) instead of the session sweep. */
+  checks?: ImageCheckDepth[];
+  /** Rounds of the check comparison; the median of each figure is reported (default 3). */
+  repeat?: number;
   keep: boolean;
   log: (line: string) => void;
 }
 
 export interface IngestTrial {
   sessions: number;
+  /** The image check depth of this trial ("default": the farm's own choice per format). */
+  check: ImageCheckDepth | "default";
   frames: number;
   fps: number;
   mb_per_s: number;
@@ -124,22 +141,22 @@ export function fsFloor(dir: string, files: number, perDir: number, bytes: Uint8
 
 export type IngestResult = Record<string, IngestTrial | number | string>;
 
-async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildProcess; pngBytes: number }> {
+async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildProcess; imageBytes: number }> {
   const child = fork(path.join(HERE, "fakeSessions.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const pngBytes = await new Promise<number>((resolve, reject) => {
+  const imageBytes = await new Promise<number>((resolve, reject) => {
     child.once("error", reject);
     child.once("exit", (code) => reject(new Error(`fake sessions exited (${code}) before connecting`)));
-    child.on("message", (msg: { ready?: number; pngBytes?: number; error?: string }) => {
+    child.on("message", (msg: { ready?: number; imageBytes?: number; error?: string }) => {
       if (msg.error) reject(new Error(`fake sessions: ${msg.error}`));
-      else if (msg.ready !== undefined) resolve(msg.pngBytes ?? 0);
+      else if (msg.ready !== undefined) resolve(msg.imageBytes ?? 0);
     });
     child.send(config);
   });
   child.removeAllListeners("exit");
-  return { child, pngBytes };
+  return { child, imageBytes };
 }
 
-async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Promise<IngestTrial> {
+async function trial(sessions: number, o: IngestOptions, cleanup: string[], check: ImageCheckDepth | "default" = "default"): Promise<IngestTrial> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-ingest-"));
   if (!o.keep) cleanup.push(out);
   // The floor's folders sit beside the dataset: same file system, same kind of fresh folder.
@@ -148,13 +165,14 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Pro
     cleanup.push(dir);
     return dir;
   };
-  const floorPng = makePng(o.width, o.height, o.pngBytes ?? 60 * 1024);
+  const format = o.format ?? "png";
   const clientDir = await buildClient(); // served but never loaded: the sessions here are fake
   const lines: string[] = [];
+  setImageCheckDepthForBench(check === "default" ? undefined : check);
   const run = await startRun({
     out, clientDir,
-    jobs: orbitJobs(`ingest-${sessions}`, benchScene("light"), orbit(o.frames), { width: o.width, height: o.height, format: "png", perJob: o.framesPerJob }),
-    width: o.width, height: o.height, format: "png", inFlight: o.inFlight,
+    jobs: orbitJobs(`ingest-${sessions}`, benchScene("light"), orbit(o.frames), { width: o.width, height: o.height, format, perJob: o.framesPerJob }),
+    width: o.width, height: o.height, format, inFlight: o.inFlight,
     log: (line) => lines.push(line),
   });
   const gate = gateTakes(run.queue);
@@ -165,15 +183,19 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Pro
     stopped = true;
   };
   try {
-    const fakes = await startFakes({ url: run.url, token: run.farm.token, sessions, width: o.width, height: o.height, pngBytes: o.pngBytes ?? 60 * 1024 });
+    const fakes = await startFakes({
+      url: run.url, token: run.farm.token, sessions, width: o.width, height: o.height, pngBytes: o.pngBytes ?? 60 * 1024, format, imageFile: o.image,
+    });
     child = fakes.child;
+    // The floor writes files of the same size (their content does not matter to the file system).
+    const floorFile = Buffer.alloc(fakes.imageBytes, 0x5a);
     const until = Date.now() + 30_000;
     while (run.farm.sessions.size < sessions) {
       if (Date.now() > until) throw new Error(`only ${run.farm.sessions.size}/${sessions} fake sessions said hello`);
       await new Promise((r) => setTimeout(r, 20));
     }
     await waitQuiet();
-    const before = fsFloor(floorDir("before"), o.frames, o.framesPerJob, floorPng);
+    const before = fsFloor(floorDir("before"), o.frames, o.framesPerJob, floorFile);
     const main0 = mainThreadCpuMs();
     const phase = startPhase();
     gate.open();
@@ -189,17 +211,18 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Pro
     const clientCpu = Object.values(m.childCpuMs).reduce((a, b) => a + b, 0);
     stopFakes();
     await run.close(); // nothing of the run's may share the CPU with the second floor
-    const after = fsFloor(floorDir("after"), o.frames, o.framesPerJob, floorPng);
+    const after = fsFloor(floorDir("after"), o.frames, o.framesPerJob, floorFile);
     const fps = summary.frames / seconds;
     const serverCpu = m.serverCpuMs / summary.frames;
     const floorFps = (before.fps + after.fps) / 2;
     const floorCpu = (before.cpu_ms_per_file + after.cpu_ms_per_file) / 2;
     return {
       sessions,
+      check,
       frames: summary.frames,
       fps,
-      mb_per_s: (summary.frames * fakes.pngBytes) / 2 ** 20 / seconds,
-      png_bytes: fakes.pngBytes,
+      mb_per_s: (summary.frames * fakes.imageBytes) / 2 ** 20 / seconds,
+      png_bytes: fakes.imageBytes,
       server_cpu_ms_per_frame: serverCpu,
       server_main_thread_cpu_ms_per_frame: mainMs / summary.frames,
       client_cpu_ms_per_frame: clientCpu / summary.frames,
@@ -219,6 +242,7 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Pro
       server_cpu_above_floor_ms_per_frame: serverCpu - floorCpu,
     };
   } finally {
+    setImageCheckDepthForBench(undefined);
     stopFakes();
     await run.close();
     child?.kill();
@@ -228,15 +252,38 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[]): Pro
 export async function benchIngest(o: IngestOptions): Promise<IngestResult> {
   const result: IngestResult = {};
   const cleanup: string[] = [];
+  const format = o.format ?? "png";
+  const say = (t: IngestTrial) =>
+    o.log(
+      `[ingest]   ${fmt(t.fps, 0)} frames/s, ${fmt(t.mb_per_s)} MB/s, server ${fmt(t.server_cpu_ms_per_frame, 2)} ms CPU/frame ` +
+        `(main thread ${fmt(t.server_main_thread_cpu_ms_per_frame, 2)}); file-system floor ${fmt(t.floor_fps, 0)} files/s, ${fmt(t.floor_cpu_ms_per_file, 2)} ms CPU/file`,
+    );
   try {
-    for (const n of o.sessions) {
-      o.log(`[ingest] ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} png …`);
-      const t = await trial(n, o, cleanup);
-      o.log(
-        `[ingest]   ${fmt(t.fps, 0)} frames/s, ${fmt(t.mb_per_s)} MB/s, server ${fmt(t.server_cpu_ms_per_frame, 2)} ms CPU/frame; ` +
-          `file-system floor ${fmt(t.floor_fps, 0)} files/s, ${fmt(t.floor_cpu_ms_per_file, 2)} ms CPU/file`,
-      );
-      result[`sessions_${n}`] = t;
+    if (o.checks?.length) {
+      const rounds = o.repeat ?? 3;
+      const runs = new Map<string, IngestTrial[]>();
+      for (let round = 1; round <= rounds; round++) {
+        for (const n of o.sessions) {
+          for (const check of o.checks) {
+            o.log(`[ingest] round ${round}/${rounds}: image check '${check}', ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} ${format} …`);
+            const t = await trial(n, o, cleanup, check);
+            say(t);
+            const key = `check_${check}_sessions_${n}`;
+            runs.set(key, [...(runs.get(key) ?? []), t]);
+          }
+        }
+      }
+      for (const [key, trials] of runs) {
+        result[key] = medianTrial(trials);
+        result[`${key}_fps_runs`] = trials.map((t) => Math.round(t.fps)).join(" ");
+      }
+    } else {
+      for (const n of o.sessions) {
+        o.log(`[ingest] ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} ${format} …`);
+        const t = await trial(n, o, cleanup);
+        say(t);
+        result[`sessions_${n}`] = t;
+      }
     }
   } finally {
     for (const dir of cleanup) fs.rmSync(dir, { recursive: true, force: true });
@@ -244,26 +291,56 @@ export async function benchIngest(o: IngestOptions): Promise<IngestResult> {
   return result;
 }
 
+/** Each figure's median over the runs (figures of one run can be high in one and low in another). */
+function medianTrial(trials: IngestTrial[]): IngestTrial {
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  const out = { ...trials[0]! } as unknown as Record<string, unknown>;
+  for (const [field, value] of Object.entries(out)) {
+    if (typeof value === "number") out[field] = median(trials.map((t) => (t as unknown as Record<string, number>)[field]!));
+  }
+  return out as unknown as IngestTrial;
+}
+
 export function printIngest(r: IngestResult, out: (line: string) => void = console.log): void {
   const trials = Object.values(r).filter((t): t is IngestTrial => typeof t === "object");
   out("");
-  out(`ingest: fake sessions answer every grab at once with the same PNG; real startRun, declarative jobs, durable writes`);
-  const rows: (string | number)[][] = [["fake sessions", "frames", "frames/s", "MB/s", "PNG KB", "srv CPU ms/f", "main thread", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
+  out(`ingest: fake sessions answer every grab at once with the same image; real startRun, declarative jobs, durable writes`);
+  const compared = trials.some((t) => t.check !== "default");
+  if (compared) out(`image check depths compared: median of each figure over interleaved rounds (frames/s of each round in the JSON)`);
+  const rows: (string | number)[][] = [["fake sessions", "check", "frames", "frames/s", "MB/s", "image KB", "srv CPU ms/f", "main thread", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
   for (const t of trials) {
     rows.push([
-      t.sessions, t.frames, fmt(t.fps, 0), fmt(t.mb_per_s), fmt(t.png_bytes / 1024, 0), fmt(t.server_cpu_ms_per_frame, 2),
+      t.sessions, t.check, t.frames, fmt(t.fps, 0), fmt(t.mb_per_s), fmt(t.png_bytes / 1024, 0), fmt(t.server_cpu_ms_per_frame, 2),
       fmt(t.server_main_thread_cpu_ms_per_frame, 2), fmt(t.client_cpu_ms_per_frame, 2), fmt(t.cores_busy, 2), fmt(t.not_ours_cores, 2), fmt(t.peak_server_rss_mb, 0),
     ]);
   }
   printTable(rows, out);
+  if (compared) {
+    // What each depth costs over the header-only check, per frame, at the same session count.
+    out("");
+    const cost: (string | number)[][] = [["fake sessions", "check", "frames/s ÷ header", "srv CPU ms/f − header", "main thread ms/f − header"]];
+    for (const t of trials) {
+      const header = trials.find((h) => h.check === "header" && h.sessions === t.sessions);
+      if (!header || t === header) continue;
+      cost.push([
+        t.sessions, t.check, fmt(t.fps / header.fps, 2), fmt(t.server_cpu_ms_per_frame - header.server_cpu_ms_per_frame, 2),
+        fmt(t.server_main_thread_cpu_ms_per_frame - header.server_main_thread_cpu_ms_per_frame, 2),
+      ]);
+    }
+    if (cost.length > 1) printTable(cost, out);
+  }
   out("");
   out(`file-system floor: the same files written by a plain synchronous loop (temp + rename), right before and after each trial`);
   const floor: (string | number)[][] = [
-    ["fake sessions", "floor files/s", "floor CPU ms/file", "of which sys", "srv f/s ÷ floor", "srv CPU ÷ floor", "srv CPU above floor ms/f", "floor before/after files/s"],
+    ["fake sessions", "check", "floor files/s", "floor CPU ms/file", "of which sys", "srv f/s ÷ floor", "srv CPU ÷ floor", "srv CPU above floor ms/f", "floor before/after files/s"],
   ];
   for (const t of trials) {
     floor.push([
-      t.sessions, fmt(t.floor_fps, 0), fmt(t.floor_cpu_ms_per_file, 2), fmt(t.floor_sys_ms_per_file, 2), fmt(t.fps_vs_floor, 2),
+      t.sessions, t.check, fmt(t.floor_fps, 0), fmt(t.floor_cpu_ms_per_file, 2), fmt(t.floor_sys_ms_per_file, 2), fmt(t.fps_vs_floor, 2),
       fmt(t.server_cpu_vs_floor, 2), fmt(t.server_cpu_above_floor_ms_per_frame, 2), `${fmt(t.floor_before_fps, 0)} / ${fmt(t.floor_after_fps, 0)}`,
     ]);
   }

@@ -63,6 +63,33 @@ export interface GrabFailure {
 }
 export type GrabReply = GrabSuccess | GrabFailure;
 
+/** A CameraView's size props as the page reads them. */
+export interface CameraViewSize {
+  width: number;
+  height: number;
+  downsample: number;
+}
+
+const finiteOr = (value: unknown, fallback: number) => (typeof value === "number" && Number.isFinite(value) ? value : fallback);
+
+/**
+ * The size props of a CameraView element, read as the page reads them: 640×480 unless given as finite
+ * numbers, rounded to whole pixels; downsample a whole number ≥ 1. The page's CameraView and the
+ * server's check of what a grab must return both use this, so the two cannot disagree.
+ */
+export function cameraViewSize(props: Record<string, unknown>): CameraViewSize {
+  return {
+    width: Math.round(finiteOr(props.width, 640)),
+    height: Math.round(finiteOr(props.height, 480)),
+    downsample: Math.max(1, Math.round(finiteOr(props.downsample, 1))),
+  };
+}
+
+/** The exact size of a grab's image: width/downsample × height/downsample, rounded down, at least 1×1. */
+export function grabImageSize(view: CameraViewSize, downsample = view.downsample): { width: number; height: number } {
+  return { width: Math.max(1, Math.floor(view.width / downsample)), height: Math.max(1, Math.floor(view.height / downsample)) };
+}
+
 /** Image limits the server enforces on what it asks for and what it accepts. */
 export const LIMITS = {
   maxImageSide: LIMITS_MAX_SIDE,

@@ -5,6 +5,7 @@ import { Matrix4, PerspectiveCamera, Vector3 } from "three";
 import type { ElementProps } from "../scene/registry.js";
 import { cameraRegistry } from "./cameraRegistry.js";
 import { parseUp, sceneUp } from "../scene/upAxis.js";
+import { cameraViewSize } from "../../../protocol/grab.js";
 
 const num = (v: unknown, fallback: number) => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
 const vec = (v: unknown) => (Array.isArray(v) && v.length === 3 ? new Vector3(...(v as [number, number, number])) : undefined);
@@ -35,13 +36,8 @@ export function CameraView(p: ElementProps) {
   const key = p.elementKey;
   useLayoutEffect(() => {
     poseCamera(camera, p);
-    cameraRegistry.set(key, {
-      camera,
-      width: Math.round(num(p.width, 640)),
-      height: Math.round(num(p.height, 480)),
-      downsample: Math.max(1, Math.round(num(p.downsample, 1))),
-      samples: Math.max(0, Math.round(num(p.samples, 0))),
-    });
+    // Sized by the rule the server checks grabs against (protocol/grab.ts).
+    cameraRegistry.set(key, { camera, ...cameraViewSize(p), samples: Math.max(0, Math.round(num(p.samples, 0))) });
   });
   useLayoutEffect(() => () => void cameraRegistry.delete(key), [key]);
   return null;

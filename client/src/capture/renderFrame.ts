@@ -11,6 +11,7 @@ import {
   RawShaderMaterial, Scene, SRGBColorSpace, UnsignedByteType, WebGLRenderTarget, type WebGLRenderer,
 } from "three";
 import type { CameraMeta } from "../../../protocol/camera.js";
+import { grabImageSize } from "../../../protocol/grab.js";
 import type { VirtualCamera } from "../camera/cameraRegistry.js";
 
 export interface RenderedFrame {
@@ -121,8 +122,7 @@ export function cameraMeta(view: VirtualCamera, width: number, height: number): 
 
 export function renderFrame(gl: WebGLRenderer, scene: Scene, view: VirtualCamera, downsample = view.downsample, withDepth = false): RenderedFrame {
   const started = performance.now();
-  const width = Math.max(1, Math.floor(view.width / downsample));
-  const height = Math.max(1, Math.floor(view.height / downsample));
+  const { width, height } = grabImageSize(view, downsample);
   const camera = view.camera;
   camera.aspect = width / height;
   camera.updateProjectionMatrix();

@@ -1,0 +1,267 @@
+// Replies are trusted no further than they are checked: a page holding the token (or a buggy browser)
+// answering grabs with a valid PNG header and garbage, a truncated PNG, or a frame of another size than
+// asked gets nothing written; the job is retried and done by a real page. The server knows the size of
+// every grab from the scene it sent (server/session/SentScene.ts), and a real Chromium page's frames
+// agree with it through every op.
+//
+// Run: node --import tsx --test tests/integration/hostileReplies.test.ts
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import zlib from "node:zlib";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { PNG } from "pngjs";
+import sharp from "sharp";
+import { chromium, type Browser } from "playwright-core";
+import { io, type Socket as ClientSocket } from "socket.io-client";
+import { Farm } from "../../server/session/Farm.js";
+import type { Session } from "../../server/session/Session.js";
+import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import type { GrabReply, GrabRequest } from "../../protocol/grab.js";
+import type { SceneElement } from "../../protocol/elements.js";
+import { buildClient } from "../../harness/buildClient.js";
+import { findBrowser } from "../../harness/findBrowser.js";
+import { chromiumArgs } from "../../harness/chromiumFlags.js";
+import { checkDataset, startFarm, tempFiles, type FarmUnderTest } from "./farmHarness.js";
+
+type FakeSocket = ClientSocket<ServerToClientEvents, ClientToServerEvents>;
+
+const CAMERA = {
+  K: [[100, 0, 80], [0, 100, 60], [0, 0, 1]],
+  cameraToWorld: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]],
+  fov: 60, near: 0.1, far: 100,
+};
+
+function png(width: number, height: number): Buffer {
+  const img = new PNG({ width, height });
+  for (let i = 0; i < img.data.length; i++) img.data[i] = (i * 31 + (i >> 9)) & 0xff;
+  return PNG.sync.write(img);
+}
+
+const reply = (image: Buffer, width: number, height: number, extra: Partial<GrabReply> = {}): GrabReply =>
+  ({ ok: true, image, width, height, format: "png", camera: CAMERA, renderMs: 1, encodeMs: 1, ...extra }) as GrabReply;
+
+/** A PNG with right CRCs whose image data inflates to `rows` rows of a `width`-wide RGBA image. */
+function pngWithRows(width: number, height: number, rows: number): Buffer {
+  const crcChunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8);
+  const data = Buffer.alloc((1 + width * 4) * rows); // filter type 0 on every row, black pixels
+  return Buffer.concat([
+    Buffer.from("89504e470d0a1a0a", "hex"), crcChunk("IHDR", ihdr), crcChunk("IDAT", zlib.deflateSync(data)), crcChunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** The session of the page that said hello as `worker`, once it has. */
+async function sessionOf(farm: Farm, worker: string, timeoutMs: number): Promise<Session> {
+  for (const until = Date.now() + timeoutMs; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+    const session = [...farm.sessions.values()].find((s) => s.info.worker === worker);
+    if (session) return session;
+  }
+  throw new Error(`no session '${worker}' said hello within ${timeoutMs} ms`);
+}
+
+const helloInfo = (worker: string): BrowserInfo => ({ renderer: "hostile", vendor: "", webgl: true, userAgent: "t", devicePixelRatio: 1, worker });
+
+/** A socket.io-client holding the token that says hello as `worker` and answers grabs with `answer` (undefined: never). */
+function hostileSocket(url: string, token: string, worker: string, answer: (request: GrabRequest) => GrabReply | undefined): FakeSocket {
+  const socket: FakeSocket = io(new URL(url).origin, { auth: { token }, transports: ["websocket"], reconnection: false, forceNew: true });
+  socket.on("connect", () => socket.emit("hello", helloInfo(worker)));
+  socket.on("grab", (_seq, request, ack) => {
+    const r = answer(request);
+    if (r !== undefined) ack(r);
+  });
+  return socket;
+}
+
+function filesUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).map(String).filter((n) => fs.statSync(path.join(dir, n)).isFile());
+}
+
+describe("hostile replies in a farm run: nothing written, the jobs retried and done by a real tab", { timeout: 180_000 }, () => {
+  let farm: FarmUnderTest | undefined;
+  after(async () => {
+    await farm?.close();
+  });
+
+  it("refuses each bad frame with a clear error, writes nothing for it, and ends with one decodable 160×120 line per (job, frame)", { timeout: 170_000 }, async () => {
+    // One frame per job, so every hostile reply fails one attempt and is logged on its own line.
+    farm = await startFarm({ launchTabs: false, tabs: 1, frames: 6, framesPerJob: 1, width: 160, height: 120, maxAttempts: 20 });
+    const good = png(160, 120);
+    const idatAt = 33; // signature + IHDR
+    const badCrc = Buffer.from(good);
+    badCrc[idatAt + 8 + 10]! ^= 0x55;
+    const hostile: { name: string; reply: GrabReply; refusal: RegExp }[] = [
+      { name: "header + garbage", reply: reply(Buffer.concat([good.subarray(0, idatAt), randomBytes(4000)]), 160, 120), refusal: /payload of 4033 bytes is not a png image: / },
+      { name: "truncated", reply: reply(good.subarray(0, good.length - 100), 160, 120), refusal: /is not a png image: truncated/ },
+      { name: "1×1, said 1×1", reply: reply(png(1, 1), 1, 1), refusal: /the reply is 1×1, but 160×120 was asked for/ },
+      { name: "1×1, said 160×120", reply: reply(png(1, 1), 160, 120), refusal: /png is 1×1, but 160×120 was asked for/ },
+      { name: "wrong CRC", reply: reply(badCrc, 160, 120), refusal: /wrong CRC in chunk IDAT/ },
+      { name: "inflates short", reply: reply(pngWithRows(160, 120, 119), 160, 120), refusal: /the image data inflates to 76279 bytes; 160×120 needs 76920/ },
+      { name: "bytes after IEND", reply: reply(Buffer.concat([good, Buffer.from("tail")]), 160, 120), refusal: /4 byte\(s\) after the IEND chunk/ },
+      { name: "not an image", reply: reply(randomBytes(500), 160, 120), refusal: /payload of 500 bytes is not a png image/ },
+    ];
+    const answered: string[] = [];
+    const socket = hostileSocket(farm.run.url, farm.run.farm.token, "hostile", () => {
+      const next = hostile[answered.length];
+      if (!next) return undefined; // then it goes quiet until the test disconnects it
+      answered.push(next.name);
+      return next.reply;
+    });
+    try {
+      for (const { name, refusal } of hostile) {
+        const line = await farm.waitForLog(new RegExp(`failed on session s\\d+: grabRender\\('tabfarm\\.camera'\\) on session s\\d+: .*${refusal.source}`), 30_000);
+        assert.match(line, /^job demo-\d+ attempt \d+ failed/, `${name}: the attempt of a job failed`);
+      }
+      assert.deepEqual(answered, hostile.map((h) => h.name), "every hostile reply was sent");
+      assert.deepEqual(filesUnder(path.join(farm.out, "images")), [], "no file was written for a refused frame");
+      assert.deepEqual(tempFiles(farm.out), [], "and no temp file");
+      assert.ok(!fs.existsSync(path.join(farm.out, "frames.jsonl")) || fs.readFileSync(path.join(farm.out, "frames.jsonl"), "utf8") === "", "no line");
+      const rows = farm.jobRows();
+      assert.ok(rows.every((r) => r.state !== "done" && r.state !== "failed"), `no job done or dead-lettered: ${JSON.stringify(rows)}`);
+      assert.ok(rows.reduce((n, r) => n + r.attempts, 0) >= hostile.length, "each refusal counted an attempt");
+    } finally {
+      socket.disconnect();
+    }
+
+    // The server kept running: a real tab joins and does every job.
+    await farm.startTabs();
+    const summary = await farm.finishedWithin(120_000);
+    assert.equal(summary.counts.failed, 0);
+    const records = checkDataset(farm.out, farm.expectedIds, { width: 160, height: 120 });
+    const retried = records.filter((r) => r.attempt > 1);
+    assert.ok(retried.length >= 1, "the spoiled jobs were retried");
+    const sessions = new Set(records.map((r) => r.session));
+    assert.equal(sessions.size, 1, "every line is the real tab's");
+    const out = farm.out;
+    for (const r of records) {
+      const { info } = await sharp(path.join(out, r.file)).raw().toBuffer({ resolveWithObject: true });
+      assert.deepEqual([info.width, info.height], [160, 120], `${r.file} decodes (sharp)`);
+    }
+  });
+});
+
+describe("the size of every grab is the size the server asked for", { timeout: 120_000 }, () => {
+  let clientDir = "";
+  let farm: Farm;
+  const sockets: FakeSocket[] = [];
+  before(async () => {
+    clientDir = await buildClient();
+    farm = new Farm({ clientDir, log: () => {} });
+    await farm.listen();
+  });
+  after(async () => {
+    for (const s of sockets) s.disconnect();
+    await farm?.close();
+  });
+
+  async function fakeSession(worker: string, answer: (request: GrabRequest) => GrabReply | undefined): Promise<{ session: Session; grabs: GrabRequest[] }> {
+    const grabs: GrabRequest[] = [];
+    sockets.push(hostileSocket(farm.url, farm.token, worker, (request) => (grabs.push(request), answer(request))));
+    return { session: await sessionOf(farm, worker, 10_000), grabs };
+  }
+
+  it("a page's frame of another size is refused naming both sizes: downsample, updated size, depth, raw pixels; a camera never sent is not grabbed", { timeout: 20_000 }, async () => {
+    let answer: (request: GrabRequest) => GrabReply | undefined = () => reply(png(160, 120), 160, 120);
+    const { session, grabs } = await fakeSession("sizes", (request) => answer(request));
+    const scene = (width: number, height: number): SceneElement => ({ tag: "Scene", key: "root", children: [{ tag: "CameraView", key: "cam", width, height }] });
+
+    await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), /grabRender\('cam'\) on session s\d+: no CameraView with key 'cam' in the scene sent to this session/);
+    assert.equal(grabs.length, 0, "nothing was asked of the page");
+
+    session.set(scene(160, 120));
+    assert.equal((await session.grabRender({ key: "cam", timeoutMs: 5000 })).width, 160);
+    await assert.rejects(session.grabRender({ key: "cam", downsample: 2, timeoutMs: 5000 }), /the reply is 160×120, but 80×60 was asked for/);
+    answer = () => reply(png(80, 60), 80, 60);
+    assert.equal((await session.grabRender({ key: "cam", downsample: 2, timeoutMs: 5000 })).height, 60);
+
+    session.update({ key: "cam", width: 200, height: 100 });
+    await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), /the reply is 80×60, but 200×100 was asked for/);
+    answer = () => reply(png(200, 100), 200, 100);
+    await session.grabRender({ key: "cam", timeoutMs: 5000 });
+
+    // Depth: uint16 per pixel of the asked size.
+    answer = () => reply(png(200, 100), 200, 100, { depth: Buffer.alloc(10 * 10 * 2) });
+    await assert.rejects(session.grabRender({ key: "cam", depth: true, timeoutMs: 5000 }), /depth is not 200×100 uint16 \(40000 bytes\)/);
+    answer = () => reply(png(200, 100), 200, 100, { depth: Buffer.alloc(200 * 100 * 2) });
+    assert.ok((await session.grabRender({ key: "cam", depth: true, timeoutMs: 5000 })).depth);
+
+    // Raw pixels (--encode server) of another size, announced as theirs or as asked.
+    answer = () => reply(Buffer.alloc(10 * 10 * 4), 10, 10, { raw: true });
+    await assert.rejects(session.grabRender({ key: "cam", encoding: "raw", timeoutMs: 5000 }), /the reply is 10×10, but 200×100 was asked for/);
+    answer = () => reply(Buffer.alloc(10 * 10 * 4), 200, 100, { raw: true });
+    await assert.rejects(session.grabRender({ key: "cam", encoding: "raw", timeoutMs: 5000 }), /raw frame of 400 bytes is not 200×100 RGBA/);
+
+    // A camera removed is no longer grabbed.
+    session.remove("cam");
+    const before = grabs.length;
+    await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), /no CameraView with key 'cam'/);
+    assert.equal(grabs.length, before);
+    assert.equal(session.closed, false, "the session stays connected");
+  });
+});
+
+describe("a real Chromium page's frames have exactly the size the server expects, through every op", { timeout: 150_000 }, () => {
+  let browser: Browser | undefined;
+  let farm: Farm | undefined;
+  after(async () => {
+    await browser?.close().catch(() => {});
+    await farm?.close();
+  });
+
+  it("defaults, rounding, downsample (the view's and the grab's), update/upsert/add/remove, JPEG/WebP, depth and raw", { timeout: 140_000 }, async () => {
+    farm = new Farm({ clientDir: await buildClient(), log: () => {} });
+    await farm.listen();
+    browser = await chromium.launch({ executablePath: findBrowser().path, headless: true, args: chromiumArgs("swiftshader") });
+    const page = await browser.newPage({ viewport: { width: 320, height: 240 } });
+    await page.goto(`${farm.url}&worker=sizes`);
+    const session = await sessionOf(farm, "sizes", 30_000);
+    const errors: string[] = [];
+    session.on("sceneError", (m: string) => errors.push(m));
+    const pose = { position: [3, 2, 3], lookAt: [0, 0, 0] };
+    session.set({
+      tag: "DefaultScene", key: "root", children: [
+        { tag: "Box", key: "box" },
+        { tag: "CameraView", key: "plain", ...pose },
+        { tag: "CameraView", key: "odd", width: 161.4, height: 120.6, downsample: 3, ...pose },
+        { tag: "Group", key: "rig", children: [{ tag: "CameraView", key: "inner", width: 64, height: 48, ...pose }] },
+      ],
+    });
+    const grab = async (key: string, options: { downsample?: number; format?: "png" | "jpeg" | "webp"; depth?: boolean; encoding?: "raw" } = {}) => {
+      const frame = await session.grabRender({ key, timeoutMs: 30_000, ...options });
+      const { info } = await sharp(frame.image).raw().toBuffer({ resolveWithObject: true });
+      assert.deepEqual([info.width, info.height], [frame.width, frame.height], `${key}: the bytes decode at the size the frame says`);
+      return [frame.width, frame.height];
+    };
+    assert.deepEqual(await grab("plain"), [640, 480], "no size props: 640×480");
+    assert.deepEqual(await grab("odd"), [53, 40], "round(161.4)/3, round(120.6)/3, rounded down");
+    assert.deepEqual(await grab("odd", { downsample: 2 }), [80, 60], "the grab's downsample wins");
+    assert.deepEqual(await grab("inner", { format: "jpeg" }), [64, 48]);
+    assert.deepEqual(await grab("inner", { format: "webp" }), [64, 48]);
+    assert.deepEqual(await grab("inner", { depth: true }), [64, 48]);
+    assert.deepEqual(await grab("inner", { encoding: "raw" }), [64, 48]);
+    session.update({ key: "odd", width: null, downsample: null, height: 99 });
+    assert.deepEqual(await grab("odd"), [640, 99], "a prop set to null falls back to the default");
+    session.update({ key: "odd", width: undefined, height: 50 });
+    assert.deepEqual(await grab("odd"), [640, 50], "a prop sent as undefined is left as it was");
+    session.upsert({ tag: "CameraView", key: "inner", width: 30, height: 20 });
+    assert.deepEqual(await grab("inner"), [30, 20]);
+    session.update({ key: "rig", children: [{ tag: "CameraView", key: "inner2", width: 12, height: 10, downsample: 2, ...pose }] });
+    assert.deepEqual(await grab("inner2"), [6, 5]);
+    session.remove("rig");
+    session.add({ tag: "CameraView", key: "inner2", width: 7, height: 9, ...pose }, "root");
+    assert.deepEqual(await grab("inner2"), [7, 9]);
+    assert.deepEqual(errors, [], "no op failed on the page");
+  });
+});
