@@ -9,8 +9,20 @@ export interface BrowserInfo {
   webgl: boolean;
   userAgent: string;
   devicePixelRatio: number;
-  /** Set by the harness for the tabs it launched (?worker=…), empty for tabs opened by hand. */
+  /**
+   * Set by the harness for the tabs it launched (?worker=tab-N), empty or any name for tabs opened
+   * by hand. The server keeps a launched tab's name (`tab-N`) only when the handshake carries its
+   * worker proof; a page claiming one without it is admitted as `unverified:tab-N`.
+   */
   worker: string;
+}
+
+/** The name the harness gives launched tab `tab`; the server admits such names only with a worker proof. */
+export const launchedWorkerName = (tab: number): string => `tab-${tab}`;
+/** The tab number in a launched tab's worker name, or undefined for any other name. */
+export function launchedTabOf(worker: string): number | undefined {
+  const tab = /^tab-(\d{1,6})$/.exec(worker)?.[1];
+  return tab === undefined ? undefined : Number(tab);
 }
 
 export interface SceneErrorReport {
@@ -32,7 +44,12 @@ export interface ClientToServerEvents {
   sceneError: (report: SceneErrorReport) => void;
 }
 
-/** The handshake's auth payload: the run's access token. */
+/**
+ * The handshake's auth payload. The token also travels in the handshake request itself (query
+ * `?token=`, or `Authorization: Bearer`), so a wrong one is refused before a websocket exists.
+ */
 export interface HandshakeAuth {
   token?: string;
+  /** From the page URL's `workerProof`: proves the harness launched this tab (see BrowserInfo.worker). */
+  workerProof?: string;
 }

@@ -1,15 +1,37 @@
 // The socket.io server: serves the built client, admits browser tabs that present the run's token,
-// and runs the spawned handler once per session (Vuer's `app.spawn`).
+// and runs the spawned handler once per session (Vuer's `app.spawn`). Everything here reads input
+// from the network, so nothing a peer sends may throw out of a handler: requests are parsed once and
+// answered 400/500, socket events are checked field by field.
 import http from "node:http";
 import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
 import { Server } from "socket.io";
-import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import { launchedTabOf, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { Session, type SessionSocket } from "./Session.js";
 import { loadClientFiles } from "./clientFiles.js";
-import { AccessControl, requestToken, throttledLog, tokenMatches } from "./accessControl.js";
+import { AccessControl, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
+
+/**
+ * Largest message a websocket may send before it has shown the token: room for socket.io's CONNECT
+ * packet with its auth, nothing like a frame. An authenticated socket gets the frame limit.
+ */
+export const UNAUTHENTICATED_MESSAGE_BYTES = 16 * 1024;
+
+/** Worker-proof secrets of the farms listening in this process, by `origin token` of their URL. */
+const launchSecrets = new Map<string, Buffer>();
+const farmKey = (url: URL) => `${url.origin} ${url.searchParams.get("token")}`;
+
+/**
+ * The proof a tab the harness launches puts in its URL (`workerProof=`) so the farm serving
+ * `farmUrl` in this process admits it under `worker` (`tab-N`); undefined when no such farm runs here.
+ */
+export function launchedTabProof(farmUrl: string, worker: string): string | undefined {
+  const url = parseRequestTarget(farmUrl);
+  const secret = url && launchSecrets.get(farmKey(url));
+  return secret && workerProof(secret, worker);
+}
 
 export interface FarmOptions {
   /** Folder with the built client (index.html). */
@@ -30,8 +52,11 @@ export interface FarmOptions {
   maxSessions?: number;
   /** How long a tab may take to say hello after connecting. */
   helloTimeoutMs?: number;
-  /** Connection attempts per address per 10 s (default 100). */
-  connectionsPer10s?: number;
+  /**
+   * Failed authentications per address per 10 s (default 100); past it, that address's failures are
+   * answered "too many failed access attempts". The right token is never refused by this limit.
+   */
+  failedAuthPer10s?: number;
   /** Events one socket may send per second (default 50). */
   messagesPerSecond?: number;
   log?: (line: string) => void;
@@ -56,6 +81,8 @@ export class Farm extends EventEmitter {
   private readonly access: AccessControl;
   private readonly logThrottled: (topic: string, line: string) => void;
   private status: StatusProvider = () => ({ sessions: this.sessions.size });
+  /** Signs the worker names of launched tabs (see launchedTabProof); never leaves this process. */
+  private readonly workerSecret = randomBytes(32);
   url = "";
 
   constructor(private readonly options: FarmOptions) {
@@ -64,38 +91,77 @@ export class Farm extends EventEmitter {
     this.log = options.log ?? ((line) => console.log(line));
     this.logThrottled = throttledLog(this.log);
     this.access = new AccessControl({
-      connectionsPer10s: options.connectionsPer10s ?? 100,
+      failedAuthPer10s: options.failedAuthPer10s ?? 100,
       messagesPerSecond: options.messagesPerSecond ?? 50,
     });
     const serveClient = loadClientFiles(options.clientDir);
     this.server = http.createServer((req, res) => {
-      // The client's static files are public (they hold no secret); every other route needs the token.
-      if (req.url?.startsWith("/api/")) return void this.api(req, res);
-      if (serveClient(req, res)) return;
-      res.writeHead(404, { "content-type": "text/plain" });
-      res.end("not found");
+      try {
+        const target = parseRequestTarget(req.url);
+        if (!target) return answer(res, 400, "bad request target");
+        // The client's static files are public (they hold no secret); every other route needs the token.
+        if (target.pathname.startsWith("/api/")) return void this.api(req, res, target).catch((err) => this.requestFailed(res, err));
+        if (serveClient(req, res, target.pathname)) return;
+        answer(res, 404, "not found");
+      } catch (err) {
+        this.requestFailed(res, err);
+      }
+    });
+    // A request Node cannot parse (bad request line, header too large, bytes that are not HTTP).
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
+      const code = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     });
     this.server.on("connection", (socket) => {
       this.connections.add(socket);
       socket.once("close", () => this.connections.delete(socket));
     });
+    // Frames travel as one binary message, so an authenticated socket may send one frame plus
+    // metadata; until then a websocket is held to UNAUTHENTICATED_MESSAGE_BYTES (allowLargeMessages).
+    const authenticatedMessageBytes = (options.maxFrameBytes ?? LIMITS.maxFrameBytes) + 1024 * 1024;
     this.io = new Server(this.server, {
       transports: ["websocket"],
-      // Frames travel as one binary message; socket.io's 1 MB default would drop large PNGs.
-      maxHttpBufferSize: (options.maxFrameBytes ?? LIMITS.maxFrameBytes) + 1024 * 1024,
+      maxHttpBufferSize: UNAUTHENTICATED_MESSAGE_BYTES,
+      // A websocket that has not authenticated (sent socket.io's CONNECT) within 10 s is closed.
+      connectTimeout: 10_000,
       pingTimeout: 20_000,
+      // Runs on the handshake request, before any websocket exists: a wrong token there is refused
+      // at once. A request without one may still authenticate with `auth: {token}`, in tiny messages.
+      allowRequest: (req, callback) => {
+        this.checkHandshake(req).then(
+          (refusal) => callback(refusal ?? null, refusal === undefined),
+          () => callback("bad request", false),
+        );
+      },
+    });
+    // A websocket that breaks the protocol or the message limit is cut at once: after refusing a
+    // message, ws would go on reading (and dropping) whatever the peer sends until its 30 s close timeout.
+    this.io.engine.on("connection", (conn: { transport: unknown; once(event: "close", listener: (reason: string) => void): void }) => {
+      conn.once("close", (reason) => {
+        if (reason === "transport error") websocketOf(conn.transport)?.terminate();
+      });
     });
     this.io.use(async (socket, next) => {
       const address = socket.handshake.address;
-      const refuse = (why: string) => {
-        this.logThrottled("refused", `refused a connection from ${address}: ${why}`);
-        next(new Error(`tabfarm: ${why}`));
-      };
-      if (!(await this.access.allowConnection(address))) return refuse("too many connection attempts; slow down");
-      const token = (socket.handshake.auth as { token?: unknown })?.token;
-      if (!tokenMatches(this.token, token)) return refuse(`${token ? "wrong" : "missing"} access token; open the URL the server printed`);
-      if (this.io.of("/").sockets.size >= (options.maxSessions ?? 256)) return refuse(`server full (${options.maxSessions ?? 256} sessions)`);
-      next();
+      const refuse = (why: string) => next(new Error(`tabfarm: ${why}`));
+      try {
+        const auth = socket.handshake.auth as HandshakeAuth | undefined;
+        const given = auth?.token ?? requestToken(socket.request.headers, parseRequestTarget(socket.request.url));
+        if (!tokenMatches(this.token, given)) {
+          return refuse(await this.failedAuthentication(address, `${given ? "wrong" : "missing"} access token; open the URL the server printed`));
+        }
+        // The right token is never refused by a rate limiter; only the session cap applies.
+        if (this.io.of("/").sockets.size >= (options.maxSessions ?? 256)) {
+          this.logThrottled("refused", `refused a connection from ${address}: server full`);
+          return refuse(`server full (${options.maxSessions ?? 256} sessions)`);
+        }
+        allowLargeMessages(socket, authenticatedMessageBytes);
+        next();
+      } catch (err) {
+        this.logThrottled("refused", `refused a connection from ${address}: ${(err as Error)?.message}`);
+        refuse("internal error");
+      }
     });
     this.io.on("connection", (socket) => {
       socket.use(async (_packet, next) => {
@@ -108,11 +174,40 @@ export class Farm extends EventEmitter {
         socket.disconnect(true);
       }, options.helloTimeoutMs ?? 10_000).unref();
       socket.once("disconnect", () => clearTimeout(timer));
-      socket.once("hello", (info: BrowserInfo) => {
+      // socket.io emits middleware errors here, and a peer may send an event named "error":
+      // without a listener either would be thrown, out of the server.
+      socket.on("error", () => {});
+      socket.once("hello", (info: unknown) => {
         clearTimeout(timer);
-        this.admit(socket, info);
+        try {
+          this.admit(socket, info);
+        } catch (err) {
+          this.logThrottled("bad-hello", `disconnected ${socket.handshake.address}: its hello could not be handled: ${(err as Error)?.message}`);
+          socket.disconnect(true);
+        }
       });
     });
+  }
+
+  /** A refusal for the handshake request's token (query or Authorization header), or undefined to let it on. */
+  private async checkHandshake(req: http.IncomingMessage): Promise<string | undefined> {
+    const token = requestToken(req.headers, parseRequestTarget(req.url));
+    if (!token || tokenMatches(this.token, token)) return undefined;
+    return this.failedAuthentication(req.socket.remoteAddress ?? "unknown", "wrong access token; open the URL the server printed");
+  }
+
+  /** Counts a failed authentication, logs it (throttled) and returns the reason to give the peer. */
+  private async failedAuthentication(address: string, why: string): Promise<string> {
+    const reason = (await this.access.recordFailure(address)) ? "too many failed access attempts; slow down" : why;
+    this.logThrottled("refused", `refused a connection from ${address}: ${reason}`);
+    return reason;
+  }
+
+  /** A route threw: answer 500 if nothing was sent yet, else cut the response; the server goes on. */
+  private requestFailed(res: http.ServerResponse, err: unknown): void {
+    this.logThrottled("request-failed", `a request failed: ${(err as Error)?.message ?? err}`);
+    if (res.headersSent) res.destroy();
+    else answer(res, 500, "internal error");
   }
 
   /** What GET /api/status answers (with the token). */
@@ -120,16 +215,17 @@ export class Farm extends EventEmitter {
     this.status = provider;
   }
 
-  private async api(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async api(req: http.IncomingMessage, res: http.ServerResponse, target: URL): Promise<void> {
     const send = (code: number, body: unknown) => {
+      const json = JSON.stringify(body); // before the head: a body that cannot be serialised is a 500
       res.writeHead(code, { "content-type": "application/json", "cache-control": "no-store" });
-      res.end(JSON.stringify(body));
+      res.end(json);
     };
-    const token = requestToken(req.headers, req.url);
+    const token = requestToken(req.headers, target);
     if (token === undefined) return send(401, { error: "access token required (Authorization: Bearer <token> or ?token=)" });
     if (!tokenMatches(this.token, token)) return send(403, { error: "wrong access token" });
-    const route = new URL(req.url ?? "/", "http://x").pathname;
-    if (req.method !== "GET" || route !== "/api/status") return send(404, { error: `no route ${req.method} ${route}` });
+    const route = target.pathname;
+    if (req.method !== "GET" || route !== "/api/status") return send(404, { error: `no route ${String(req.method).slice(0, 20)} ${route.slice(0, 200)}` });
     try {
       send(200, await this.status());
     } catch (err) {
@@ -151,7 +247,8 @@ export class Farm extends EventEmitter {
     });
     const address = this.server.address() as AddressInfo;
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    this.url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}/?token=${this.token}`;
+    this.url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}/?token=${encodeURIComponent(this.token)}`;
+    launchSecrets.set(farmKey(new URL(this.url)), this.workerSecret);
     return this.url;
   }
 
@@ -161,6 +258,7 @@ export class Farm extends EventEmitter {
 
   /** Waits for running handlers to return (after `bye`), then closes every socket and the server. */
   async close(): Promise<void> {
+    if (this.url) launchSecrets.delete(farmKey(new URL(this.url)));
     for (const session of this.sessions.values()) session.bye("run finished");
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 2000))]);
     this.io.disconnectSockets(true);
@@ -174,14 +272,21 @@ export class Farm extends EventEmitter {
     clearTimeout(timer);
   }
 
-  private admit(socket: SessionSocket, info: BrowserInfo): void {
+  private admit(socket: SessionSocket, hello: unknown): void {
+    const address = socket.handshake.address;
+    if (!hello || typeof hello !== "object" || Array.isArray(hello)) {
+      this.logThrottled("bad-hello", `disconnected ${address}: hello is not an object`);
+      return void socket.disconnect(true);
+    }
+    const info = hello as Record<string, unknown>;
+    const dpr = info.devicePixelRatio;
     const safeInfo: BrowserInfo = {
-      renderer: String(info?.renderer ?? "").slice(0, 300),
-      vendor: String(info?.vendor ?? "").slice(0, 300),
-      webgl: Boolean(info?.webgl),
-      userAgent: String(info?.userAgent ?? "").slice(0, 300),
-      devicePixelRatio: Number(info?.devicePixelRatio) || 1,
-      worker: String(info?.worker ?? "").slice(0, 100),
+      renderer: text(info.renderer, 300),
+      vendor: text(info.vendor, 300),
+      webgl: info.webgl === true,
+      userAgent: text(info.userAgent, 300),
+      devicePixelRatio: typeof dpr === "number" && dpr > 0 && dpr <= 16 ? dpr : 1,
+      worker: this.verifiedWorker(text(info.worker, 100), (socket.handshake.auth as HandshakeAuth | undefined)?.workerProof, address),
     };
     const session = new Session(
       `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
@@ -201,6 +306,16 @@ export class Farm extends EventEmitter {
     for (const handler of this.handlers) this.runHandler(handler, session);
   }
 
+  /**
+   * The worker name to admit: a launched tab's name (`tab-N`) only with its proof, so no other page
+   * can get that tab recycled or killed as hung; without it, `unverified:tab-N` (opened by hand).
+   */
+  private verifiedWorker(claimed: string, proof: unknown, address: string): string {
+    if (launchedTabOf(claimed) === undefined || tokenMatches(workerProof(this.workerSecret, claimed), proof)) return claimed;
+    this.logThrottled("unverified", `a page from ${address} claims to be launched tab ${claimed} without its worker proof; admitted as opened by hand`);
+    return `unverified:${claimed}`;
+  }
+
   private runHandler(handler: SessionHandler, session: Session): void {
     if (!session.info.webgl) return;
     const run = (async () => {
@@ -213,4 +328,32 @@ export class Farm extends EventEmitter {
     this.running.add(run);
     void run.finally(() => this.running.delete(run));
   }
+}
+
+/** A string field from a peer, cut to `max`; anything else (numbers, objects, missing) is "". */
+function text(value: unknown, max: number): string {
+  return typeof value === "string" ? value.slice(0, max) : "";
+}
+
+function answer(res: http.ServerResponse, code: number, body: string): void {
+  res.writeHead(code, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** The `ws` WebSocket under an engine.io websocket transport (undefined for any other transport). */
+function websocketOf(transport: unknown): { terminate(): void; _receiver?: { _maxPayload?: unknown } } | undefined {
+  const ws = (transport as { socket?: { terminate?: unknown } } | undefined)?.socket;
+  return typeof ws?.terminate === "function" ? (ws as ReturnType<typeof websocketOf>) : undefined;
+}
+
+/**
+ * Lifts an authenticated socket's message limit to `bytes`. socket.io has one limit for every
+ * websocket, applied from before a socket shows its token, and ws has no public setter for one
+ * socket, so this sets ws's receiver limit (the same field ws's own maxPayload option sets).
+ * tests/integration/access.test.ts fails if a ws upgrade moves it.
+ */
+function allowLargeMessages(socket: SessionSocket, bytes: number): void {
+  const receiver = websocketOf(socket.conn.transport)?._receiver;
+  if (typeof receiver?._maxPayload !== "number") throw new Error("cannot lift this websocket's message limit (ws internals changed?)");
+  receiver._maxPayload = bytes;
 }

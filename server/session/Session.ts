@@ -7,6 +7,7 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
+import { SentScene } from "./SentScene.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
@@ -42,6 +43,8 @@ export class Session extends EventEmitter {
   framesDelivered = 0;
   /** Scene errors the page reported (bad op, failed asset), newest last; also emitted as "sceneError". */
   readonly sceneErrors: string[] = [];
+  /** The scene as sent to the page: the size every grab must come back at. */
+  private readonly sentScene = new SentScene();
 
   constructor(
     readonly id: string,
@@ -55,7 +58,9 @@ export class Session extends EventEmitter {
   ) {
     super();
     socket.on("sceneError", (report) => {
-      const message = `session ${id}: ${String(report?.message ?? "scene error").slice(0, 2000)}`;
+      // From the page: only a string is taken (String() of {toString: 1} would throw out of the server).
+      const said = (report as { message?: unknown } | null)?.message;
+      const message = `session ${id}: ${typeof said === "string" ? said.slice(0, 2000) : "scene error"}`;
       this.sceneErrors.push(message);
       if (this.sceneErrors.length > 100) this.sceneErrors.shift(); // bounded: pages may send many
       this.emit("sceneError", message);
@@ -93,6 +98,7 @@ export class Session extends EventEmitter {
       throw new TypeError(`session.${op.op}: invalid ${op.op} op: ${describeIssues(parsed.error)}`);
     }
     this.socket.emit("op", ++this.seq, op);
+    this.sentScene.apply(op);
   }
 
   /** Renders the named CameraView now (after every op sent before) and resolves with the encoded image. */
@@ -103,6 +109,10 @@ export class Session extends EventEmitter {
     if (!checked.ok) return Promise.reject(new TypeError(`session.grabRender: ${checked.error}`));
     const request = checked.request;
     if (this.closed) return Promise.reject(new GrabError(`session ${this.id} is closed`));
+    const size = this.sentScene.grabSize(request.key, request.downsample);
+    if (!size) {
+      return Promise.reject(new GrabError(`grabRender('${request.key}') on session ${this.id}: no CameraView with key '${request.key}' in the scene sent to this session`));
+    }
     const seq = ++this.seq;
     const started = performance.now();
     return new Promise<GrabbedFrame>((resolve, reject) => {
@@ -117,12 +127,13 @@ export class Session extends EventEmitter {
       this.socket.emit("grab", seq, request, (reply: GrabReply) => {
         if (!this.pending.delete(seq)) return; // timed out or disconnected already
         clearTimeout(timer);
-        this.acceptReply(request, reply, performance.now() - started).then(resolve, reject);
+        this.acceptReply(request, size, reply, performance.now() - started).then(resolve, reject);
       });
     });
   }
 
-  private async acceptReply(request: ParsedGrabRequest, reply: GrabReply, roundTripMs: number): Promise<GrabbedFrame> {
+  /** Takes the reply to `request` if it is a complete image of exactly the size asked for (`size`). */
+  private async acceptReply(request: ParsedGrabRequest, size: { width: number; height: number }, reply: GrabReply, roundTripMs: number): Promise<GrabbedFrame> {
     // Everything in a reply comes from a page: trust nothing until checked.
     const what = `grabRender('${request.key}') on session ${this.id}`;
     if (!reply || typeof reply !== "object") throw new GrabError(`${what}: malformed reply`);
@@ -133,6 +144,9 @@ export class Session extends EventEmitter {
     }
     if (!Buffer.isBuffer(reply.image)) throw new ImageCheckError(`${what}: image is not binary data`);
     const { width, height, camera, renderMs } = meta.data;
+    if (width !== size.width || height !== size.height) {
+      throw new ImageCheckError(`${what}: the reply is ${width}×${height}, but ${size.width}×${size.height} was asked for`);
+    }
     let image: Buffer = reply.image;
     let encodeMs = meta.data.encodeMs;
     if (request.encoding === "raw") {
@@ -141,9 +155,10 @@ export class Session extends EventEmitter {
       }
       const started = performance.now();
       image = await encodeRgba(image, width, height, { format: request.format, quality: request.quality, pngLevel: this.pngLevel });
-      encodeMs = performance.now() - started;
+      encodeMs = performance.now() - started; // encoded here by sharp: no need to check it
+    } else {
+      await checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
     }
-    checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
     let depth: Buffer | undefined;
     if (request.depth) {
       const raw = (reply as { depth?: unknown }).depth;

@@ -1,7 +1,9 @@
-// Who may connect: the run's token (compared in constant time), a cap on live sessions, and rate
-// limits on connection attempts per address and on messages per socket, so a flood is refused
-// cheaply and logged in bounded volume instead of taking the server down.
-import { timingSafeEqual } from "node:crypto";
+// Who may connect: the run's token (compared in constant time), a cap on live sessions, a rate limit
+// on FAILED authentications per address and on messages per socket, so a flood is refused cheaply
+// and logged in bounded volume instead of taking the server down, while a tab that shows the right
+// token is never refused by a limiter (only by the session cap).
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type http from "node:http";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 
 export function tokenMatches(expected: string, given: unknown): boolean {
@@ -11,32 +13,59 @@ export function tokenMatches(expected: string, given: unknown): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The token from `Authorization: Bearer …` or `?token=…`. */
-export function requestToken(headers: Record<string, string | string[] | undefined>, url: string | undefined): string | undefined {
+/**
+ * The request target (`req.url`) as a URL, or undefined when it is not one. Every route reads the
+ * target through this, so a malformed one (`//[`, `http://[`, `*`) is a 400, never an exception.
+ * Origin-form (`/path?query`) is read as a path even when it starts with `//`; absolute-form
+ * (`http://host/path`) is accepted as HTTP/1.1 requires.
+ */
+export function parseRequestTarget(target: string | undefined): URL | undefined {
+  if (typeof target !== "string" || target.length > 8192) return undefined;
+  try {
+    if (target.startsWith("/")) return new URL(`http://tabfarm${target}`);
+    const url = new URL(target);
+    return url.protocol === "http:" || url.protocol === "https:" ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The token from `Authorization: Bearer …` (scheme in any case) or `?token=…`; undefined when neither is there. */
+export function requestToken(headers: http.IncomingHttpHeaders, target: URL | undefined): string | undefined {
   const auth = headers.authorization;
-  if (typeof auth === "string" && auth.startsWith("Bearer ")) return auth.slice(7).trim();
-  return new URL(url ?? "/", "http://x").searchParams.get("token") ?? undefined;
+  const bearer = typeof auth === "string" ? /^bearer[ \t]+(\S*)[ \t]*$/i.exec(auth) : null;
+  if (bearer) return bearer[1];
+  return target?.searchParams.get("token") ?? undefined;
+}
+
+/**
+ * Proves to the farm that the harness opened a tab: an HMAC of the tab's worker name under a secret
+ * that never leaves the server process. A page that claims a launched tab's name without it is
+ * treated as opened by hand, so it cannot get the real tab recycled or killed.
+ */
+export function workerProof(secret: Buffer, worker: string): string {
+  return createHmac("sha256", secret).update(worker).digest("base64url");
 }
 
 export interface Limits {
-  /** Connection attempts per address per 10 s. */
-  connectionsPer10s: number;
+  /** Failed authentications per address per 10 s before its failures are refused without a check. */
+  failedAuthPer10s: number;
   /** Events a socket may send per second (pages send only hello and sceneError). */
   messagesPerSecond: number;
 }
 
 export class AccessControl {
-  private readonly connections: RateLimiterMemory;
+  private readonly failures: RateLimiterMemory;
   private readonly messages: RateLimiterMemory;
 
   constructor(limits: Limits) {
-    this.connections = new RateLimiterMemory({ points: limits.connectionsPer10s, duration: 10 });
+    this.failures = new RateLimiterMemory({ points: limits.failedAuthPer10s, duration: 10 });
     this.messages = new RateLimiterMemory({ points: limits.messagesPerSecond, duration: 1 });
   }
 
-  /** False once `address` has used up its connection attempts. */
-  async allowConnection(address: string): Promise<boolean> {
-    return this.connections.consume(address).then(() => true, () => false);
+  /** Counts a failed authentication from `address`; true once it has failed too often (blocked). */
+  async recordFailure(address: string): Promise<boolean> {
+    return this.failures.consume(address).then(() => false, () => true);
   }
 
   async allowMessage(socketId: string): Promise<boolean> {

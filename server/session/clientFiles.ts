@@ -17,7 +17,8 @@ const TYPES: Record<string, string> = {
   ".wasm": "application/wasm",
 };
 
-export type StaticHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+/** `pathname` is the request target's, already parsed (Farm parses every target once, safely). */
+export type StaticHandler = (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => boolean;
 
 export function loadClientFiles(dir: string): StaticHandler {
   const files = new Map<string, { body: Buffer; type: string }>();
@@ -32,9 +33,9 @@ export function loadClientFiles(dir: string): StaticHandler {
   visit("");
   files.set("/", files.get("/index.html")!);
   /** Answers GET/HEAD for a known file and returns true; false lets the caller answer. */
-  return (req, res) => {
+  return (req, res, pathname) => {
     if (req.method !== "GET" && req.method !== "HEAD") return false;
-    const file = files.get(new URL(req.url ?? "/", "http://x").pathname);
+    const file = files.get(pathname);
     if (!file) return false;
     res.writeHead(200, { "content-type": file.type, "content-length": file.body.length, "cache-control": "no-cache" });
     res.end(req.method === "HEAD" ? undefined : file.body);

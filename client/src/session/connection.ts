@@ -6,7 +6,7 @@ import { ZodError } from "zod";
 import { describeIssues } from "../../../protocol/describeIssues.js";
 import { SceneOpSchema } from "../../../protocol/elements.js";
 import { GrabRequestSchema, type GrabReply, type GrabRequest } from "../../../protocol/grab.js";
-import type { ClientToServerEvents, ServerToClientEvents, BrowserInfo } from "../../../protocol/events.js";
+import type { ClientToServerEvents, ServerToClientEvents, BrowserInfo, HandshakeAuth } from "../../../protocol/events.js";
 import { sceneStore } from "../scene/sceneStore.js";
 import { cameraRegistry } from "../camera/cameraRegistry.js";
 import { glContext } from "../capture/glContext.js";
@@ -17,7 +17,11 @@ import { showStatus, showPreview } from "./statusView.js";
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 export function connectSession(info: BrowserInfo, token: string): ClientSocket {
-  const socket: ClientSocket = io({ auth: { token }, transports: ["websocket"] });
+  // The token goes in the handshake request's query too, so the server checks it before a websocket
+  // exists; `auth` is where socket.io's CONNECT carries it. A tab the harness launched also proves it
+  // (`workerProof` in its URL) so the server admits it under its worker name.
+  const auth: HandshakeAuth = { token, workerProof: new URLSearchParams(location.search).get("workerProof") ?? undefined };
+  const socket: ClientSocket = io({ auth, query: token ? { token } : {}, transports: ["websocket"] });
   const encoder = new EncoderPool();
   let chain: Promise<void> = Promise.resolve();
   let frames = 0;
@@ -31,7 +35,8 @@ export function connectSession(info: BrowserInfo, token: string): ClientSocket {
     socket.emit("hello", info);
     showStatus(`connected as ${socket.id}\n${info.renderer}`);
   });
-  socket.on("connect_error", (err) => showStatus(`cannot connect: ${err.message}`));
+  // A token the server refuses in the handshake request leaves the browser only "websocket error".
+  socket.on("connect_error", (err) => showStatus(`cannot connect: ${err.message}${/websocket error/i.test(err.message) ? " (is the token in this URL the one the server printed?)" : ""}`));
   socket.on("disconnect", (reason) => showStatus(`disconnected: ${reason}`));
   socket.on("bye", (reason) => showStatus(`server finished: ${reason}`));
 

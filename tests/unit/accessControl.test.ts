@@ -1,0 +1,70 @@
+// The pieces of access control that take raw network input: request targets, tokens from headers,
+// worker proofs and the failed-authentication limiter.
+//
+// Run: node --import tsx --test tests/unit/accessControl.test.ts
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { AccessControl, parseRequestTarget, requestToken, tokenMatches, workerProof } from "../../server/session/accessControl.js";
+import { launchedTabOf, launchedWorkerName } from "../../protocol/events.js";
+
+describe("parseRequestTarget", () => {
+  it("reads origin-form targets as paths, even ones a URL parser would take for a host", () => {
+    assert.equal(parseRequestTarget("/index.html?x=1")?.pathname, "/index.html");
+    assert.equal(parseRequestTarget("//[")?.pathname, "//[");
+    assert.equal(parseRequestTarget("//evil.example/index.html")?.pathname, "//evil.example/index.html");
+    assert.equal(parseRequestTarget("/api/status?token=a%20b")?.searchParams.get("token"), "a b");
+    assert.equal(parseRequestTarget("/%zz%E0%A4%A")?.pathname, "/%zz%E0%A4%A");
+  });
+
+  it("accepts http(s) absolute-form and refuses everything else without throwing", () => {
+    assert.equal(parseRequestTarget("http://127.0.0.1:1/api/status")?.pathname, "/api/status");
+    for (const bad of ["http://[", "https://[::1", "*", "%", "", "127.0.0.1:80", "ftp://x/", "javascript:alert(1)", "/".repeat(9000), undefined]) {
+      assert.equal(parseRequestTarget(bad), undefined, `refused: ${JSON.stringify(bad)?.slice(0, 40)}`);
+    }
+    for (let i = 0; i < 2000; i++) parseRequestTarget(randomBytes(1 + (i % 40)).toString("latin1")); // never throws
+  });
+});
+
+describe("requestToken", () => {
+  const target = parseRequestTarget("/api/status?token=from-query");
+  it("takes a Bearer token in any case of the scheme, else the query", () => {
+    assert.equal(requestToken({ authorization: "Bearer abc" }, target), "abc");
+    assert.equal(requestToken({ authorization: "bearer   abc  " }, target), "abc");
+    assert.equal(requestToken({ authorization: "BEARER abc" }, undefined), "abc");
+    assert.equal(requestToken({}, target), "from-query");
+    assert.equal(requestToken({ authorization: "Basic Zm9vOmJhcg==" }, target), "from-query");
+    assert.equal(requestToken({ authorization: "Bearer" }, target), "from-query", "a scheme without a token is not a Bearer token");
+    assert.equal(requestToken({ authorization: "Bearer a b" }, target), "from-query", "two words are not a token");
+    assert.equal(requestToken({}, undefined), undefined);
+    assert.equal(requestToken({ authorization: "Bearer " }, parseRequestTarget("/")), "");
+  });
+  it("tokenMatches refuses anything but the same string", () => {
+    assert.equal(tokenMatches("abc", "abc"), true);
+    for (const other of ["abd", "ab", "abcd", "", undefined, null, 42, { toString: () => "abc" }, ["abc"]]) assert.equal(tokenMatches("abc", other), false);
+  });
+});
+
+describe("worker proofs", () => {
+  it("are per secret and per name", () => {
+    const secret = randomBytes(32);
+    const proof = workerProof(secret, "tab-0");
+    assert.equal(proof, workerProof(secret, "tab-0"));
+    assert.notEqual(proof, workerProof(secret, "tab-1"));
+    assert.notEqual(proof, workerProof(randomBytes(32), "tab-0"));
+  });
+  it("launched names round-trip; nothing else is one", () => {
+    assert.equal(launchedTabOf(launchedWorkerName(7)), 7);
+    for (const name of ["tab-", "tab-x", "tab-1 ", "unverified:tab-0", "TAB-1", "tab-1234567", "my-laptop", ""]) assert.equal(launchedTabOf(name), undefined, name);
+  });
+});
+
+describe("AccessControl", () => {
+  it("blocks an address after its failed authentications only; other addresses are unaffected", async () => {
+    const access = new AccessControl({ failedAuthPer10s: 3, messagesPerSecond: 2 });
+    assert.deepEqual([await access.recordFailure("a"), await access.recordFailure("a"), await access.recordFailure("a")], [false, false, false]);
+    assert.equal(await access.recordFailure("a"), true, "the 4th failure in 10 s is over the limit");
+    assert.equal(await access.recordFailure("b"), false);
+    assert.deepEqual([await access.allowMessage("s"), await access.allowMessage("s"), await access.allowMessage("s")], [true, true, false]);
+  });
+});
