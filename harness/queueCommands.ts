@@ -1,17 +1,14 @@
-// `status` and `retry-failed`: look at or mend the queue of a dataset folder, from any process.
-import fs from "node:fs";
+// `status` and `retry-failed`: look at or mend the queue of a dataset folder.
+// `status` only reads, so it takes no lock and works while a farm is writing the dataset.
+// `retry-failed` changes the queue, so like a farm it takes the dataset's lock: SQLite alone would keep
+// the queue consistent, but a running farm decides when it is finished from the queue it saw, and one
+// writer per dataset is a rule with no exceptions to remember. While a farm runs it is refused with
+// the holder's pid, host and since.
 import path from "node:path";
-import { SqliteQueue } from "../server/queue/SqliteQueue.js";
-import { QUEUE_FILE } from "../server/runFarm.js";
-
-function openQueue(out: string): SqliteQueue {
-  const file = path.join(path.resolve(out), QUEUE_FILE);
-  if (!fs.existsSync(file)) throw new Error(`--out ${out}: no ${QUEUE_FILE} there; is it a tabfarm dataset folder?`);
-  return new SqliteQueue(file);
-}
+import { inspectDataset, openDataset } from "../server/dataset/openDataset.js";
 
 export async function printStatus(out: string, log = (line: string) => console.log(line)): Promise<void> {
-  const queue = openQueue(out);
+  const { queue } = inspectDataset(out);
   try {
     const c = await queue.counts();
     log(`${path.resolve(out)}: ${c.total} jobs — ${c.done} done, ${c.pending} pending, ${c.leased} leased, ${c.failed} failed`);
@@ -25,12 +22,12 @@ export async function printStatus(out: string, log = (line: string) => console.l
 }
 
 export async function retryFailed(out: string, log = (line: string) => console.log(line)): Promise<number> {
-  const queue = openQueue(out);
+  const dataset = await openDataset(out, { create: false, log });
   try {
-    const n = await queue.retryFailed();
+    const n = await dataset.queue.retryFailed();
     log(`${n} failed job(s) returned to the queue; run the farm again with --out ${out} to render them`);
     return n;
   } finally {
-    await queue.close();
+    await dataset.close();
   }
 }

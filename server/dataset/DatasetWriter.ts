@@ -13,6 +13,10 @@ import { assertSafeName, insideRoot } from "./safeName.js";
 import { WritePool } from "./WritePool.js";
 
 export const FRAMES_INDEX = "frames.jsonl";
+const { O_RDONLY, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fs.constants;
+/** frames.jsonl is opened with O_NOFOLLOW: a link planted at its name is refused (ELOOP), never written through. */
+const APPEND_INDEX = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW;
+const READ_INDEX = O_RDONLY | O_NOFOLLOW;
 
 /** The dataset folder refused a write (disk full, permissions, …): not the job's fault. */
 export class DatasetWriteError extends Error {
@@ -71,20 +75,25 @@ export class DatasetWriter {
   }
 
   /**
-   * Removes temp files a killed process left between write and rename (nothing points at them).
+   * Removes temp files a killed process left between write and rename (nothing points at them): in
+   * images/ and images/<job>/, the only folders tabfarm writes. Links are neither followed nor removed.
    * Call only while no writer is active on this folder, i.e. at the start of a run.
    */
   async removeStaleTemps(): Promise<number> {
     const images = path.join(this.root, "images");
-    if (!fs.statSync(images, { throwIfNoEntry: false })?.isDirectory()) return 0;
+    if (!fs.lstatSync(images, { throwIfNoEntry: false })?.isDirectory()) return 0;
     let removed = 0;
-    for (const entry of await fsp.readdir(images, { recursive: true })) {
-      const name = path.basename(entry);
-      if (name.startsWith(".") && name.endsWith(".tmp")) {
-        await fsp.rm(path.join(images, entry), { force: true });
-        removed++;
+    const sweep = async (dir: string, descend: boolean) => {
+      for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory() && descend) await sweep(full, false);
+        else if (entry.isFile() && entry.name.startsWith(".") && entry.name.endsWith(".tmp")) {
+          await fsp.rm(full, { force: true });
+          removed++;
+        }
       }
-    }
+    };
+    await sweep(images, true);
     return removed;
   }
 
@@ -110,12 +119,23 @@ export class DatasetWriter {
 
   /** A failed append (disk full) may have written part of a line: cut the file back to where it was. */
   private async appendOrRollBack(text: string): Promise<void> {
-    const sizeBefore = await fsp.stat(this.indexPath).then((s) => s.size, () => 0);
+    let file: fsp.FileHandle;
     try {
-      await fsp.appendFile(this.indexPath, text);
+      file = await fsp.open(this.indexPath, APPEND_INDEX);
     } catch (err) {
-      await fsp.truncate(this.indexPath, sizeBefore).catch(() => {});
       throw new DatasetWriteError(FRAMES_INDEX, err);
+    }
+    try {
+      const sizeBefore = (await file.stat()).size;
+      try {
+        await file.appendFile(text);
+      } catch (err) {
+        // Through the handle: the file cut back is the one appended to, whatever its name points at now.
+        await file.truncate(sizeBefore).catch(() => {});
+        throw new DatasetWriteError(FRAMES_INDEX, err);
+      }
+    } finally {
+      await file.close();
     }
   }
 
@@ -131,11 +151,13 @@ export class DatasetWriter {
   }
 
   private async compactNow(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
-    if (!fs.existsSync(this.indexPath)) return { kept: 0, dropped: 0 };
+    const index = fs.lstatSync(this.indexPath, { throwIfNoEntry: false });
+    if (!index) return { kept: 0, dropped: 0 };
+    if (!index.isFile()) throw new Error(`${this.indexPath} is not a regular file (a link or a folder); not rewritten`);
     const latest = new Map<string, string>();
     const doneCache = new Map<string, boolean>();
     let total = 0;
-    const lines = readline.createInterface({ input: fs.createReadStream(this.indexPath), crlfDelay: Infinity });
+    const lines = readline.createInterface({ input: fs.createReadStream("", { fd: fs.openSync(this.indexPath, READ_INDEX) }), crlfDelay: Infinity });
     for await (const line of lines) {
       if (!line.trim()) continue;
       total++;
@@ -155,7 +177,7 @@ export class DatasetWriter {
     // A crash can leave a whole last line without its newline; the next append would glue onto it.
     if (latest.size === total && endsWithNewline(this.indexPath)) return { kept: total, dropped: 0 };
     const temp = `${this.indexPath}.${randomBytes(6).toString("hex")}.tmp`;
-    await fsp.writeFile(temp, latest.size ? [...latest.values()].join("\n") + "\n" : "");
+    await fsp.writeFile(temp, latest.size ? [...latest.values()].join("\n") + "\n" : "", { flag: "wx" });
     await fsp.rename(temp, this.indexPath);
     return { kept: latest.size, dropped: total - latest.size };
   }
@@ -164,7 +186,7 @@ export class DatasetWriter {
 function endsWithNewline(file: string): boolean {
   const size = fs.statSync(file).size;
   if (size === 0) return true;
-  const fd = fs.openSync(file, "r");
+  const fd = fs.openSync(file, READ_INDEX);
   try {
     const last = Buffer.alloc(1);
     fs.readSync(fd, last, 0, 1, size - 1);

@@ -6,18 +6,35 @@
 // 4 pool threads creating files side by side (measured with bench/ingest.ts: more frames/s and less
 // CPU than both fs/promises and one fs.writeFile callback + rename). The kernel's cost of creating
 // the file itself is the same either way.
+// Links: the folder of a first write is checked to resolve to itself (no link on the way), the temp file
+// is created exclusively (a link there is not followed), and rename replaces a link at the final name
+// rather than writing through it.
 import { Worker } from "node:worker_threads";
 
 /** What the writer thread runs (plain JavaScript, CommonJS: no TypeScript loader in the thread). */
 const WRITER_THREAD = `
 const { parentPort } = require("node:worker_threads");
 const fs = require("node:fs");
+const path = require("node:path");
+function assertNoLink(dir) {
+  const real = fs.realpathSync(dir);
+  if (real !== dir) throw Object.assign(new Error(dir + " resolves to " + real + ": a symbolic link inside the dataset; tabfarm does not write through it"), { code: "ELINK" });
+}
 parentPort.on("message", (m) => {
   let fd = -1;
   let created = false;
   try {
-    if (m.dir) fs.mkdirSync(m.dir, { recursive: true });
-    fd = fs.openSync(m.temp, "w");
+    if (m.dir) {
+      // m.dir is built on the dataset's real path: a part that resolves elsewhere is a link. Checked on
+      // the part that exists before mkdir (which would follow it) and on the whole folder after.
+      let existing = m.dir;
+      while (!fs.lstatSync(existing, { throwIfNoEntry: false })) existing = path.dirname(existing);
+      assertNoLink(existing);
+      fs.mkdirSync(m.dir, { recursive: true });
+      assertNoLink(m.dir);
+    }
+    // O_EXCL: never opens an existing file or follows a link planted at the temp name.
+    fd = fs.openSync(m.temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o666);
     created = true;
     const bytes = new Uint8Array(m.shared, 0, m.length);
     let done = 0;

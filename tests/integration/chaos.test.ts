@@ -12,6 +12,7 @@ import { TabPool } from "../../harness/TabPool.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { runFarmCli } from "./cli.js";
+import { writeManifest } from "../../server/dataset/openDataset.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,6 +90,7 @@ describe("chaos", () => {
       const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-staletmp-"));
       try {
         // What DatasetWriter.writeFile leaves when the process dies between writeFile(temp) and rename.
+        writeManifest(out);
         fs.mkdirSync(path.join(out, "images", "demo-0000"), { recursive: true });
         const stale = path.join(out, "images", "demo-0000", ".000001.png.0123456789ab.tmp");
         fs.writeFileSync(stale, Buffer.alloc(100));
