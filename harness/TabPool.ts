@@ -4,12 +4,18 @@ import os from "node:os";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumArgs, type GlBackend } from "./chromiumFlags.js";
 import { BrowserTargets } from "./BrowserTargets.js";
+import { launchedTabOf, launchedWorkerName } from "../protocol/events.js";
+import { launchedTabProof } from "../server/session/Farm.js";
 
 export interface TabPoolOptions {
   executablePath: string;
   gl: GlBackend;
   headed?: boolean;
-  /** The farm URL with its token. */
+  /**
+   * The farm URL with its token. When that farm runs in this process, each tab's URL also carries
+   * the proof that the harness launched it (see launchedTabProof); the farm admits a page as `tab-N`
+   * only with it, so only these tabs can be recycled by name.
+   */
   url: string;
   tabs: number;
   browsers?: number;
@@ -64,7 +70,17 @@ export class TabPool {
       executablePath: this.options.executablePath,
       headless: !this.options.headed,
       args: [...chromiumArgs(this.options.gl, { headed: this.options.headed }), ...(this.options.extraArgs ?? [])],
+      // The farm decides what a signal does (harness/shutdown.ts): Playwright's own handlers would kill
+      // the browsers on SIGINT/SIGTERM/SIGHUP, the pool would take that for a crash and relaunch them.
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
     });
+    if (this.closing) {
+      // Closed while this browser was launching: nobody else knows of it.
+      await browser.close().catch(() => {});
+      return;
+    }
     slot.browser = browser;
     browser.on("disconnected", () => {
       slot.targets?.closeAll("the browser process died");
@@ -87,7 +103,10 @@ export class TabPool {
     const separator = this.options.url.includes("?") ? "&" : "?";
     // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
     const preview = this.options.headed ? "" : "&preview=off";
-    const { targetId, contextId } = await targets.create(`${this.options.url}${separator}worker=tab-${tab}${preview}`);
+    const worker = launchedWorkerName(tab);
+    const proof = launchedTabProof(this.options.url, worker);
+    const proven = proof ? `&workerProof=${proof}` : "";
+    const { targetId, contextId } = await targets.create(`${this.options.url}${separator}worker=${worker}${proven}${preview}`);
     this.live.set(tab, { slot, targetId, contextId });
   }
 
@@ -137,10 +156,13 @@ export class TabPool {
     }
   }
 
-  /** Replaces the tab whose page says `?worker=<worker>` (hung, or due for recycling); unknown names are ignored. */
+  /**
+   * Replaces the tab whose session the farm admitted as `worker` (hung, or due for recycling); other
+   * names are ignored. The farm admits a page as `tab-N` only with the proof this pool put in its URL.
+   */
   recycle(worker: string, why: string, fault = true): void {
-    const tab = /^tab-(\d+)$/.exec(worker)?.[1];
-    const t = tab === undefined ? undefined : this.live.get(Number(tab));
+    const tab = launchedTabOf(worker);
+    const t = tab === undefined ? undefined : this.live.get(tab);
     if (!t) return;
     this.options.log(`tab ${tab} ${why}; replacing it`);
     if (!fault) this.plannedRecycle.add(t.targetId);
@@ -174,8 +196,13 @@ export class TabPool {
     return this.slots[index]?.browser;
   }
 
-  async close(): Promise<void> {
+  /** From now on nothing lost is replaced: the farm is shutting down (call before anything closes a browser). */
+  stopReplacing(): void {
     this.closing = true;
+  }
+
+  async close(): Promise<void> {
+    this.stopReplacing();
     await Promise.all(this.slots.map((s) => s.browser?.close().catch(() => {})));
   }
 }

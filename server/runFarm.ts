@@ -1,28 +1,29 @@
 // One run of the farm: open the dataset and its queue under --out, enqueue the jobs, serve the
 // client, hand jobs to every session that connects, and report when all jobs are done or failed.
 // Re-running with the same --out resumes: done jobs are skipped, leased ones re-queued.
-import path from "node:path";
-import fs from "node:fs";
 import type { JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
-import { SqliteQueue } from "./queue/SqliteQueue.js";
 import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
+import { describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
 import type { Session } from "./session/Session.js";
 import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
 import { renderDeclarativeJob } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
+import { openDataset, type OpenDataset } from "./dataset/openDataset.js";
 
-export const QUEUE_FILE = "queue.sqlite";
+export { QUEUE_FILE } from "./dataset/openDataset.js";
 
 export interface RunOptions {
   out: string;
   /** Built client folder (dist/client). */
   clientDir: string;
-  /** Jobs to enqueue (idempotent: ids already in the queue are skipped). */
+  /** Jobs to enqueue (idempotent: ids already in the queue are skipped, and reported if they differ). */
   jobs?: Iterable<JobSpec> | AsyncIterable<JobSpec>;
+  /** Known ids whose spec differs replace the queued spec while still pending (--replace-pending). */
+  replacePending?: boolean;
   /** User code run per job instead of the declarative renderer. */
   handler?: JobRunner;
   width?: number;
@@ -68,17 +69,32 @@ export interface Run {
   added: AddResult;
   /** Resolves when every job is done or failed. */
   finished: Promise<RunSummary>;
-  /** Stops dispatch, closes sessions, the server and the queue. */
-  close(): Promise<void>;
+  /**
+   * Stops dispatch, returns the leases of running jobs to the queue without counting the attempt (a
+   * stop of ours is never the job's fault), then closes sessions, the server and the queue. Resolves
+   * with how many leases went back.
+   */
+  close(reason?: string): Promise<number>;
 }
 
 export async function startRun(options: RunOptions): Promise<Run> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const out = path.resolve(options.out);
-  fs.mkdirSync(out, { recursive: true });
-  const dataset = new DatasetWriter(out);
   const leaseTtlMs = options.leaseTtlMs ?? 30_000;
-  const queue = new SqliteQueue(path.join(out, QUEUE_FILE), { leaseTtlMs, maxAttempts: options.maxAttempts ?? 3 });
+  // Checks --out, refuses a folder that is not a tabfarm dataset, and takes the dataset's lock: resume
+  // below runs only on our own dataset, with no other farm writing it.
+  const opened = await openDataset(options.out, { leaseTtlMs, maxAttempts: options.maxAttempts ?? 3, log });
+  try {
+    return await startOnDataset(opened, options, log);
+  } catch (err) {
+    // A failed start (resume, a jobs generator that throws, a port in use) must not keep the lock.
+    await opened.close();
+    throw err;
+  }
+}
+
+async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (line: string) => void): Promise<Run> {
+  const leaseTtlMs = options.leaseTtlMs ?? 30_000;
+  const { root: out, writer: dataset, queue } = opened;
 
   const jobIsDone = async (job: string) => (await queue.state(job)) === "done";
   // Resume: leases of a previous process are void; lines of jobs that never completed are dropped.
@@ -89,12 +105,13 @@ export async function startRun(options: RunOptions): Promise<Run> {
   const compacted = await dataset.compact(jobIsDone);
   if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
 
-  const added = options.jobs ? await queue.add(options.jobs) : { added: 0, duplicates: 0 };
+  const added = options.jobs ? await queue.add(options.jobs, { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
   const startCounts = await queue.counts();
   log(
     `queue: ${added.added} job(s) added${added.duplicates ? `, ${added.duplicates} already known` : ""}; ` +
       `${startCounts.pending} pending, ${startCounts.done} done, ${startCounts.failed} failed`,
   );
+  if (added.changed) log(`queue: of the known jobs, ${describeChangedJobs(added.changed)}`);
 
   const farm = new Farm({
     clientDir: options.clientDir,
@@ -108,7 +125,10 @@ export async function startRun(options: RunOptions): Promise<Run> {
     pngLevel: options.pngLevel,
     log,
   });
-  const url = await farm.listen();
+  const url = await farm.listen().catch(async (err) => {
+    await farm.close();
+    throw err;
+  });
 
   const defaults = {
     width: options.width ?? 640,
@@ -151,12 +171,14 @@ export async function startRun(options: RunOptions): Promise<Run> {
   let closed = false;
   return {
     url, farm, queue, dataset, added, finished,
-    async close() {
-      if (closed) return;
+    async close(reason?: string) {
+      if (closed) return 0;
       closed = true;
-      dispatch.stop();
+      // Leases go back before the sessions close, so no disconnect is counted against a job.
+      const released = await dispatch.stop(reason);
       await farm.close();
-      await queue.close();
+      await opened.close(); // the queue, then the dataset's lock
+      return released;
     },
   };
 }

@@ -24,8 +24,27 @@ export interface JobError {
 
 export interface AddResult {
   added: number;
-  /** Ids that already existed: adds are idempotent no-ops for them. */
+  /** Ids that already existed: adds are idempotent no-ops for them (unless replaced, see `changed`). */
   duplicates: number;
+  /** Of the duplicates, those whose spec differs from the queued one (canonical JSON); absent when none does. */
+  changed?: ChangedJobs;
+}
+
+export interface ChangedJobs {
+  count: number;
+  /** Pending jobs whose queued spec was replaced by the new one (`replacePending`). */
+  replaced: number;
+  /** By the queued job's state: how many, and the first ids (server/queue/changedJobs.ts). */
+  byState: Partial<Record<JobState, { count: number; ids: string[] }>>;
+}
+
+export interface AddOptions {
+  /**
+   * A job whose id is queued and still pending, but whose spec differs, replaces the queued spec
+   * (its attempts and last error are reset: it is a new job). Leased, done and failed jobs are never
+   * changed by an add; they are only reported.
+   */
+  replacePending?: boolean;
 }
 
 export interface QueueCounts {
@@ -54,9 +73,17 @@ export interface QueueOptions {
 }
 
 export interface JobQueue {
-  /** Adds jobs; an id that exists already is skipped and counted as a duplicate. */
-  add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>): Promise<AddResult>;
-  /** Leases the oldest pending job to `owner`, or null when none is pending. Counts an attempt. */
+  /**
+   * Adds jobs; an id that exists already is skipped and counted as a duplicate, and reported in
+   * `changed` when its spec differs from the queued one (replaced if pending and `replacePending`).
+   */
+  add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>, options?: AddOptions): Promise<AddResult>;
+  /**
+   * Leases the oldest pending job to `owner`, or null when none is pending. Counts an attempt.
+   * A job whose last counted attempt failed on this same owner (put back, owner gone, expired) is
+   * skipped while another job is pending, so a retry goes to another session when one can take
+   * it; it is still served when nothing else is pending.
+   */
   take(owner: string): Promise<Lease | null>;
   /** Heartbeat: pushes the lease's expiry a TTL ahead. False (and counted) if the token is not current. */
   extend(token: string): Promise<boolean>;
@@ -68,7 +95,8 @@ export interface JobQueue {
   putBack(token: string, error?: JobError): Promise<boolean>;
   /**
    * Returns the job to pending without counting the attempt: for failures that are not the job's
-   * fault (the dataset disk is full), so they do not burn its attempts. False (and counted) if stale.
+   * fault (the dataset disk is full, the farm is shutting down), so they do not burn its attempts and
+   * do not mark the owner as one that failed the job. False (and counted) if stale.
    */
   release(token: string, error?: JobError): Promise<boolean>;
   /** A session went away: all its leases go back (or fail if out of attempts). Returns how many. */
@@ -79,6 +107,11 @@ export interface JobQueue {
   recoverLeased(): Promise<number>;
   /** Failed jobs back to pending with their attempts reset. Returns how many. */
   retryFailed(): Promise<number>;
+  /**
+   * Makes a real (tiny) durable write and resolves, or throws the backend's error (disk full,
+   * read-only file): a paused run asks this before it resumes.
+   */
+  checkWritable(): Promise<void>;
   counts(): Promise<QueueCounts>;
   failures(): Promise<FailedJob[]>;
   state(id: string): Promise<JobState | null>;

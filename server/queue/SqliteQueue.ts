@@ -5,8 +5,11 @@
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
+import { countChanged, noChangedJobs, specDiffers } from "./changedJobs.js";
 import type {
+  AddOptions,
   AddResult,
+  ChangedJobs,
   FailedJob,
   JobError,
   JobQueue,
@@ -47,7 +50,7 @@ export class SqliteQueue implements JobQueue {
   private readonly now: () => number;
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
-  private readonly insertBatch: (rows: JobSpec[]) => number;
+  private readonly insertBatch: (rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => number;
   private readonly takeTx: (owner: string) => Lease | null;
   private readonly countsTx: () => QueueCounts;
 
@@ -97,20 +100,33 @@ export class SqliteQueue implements JobQueue {
     // Both are read-then-write, so both run IMMEDIATE: the write lock is taken before the read, so two
     // processes can't pick the same oldest job or the same next_seq (a deferred transaction would read,
     // then fail to upgrade with SQLITE_BUSY, which busy_timeout does not retry).
-    this.insertBatch = db.transaction((rows: JobSpec[]) => {
+    this.insertBatch = db.transaction((rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => {
       let seq = this.stmt.getMeta.get("next_seq") as number;
       const now = this.now();
       let added = 0;
       for (const job of rows) {
-        added += this.stmt.insert.run(job.id, seq++, JSON.stringify(job), now).changes;
+        const spec = JSON.stringify(job);
+        if (this.stmt.insert.run(job.id, seq++, spec, now).changes > 0) {
+          added++;
+          continue;
+        }
+        // Known id: an edited job is reported, and replaced only while nobody has started it.
+        const queued = this.stmt.specAndState.get(job.id) as { spec: string; state: JobState };
+        if (!specDiffers(job, queued.spec)) continue;
+        const replace = replacePending && queued.state === "pending";
+        if (replace) this.stmt.replacePendingSpec.run({ id: job.id, spec, now });
+        countChanged(changed, job.id, queued.state, replace);
       }
       this.stmt.setMeta.run(seq, "next_seq");
       return added;
     }).immediate;
 
     this.takeTx = db.transaction((owner: string): Lease | null => {
-      const id = this.stmt.oldestPending.get() as string | undefined;
-      if (id === undefined) return null;
+      const oldest = this.stmt.oldestPending.get() as { id: string; owner: string | null; attempts: number } | undefined;
+      if (oldest === undefined) return null;
+      // A retry prefers another session: skip the jobs this owner failed last, unless only those are left.
+      const failedHere = oldest.owner === owner && oldest.attempts > 0;
+      const id = (failedHere ? (this.stmt.oldestPendingNotFailedBy.get({ owner }) as string | undefined) : undefined) ?? oldest.id;
       const now = this.now();
       const token = `${id}${TOKEN_SEP}${randomUUID()}`;
       const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as LeasedRow;
@@ -129,25 +145,27 @@ export class SqliteQueue implements JobQueue {
     }).deferred;
   }
 
-  async add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>): Promise<AddResult> {
+  async add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>, options: AddOptions = {}): Promise<AddResult> {
     // Each batch commits on its own: if the source throws midway, the jobs before it stay queued,
     // and adding the same source again is safe because adds are idempotent.
     let added = 0;
     let seen = 0;
     let batch: JobSpec[] = [];
+    const changed = noChangedJobs();
+    const replacePending = options.replacePending ?? false;
     const push = (job: JobSpec) => {
       if (typeof job?.id !== "string" || job.id === "") throw new TypeError(`job #${seen} has no string id`);
       batch.push(job);
       seen++;
       if (batch.length >= ADD_BATCH) {
-        added += this.insertBatch(batch);
+        added += this.insertBatch(batch, changed, replacePending);
         batch = [];
       }
     };
     if (Symbol.asyncIterator in jobs) for await (const job of jobs) push(job);
     else for (const job of jobs) push(job);
-    if (batch.length > 0) added += this.insertBatch(batch);
-    return { added, duplicates: seen - added };
+    if (batch.length > 0) added += this.insertBatch(batch, changed, replacePending);
+    return { added, duplicates: seen - added, ...(changed.count > 0 ? { changed } : {}) };
   }
 
   async take(owner: string): Promise<Lease | null> {
@@ -198,6 +216,11 @@ export class SqliteQueue implements JobQueue {
 
   async retryFailed(): Promise<number> {
     return this.stmt.retryFailed.run({ now: this.now() }).changes;
+  }
+
+  async checkWritable(): Promise<void> {
+    // A write that changes a value: SQLite skips writing a page whose content would not change.
+    this.stmt.writeProbe.run();
   }
 
   async counts(): Promise<QueueCounts> {
@@ -255,10 +278,21 @@ function prepareStatements(db: Database.Database) {
     insert: db.prepare(
       `INSERT OR IGNORE INTO jobs (id, seq, spec, state, attempts, updated_at) VALUES (?, ?, ?, 'pending', 0, ?)`,
     ),
+    specAndState: db.prepare(`SELECT spec, state FROM jobs WHERE id = ?`),
+    // An edited job replaces a pending one as a new job: no attempts, no last error, no last owner.
+    replacePendingSpec: db.prepare(`
+      UPDATE jobs SET spec = @spec, attempts = 0, owner = NULL, token = NULL, error_message = NULL, error_stack = NULL,
+                      updated_at = @now
+      WHERE id = @id AND state = 'pending'`),
     getMeta: db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck(),
     setMeta: db.prepare(`UPDATE meta SET value = ? WHERE key = ?`),
     countStale: db.prepare(`UPDATE meta SET value = value + 1 WHERE key = 'stale_rejections'`),
-    oldestPending: db.prepare(`SELECT id FROM jobs WHERE state = 'pending' ORDER BY seq LIMIT 1`).pluck(),
+    oldestPending: db.prepare(`SELECT id, owner, attempts FROM jobs WHERE state = 'pending' ORDER BY seq LIMIT 1`),
+    // A pending job's owner is who held its last lease; with attempts > 0 that lease ended counted
+    // (release, uncounted, clears the owner), so it is the session the job last failed on.
+    oldestPendingNotFailedBy: db.prepare(
+      `SELECT id FROM jobs WHERE state = 'pending' AND (owner IS NOT @owner OR attempts = 0) ORDER BY seq LIMIT 1`,
+    ).pluck(),
     lease: db.prepare(`
       UPDATE jobs SET state = 'leased', token = @token, owner = @owner, expires_at = @expires,
                       attempts = attempts + 1, updated_at = @now
@@ -269,7 +303,7 @@ function prepareStatements(db: Database.Database) {
     complete: db.prepare(`UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE ${current}`),
     putBack: db.prepare(`UPDATE jobs SET ${endLease} WHERE ${current}`),
     release: db.prepare(`
-      UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), expires_at = NULL,
+      UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), expires_at = NULL, owner = NULL,
                       error_message = @message, error_stack = @stack, updated_at = @now
       WHERE ${current}`),
     releaseOwner: db.prepare(`UPDATE jobs SET ${endLease} WHERE owner = @owner AND state = 'leased'`),
@@ -283,5 +317,8 @@ function prepareStatements(db: Database.Database) {
       `SELECT id, attempts, error_message, error_stack FROM jobs WHERE state = 'failed' ORDER BY seq`,
     ),
     state: db.prepare(`SELECT state FROM jobs WHERE id = ?`).pluck(),
+    writeProbe: db.prepare(
+      `INSERT INTO meta (key, value) VALUES ('write_probes', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1`,
+    ),
   };
 }

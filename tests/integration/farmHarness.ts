@@ -131,6 +131,7 @@ export async function startFarm(options: StartFarmOptions = {}): Promise<FarmUnd
   run.farm.on("session", (session: Session) => {
     session.once("hung", () => pool.recycle(session.info.worker, "is hung"));
     session.once("retired", () => pool.recycle(session.info.worker, `rendered ${session.framesDelivered} frames`, false));
+    session.once("quarantined", (why: string) => pool.recycle(session.info.worker, `is quarantined (it ${why})`));
   });
 
   const until = <T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>

@@ -11,8 +11,12 @@ import path from "node:path";
 import { WebSocket } from "ws";
 import { startFarm, checkDataset, readFrames, tempFiles, type FarmUnderTest } from "./farmHarness.js";
 import { DatasetWriteError } from "../../server/dataset/DatasetWriter.js";
+import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "./fullDisk.js";
+import { writeManifest } from "../../server/dataset/openDataset.js";
 
 const SIZE = { width: 160, height: 120 };
+/** How dispatch reports storage refusing writes: the dataset's files, or the queue's own SQLite file. */
+const STORAGE_FAILED = /^(dataset write failed|queue write failed \(\w+\)): /;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The live session id of the tab whose page says ?worker=`worker`. */
@@ -162,7 +166,7 @@ describe("faults", { timeout: 180_000 }, () => {
 
   it("a dataset write fails: logged once, dispatch pauses without burning attempts, resumes when writable, every frame exactly once", { timeout: 45_000 }, async () => {
     const blocker = (out: string) => path.join(out, "images");
-    await withFarm({ frames: 24, framesPerJob: 4, prepareOut: (out) => fs.writeFileSync(blocker(out), "not a folder") }, async (farm) => {
+    await withFarm({ frames: 24, framesPerJob: 4, prepareOut: (out) => (writeManifest(out), fs.writeFileSync(blocker(out), "not a folder")) }, async (farm) => {
       await farm.waitForLog(/^dataset write failed: /, 20_000);
       // Paused: nothing written, nothing leased, no attempt counted, for ~3 s.
       for (let i = 0; i < 6; i++) {
@@ -188,7 +192,7 @@ describe("faults", { timeout: 180_000 }, () => {
   });
 
   it("a dataset that stays unwritable past maxWriteStallMs fails the run naming the dataset, with no job failed", { timeout: 30_000 }, async () => {
-    await withFarm({ frames: 24, framesPerJob: 4, maxWriteStallMs: 3000, prepareOut: (out) => fs.writeFileSync(path.join(out, "images"), "not a folder") }, async (farm) => {
+    await withFarm({ frames: 24, framesPerJob: 4, maxWriteStallMs: 3000, prepareOut: (out) => (writeManifest(out), fs.writeFileSync(path.join(out, "images"), "not a folder")) }, async (farm) => {
       const started = performance.now();
       await assert.rejects(farm.finishedWithin(20_000), (err: Error) => {
         assert.ok(err instanceof DatasetWriteError, `a DatasetWriteError, got ${err}`);
@@ -206,6 +210,45 @@ describe("faults", { timeout: 180_000 }, () => {
       assert.deepEqual(await farm.run.queue.failures(), []);
       assert.deepEqual(farm.jobRows().filter((r) => r.attempts !== 0).map((r) => `${r.id}:${r.attempts}`), [], "no attempt burned");
       assert.equal(readFrames(farm.out).length, 0);
+    });
+  });
+
+  it("the disk fills mid-run (a real full tmpfs under --out): dispatch pauses, the queue's failing writes included; once space returns every session renders again and the run completes", { timeout: 90_000 }, async (t) => {
+    if (!canMountTmpfs()) return t.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)");
+    await withFarm({ frames: 64, framesPerJob: 4, prepareOut: (out) => mountTmpfs(out, "12m") }, async (farm) => {
+      try {
+        await farm.waitForFrames(8);
+        const filler = path.join(farm.out, "filler");
+        fillDisk(filler);
+        const failed = await farm.waitForLog(STORAGE_FAILED, 20_000);
+        // Paused: no job completes and none is taken while the disk is full.
+        await sleep(1000);
+        const framesAtPause = farm.frames();
+        for (let i = 0; i < 6; i++) {
+          await sleep(500);
+          assert.equal(farm.frames(), framesAtPause, "no job completes while the disk is full");
+        }
+        assert.deepEqual(farm.jobRows().filter((r) => r.state === "failed").map((r) => r.id), [], "no job failed");
+
+        const linesAtResume = readFrames(farm.out).length;
+        const liveSessions = [...farm.run.farm.sessions.values()].filter((s) => !s.closed).map((s) => s.id);
+        assert.equal(liveSessions.length, 2, "both tabs are still connected");
+        fs.rmSync(filler);
+        await farm.waitForLog(/dispatch resumed$/, 10_000);
+        const summary = await farm.finishedWithin(60_000);
+        assert.equal(summary.counts.done, farm.jobs.length);
+        assert.equal(summary.counts.failed, 0);
+        assert.equal(farm.logged(STORAGE_FAILED).length, 1, `the write error is logged once: ${failed}`);
+        const records = checkDataset(farm.out, farm.expectedIds, SIZE);
+        // Every session that was live during the pause took jobs again after it (their loops did not die).
+        const renderedAfter = new Set(records.slice(linesAtResume).map((r) => r.session));
+        for (const id of liveSessions) assert.ok(renderedAfter.has(id), `session ${id} rendered after the resume (${[...renderedAfter]})`);
+        // The pause cost no job an attempt: the ones it interrupted went back uncounted.
+        assert.deepEqual(farm.jobRows().filter((r) => r.attempts !== 1).map((r) => `${r.id}:${r.attempts}`), [], "every job took exactly one counted attempt");
+      } finally {
+        await farm.run.close();
+        unmount(farm.out);
+      }
     });
   });
 

@@ -3,7 +3,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { JobSpec } from "../../protocol/job.js";
-import type { JobQueue, QueueOptions } from "../../server/queue/JobQueue.js";
+import type { AddResult, JobQueue, QueueOptions } from "../../server/queue/JobQueue.js";
 
 export type MakeQueue = (opts: QueueOptions & { now: () => number }) => Promise<JobQueue>;
 
@@ -29,6 +29,9 @@ export function makeJob(id: string, n = 0): JobSpec {
 }
 
 const TTL = 1_000;
+
+/** The counts of an add, without the report of changed jobs (tested on its own). */
+const addCounts = ({ added, duplicates }: AddResult) => ({ added, duplicates });
 
 export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
   /** Runs `fn` against a fresh queue with a fake clock, closing the queue whatever happens. */
@@ -90,16 +93,16 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
 
     it("add is idempotent: existing ids are skipped and counted as duplicates", () =>
       withQueue({}, async (q) => {
-        assert.deepEqual(await q.add([makeJob("a"), makeJob("b")]), { added: 2, duplicates: 0 });
-        assert.deepEqual(await q.add([makeJob("b"), makeJob("c"), makeJob("a")]), { added: 1, duplicates: 2 });
+        assert.deepEqual(addCounts(await q.add([makeJob("a"), makeJob("b")])), { added: 2, duplicates: 0 });
+        assert.deepEqual(addCounts(await q.add([makeJob("b"), makeJob("c"), makeJob("a")])), { added: 1, duplicates: 2 });
         // Duplicates inside one call count too, and the first one wins.
-        assert.deepEqual(await q.add([makeJob("d", 1), makeJob("d", 2)]), { added: 1, duplicates: 1 });
-        assert.deepEqual(await q.add([]), { added: 0, duplicates: 0 });
+        assert.deepEqual(addCounts(await q.add([makeJob("d", 1), makeJob("d", 2)])), { added: 1, duplicates: 1 });
+        assert.deepEqual(addCounts(await q.add([])), { added: 0, duplicates: 0 });
         // Re-adding a finished job does not resurrect it.
         for (let i = 0; i < 3; i++) assert.equal(await q.complete((await takeOrFail(q, "s1")).token), true);
         const d = await takeOrFail(q, "s1");
         assert.deepEqual(d.job, makeJob("d", 1));
-        assert.deepEqual(await q.add([makeJob("a")]), { added: 0, duplicates: 1 });
+        assert.deepEqual(addCounts(await q.add([makeJob("a")])), { added: 0, duplicates: 1 });
         assert.equal(await q.state("a"), "done");
         assert.equal(await q.take("s1"), null);
         assert.equal((await q.counts()).total, 4);
@@ -111,15 +114,63 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         async function* source() {
           for (let i = 0; i < n; i++) yield makeJob(`job-${String(i).padStart(6, "0")}`, i);
         }
-        assert.deepEqual(await q.add(source()), { added: n, duplicates: 0 });
+        assert.deepEqual(addCounts(await q.add(source())), { added: n, duplicates: 0 });
         function* again() {
           for (let i = n - 10; i < n + 5; i++) yield makeJob(`job-${String(i).padStart(6, "0")}`, i);
         }
-        assert.deepEqual(await q.add(again()), { added: 5, duplicates: 10 });
+        assert.deepEqual(addCounts(await q.add(again())), { added: 5, duplicates: 10 });
         const counts = await q.counts();
         assert.equal(counts.pending, n + 5);
         assert.equal(counts.total, n + 5);
         for (let i = 0; i < 3; i++) assert.equal((await takeOrFail(q, "s1")).job.params?.n, i);
+      }));
+
+    it("add reports known ids whose spec differs, by the queued job's state, and keeps the queued spec", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add(["p", "l", "d", "f", "same"].map((id) => makeJob(id, 1)));
+        assert.equal(await q.putBack((await takeOrFail(q, "s1")).token), true); // p fails (maxAttempts 1)
+        const l = await takeOrFail(q, "s1"); // l stays leased
+        assert.equal(await q.complete((await takeOrFail(q, "s1")).token), true); // d done
+        // Now p is failed, l leased, d done; f and same are still pending.
+        const edited = (id: string) => makeJob(id, 2);
+        // The same spec with its keys in another order is not a change.
+        const reordered = Object.fromEntries(Object.entries(makeJob("same", 1)).reverse()) as JobSpec;
+        const result = await q.add([edited("p"), edited("l"), edited("d"), edited("f"), reordered, makeJob("new")]);
+        assert.deepEqual(addCounts(result), { added: 1, duplicates: 5 });
+        assert.equal(result.changed?.count, 4);
+        assert.equal(result.changed?.replaced, 0);
+        assert.deepEqual(result.changed?.byState, {
+          failed: { count: 1, ids: ["p"] },
+          leased: { count: 1, ids: ["l"] },
+          done: { count: 1, ids: ["d"] },
+          pending: { count: 1, ids: ["f"] },
+        });
+        // Nothing was replaced: the pending job is served with its queued spec.
+        assert.equal(await q.complete(l.token), true);
+        assert.deepEqual((await takeOrFail(q, "s1")).job, makeJob("f", 1));
+      }));
+
+    it("add with replacePending replaces only pending jobs' specs, as new jobs (attempts reset)", () =>
+      withQueue({ maxAttempts: 3 }, async (q) => {
+        await q.add(["retried", "leased", "done"].map((id) => makeJob(id, 1)));
+        assert.equal(await q.putBack((await takeOrFail(q, "s1")).token, { message: "boom" }), true); // retried: pending, 1 attempt
+        // s1 failed "retried" last, so it is served the others first.
+        const leased = await takeOrFail(q, "s1");
+        const done = await takeOrFail(q, "s1");
+        assert.deepEqual([leased.job.id, done.job.id], ["leased", "done"]);
+        assert.equal(await q.complete(done.token), true);
+        const result = await q.add(["retried", "leased", "done"].map((id) => makeJob(id, 2)), { replacePending: true });
+        assert.equal(result.changed?.count, 3);
+        assert.equal(result.changed?.replaced, 1);
+        assert.deepEqual(result.changed?.byState.pending, { count: 1, ids: ["retried"] });
+        const retaken = await takeOrFail(q, "s1");
+        assert.deepEqual(retaken.job, makeJob("retried", 2));
+        assert.equal(retaken.attempt, 1, "a replaced job starts over");
+        // The leased job keeps the spec it is being rendered with, and its lease.
+        assert.equal(await q.complete(leased.token), true);
+        assert.equal(await q.state("done"), "done");
+        // Adding the replaced spec again is no longer a change.
+        assert.equal((await q.add([makeJob("retried", 2)], { replacePending: true })).changed, undefined);
       }));
 
     it("complete marks the job done; completing again with the same token is rejected and counted", () =>
@@ -306,6 +357,54 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.equal((await q.counts()).staleRejections, 3);
         const last = await takeOrFail(q, "s1");
         assert.equal(await q.complete(last.token), true);
+      }));
+
+    it("a retry prefers another owner: a job an owner failed last goes to it only when nothing else is pending", () =>
+      withQueue({ maxAttempts: 5 }, async (q, clock) => {
+        await q.add([makeJob("a"), makeJob("b"), makeJob("c")]);
+        assert.equal(await q.putBack((await takeOrFail(q, "bad")).token, { message: "grab failed" }), true);
+        // "a" is the oldest pending job, but "bad" failed it last: "bad" gets the next one instead.
+        const b = await takeOrFail(q, "bad");
+        assert.equal(b.job.id, "b");
+        assert.equal(b.attempt, 1);
+        const a = await takeOrFail(q, "good");
+        assert.equal(a.job.id, "a", "another owner still gets the oldest job");
+        assert.equal(a.attempt, 2);
+        // The same for a lease lost by going away and for one that expired.
+        assert.equal(await q.releaseOwner("bad", { message: "bad disconnected" }), 1);
+        assert.equal((await takeOrFail(q, "bad")).job.id, "c");
+        clock.advance(TTL + 1);
+        assert.equal(await q.housekeep(), 2, "a (good) and c (bad) expired");
+        assert.equal((await takeOrFail(q, "bad")).job.id, "a", "bad did not fail a: it is served in order");
+        // Only jobs this owner failed are left: it still gets them rather than nothing.
+        assert.equal((await takeOrFail(q, "bad")).job.id, "b");
+        const c = await takeOrFail(q, "bad");
+        assert.equal(c.job.id, "c");
+        assert.equal(await q.take("bad"), null);
+      }));
+
+    it("a released job is not held against its owner: the same owner takes it again in order", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a"), makeJob("b")]);
+        const a = await takeOrFail(q, "s1");
+        assert.equal(await q.putBack(a.token, { message: "failed once" }), true);
+        const again = await takeOrFail(q, "s2");
+        assert.equal(again.job.id, "a");
+        // s2 is stopped by the farm (not the job's fault): a goes back uncounted, and s2 may take it first.
+        assert.equal(await q.release(again.token, { message: "the farm was stopped" }), true);
+        const retaken = await takeOrFail(q, "s2");
+        assert.equal(retaken.job.id, "a");
+        assert.equal(retaken.attempt, 2, "the released attempt was not counted");
+      }));
+
+    it("checkWritable resolves on a healthy queue and does not change what it holds", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a")]);
+        const before = await q.counts();
+        await q.checkWritable();
+        await q.checkWritable();
+        assert.deepEqual(await q.counts(), before);
+        assert.equal((await takeOrFail(q, "s1")).job.id, "a");
       }));
 
     it("a put back without an error still records a reason when it fails the job", () =>

@@ -85,7 +85,7 @@ function registerTests(): void {
       assert.equal(await q1.complete(a.token), true);
       assert.equal(await q1.complete(a.token), false); // one stale rejection
       assert.equal(await q1.putBack(c.token, { message: "first", stack: "s" }), true);
-      const c2 = await q1.take("s2");
+      const c2 = await q1.take("s3"); // another session: s2 would be given d, not the job it just failed
       assert.ok(c2);
       assert.equal(c2.job.id, "c");
       assert.equal(await q1.putBack(c2.token, { message: "second", stack: "at frame 3" }), true); // c fails
@@ -283,8 +283,15 @@ class ModelQueue {
   }
   /** The job take must hand out next, and its lease once the real queue has chosen the token. */
   take(owner: string, token: string): { id: string; attempt: number; expiresAt: number } | null {
+    // Oldest pending first, but a job this owner failed last only when nothing else is pending.
+    const failedHere = (j: { owner?: string; attempts: number }) => j.owner === owner && j.attempts > 0;
     let best: string | undefined;
-    for (const [id, j] of this.jobs) if (j.state === "pending" && (best === undefined || j.seq < this.jobs.get(best)!.seq)) best = id;
+    const better = (id: string) => {
+      if (best === undefined) return true;
+      const [a, b] = [this.jobs.get(id)!, this.jobs.get(best)!];
+      return failedHere(a) === failedHere(b) ? a.seq < b.seq : !failedHere(a);
+    };
+    for (const [id, j] of this.jobs) if (j.state === "pending" && better(id)) best = id;
     if (best === undefined) return null;
     const j = this.jobs.get(best)!;
     Object.assign(j, { state: "leased", token, owner, expiresAt: this.now() + this.ttl, attempts: j.attempts + 1 });

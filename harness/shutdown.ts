@@ -1,0 +1,51 @@
+// Graceful stop on SIGTERM, SIGINT and SIGHUP: the first signal stops dispatch, returns the leases of
+// running jobs uncounted (a stop of ours is never the job's fault), closes the browsers and exits
+// 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP); a second signal exits
+// at once (Playwright's exit hook still kills the browsers it launched).
+import os from "node:os";
+
+export const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** The run was stopped by a signal; `released` is filled in once its leases are back in the queue. */
+export class FarmStopped extends Error {
+  released = 0;
+  constructor(readonly signal: StopSignal) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+/** The shell's convention for a process ended by `signal`. */
+export function exitCodeFor(signal: StopSignal): number {
+  return 128 + os.constants.signals[signal];
+}
+
+/**
+ * Installs the handlers; returns the AbortSignal the farm watches (its reason is a FarmStopped).
+ * `exitNow` is called on a second signal.
+ */
+export function stopOnSignals(log: (line: string) => void, exitNow: (code: number) => void = (code) => process.exit(code)): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (signal: StopSignal) => {
+    if (controller.signal.aborted) {
+      log(`tabfarm: ${signal} again; exiting at once (running jobs stay leased; the next run returns them)`);
+      exitNow(exitCodeFor(signal));
+      return;
+    }
+    log(`tabfarm: ${signal}: stopping (returning running jobs to the queue, closing the browsers); send it again to exit at once`);
+    controller.abort(new FarmStopped(signal));
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  return controller.signal;
+}
+
+/** Rejects with the abort reason once `signal` is aborted (never settles otherwise). */
+export function untilAborted(signal: AbortSignal | undefined): Promise<never> {
+  const aborted = new Promise<never>((_, reject) => {
+    if (!signal) return;
+    if (signal.aborted) return reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+  aborted.catch(() => {}); // only ever raced; never an unhandled rejection by itself
+  return aborted;
+}
