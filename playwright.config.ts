@@ -1,11 +1,7 @@
-// Screenshot tests (golden images) run in the same Chromium the farm uses: found by findBrowser
-// (CHROMIUM_PATH, Playwright's own browser, or a system Chromium) with the farm's GL flags.
+// Screenshot tests (golden images). The browser and its flags come from the fixture (harness/testing.ts):
+// the farm's own discovery (findBrowser: TABFARM_BROWSER, CHROMIUM_PATH, Playwright's, the system's, then the
+// bundled Chromium) and the farm's GL flags (TABFARM_GL, default swiftshader), so goldens render as the farm does.
 import { defineConfig } from "@playwright/test";
-import { findBrowser } from "./harness/findBrowser.js";
-import { chromiumArgs, isGlBackend } from "./harness/chromiumFlags.js";
-
-const gl = process.env.TABFARM_GL ?? "swiftshader";
-if (!isGlBackend(gl)) throw new Error(`TABFARM_GL=${gl}: expected swiftshader, egl, vulkan or auto`);
 
 export default defineConfig({
   testDir: "./tests/screenshots",
@@ -19,6 +15,5 @@ export default defineConfig({
     browserName: "chromium",
     headless: true,
     viewport: { width: 320, height: 240 },
-    launchOptions: { executablePath: findBrowser().path, args: chromiumArgs(gl) },
   },
 });

@@ -13,8 +13,10 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { ImageFormat } from "../protocol/grab.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
-import { quiet, roundDeep } from "./report.js";
+import { fmt, printTable, quiet, roundDeep } from "./report.js";
 import { defaultBrowsers } from "../harness/TabPool.js";
+import { findBrowser } from "../harness/findBrowser.js";
+import { IMAGE_CHECK_DEPTHS, type ImageCheckDepth } from "../server/capture/checkImage.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -31,6 +33,12 @@ const sceneList = (value: string): SceneName[] => {
   const names = value.split(",").map((v) => v.trim()).filter(Boolean);
   for (const n of names) if (!(SCENE_NAMES as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown scene '${n}' (have: ${SCENE_NAMES.join(", ")})`);
   return names as SceneName[];
+};
+
+const checkList = (value: string): ImageCheckDepth[] => {
+  const names = value.split(",").map((v) => v.trim()).filter(Boolean);
+  for (const n of names) if (!(IMAGE_CHECK_DEPTHS as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown check depth '${n}' (have: ${IMAGE_CHECK_DEPTHS.join(", ")})`);
+  return names as ImageCheckDepth[];
 };
 
 interface CliOptions {
@@ -52,6 +60,9 @@ interface CliOptions {
   encode: "browser" | "server";
   pngLevel?: number;
   recycleAfter: number;
+  browser?: string[];
+  checks?: ImageCheckDepth[];
+  image?: string;
 }
 
 // Defaults sized for a 2-core machine with SwiftShader: the whole default run in ~5 min, --quick in ~1.
@@ -92,10 +103,63 @@ async function throughput(o: CliOptions): Promise<void> {
   };
   const started = performance.now();
   const code = commit();
+  if (o.browser && o.browser.length > 1) return compareBrowsers(o.browser, opts, code, started);
+  if (o.browser) process.env.TABFARM_BROWSER = o.browser[0];
+  console.error(`browser: ${describeBrowser()}`);
   const r = await benchThroughput(opts);
   printThroughput(r, opts);
   console.log(`code: ${code}; bench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   console.log(JSON.stringify({ ...throughputJson(r), commit: code }));
+}
+
+/** Every bench tab pool finds its browser with findBrowser(), which reads TABFARM_BROWSER. */
+function describeBrowser(): string {
+  const b = findBrowser(process.env, { bundled: { log: (l) => console.error(`bench: ${l}`) } });
+  let version = "";
+  try {
+    version = execFileSync(b.path, ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 30_000 }).trim();
+  } catch {
+    /* a version is nice to have */
+  }
+  return `${b.path} (${b.source}${version ? `, ${version}` : ""})`;
+}
+
+/**
+ * --browser a,b: the same throughput bench with each browser, the browsers taking turns in every repeat
+ * (a, b, a, b, …) so that other load on the machine falls on both alike; medians per browser, scene and way.
+ */
+async function compareBrowsers(choices: string[], opts: ThroughputOptions, code: string, started: number): Promise<void> {
+  const fps: Record<string, Record<string, number[]>> = {};
+  const names: Record<string, string> = {};
+  for (let r = 0; r < opts.repeat; r++) {
+    for (const choice of choices) {
+      process.env.TABFARM_BROWSER = choice;
+      names[choice] ??= describeBrowser();
+      console.error(`[browser ${choice} ${r + 1}/${opts.repeat}] ${names[choice]}`);
+      const result = await benchThroughput({ ...opts, repeat: 1, sweep: [] });
+      for (const [scene, ways] of Object.entries(result.scenes)) {
+        for (const w of Object.values(ways ?? {})) ((fps[scene] ??= {})[`${w.way}|${choice}`] ??= []).push(w.fps);
+      }
+    }
+  }
+  const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  console.log(`\nbrowsers, frames/s (median of ${opts.repeat} interleaved runs; ${opts.sessions} session(s) in ${opts.browsers} browser(s), ${opts.width}×${opts.height} ${opts.format}):`);
+  for (const choice of choices) console.log(`  ${choice}: ${names[choice]}`);
+  const rows: (string | number)[][] = [["scene / way", ...choices, ...choices.slice(1).map((c) => `${c} / ${choices[0]}`), "all runs"]];
+  const json: Record<string, Record<string, number>> = {};
+  for (const [scene, byWay] of Object.entries(fps)) {
+    for (const way of ["raw", "seed", "farm"]) {
+      const medians = choices.map((c) => middle(byWay[`${way}|${c}`] ?? [NaN]));
+      rows.push([
+        `${scene} / ${way}`, ...medians.map((m) => fmt(m)), ...medians.slice(1).map((m) => fmt(m / medians[0]!, 2)),
+        choices.map((c) => `${c}: ${(byWay[`${way}|${c}`] ?? []).map((x) => fmt(x)).join(" ")}`).join(" | "),
+      ]);
+      choices.forEach((c, i) => ((json[scene] ??= {})[`${way}_fps_${c}`] = medians[i]!));
+    }
+  }
+  printTable(rows, (l) => console.log(l));
+  console.log(`code: ${code}; bench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  console.log(JSON.stringify({ ...roundDeep(json), browsers: names, commit: code }));
 }
 
 async function queue(o: CliOptions): Promise<void> {
@@ -118,6 +182,10 @@ async function ingest(o: CliOptions): Promise<void> {
     height: o.height,
     inFlight: o.inFlight,
     framesPerJob: o.framesPerJob,
+    format: o.format,
+    image: o.image,
+    checks: o.checks,
+    repeat: o.repeat ?? (o.quick ? 1 : 3),
     keep: o.keep,
     log: (line) => console.error(line),
   });
@@ -173,10 +241,13 @@ const program = new Command()
   .option("--browsers <n>", "Chromium processes to spread the tabs over, the same for all three ways (default: as the CLI, one per core, at most one per tab)", int("--browsers"))
   .addOption(new Option("--encode <where>", "farm: encode in the browser or on the server (raw RGBA sent, sharp)").choices(["browser", "server"]).default("browser"))
   .option("--png-level <0-9>", "farm with --encode server: zlib level", (v) => Number(v))
-  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the median run (default 3, --quick 1)", int("--repeat"))
+  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the median run; ingest --checks: rounds (default 3, --quick 1)", int("--repeat"))
   .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
   .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
+  .option("--checks <list>", `ingest: compare these depths of the server's image check (${IMAGE_CHECK_DEPTHS.join(",")}), interleaved, --repeat rounds`, checkList)
+  .option("--image <file>", "ingest: the image the fake sessions send (of --width × --height), e.g. a real frame: docs/demo-frame.png")
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
+  .option("--browser <list>", "throughput: auto | system | bundled | a path (as the farm's --browser); several, comma-separated, compare them (interleaved runs, no sweep)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
   .option("--quick", "small frame counts (about a minute)", false)
   .option("--keep", "keep the temp datasets", false)
   .action(async (bench: string, o: CliOptions) => {

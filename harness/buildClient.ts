@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { stripVTControlCharacters } from "node:util";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -39,7 +40,11 @@ export async function buildClient(options: { plugins?: string; force?: boolean; 
   process.env.TABFARM_PLUGINS = plugins ?? "";
   process.env.TABFARM_CLIENT_OUT = staging;
   try {
-    await build({ configFile: path.join(REPO_ROOT, "vite.config.ts"), logLevel: "warn" });
+    try {
+      await build({ configFile: path.join(REPO_ROOT, "vite.config.ts"), logLevel: "warn" });
+    } catch (err) {
+      throw new ClientBuildError(err, plugins);
+    }
     const retired = `${outDir}.old-${process.pid}-${Date.now()}`;
     if (fs.existsSync(outDir)) fs.renameSync(outDir, retired);
     fs.renameSync(staging, outDir);
@@ -55,4 +60,28 @@ export async function buildClient(options: { plugins?: string; force?: boolean; 
 function restoreEnv(name: string, value: string | undefined): void {
   if (value === undefined) delete process.env[name];
   else process.env[name] = value;
+}
+
+/** The client did not build: one line per error, each naming its file, line and column where the bundler said. */
+export class ClientBuildError extends Error {
+  constructor(cause: unknown, plugins?: string) {
+    const errors = (cause as { errors?: unknown[] }).errors;
+    const lines = (Array.isArray(errors) && errors.length ? errors : [cause]).map(describeBuildError);
+    super(`building the client${plugins ? ` with --plugins ${plugins}` : ""} failed:\n${lines.map((l) => `  ${l}`).join("\n")}`, { cause });
+    this.name = "ClientBuildError";
+  }
+}
+
+/** Rolldown's errors carry the file in `loc.file` or `id`, or (transform errors) only in their message: "[ file:line:col ]". */
+function describeBuildError(e: unknown): string {
+  const err = (e ?? {}) as { message?: unknown; id?: unknown; loc?: { file?: unknown; line?: unknown; column?: unknown } };
+  const text = stripVTControlCharacters(String(err.message ?? e));
+  const message = text.split("\n").find((l) => l.trim())?.trim() ?? "unknown error";
+  const file = typeof err.loc?.file === "string" ? err.loc.file : typeof err.id === "string" ? err.id : undefined;
+  if (file) {
+    const at = typeof err.loc?.line === "number" ? `:${err.loc.line}:${Number(err.loc.column ?? 0) + 1}` : "";
+    return `${file}${at}: ${message}`;
+  }
+  const framed = /\[ (\S.*?):(\d+):(\d+) \]/.exec(text);
+  return framed ? `${path.resolve(framed[1]!)}:${framed[2]}:${framed[3]}: ${message}` : message;
 }

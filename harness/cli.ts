@@ -8,6 +8,7 @@ import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
 import { defaultBrowsers } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, retryFailed } from "./queueCommands.js";
+import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { LIMITS } from "../protocol/grab.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
@@ -32,6 +33,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))
   .addOption(new Option("--frames-per-job <n>", "demo frames per job").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(10))
   .option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs")
+  .option("--replace-pending", "on resume, jobs whose id is queued but whose spec was edited replace the queued spec if still pending", false)
   .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
   .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
   .option("--out <dir>", "dataset folder; re-running with the same folder resumes", undefined)
@@ -45,6 +47,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--token <token>", "access token tabs must present (default: random per run)").env("TABFARM_TOKEN"))
   .option("--headed", "show the browser windows", false)
   .addOption(new Option("--gl <backend>", "WebGL backend for launched Chromium").choices(GL_BACKENDS as string[]).default("swiftshader"))
+  .option("--browser <auto|system|bundled|path>", "which Chromium to launch: auto (CHROMIUM_PATH, Playwright's, the system's, then the bundled one), system, bundled, or a path (default: $TABFARM_BROWSER, else auto)")
   .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable), e.g. --chromium-arg=--use-angle=metal", (v: string, all: string[]) => [...all, v], [] as string[])
   .option("--serve-only", "start the server, print the URL and wait for tabs opened by hand", false)
   .addOption(new Option("--lease-ttl <ms>", "job lease time-to-live; renewed by heartbeats while a job runs").argParser(int("--lease-ttl", 500, 86_400_000)).default(30_000))
@@ -65,7 +68,20 @@ const program = new Command("tabfarm")
       browsers: raw.browsers ?? defaultBrowsers(raw.sessions),
       out: raw.out ?? path.join("out", timestamp()),
     };
-    const summary = await runHeadlessFarm(options);
+    // SIGINT, SIGTERM, SIGHUP: stop gracefully, exit 128 + the signal's number; a second one exits at once.
+    const stop = stopOnSignals((line) => console.error(line));
+    let summary;
+    try {
+      summary = await runHeadlessFarm(options, undefined, stop);
+    } catch (err) {
+      if (!(err instanceof FarmStopped)) throw err;
+      console.error(
+        `tabfarm: ${err.message}; ${err.released} running job(s) went back to the queue without counting an attempt. ` +
+          `Run the same command with --out ${options.out} to resume.`,
+      );
+      process.exitCode = exitCodeFor(err.signal);
+      return;
+    }
     const c = summary.counts;
     console.log(
       `tabfarm: ${summary.frames} frames in ${summary.seconds.toFixed(1)} s (${summary.framesPerSecond.toFixed(1)} frames/s); ` +

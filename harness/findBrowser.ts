@@ -1,23 +1,42 @@
 /**
  * Locate a Chromium-family executable for the farm.
  *
- * Order:
- *  1. $CHROMIUM_PATH (must be an executable file, else a clear error — we never
- *     silently fall back when the user asked for a specific binary);
- *  2. Playwright's own downloaded browsers (Chrome for Testing, then
- *     chrome-headless-shell) — `chromium.executablePath()` returns a path even
- *     when nothing is installed, so existence is checked;
- *  3. system browsers: well-known names on $PATH, then well-known absolute paths.
+ * The choice (`--browser`, else $TABFARM_BROWSER, else "auto"):
+ *  - auto (default), in this order:
+ *    1. $CHROMIUM_PATH (must be an executable file, else a clear error — we never
+ *       silently fall back when the user asked for a specific binary);
+ *    2. Playwright's own downloaded browsers (Chrome for Testing, then
+ *       chrome-headless-shell) — `chromium.executablePath()` returns a path even
+ *       when nothing is installed, so existence is checked;
+ *    3. system browsers: well-known names on $PATH, then well-known absolute paths;
+ *    4. the bundled Chromium of the optional npm dependency @sparticuz/chromium (x64 Linux,
+ *       glibc), extracted once into a per-user cache (bundledBrowser.ts). Last: frames/s were the
+ *       same in the benchmark, and a browser the user installed gets the system's security updates,
+ *       while the bundled one is pinned to Chromium 143 by Node 20 support (README, "Which browser").
+ *  - system: steps 2–3 only; bundled: step 4 only; anything else: the path of a browser.
  */
 import { accessSync, constants, statSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { BUNDLED_PACKAGE, bundledBrowser, whyBundledUnavailable, type BundledBrowserOptions } from "./bundledBrowser.js";
 
-export type BrowserSource = "CHROMIUM_PATH" | "playwright" | "system";
+export type BrowserSource = "CHROMIUM_PATH" | "path" | "playwright" | "system" | "bundled";
 
 export interface FoundBrowser {
   path: string;
   source: BrowserSource;
+  /** Why this one, in a few words, for the farm's first lines. */
+  reason: string;
+}
+
+export const BROWSER_CHOICES = ["auto", "system", "bundled"] as const;
+export type BrowserChoice = (typeof BROWSER_CHOICES)[number] | { path: string };
+
+/** `--browser` / $TABFARM_BROWSER: auto, system, bundled, or a path (anything else). Empty means auto. */
+export function parseBrowserChoice(value: string | undefined): BrowserChoice {
+  const v = value?.trim() ?? "";
+  if (v === "") return "auto";
+  return (BROWSER_CHOICES as readonly string[]).includes(v) ? (v as BrowserChoice) : { path: v };
 }
 
 export interface FindBrowserOptions {
@@ -30,19 +49,24 @@ export interface FindBrowserOptions {
   /** Executable names looked up on $PATH. Default: chromium, chromium-browser, google-chrome, google-chrome-stable. */
   pathNames?: string[];
   platform?: NodeJS.Platform;
+  /** `--browser`'s value; when absent, $TABFARM_BROWSER of the env given, else auto. */
+  choice?: string;
+  /** For the bundled step (cache folder from the env given, package location, arch…). */
+  bundled?: BundledBrowserOptions;
 }
 
 export class BrowserNotFoundError extends Error {
   readonly tried: string[];
-  constructor(tried: string[]) {
+  constructor(tried: string[], what = "No Chromium/Chrome executable found") {
     super(
       [
-        "No Chromium/Chrome executable found. Tried:",
+        `${what}. Tried:`,
         ...tried.map((t) => `  - ${t}`),
         "Fix one of:",
         "  - Debian/Ubuntu: apt-get install -y chromium   (Ubuntu's chromium-browser is a snap shim; Google Chrome .deb also works)",
         "  - where downloads work: npx playwright install chromium   (or: npx playwright install --with-deps chromium)",
-        "  - point at any Chromium/Chrome binary: export CHROMIUM_PATH=/path/to/chrome",
+        "  - point at any Chromium/Chrome binary: export CHROMIUM_PATH=/path/to/chrome   (or --browser /path/to/chrome)",
+        "  - on x64 Linux with glibc: npm install   (brings the bundled Chromium, @sparticuz/chromium)",
       ].join("\n"),
     );
     this.name = "BrowserNotFoundError";
@@ -50,12 +74,15 @@ export class BrowserNotFoundError extends Error {
   }
 }
 
+/** A browser path given by the user (CHROMIUM_PATH, --browser, TABFARM_BROWSER) that cannot be run. */
 export class InvalidChromiumPathError extends Error {
   readonly chromiumPath: string;
-  constructor(chromiumPath: string, reason: string) {
+  constructor(chromiumPath: string, reason: string, setting = "CHROMIUM_PATH") {
     super(
-      `CHROMIUM_PATH is set to "${chromiumPath}" but ${reason}. ` +
-        `Fix or unset CHROMIUM_PATH (unset it to auto-detect Playwright's or the system's Chromium).`,
+      `${setting} is set to "${chromiumPath}" but ${reason}. ` +
+        (setting === "CHROMIUM_PATH"
+          ? `Fix or unset CHROMIUM_PATH (unset it to auto-detect Playwright's, the system's or the bundled Chromium).`
+          : `Give the path of a Chromium/Chrome binary, or one of ${BROWSER_CHOICES.join(", ")}.`),
     );
     this.name = "InvalidChromiumPathError";
     this.chromiumPath = chromiumPath;
@@ -122,36 +149,83 @@ export function playwrightChromiumCandidates(): string[] {
 }
 
 export function findBrowser(env: NodeJS.ProcessEnv = process.env, opts: FindBrowserOptions = {}): FoundBrowser {
+  const setting = opts.choice !== undefined ? "--browser" : "TABFARM_BROWSER";
+  const choice = parseBrowserChoice(opts.choice ?? env["TABFARM_BROWSER"]);
+  if (typeof choice === "object") return { path: checkGivenPath(choice.path, setting, opts), source: "path", reason: `${setting} ${choice.path}` };
+  const bundledOptions: BundledBrowserOptions = { env, platform: opts.platform, ...opts.bundled };
+  if (choice === "bundled") {
+    const unavailable = whyBundledUnavailable(bundledOptions);
+    if (unavailable) throw new BrowserNotFoundError([`the bundled Chromium: ${unavailable}`], `No bundled Chromium (${setting} bundled)`);
+    return bundled(bundledOptions, `${setting} bundled`);
+  }
+
+  const tried: string[] = [];
+  if (choice === "auto") {
+    // 1. Explicit override: fail loudly rather than silently using something else.
+    const override = env["CHROMIUM_PATH"];
+    if (override !== undefined && override.trim() !== "") {
+      return { path: checkGivenPath(override.trim(), "CHROMIUM_PATH", opts), source: "CHROMIUM_PATH", reason: "CHROMIUM_PATH is set" };
+    }
+    tried.push("$CHROMIUM_PATH (not set)");
+  }
+  const installed = findInstalled(env, opts, tried);
+  const because = (found: string, source: BrowserSource) => [found, ...passedOver(choice, source)].join("; ");
+  if (installed) return { ...installed, reason: because(installed.reason, installed.source) };
+  if (choice === "system") throw new BrowserNotFoundError(tried, `No installed Chromium/Chrome found (${setting} system)`);
+
+  // 4. The bundled browser, where it can run; where it cannot, the error says why and how to fix.
+  const unavailable = whyBundledUnavailable(bundledOptions);
+  if (unavailable) throw new BrowserNotFoundError([...tried, `the bundled Chromium: ${unavailable}`]);
+  return bundled(bundledOptions, because("the bundled Chromium", "bundled"));
+}
+
+/** The steps before `found`, for its reason line (their details are in the error when nothing is found). */
+function passedOver(choice: "auto" | "system", found: BrowserSource): string[] {
+  const steps: [BrowserSource, string][] = [
+    ["CHROMIUM_PATH", "CHROMIUM_PATH not set"],
+    ["playwright", "no Playwright browser"],
+    ["system", "no system Chromium"],
+  ];
+  const considered = choice === "auto" ? steps : steps.slice(1);
+  const at = considered.findIndex(([source]) => source === found);
+  return considered.slice(0, at < 0 ? undefined : at).map(([, absent]) => absent);
+}
+
+function bundled(opts: BundledBrowserOptions, why: string): FoundBrowser {
+  const b = bundledBrowser(opts);
+  const cache = b.extractedMs === undefined ? `cached in ${b.dir}` : `extracted into ${b.dir} in ${(b.extractedMs / 1000).toFixed(1)} s`;
+  return { path: b.path, source: "bundled", reason: `${why} (${BUNDLED_PACKAGE} ${b.version}, ${cache})` };
+}
+
+/** A path the user gave must be an executable file: a clear error otherwise, never a silent fallback. */
+function checkGivenPath(given: string, setting: string, opts: FindBrowserOptions): string {
+  const p = path.resolve(given);
+  if (opts.exists) {
+    if (!opts.exists(p)) throw new InvalidChromiumPathError(given, "that file does not exist or is not executable", setting);
+    return p;
+  }
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    throw new InvalidChromiumPathError(given, "that file does not exist", setting);
+  }
+  if (!st.isFile()) throw new InvalidChromiumPathError(given, "that is not a regular file (a directory?)", setting);
+  if (!isExecutableFile(p)) throw new InvalidChromiumPathError(given, "that file is not executable (chmod +x?)", setting);
+  return p;
+}
+
+/** Steps 2–3: a browser installed on this machine (Playwright's, then the system's); what was tried goes into `tried`. */
+function findInstalled(env: NodeJS.ProcessEnv, opts: FindBrowserOptions, tried: string[]): FoundBrowser | undefined {
   const exists = opts.exists ?? isExecutableFile;
   const platform = opts.platform ?? process.platform;
-  const tried: string[] = [];
-
-  // 1. Explicit override: fail loudly rather than silently using something else.
-  const override = env["CHROMIUM_PATH"];
-  if (override !== undefined && override.trim() !== "") {
-    const p = path.resolve(override.trim());
-    if (opts.exists) {
-      if (!exists(p)) throw new InvalidChromiumPathError(override, "that file does not exist or is not executable");
-    } else {
-      let st;
-      try {
-        st = statSync(p);
-      } catch {
-        throw new InvalidChromiumPathError(override, "that file does not exist");
-      }
-      if (!st.isFile()) throw new InvalidChromiumPathError(override, "that is not a regular file (a directory?)");
-      if (!isExecutableFile(p)) throw new InvalidChromiumPathError(override, "that file is not executable (chmod +x?)");
-    }
-    return { path: p, source: "CHROMIUM_PATH" };
-  }
-  tried.push("$CHROMIUM_PATH (not set)");
 
   // 2. Playwright-managed browsers.
   const pw = (opts.playwrightCandidates ?? playwrightChromiumCandidates)();
   if (pw.length === 0) tried.push("Playwright's Chromium (playwright-core could not report a path)");
   for (const p of pw) {
-    if (exists(p)) return { path: p, source: "playwright" };
     const what = /headless[_-]shell/.test(p) ? "chrome-headless-shell" : "Chromium";
+    if (exists(p)) return { path: p, source: "playwright", reason: `Playwright's ${what}` };
     tried.push(`Playwright's ${what}: ${p} (not installed)`);
   }
 
@@ -164,7 +238,7 @@ export function findBrowser(env: NodeJS.ProcessEnv = process.env, opts: FindBrow
     for (const name of names) {
       for (const ext of exts) {
         const p = path.join(dir, name + ext);
-        if (exists(p)) return { path: p, source: "system" };
+        if (exists(p)) return { path: p, source: "system", reason: `${name + ext} on $PATH` };
       }
     }
   }
@@ -176,9 +250,8 @@ export function findBrowser(env: NodeJS.ProcessEnv = process.env, opts: FindBrow
 
   // 3b. Well-known absolute install locations.
   for (const p of opts.systemPaths ?? defaultSystemPaths(platform)) {
-    if (exists(p)) return { path: p, source: "system" };
+    if (exists(p)) return { path: p, source: "system", reason: "a system Chromium" };
     tried.push(p);
   }
-
-  throw new BrowserNotFoundError(tried);
+  return undefined;
 }

@@ -6,16 +6,19 @@ import type { JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import { startRun, type RunSummary } from "../server/runFarm.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
-import { readJobsFile } from "../server/jobs/readJobsFile.js";
+import { openJobsFile } from "../server/jobs/readJobsFile.js";
 import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
 import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
 import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
 import type { Session } from "../server/session/Session.js";
+import { launchedTabOf } from "../protocol/events.js";
 import { buildClient } from "./buildClient.js";
 import { findBrowser } from "./findBrowser.js";
 import { describeGl, type GlBackend } from "./chromiumFlags.js";
 import { TabPool } from "./TabPool.js";
 import { isSoftwareRenderer } from "./webglProbe.js";
+import { FarmStopped, untilAborted } from "./shutdown.js";
+import { watchLaunchedTabs } from "./launchedTabs.js";
 
 export interface FarmCommandOptions {
   sessions: number;
@@ -34,6 +37,8 @@ export interface FarmCommandOptions {
   port: number;
   token?: string;
   headed: boolean;
+  /** --browser: auto | system | bundled | a path; absent: $TABFARM_BROWSER, else auto (findBrowser). */
+  browser?: string;
   gl: GlBackend;
   serveOnly: boolean;
   leaseTtl: number;
@@ -49,6 +54,7 @@ export interface FarmCommandOptions {
   recycleAfter: number;
   depth: boolean;
   verbose: boolean;
+  replacePending: boolean;
 }
 
 export class FarmError extends Error {}
@@ -56,15 +62,25 @@ export class FarmError extends Error {}
 function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | AsyncIterable<JobSpec>> | Iterable<JobSpec> {
   if (!options.jobs) return demoJobs(options.demo, options.framesPerJob);
   const file = path.resolve(options.jobs);
-  return /\.(jsonl|ndjson|json)$/i.test(file) ? readJobsFile(file) : loadJobsModule(file);
+  return /\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file);
 }
 
-export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line)): Promise<RunSummary> {
+/**
+ * Runs the farm until every job is done or failed. When `stop` is aborted (a signal; its reason a
+ * FarmStopped), it stops: running jobs go back to the queue uncounted, the browsers close, and the
+ * FarmStopped is thrown with `released` filled in.
+ */
+export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line), stop?: AbortSignal): Promise<RunSummary> {
+  const stopped = untilAborted(stop);
   // Inputs first: a bad jobs file must fail before anything starts.
   const jobs = await jobSource(options);
   const userHandler = options.handler ? await loadHandlerModule(path.resolve(options.handler)) : undefined;
   const handler: JobRunner | undefined = userHandler && (async (session, job) => void (await userHandler(session, job)));
+  // The browser next, so that a setup error comes before any work and the first lines say which browser and why.
+  const browser = options.serveOnly ? undefined : findBrowser(process.env, { choice: options.browser, bundled: { log: (l) => log(`tabfarm: ${l}`) } });
+  if (browser) log(`tabfarm: browser ${browser.path} (${browser.source}: ${browser.reason})`);
   const clientDir = await buildClient({ plugins: options.plugins, log });
+  stop?.throwIfAborted();
 
   // With a terminal, a progress bar; log lines are printed above it.
   const bars = options.progress && process.stderr.isTTY
@@ -82,13 +98,14 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
-    inFlight: options.inFlight, depth: options.depth, log: say,
+    inFlight: options.inFlight, depth: options.depth, replacePending: options.replacePending, log: say,
     onFrames: (n, session) => {
       frames += n;
       // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
-      if (options.recycleAfter > 0 && session.framesDelivered >= options.recycleAfter && session.info.worker.startsWith("tab-")) session.retire();
+      if (options.recycleAfter > 0 && session.framesDelivered >= options.recycleAfter && launchedTabOf(session.info.worker) !== undefined) session.retire();
     },
   });
+  run.finished.catch(() => {}); // awaited below; after a stop nobody waits for it
   say(`tabfarm: serving ${run.url}`);
   say(`tabfarm: open that URL in any browser to add a session; dataset → ${run.dataset.root}`);
 
@@ -99,28 +116,34 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     firstSession(session);
     session.once("hung", () => pool?.recycle(session.info.worker, "is hung"));
     session.once("retired", () => pool?.recycle(session.info.worker, `rendered ${session.framesDelivered} frames`, false));
+    session.once("quarantined", (why: string) => pool?.recycle(session.info.worker, `is quarantined (it ${why})`));
   });
+  // Before anything can close a browser: a stop must not look like a crash to the pool.
+  stop?.addEventListener("abort", () => pool?.stopReplacing(), { once: true });
   try {
-    if (!options.serveOnly) {
-      const browser = findBrowser();
+    if (browser) {
       say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
       pool = new TabPool({
         executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url,
         tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
       });
-      await pool.start();
-      const first = await Promise.race([
-        firstHello,
-        new Promise<null>((resolve) => setTimeout(() => resolve(null), 60_000).unref()),
-      ]);
-      if (!first) throw new FarmError(`no tab connected within 60 s (browser ${browser.path}, ${describeGl(options.gl)})`);
-      if (!first.info.webgl) {
+      // Only launched tabs say whether the launched browser renders (a hand-opened tab without WebGL
+      // is just left without work); the run stops only when no launched tab can render.
+      const verdict = watchLaunchedTabs(run.farm, options.sessions, 60_000);
+      stop?.throwIfAborted(); // no browser is launched after a signal
+      const starting = pool.start();
+      starting.catch(() => {}); // raced with a stop below
+      await Promise.race([starting, stopped]);
+      const launched = await Promise.race([verdict, stopped]);
+      if ("none" in launched) throw new FarmError(`no tab connected within 60 s (browser ${browser.path}, ${describeGl(options.gl)})`);
+      if ("noWebGl" in launched) {
         throw new FarmError(
           `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(options.gl)}` +
             `${options.chromiumArg.length ? ` plus ${options.chromiumArg.join(" ")}` : ""}. ` +
-            `Try --gl swiftshader (software), --gl auto, or another browser via CHROMIUM_PATH.`,
+            `Try --gl swiftshader (software), --gl auto, or another browser (--browser system, bundled or a path).`,
         );
       }
+      const first = launched.rendering;
       say(`tabfarm: WebGL renderer of the first tab: ${first.info.renderer}`);
       if ((options.gl === "egl" || options.gl === "vulkan") && isSoftwareRenderer(first.info.renderer)) {
         say(`tabfarm: warning: --gl ${options.gl} asked for a GPU, but the tabs got a software renderer`);
@@ -133,12 +156,16 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     const bar = bars?.create(counts.total - counts.failed, counts.done, { frames: 0, fps: "0.0" });
     const started = performance.now();
     const progress = setInterval(async () => {
-      const c = await run.queue.counts();
+      const c = await run.queue.counts().catch(() => undefined); // a failing queue pauses the run; dispatch reports it
+      if (!c) return;
       const fps = (frames / ((performance.now() - started) / 1000)).toFixed(1);
       if (bar) bar.update(c.done, { frames, fps });
       else if (options.progress) say(`progress: ${c.done}/${c.total} jobs done, ${c.failed} failed, ${frames} frames, ${fps} frames/s`);
     }, bar ? 500 : 5000);
-    return await run.finished.finally(() => clearInterval(progress));
+    return await Promise.race([run.finished, stopped]).finally(() => clearInterval(progress));
+  } catch (err) {
+    if (err instanceof FarmStopped) err.released = await run.close(err.message);
+    throw err;
   } finally {
     bars?.stop();
     await run.close();

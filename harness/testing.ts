@@ -9,6 +9,10 @@
 // The scene is rendered by the real client in Playwright's `page` (same renderer as the farm) from a
 // CameraView, read from a render target and returned as PNG bytes; Playwright compares and updates
 // the golden file (`npx playwright test --update-snapshots`).
+//
+// The browser is found as the farm finds it (findBrowser: --browser's env TABFARM_BROWSER, CHROMIUM_PATH,
+// Playwright's, the system's, then the bundled one) and launched with the farm's flags (TABFARM_GL, default
+// swiftshader), unless your playwright.config's launchOptions name an executablePath of their own.
 import { test as base, expect } from "@playwright/test";
 import type { SceneElement } from "../protocol/elements.js";
 import type { CameraPose } from "../protocol/camera.js";
@@ -17,6 +21,8 @@ import { Farm } from "../server/session/Farm.js";
 import type { Session } from "../server/session/Session.js";
 import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
 import { buildClient } from "./buildClient.js";
+import { findBrowser } from "./findBrowser.js";
+import { chromiumArgs, GL_BACKENDS, isGlBackend } from "./chromiumFlags.js";
 
 export interface RenderOptions {
   /** Pose of the camera the fixture adds (ignored with cameraKey). */
@@ -38,7 +44,16 @@ export interface TabfarmFixture {
 
 let nextPage = 0;
 
+/** The farm's browser and flags, where the config's launchOptions do not name a browser. */
+function farmLaunchOptions<T extends { executablePath?: string; args?: string[] }>(configured: T): T {
+  if (configured.executablePath) return configured;
+  const gl = process.env.TABFARM_GL || "swiftshader";
+  if (!isGlBackend(gl)) throw new Error(`TABFARM_GL=${gl}: expected one of ${GL_BACKENDS.join(", ")}`);
+  return { ...configured, executablePath: findBrowser().path, args: configured.args ?? chromiumArgs(gl) };
+}
+
 export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm }>({
+  launchOptions: [async ({ launchOptions }, use) => use(farmLaunchOptions(launchOptions)), { scope: "worker" }],
   tabfarmServer: [
     async ({}, use) => {
       const farm = new Farm({ clientDir: await buildClient({ plugins: process.env.TABFARM_PLUGINS || undefined }), log: () => {} });

@@ -1,6 +1,6 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import fs, { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser } from "playwright-core";
@@ -10,8 +10,12 @@ import {
   BrowserNotFoundError,
   findBrowser,
   InvalidChromiumPathError,
+  parseBrowserChoice,
   playwrightChromiumCandidates,
+  type FindBrowserOptions,
 } from "../../harness/findBrowser.js";
+import { BUNDLED_LAUNCHER, type BundledBrowserOptions } from "../../harness/bundledBrowser.js";
+import { DIR_NAME, fakePackage, tempDir } from "./fakeBundledPackage.js";
 import { isSoftwareRenderer, probeWebgl } from "../../harness/webglProbe.js";
 
 const ALWAYS = [
@@ -37,6 +41,12 @@ describe("chromiumArgs", () => {
       assert.ok(args.filter((a) => a.startsWith("--enable-features=")).length <= 1);
     });
   }
+
+  test("none of @sparticuz/chromium's Lambda defaults: one process per tab and a GPU process of its own, web security on", () => {
+    for (const gl of GL_BACKENDS)
+      for (const lambda of ["--single-process", "--in-process-gpu", "--disable-web-security", "--no-zygote", "--disable-site-isolation-trials"])
+        assert.ok(!chromiumArgs(gl).includes(lambda), `${gl}: ${lambda}`);
+  });
 
   test("--no-sandbox only as root", () => {
     assert.ok(chromiumArgs("auto", { root: true }).includes("--no-sandbox"));
@@ -112,7 +122,7 @@ describe("findBrowser", () => {
     writeFileSync(exe, "#!/bin/sh\nexit 0\n");
     chmodSync(exe, 0o755);
     const r = findBrowser({ CHROMIUM_PATH: exe, PATH: "/usr/bin:/bin" });
-    assert.deepEqual(r, { path: exe, source: "CHROMIUM_PATH" });
+    assert.deepEqual(r, { path: exe, source: "CHROMIUM_PATH", reason: "CHROMIUM_PATH is set" });
   });
 
   test("CHROMIUM_PATH: missing file -> clear error naming the variable and path", () => {
@@ -146,7 +156,7 @@ describe("findBrowser", () => {
     const env = { PATH: "" }; // CHROMIUM_PATH unset, empty PATH
     assert.throws(
       // exists() => false stands in for "nothing installed" so the test doesn't depend on /usr/bin/chromium being absent
-      () => findBrowser(env, { exists: () => false, platform: "linux" }),
+      () => findBrowser(env, { exists: () => false, platform: "linux", bundled: { packageDir: null } }),
       (e: unknown) => {
         assert.ok(e instanceof BrowserNotFoundError);
         const m = e.message;
@@ -159,7 +169,9 @@ describe("findBrowser", () => {
         assert.match(m, /apt-get install -y chromium/);
         assert.match(m, /npx playwright install chromium/);
         assert.match(m, /CHROMIUM_PATH=/);
-        assert.ok(e.tried.length >= 8);
+        assert.match(m, /the bundled Chromium: @sparticuz\/chromium is not installed/, "the bundled step is tried last and says why not");
+        assert.match(m, /on x64 Linux with glibc: npm install/);
+        assert.ok(e.tried.length >= 9);
         return true;
       },
     );
@@ -171,23 +183,116 @@ describe("findBrowser", () => {
       (e: unknown) =>
         e instanceof BrowserNotFoundError &&
         e.message.includes("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome") &&
-        e.message.includes("/Applications/Chromium.app/Contents/MacOS/Chromium"),
+        e.message.includes("/Applications/Chromium.app/Contents/MacOS/Chromium") &&
+        /the bundled Chromium: it is a Linux build and this is darwin/.test(e.message) &&
+        /apt-get install -y chromium/.test(e.message),
     );
   });
 
   test("order: playwright before PATH before absolute paths", () => {
     const have = new Set(["/pw/chrome", "/bin-dir/chromium", "/usr/bin/google-chrome"]);
     const base = { exists: (p: string) => have.has(p), playwrightCandidates: () => ["/pw/chrome"], platform: "linux" as const };
-    assert.deepEqual(findBrowser({ PATH: "/bin-dir" }, base), { path: "/pw/chrome", source: "playwright" });
+    const found = (env: NodeJS.ProcessEnv) => {
+      const { path, source } = findBrowser(env, base);
+      return { path, source };
+    };
+    assert.deepEqual(found({ PATH: "/bin-dir" }), { path: "/pw/chrome", source: "playwright" });
     have.delete("/pw/chrome");
-    assert.deepEqual(findBrowser({ PATH: "/bin-dir" }, base), { path: "/bin-dir/chromium", source: "system" });
-    assert.deepEqual(findBrowser({ PATH: "" }, base), { path: "/usr/bin/google-chrome", source: "system" });
+    assert.deepEqual(found({ PATH: "/bin-dir" }), { path: "/bin-dir/chromium", source: "system" });
+    assert.deepEqual(found({ PATH: "" }), { path: "/usr/bin/google-chrome", source: "system" });
   });
 
-  test("real lookup with empty PATH still finds a system browser at a usual path", () => {
-    // This machine has Debian's chromium at /usr/bin/chromium and no Playwright download.
-    const r = findBrowser({ PATH: "" });
-    assert.ok(r.source === "playwright" || r.source === "system");
+  // The bundled step, with a stand-in package (tests/unit/fakeBundledPackage.ts) extracted into a temp cache.
+  const withBundled = (t: { after: (fn: () => void) => void }, have: string[] = []) => {
+    const root = tempDir(t, "findbrowser-bundled");
+    const cache = path.join(root, "cache");
+    const set = new Set(have);
+    const opts: FindBrowserOptions = {
+      exists: (p) => set.has(p), playwrightCandidates: () => ["/pw/chrome"], platform: "linux",
+      bundled: { packageDir: fakePackage(root), arch: "x64", libc: "glibc" },
+    };
+    return { env: { PATH: "/bin-dir", TABFARM_CACHE_DIR: cache }, opts, launcher: path.join(cache, DIR_NAME, BUNDLED_LAUNCHER), cache };
+  };
+
+  test("auto: the bundled browser comes last, after CHROMIUM_PATH, Playwright's and the system's, and says why", (t) => {
+    const { env, opts, launcher, cache } = withBundled(t, ["/pw/chrome", "/bin-dir/chromium", "/given/chrome"]);
+    assert.equal(findBrowser({ ...env, CHROMIUM_PATH: "/given/chrome" }, opts).source, "CHROMIUM_PATH");
+    assert.equal(findBrowser(env, opts).source, "playwright");
+    assert.equal(findBrowser(env, { ...opts, playwrightCandidates: () => [] }).source, "system");
+    assert.ok(!fs.existsSync(cache), "nothing extracted while another browser is found");
+    const none = { ...opts, exists: () => false, systemPaths: [] };
+    const b = findBrowser(env, none);
+    assert.deepEqual([b.source, b.path], ["bundled", launcher]);
+    assert.match(b.reason, /CHROMIUM_PATH not set; no Playwright browser; no system Chromium/);
+    assert.match(b.reason, /extracted into .* in \d+\.\d s/);
+    assert.match(findBrowser(env, none).reason, /cached in /, "the second start uses the cache");
+  });
+
+  test("--browser bundled uses the bundled browser even where a system one and CHROMIUM_PATH exist", (t) => {
+    const { env, opts, launcher } = withBundled(t, ["/pw/chrome", "/bin-dir/chromium", "/given/chrome"]);
+    const b = findBrowser({ ...env, CHROMIUM_PATH: "/given/chrome" }, { ...opts, choice: "bundled" });
+    assert.deepEqual([b.source, b.path], ["bundled", launcher]);
+    assert.match(b.reason, /^--browser bundled/);
+    // The same through the environment.
+    assert.equal(findBrowser({ ...env, TABFARM_BROWSER: "bundled" }, opts).path, launcher);
+    assert.match(findBrowser({ ...env, TABFARM_BROWSER: "bundled" }, opts).reason, /^TABFARM_BROWSER bundled/);
+  });
+
+  test("--browser bundled where it cannot run: the error says why and lists the fixes", () => {
+    const here: BundledBrowserOptions = { arch: "x64", libc: "glibc" };
+    const cases: [BundledBrowserOptions, RegExp][] = [
+      [{ ...here, arch: "arm64" }, /x64 Linux build only and this is linux\/arm64/],
+      [{ ...here, libc: "musl" }, /musl/],
+      [{ ...here, packageDir: null }, /not installed/],
+    ];
+    for (const [bundled, why] of cases) {
+      assert.throws(
+        () => findBrowser({ PATH: "" }, { choice: "bundled", platform: "linux", bundled }),
+        (e: unknown) => e instanceof BrowserNotFoundError && /No bundled Chromium \(--browser bundled\)/.test(e.message) && why.test(e.message) && /apt-get install -y chromium/.test(e.message),
+      );
+    }
+  });
+
+  test("--browser system: Playwright's or the system's only, never CHROMIUM_PATH or the bundled one", (t) => {
+    const { env, opts, cache } = withBundled(t, ["/bin-dir/chromium", "/given/chrome"]);
+    const b = findBrowser({ ...env, CHROMIUM_PATH: "/given/chrome" }, { ...opts, choice: "system" });
+    assert.deepEqual([b.source, b.path], ["system", "/bin-dir/chromium"]);
+    assert.equal(b.reason, "chromium on $PATH; no Playwright browser");
+    assert.throws(
+      () => findBrowser(env, { ...opts, choice: "system", exists: () => false, systemPaths: ["/usr/bin/chromium"] }),
+      (e: unknown) => e instanceof BrowserNotFoundError && /No installed Chromium\/Chrome found \(--browser system\)/.test(e.message) && !/the bundled Chromium:/.test(e.message),
+    );
+    assert.ok(!fs.existsSync(cache), "the bundled browser was not extracted");
+  });
+
+  test("--browser PATH / TABFARM_BROWSER=PATH: that file, checked like CHROMIUM_PATH; the flag beats the environment", (t) => {
+    const dir = tempDir(t, "findbrowser-path");
+    const exe = path.join(dir, "my chrome");
+    writeFileSync(exe, "#!/bin/sh\n");
+    chmodSync(exe, 0o755);
+    assert.deepEqual(findBrowser({ PATH: "" }, { choice: exe }), { path: exe, source: "path", reason: `--browser ${exe}` });
+    assert.equal(findBrowser({ PATH: "", TABFARM_BROWSER: exe, CHROMIUM_PATH: "/nonexistent" }).path, exe, "beats CHROMIUM_PATH");
+    assert.equal(findBrowser({ PATH: "", TABFARM_BROWSER: "/nonexistent" }, { choice: exe }).path, exe, "the flag beats the environment");
+    assert.throws(() => findBrowser({ PATH: "" }, { choice: path.join(dir, "missing") }), /^InvalidChromiumPathError|--browser is set to ".*missing" but that file does not exist\. .*auto, system, bundled/);
+    assert.throws(() => findBrowser({ PATH: "", TABFARM_BROWSER: dir }), /TABFARM_BROWSER is set to .* not a regular file/);
+    chmodSync(exe, 0o644);
+    assert.throws(() => findBrowser({ PATH: "" }, { choice: exe }), (e: unknown) => e instanceof InvalidChromiumPathError && /--browser .*not executable/.test(e.message));
+  });
+
+  test("parseBrowserChoice", () => {
+    assert.equal(parseBrowserChoice(undefined), "auto");
+    assert.equal(parseBrowserChoice("  "), "auto");
+    assert.equal(parseBrowserChoice("auto"), "auto");
+    assert.equal(parseBrowserChoice("system"), "system");
+    assert.equal(parseBrowserChoice(" bundled "), "bundled");
+    assert.deepEqual(parseBrowserChoice("./system"), { path: "./system" });
+    assert.deepEqual(parseBrowserChoice("/opt/chrome/chrome"), { path: "/opt/chrome/chrome" });
+  });
+
+  test("real lookup with empty PATH still finds a browser: one at a usual path, else the bundled one", () => {
+    // A dev machine may have Debian's chromium at /usr/bin/chromium; a fresh one (and CI) has only the bundled one.
+    const r = findBrowser({ PATH: "", HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, TABFARM_CACHE_DIR: process.env.TABFARM_CACHE_DIR });
+    assert.ok(["playwright", "system", "bundled"].includes(r.source), r.source);
     assert.ok(path.isAbsolute(r.path));
   });
 });
