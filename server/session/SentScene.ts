@@ -2,7 +2,7 @@
 // too, with the page's own applyOp, so the server knows the size of every CameraView and hence of
 // every image it asks for. A reply of any other size is refused (Session.acceptReply) whatever the
 // page claims: a handler cannot forget the check, since every op goes through its Session.
-import { applyOp, EMPTY_SCENE, findNode, SceneOpError } from "../../client/src/scene/applyOp.js";
+import { applyOp, EMPTY_SCENE, findNode, SceneOpError } from "../../protocol/applyOp.js";
 import type { SceneElement, SceneOp } from "../../protocol/elements.js";
 import { cameraViewSize, grabImageSize } from "../../protocol/grab.js";
 

@@ -1,8 +1,8 @@
-// Scene ops on the immutable element tree (client/src/scene/applyOp.ts) and their wire schema
+// Scene ops on the immutable element tree (protocol/applyOp.ts) and their wire schema
 // (protocol/elements.ts). Pure functions: no browser, no files.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { applyOp, EMPTY_SCENE, findNode, SceneOpError } from "../../client/src/scene/applyOp.js";
+import { applyOp, EMPTY_SCENE, findNode, SceneOpError } from "../../protocol/applyOp.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import {
   findTooDeep,

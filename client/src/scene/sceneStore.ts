@@ -2,7 +2,7 @@
 // Ops bump `version`; SceneRoot reports each committed version; a grab awaits its version
 // and all pending asset loads, so an update sent before a grab is always in that grab's image.
 import type { SceneElement, SceneOp } from "../../../protocol/elements.js";
-import { applyOp, EMPTY_SCENE } from "./applyOp.js";
+import { applyOp, EMPTY_SCENE } from "../../../protocol/applyOp.js";
 import { isKnownTag } from "./registry.js";
 
 type Listener = () => void;

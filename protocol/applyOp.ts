@@ -1,6 +1,7 @@
-// Applies one scene op to an immutable element tree. Pure, so Node tests can run it without a browser.
+// Applies one scene op to an immutable element tree. Pure and shared: the page applies the ops it
+// receives, and the server applies the ops it sends to its copy of the page's scene (SentScene).
 // Unchanged subtrees keep their identity, which lets React skip re-rendering them.
-import type { NodePatch, SceneElement, SceneOp } from "../../../protocol/elements.js";
+import type { NodePatch, SceneElement, SceneOp } from "./elements.js";
 
 export class SceneOpError extends Error {}
 
