@@ -5,18 +5,18 @@ import { chromium, type Browser } from "playwright-core";
 import { chromiumArgs, type GlBackend } from "./chromiumFlags.js";
 import { BrowserTargets } from "./BrowserTargets.js";
 import { launchedTabOf, launchedWorkerName } from "../protocol/events.js";
-import { launchedTabProof } from "../server/session/Farm.js";
 
 export interface TabPoolOptions {
   executablePath: string;
   gl: GlBackend;
   headed?: boolean;
-  /**
-   * The farm URL with its token. When that farm runs in this process, each tab's URL also carries
-   * the proof that the harness launched it (see launchedTabProof); the farm admits a page as `tab-N`
-   * only with it, so only these tabs can be recycled by name.
-   */
+  /** The farm URL with its token. */
   url: string;
+  /**
+   * Signs a tab's worker name (`Farm.launchedTabProof`): the farm admits a page as `tab-N` only with
+   * that proof in its URL, so only these tabs can be replaced by name. Without it tabs are unverified.
+   */
+  proveLaunched?: (worker: string) => string;
   tabs: number;
   browsers?: number;
   /** Replacements allowed over the run before the pool gives up (a crash loop is a bug, not bad luck). */
@@ -104,8 +104,8 @@ export class TabPool {
     // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
     const preview = this.options.headed ? "" : "&preview=off";
     const worker = launchedWorkerName(tab);
-    const proof = launchedTabProof(this.options.url, worker);
-    const proven = proof ? `&workerProof=${proof}` : "";
+    const proof = this.options.proveLaunched?.(worker);
+    const proven = proof ? `&workerProof=${encodeURIComponent(proof)}` : "";
     const { targetId, contextId } = await targets.create(`${this.options.url}${separator}worker=${worker}${proven}${preview}`);
     this.live.set(tab, { slot, targetId, contextId });
   }

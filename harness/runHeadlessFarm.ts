@@ -124,7 +124,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     if (browser) {
       say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
       pool = new TabPool({
-        executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url,
+        executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
         tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
       });
       // Only launched tabs say whether the launched browser renders (a hand-opened tab without WebGL

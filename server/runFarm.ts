@@ -176,7 +176,7 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
       closed = true;
       // Leases go back before the sessions close, so no disconnect is counted against a job.
       const released = await dispatch.stop(reason);
-      await farm.close();
+      await farm.close(reason);
       await opened.close(); // the queue, then the dataset's lock
       return released;
     },

@@ -19,20 +19,6 @@ import { AccessControl, parseRequestTarget, requestToken, throttledLog, tokenMat
  */
 export const UNAUTHENTICATED_MESSAGE_BYTES = 16 * 1024;
 
-/** Worker-proof secrets of the farms listening in this process, by `origin token` of their URL. */
-const launchSecrets = new Map<string, Buffer>();
-const farmKey = (url: URL) => `${url.origin} ${url.searchParams.get("token")}`;
-
-/**
- * The proof a tab the harness launches puts in its URL (`workerProof=`) so the farm serving
- * `farmUrl` in this process admits it under `worker` (`tab-N`); undefined when no such farm runs here.
- */
-export function launchedTabProof(farmUrl: string, worker: string): string | undefined {
-  const url = parseRequestTarget(farmUrl);
-  const secret = url && launchSecrets.get(farmKey(url));
-  return secret && workerProof(secret, worker);
-}
-
 export interface FarmOptions {
   /** Folder with the built client (index.html). */
   clientDir: string;
@@ -81,7 +67,7 @@ export class Farm extends EventEmitter {
   private readonly access: AccessControl;
   private readonly logThrottled: (topic: string, line: string) => void;
   private status: StatusProvider = () => ({ sessions: this.sessions.size });
-  /** Signs the worker names of launched tabs (see launchedTabProof); never leaves this process. */
+  /** Signs the worker names of launched tabs (see launchedTabProof); never leaves this process but in those proofs. */
   private readonly workerSecret = randomBytes(32);
   url = "";
 
@@ -248,18 +234,24 @@ export class Farm extends EventEmitter {
     const address = this.server.address() as AddressInfo;
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
     this.url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}/?token=${encodeURIComponent(this.token)}`;
-    launchSecrets.set(farmKey(new URL(this.url)), this.workerSecret);
     return this.url;
+  }
+
+  /**
+   * The proof a tab the harness launches carries in its URL (`workerProof=`), so this farm admits it
+   * under `worker` (`tab-N`): only such tabs are replaced as hung, quarantined or recycled by name.
+   */
+  launchedTabProof(worker: string): string {
+    return workerProof(this.workerSecret, worker);
   }
 
   get port(): number {
     return (this.server.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  /** Waits for running handlers to return (after `bye`), then closes every socket and the server. */
-  async close(): Promise<void> {
-    if (this.url) launchSecrets.delete(farmKey(new URL(this.url)));
-    for (const session of this.sessions.values()) session.bye("run finished");
+  /** Says `bye` (with `reason`), waits for running handlers to return, then closes every socket and the server. */
+  async close(reason = "run finished"): Promise<void> {
+    for (const session of this.sessions.values()) session.bye(reason);
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 2000))]);
     this.io.disconnectSockets(true);
     // io.close waits for every connection to end; a peer that never answers the websocket close

@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { PNG } from "pngjs";
 import { io, type Socket as ClientSocket } from "socket.io-client";
-import { Farm, UNAUTHENTICATED_MESSAGE_BYTES, launchedTabProof } from "../../server/session/Farm.js";
+import { Farm, UNAUTHENTICATED_MESSAGE_BYTES } from "../../server/session/Farm.js";
 import type { Session } from "../../server/session/Session.js";
 import type { ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -464,8 +464,7 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
       socket.emit("hello", { renderer: "", vendor: "", webgl: false, userAgent: "t", devicePixelRatio: 1, worker });
       return (await joined).info.worker;
     };
-    const proof = launchedTabProof(farm.url, "tab-3");
-    assert.ok(proof, "the farm in this process vouches for its launched tabs");
+    const proof = farm.launchedTabProof("tab-3");
     assert.equal(await admit("tab-3", proof), "tab-3");
     assert.equal(await admit("tab-4", proof), "unverified:tab-4", "a proof is for one name only");
     assert.equal(await admit("tab-3", "forged"), "unverified:tab-3");
@@ -474,8 +473,7 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
     const other = new Farm({ clientDir, log: () => {} });
     farms.push(other);
     await other.listen();
-    assert.notEqual(launchedTabProof(other.url, "tab-3"), proof, "each farm has its own secret");
-    assert.equal(launchedTabProof("http://127.0.0.1:1/?token=unknown", "tab-3"), undefined);
+    assert.notEqual(other.launchedTabProof("tab-3"), proof, "each farm has its own secret");
   });
 });
 

@@ -48,7 +48,7 @@ describe("chaos", () => {
       const live = () => farm.sessions.size;
       const farm = new Farm({ clientDir: await buildClient(), log: (l) => logs.push(l) });
       await farm.listen();
-      const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, tabs: 1, log: (l) => logs.push(`pool: ${l}`) });
+      const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, proveLaunched: (worker) => farm.launchedTabProof(worker), tabs: 1, log: (l) => logs.push(`pool: ${l}`) });
       try {
         await pool.start();
         for (let i = 0; i < 200 && live() === 0; i++) await sleep(50);

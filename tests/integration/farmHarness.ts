@@ -126,7 +126,7 @@ export async function startFarm(options: StartFarmOptions = {}): Promise<FarmUnd
   run.finished.catch(() => {});
 
   const browser = findBrowser();
-  const pool = new TabPool({ executablePath: browser.path, gl: "swiftshader", url: run.url, tabs: options.tabs ?? 2, browsers: options.browsers, log });
+  const pool = new TabPool({ executablePath: browser.path, gl: "swiftshader", url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker), tabs: options.tabs ?? 2, browsers: options.browsers, log });
   // Exactly as runHeadlessFarm: a session dropped as hung gets its tab replaced (and a retired one too).
   run.farm.on("session", (session: Session) => {
     session.once("hung", () => pool.recycle(session.info.worker, "is hung"));

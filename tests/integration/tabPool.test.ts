@@ -20,7 +20,7 @@ describe("TabPool", { timeout: 90_000 }, () => {
     const logs: string[] = [];
     const farm = new Farm({ clientDir: await buildClient(), log: () => {} });
     await farm.listen();
-    const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, tabs: 2, verbose: true, log: (l) => logs.push(l) });
+    const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, proveLaunched: (worker) => farm.launchedTabProof(worker), tabs: 2, verbose: true, log: (l) => logs.push(l) });
     try {
       await pool.start();
       await waitFor("two sessions", () => farm.sessions.size === 2);
