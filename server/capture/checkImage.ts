@@ -121,13 +121,24 @@ interface PngLayout {
 /** Colour types the page's encoder writes (8-bit samples): 2 = RGB, 6 = RGBA. */
 const PNG_COLOUR_CHANNELS: Record<number, number> = { 2: 3, 6: 4 };
 
+/**
+ * Most chunks (segments) a file may have. Browsers' encoders write a handful of chunks besides PNG's
+ * IDATs, and 65,536 IDATs of 1 KB make a 64 MB frame. Every chunk costs a check on the event loop and,
+ * for PNG's IDATs and WebP, an object: without a cap, a 64 MB file of empty chunks held the event loop
+ * for 2–8 s and took up to 1.5 GB of memory; with it, such a file is refused within 40 ms.
+ */
+export const MAX_CHUNKS = { png: 65_536, jpeg: 1024, webp: 64 } as const;
+
 /** Walks every chunk (PNG spec §5.3): bounds, CRC, IHDR first, IDATs contiguous, IEND last and at the end. */
 function readPng(bytes: Buffer, bad: Bad): PngLayout {
   if (bytes.length < 8 || bytes.compare(PNG_SIGNATURE, 0, 8, 0, 8) !== 0) throw bad("no PNG signature");
   let header: Omit<PngLayout, "idat"> | undefined;
   const idat: Buffer[] = [];
   let idatClosed = false;
-  for (let at = 8; ; ) {
+  let palette = false;
+  let transparency = false;
+  for (let at = 8, chunks = 0; ; chunks++) {
+    if (chunks === MAX_CHUNKS.png) throw bad(`more than ${MAX_CHUNKS.png} chunks`);
     if (at === bytes.length) throw bad("truncated: it ends without an IEND chunk");
     if (at + 12 > bytes.length) throw bad(`truncated: ${bytes.length - at} byte(s) at ${at} are too few for a chunk`);
     const length = bytes.readUInt32BE(at);
@@ -153,6 +164,17 @@ function readPng(bytes: Buffer, bad: Bad): PngLayout {
       if (idat.length) idatClosed = true;
       // An uppercase first letter marks a chunk a decoder must understand (PLTE may suggest a palette).
       if (type === "IHDR" || (type.charCodeAt(0) < 0x61 && type !== "PLTE")) throw bad(`unexpected critical chunk ${type} at byte ${at}`);
+      // The two chunks whose misuse decoders refuse (PNG spec §11.2.3, §11.3.2.1): a suggested palette
+      // (once, before the image data, 1–256 RGB entries) and, for RGB only, one transparent colour.
+      if (type === "PLTE") {
+        if (palette || idat.length) throw bad(`a PLTE chunk at byte ${at} ${palette ? "after another" : "after the image data"}`);
+        if (length === 0 || length > 768 || length % 3 !== 0) throw bad(`a PLTE chunk of ${length} bytes (3 per entry, 1–256 entries)`);
+        palette = true;
+      } else if (type === "tRNS") {
+        if (header.bytesPerPixel === 4) throw bad(`a tRNS chunk at byte ${at} in an RGBA image (the spec forbids it)`);
+        if (transparency || idat.length || length !== 6) throw bad(`a tRNS chunk at byte ${at} that is not one 6-byte colour before the image data`);
+        transparency = true;
+      }
     }
     at = end + 4;
   }
@@ -226,7 +248,8 @@ function readJpeg(bytes: Buffer, bad: Bad): { width: number; height: number } {
   if (bytes.length < 2 || bytes[0] !== 0xff || bytes[1] !== 0xd8) throw bad("no SOI marker");
   let size: { width: number; height: number } | undefined;
   let scans = 0;
-  for (let at = 2; ; ) {
+  for (let at = 2, segments = 0; ; segments++) {
+    if (segments === MAX_CHUNKS.jpeg) throw bad(`more than ${MAX_CHUNKS.jpeg} segments`);
     if (at >= bytes.length) throw bad("truncated: it ends without an EOI marker");
     if (bytes[at] !== 0xff) throw bad(`no marker at byte ${at}`);
     while (bytes[at + 1] === 0xff) at++; // fill bytes before a marker (T.81 B.1.1.2)
@@ -264,15 +287,19 @@ function readJpeg(bytes: Buffer, bad: Bad): { width: number; height: number } {
   }
 }
 
-/** Where a scan's entropy-coded data ends: at the first 0xFF that starts a marker (not a stuffed 0x00 or RSTn). */
+/**
+ * Where a scan's entropy-coded data ends: at the first 0xFF that starts a marker (not a stuffed 0x00 or
+ * RSTn). A plain loop, not indexOf: data that is all stuffed 0xFF 0x00 would make one call per 2 bytes.
+ */
 function endOfEntropyCodedData(bytes: Buffer, from: number): number {
-  for (let at = from; ; ) {
-    const ff = bytes.indexOf(0xff, at);
-    if (ff < 0 || ff + 1 >= bytes.length) return bytes.length;
-    const next = bytes[ff + 1]!;
-    if (next === 0x00 || (next >= 0xd0 && next <= 0xd7)) at = ff + 2;
-    else return ff;
+  const last = bytes.length - 1;
+  for (let at = from; at < last; at++) {
+    if (bytes[at] !== 0xff) continue;
+    const next = bytes[at + 1]!;
+    if (next === 0x00 || (next >= 0xd0 && next <= 0xd7)) at++;
+    else return at;
   }
+  return bytes.length;
 }
 
 // ---------- WebP ----------
@@ -286,6 +313,7 @@ function readWebp(bytes: Buffer, bad: Bad): { width: number; height: number } {
   if (riffSize + 8 !== bytes.length) throw bad(`the RIFF header says ${riffSize + 8} bytes`);
   const chunks: { id: string; at: number; data: Buffer }[] = [];
   for (let at = 12; at < bytes.length; ) {
+    if (chunks.length === MAX_CHUNKS.webp) throw bad(`more than ${MAX_CHUNKS.webp} chunks`);
     if (at + 8 > bytes.length) throw bad(`truncated: ${bytes.length - at} byte(s) at ${at} are too few for a chunk`);
     const id = bytes.toString("latin1", at, at + 4);
     const size = bytes.readUInt32LE(at + 4);

@@ -12,7 +12,7 @@ import sharp from "sharp";
 import { chromiumArgs } from "../../harness/chromiumFlags.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { LIMITS, type ImageFormat } from "../../protocol/grab.js";
-import { checkImage, ImageCheckError, imageSize, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
+import { checkImage, ImageCheckError, imageSize, MAX_CHUNKS, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
 
 const W = 37;
 const H = 21;
@@ -97,6 +97,14 @@ function rows(width: number, height: number, filter = 0): Buffer {
     out[y * stride] = filter;
     for (let x = 1; x < stride; x++) out[y * stride + x] = (x * 7 + y) % 5;
   }
+  return out;
+}
+
+/** Filtered rows (filter type 0) of an RGB image. */
+function rgbRows(width: number, height: number): Buffer {
+  const stride = 1 + width * 3;
+  const out = Buffer.alloc(stride * height, 7);
+  for (let y = 0; y < height; y++) out[y * stride] = 0;
   return out;
 }
 
@@ -254,6 +262,38 @@ describe("PNG: refused", () => {
     await rejects(bomb, /inflates to more than the 3129 bytes/);
   });
 
+  it("a PLTE or tRNS chunk decoders refuse (CRCs right): PLTE twice, after IDAT, of a bad length; tRNS in RGBA, of a bad length, twice, after IDAT", async () => {
+    const data = rows(W, H);
+    const plte = (entries: number) => ({ type: "PLTE", data: Buffer.alloc(entries) });
+    const trns = (length: number) => ({ type: "tRNS", data: Buffer.alloc(length) });
+    const idat = { type: "IDAT", data: zlib.deflateSync(data) };
+    const end = { type: "IEND", data: Buffer.alloc(0) };
+    // What the spec allows: a suggested palette in RGB(A), one transparent colour in RGB.
+    await accepts(handMade(ihdr(W, H), data, [plte(3 * 256)]));
+    await accepts(buildPng([ihdr(W, H, 8, 2), trns(6), { type: "IDAT", data: zlib.deflateSync(rgbRows(W, H)) }, end]));
+    await rejects(handMade(ihdr(W, H), data, [plte(6), plte(6)]), /a PLTE chunk at byte \d+ after another/);
+    await rejects(buildPng([ihdr(W, H), idat, plte(6), end]), /a PLTE chunk at byte \d+ after the image data/);
+    for (const length of [0, 5, 3 * 257]) await rejects(handMade(ihdr(W, H), data, [plte(length)]), new RegExp(`a PLTE chunk of ${length} bytes`));
+    for (const length of [0, 1, 6, 8]) await rejects(handMade(ihdr(W, H), data, [trns(length)]), /a tRNS chunk at byte 33 in an RGBA image/);
+    const rgb = (extra: Chunk[], after: Chunk[] = []) =>
+      buildPng([ihdr(W, H, 8, 2), ...extra, { type: "IDAT", data: zlib.deflateSync(rgbRows(W, H)) }, ...after, end]);
+    await rejects(rgb([trns(2)]), /a tRNS chunk at byte 33 that is not one 6-byte colour before the image data/);
+    await rejects(rgb([trns(6), trns(6)]), /a tRNS chunk at byte 51 that is not one 6-byte colour/);
+    await rejects(rgb([], [trns(6)]), /a tRNS chunk at byte \d+ that is not one 6-byte colour before the image data/);
+  });
+
+  it(`at most ${MAX_CHUNKS.png} chunks: a file of tiny chunks (a CPU and memory bomb) is refused before its image data is read`, async () => {
+    await accepts(splitIdat(png(), 2000)); // IDATs of 1–2 bytes: still a valid file
+    const cs = chunksOf(png());
+    const empty = chunk({ type: "IDAT", data: Buffer.alloc(0) });
+    const text = chunk({ type: "tEXt", data: Buffer.alloc(0) });
+    for (const tiny of [empty, text]) {
+      const many = Buffer.concat(Array.from({ length: MAX_CHUNKS.png }, () => tiny));
+      const bomb = Buffer.concat([SIGNATURE, chunk(cs[0]!), many, ...cs.slice(1).map(chunk)]);
+      await rejects(bomb, new RegExp(`more than ${MAX_CHUNKS.png} chunks`));
+    }
+  });
+
   it("a PNG announced as JPEG or WebP, and other formats announced as PNG", async () => {
     await rejects(png(), /payload of \d+ bytes is not a jpeg image: no SOI marker/, "jpeg");
     await rejects(png(), /is not a webp image: no RIFF WEBP header/, "webp");
@@ -292,6 +332,13 @@ describe("JPEG", () => {
     await accepts(progressive, "jpeg");
     await accepts(await fromRaw(1, 1).jpeg().toBuffer(), "jpeg", 1, 1);
     assert.deepEqual(imageSize(baseline, "jpeg"), { width: W, height: H });
+  });
+
+  it(`at most ${MAX_CHUNKS.jpeg} segments: comment segments or scans by the million (a CPU bomb) are refused`, async () => {
+    const comment = Buffer.from([0xff, 0xfe, 0x00, 0x02]);
+    const withComments = (count: number) => Buffer.concat([baseline.subarray(0, 2), ...Array.from({ length: count }, () => comment), baseline.subarray(2)]);
+    await accepts(withComments(100), "jpeg");
+    await rejects(withComments(MAX_CHUNKS.jpeg), new RegExp(`more than ${MAX_CHUNKS.jpeg} segments`), "jpeg");
   });
 
   it("refuses another size than asked, naming both", async () => {
@@ -436,6 +483,14 @@ describe("WebP", () => {
         if (cut >= 12) await rejects(withRiffSize(prefix, cut - 8), /is not a webp image: /, "webp", W, H, `cut at ${cut}, RIFF size fixed`);
       }
     }
+  });
+
+  it(`accepts unknown chunks in the extended format, at most ${MAX_CHUNKS.webp} chunks in all`, async () => {
+    const extended = webpChunks(alpha);
+    const unknown = { id: "ABCD", data: Buffer.alloc(3) };
+    const withUnknown = (count: number) => riff([...extended, ...Array.from({ length: count }, () => unknown)]);
+    await accepts(withUnknown(10), "webp");
+    await rejects(withUnknown(MAX_CHUNKS.webp), new RegExp(`more than ${MAX_CHUNKS.webp} chunks`), "webp");
   });
 
   it("refuses malformed chunks: a size past the end, extra chunks in the simple format, VP8X canvas ≠ image, animation, bad VP8/VP8L headers", async () => {
