@@ -25,6 +25,12 @@ export function launchedTabOf(worker: string): number | undefined {
   return tab === undefined ? undefined : Number(tab);
 }
 
+/**
+ * Longest error text a page sends (a scene error, a failed grab's `error`); the server keeps no more of
+ * what it gets, and refuses any text message over 64 KB (server/session/accessControl.ts).
+ */
+export const MAX_ERROR_CHARS = 2000;
+
 export interface SceneErrorReport {
   /** The op's sequence number, so the server can name the call that failed. */
   seq: number;

@@ -9,9 +9,9 @@ import type { AddressInfo, Socket } from "node:net";
 import { Server } from "socket.io";
 import { launchedTabOf, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
-import { Session, type SessionSocket } from "./Session.js";
+import { peerText, Session, type SessionSocket } from "./Session.js";
 import { loadClientFiles } from "./clientFiles.js";
-import { AccessControl, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
+import { AccessControl, pageParser, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
 
 /**
  * Largest message a websocket may send before it has shown the token: room for socket.io's CONNECT
@@ -45,6 +45,12 @@ export interface FarmOptions {
   failedAuthPer10s?: number;
   /** Events one socket may send per second (default 50). */
   messagesPerSecond?: number;
+  /**
+   * How long a connection may take to send a request's headers (default 10 s; checked every second):
+   * a peer that trickles them (slowloris) or sends nothing is answered 408 and closed. Node's default,
+   * 60 s checked every 30 s, let each such connection hold a file descriptor for 90 s.
+   */
+  headersTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -76,12 +82,14 @@ export class Farm extends EventEmitter {
     this.token = options.token ?? randomBytes(18).toString("base64url");
     this.log = options.log ?? ((line) => console.log(line));
     this.logThrottled = throttledLog(this.log);
-    this.access = new AccessControl({
-      failedAuthPer10s: options.failedAuthPer10s ?? 100,
-      messagesPerSecond: options.messagesPerSecond ?? 50,
-    });
+    const maxSessions = options.maxSessions ?? 256;
+    const messagesPerSecond = options.messagesPerSecond ?? 50;
+    const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.access = new AccessControl({ failedAuthPer10s: options.failedAuthPer10s ?? 100, messagesPerSecond });
     const serveClient = loadClientFiles(options.clientDir);
-    this.server = http.createServer((req, res) => {
+    const headersTimeout = options.headersTimeoutMs ?? 10_000;
+    const serverOptions = { headersTimeout, requestTimeout: headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
+    this.server = http.createServer(serverOptions, (req, res) => {
       try {
         const target = parseRequestTarget(req.url);
         if (!target) return answer(res, 400, "bad request target");
@@ -109,6 +117,7 @@ export class Farm extends EventEmitter {
     this.io = new Server(this.server, {
       transports: ["websocket"],
       maxHttpBufferSize: UNAUTHENTICATED_MESSAGE_BYTES,
+      parser: pageParser,
       // A websocket that has not authenticated (sent socket.io's CONNECT) within 10 s is closed.
       connectTimeout: 10_000,
       pingTimeout: 20_000,
@@ -138,9 +147,9 @@ export class Farm extends EventEmitter {
           return refuse(await this.failedAuthentication(address, `${given ? "wrong" : "missing"} access token; open the URL the server printed`));
         }
         // The right token is never refused by a rate limiter; only the session cap applies.
-        if (this.io.of("/").sockets.size >= (options.maxSessions ?? 256)) {
+        if (this.io.of("/").sockets.size >= maxSessions) {
           this.logThrottled("refused", `refused a connection from ${address}: server full`);
-          return refuse(`server full (${options.maxSessions ?? 256} sessions)`);
+          return refuse(`server full (${maxSessions} sessions)`);
         }
         allowLargeMessages(socket, authenticatedMessageBytes);
         next();
@@ -152,17 +161,23 @@ export class Farm extends EventEmitter {
     this.io.on("connection", (socket) => {
       socket.use(async (_packet, next) => {
         if (await this.access.allowMessage(socket.id)) return next();
-        this.logThrottled("flood", `disconnected ${socket.handshake.address}: more than ${options.messagesPerSecond ?? 50} messages a second`);
+        this.logThrottled("flood", `disconnected ${socket.handshake.address}: more than ${messagesPerSecond} messages a second`);
         socket.disconnect(true);
       });
       const timer = setTimeout(() => {
-        this.logThrottled("no-hello", `dropped a connection from ${socket.handshake.address}: no hello within ${options.helloTimeoutMs ?? 10_000} ms`);
+        this.logThrottled("no-hello", `dropped a connection from ${socket.handshake.address}: no hello within ${helloTimeoutMs} ms`);
         socket.disconnect(true);
-      }, options.helloTimeoutMs ?? 10_000).unref();
+      }, helloTimeoutMs).unref();
       socket.once("disconnect", () => clearTimeout(timer));
-      // socket.io emits middleware errors here, and a peer may send an event named "error":
-      // without a listener either would be thrown, out of the server.
-      socket.on("error", () => {});
+      // socket.io emits here the packets its decoder refused (see pageParser) and middleware errors, and a
+      // peer may send an event named "error": without a listener any of them would be thrown, out of the
+      // server. A refused packet (an Error; a peer's event carries JSON) gets the websocket cut at once,
+      // like any other protocol error, not left to read whatever the peer sends until ws's close timeout.
+      socket.on("error", (err: unknown) => {
+        if (!(err instanceof Error)) return;
+        this.logThrottled("bad-packet", `disconnected ${socket.handshake.address}: ${err.message}`);
+        websocketOf(socket.conn.transport)?.terminate();
+      });
       socket.once("hello", (info: unknown) => {
         clearTimeout(timer);
         try {
@@ -273,12 +288,12 @@ export class Farm extends EventEmitter {
     const info = hello as Record<string, unknown>;
     const dpr = info.devicePixelRatio;
     const safeInfo: BrowserInfo = {
-      renderer: text(info.renderer, 300),
-      vendor: text(info.vendor, 300),
+      renderer: peerText(info.renderer, 300),
+      vendor: peerText(info.vendor, 300),
       webgl: info.webgl === true,
-      userAgent: text(info.userAgent, 300),
+      userAgent: peerText(info.userAgent, 300),
       devicePixelRatio: typeof dpr === "number" && dpr > 0 && dpr <= 16 ? dpr : 1,
-      worker: this.verifiedWorker(text(info.worker, 100), (socket.handshake.auth as HandshakeAuth | undefined)?.workerProof, address),
+      worker: this.verifiedWorker(peerText(info.worker, 100), (socket.handshake.auth as HandshakeAuth | undefined)?.workerProof, address),
     };
     const session = new Session(
       `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
@@ -320,11 +335,6 @@ export class Farm extends EventEmitter {
     this.running.add(run);
     void run.finally(() => this.running.delete(run));
   }
-}
-
-/** A string field from a peer, cut to `max`; anything else (numbers, objects, missing) is "". */
-function text(value: unknown, max: number): string {
-  return typeof value === "string" ? value.slice(0, max) : "";
 }
 
 function answer(res: http.ServerResponse, code: number, body: string): void {

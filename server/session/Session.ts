@@ -5,13 +5,12 @@ import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
 import { GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
-import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
+import { MAX_ERROR_CHARS, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { SentScene } from "./SentScene.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
-
 
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
@@ -27,6 +26,14 @@ export interface GrabbedFrame extends Omit<GrabSuccess, "ok" | "image" | "raw" |
 export interface GrabOptions extends GrabRequest {
   /** Overrides the session's grab timeout (ms). */
   timeoutMs?: number;
+}
+
+/**
+ * A text field from a page, cut to `max`; anything else (numbers, objects, missing) is "". Only a string
+ * is taken: String() of {toString: 1}, valid JSON, throws a TypeError that names nothing.
+ */
+export function peerText(value: unknown, max: number): string {
+  return typeof value === "string" ? value.slice(0, max) : "";
 }
 
 export class GrabError extends Error {}
@@ -58,9 +65,7 @@ export class Session extends EventEmitter {
   ) {
     super();
     socket.on("sceneError", (report) => {
-      // From the page: only a string is taken (String() of {toString: 1} would throw out of the server).
-      const said = (report as { message?: unknown } | null)?.message;
-      const message = `session ${id}: ${typeof said === "string" ? said.slice(0, 2000) : "scene error"}`;
+      const message = `session ${id}: ${peerText((report as { message?: unknown } | null)?.message, MAX_ERROR_CHARS) || "scene error"}`;
       this.sceneErrors.push(message);
       if (this.sceneErrors.length > 100) this.sceneErrors.shift(); // bounded: pages may send many
       this.emit("sceneError", message);
@@ -137,7 +142,9 @@ export class Session extends EventEmitter {
     // Everything in a reply comes from a page: trust nothing until checked.
     const what = `grabRender('${request.key}') on session ${this.id}`;
     if (!reply || typeof reply !== "object") throw new GrabError(`${what}: malformed reply`);
-    if (reply.ok !== true) throw new GrabError(`${what} failed: ${String((reply as { error?: unknown }).error).slice(0, 2000)}`);
+    if (reply.ok !== true) {
+      throw new GrabError(`${what} failed: ${peerText((reply as { error?: unknown }).error, MAX_ERROR_CHARS) || "the page gave no error message"}`);
+    }
     const meta = GrabSuccessMetaSchema.safeParse(reply);
     if (!meta.success) {
       throw new ImageCheckError(`${what}: malformed reply: ${describeIssues(meta.error, 3)}`);

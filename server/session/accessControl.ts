@@ -5,6 +5,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { RateLimiterMemory } from "rate-limiter-flexible";
+import { Decoder, Encoder, PacketType } from "socket.io-parser";
 
 export function tokenMatches(expected: string, given: unknown): boolean {
   if (typeof given !== "string") return false;
@@ -90,3 +91,30 @@ export function throttledLog(log: (line: string) => void, perMinute = 20): (topi
     } else w.held++;
   };
 }
+
+/** Longest text message (one socket.io packet as JSON) a page may send: its hello, a scene error, a grab reply's metadata. */
+export const TEXT_MESSAGE_CHARS = 64 * 1024;
+
+/**
+ * socket.io's packet decoder held to what pages send. Binary data comes only in grab replies, with at most
+ * two attachments (image, depth): socket.io's default of 10 attachments per packet, each up to the frame
+ * limit, let one socket make the server hold 10 frames (650 MB) for a single packet, and a few such sockets
+ * exhaust its memory. Text packets are bounded too, so no socket makes the server parse megabytes of JSON.
+ * A packet that breaks these rules is a protocol error: socket.io closes the connection (and Farm cuts it).
+ */
+class PageDecoder extends Decoder {
+  constructor() {
+    super({ maxAttachments: 2 });
+  }
+
+  override add(message: unknown): void {
+    if (typeof message === "string") {
+      if (message.length > TEXT_MESSAGE_CHARS) throw new Error(`a text message of ${message.length} characters (at most ${TEXT_MESSAGE_CHARS})`);
+      if (message.startsWith(String(PacketType.BINARY_EVENT))) throw new Error("an event with binary data (pages send binary data only in replies to grabs)");
+    }
+    super.add(message);
+  }
+}
+
+/** The `parser` option for the farm's socket.io Server. */
+export const pageParser = { Encoder, Decoder: PageDecoder };

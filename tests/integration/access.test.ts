@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import { PNG } from "pngjs";
 import { io, type Socket as ClientSocket } from "socket.io-client";
 import { Farm, UNAUTHENTICATED_MESSAGE_BYTES } from "../../server/session/Farm.js";
+import { TEXT_MESSAGE_CHARS } from "../../server/session/accessControl.js";
 import type { Session } from "../../server/session/Session.js";
 import type { ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -344,6 +345,26 @@ describe("HTTP fuzz: no request from the network crashes the farm", { timeout: 1
   });
 });
 
+describe("slow and idle connections", { timeout: 60_000 }, () => {
+  it("a connection that sends nothing, or trickles its headers (slowloris), is answered 408 and closed after headersTimeoutMs; the server keeps serving", { timeout: 30_000 }, async () => {
+    const { farm } = await inProcessFarm({ headersTimeoutMs: 500 });
+    const watch = (first: string) => {
+      const socket = net.connect(farm.port, "127.0.0.1");
+      let received = "";
+      socket.on("data", (d) => (received += d.toString("latin1")));
+      socket.on("error", () => {});
+      if (first) socket.write(first);
+      const trickle = setInterval(() => socket.writable && first && socket.write("a"), 100);
+      return new Promise<string>((resolve) => socket.once("close", () => (clearInterval(trickle), resolve(received))));
+    };
+    // Node's defaults held both for 90 s, so a few thousand such connections used up the farm's file descriptors.
+    const [idle, slow] = await Promise.all([watch(""), watch("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")]);
+    assert.match(idle, /^HTTP\/1\.1 408 /);
+    assert.match(slow, /^HTTP\/1\.1 408 /);
+    await assertAnswering(farm.port, "slow and idle connections");
+  });
+});
+
 describe("sockets before and after authentication", { timeout: 120_000 }, () => {
   it("an unauthenticated websocket's messages are capped at a few KB; an authenticated one (token in auth only) may send frames", { timeout: 30_000 }, async () => {
     const { farm, origin, logs } = await inProcessFarm();
@@ -381,6 +402,47 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
     const byQuery = connect(origin, { query: { token: farm.token } });
     assert.equal(await outcome(byQuery), "connected");
     assert.ok(!logs.join("\n").includes(farm.token), "the token is never logged");
+  });
+
+  it("a page holding the token cannot send binary events, more attachments than a reply has, or big JSON: its socket is cut and logged, a good one goes on", { timeout: 60_000 }, async () => {
+    const { farm, origin, logs } = await inProcessFarm();
+    // A good session whose replies carry two attachments (image and depth), before and after the attacks.
+    const good = connect(origin, { auth: { token: farm.token } });
+    const joined = new Promise<Session>((resolve) => farm.once("session", resolve));
+    assert.equal(await outcome(good), "connected");
+    good.emit("hello", { renderer: "fake", vendor: "", webgl: true, userAgent: "t", devicePixelRatio: 1, worker: "good" });
+    const png = new PNG({ width: 16, height: 8 });
+    const image = PNG.sync.write(png);
+    const camera = { K: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], cameraToWorld: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], fov: 60, near: 0.1, far: 100 };
+    good.on("grab", (_seq, _request, ack) => ack({ ok: true, image, depth: Buffer.alloc(16 * 8 * 2), width: 16, height: 8, format: "png", camera, renderMs: 1, encodeMs: 1 }));
+    const session = await joined;
+    session.set({ tag: "DefaultScene", key: "root", children: [{ tag: "CameraView", key: "cam", width: 16, height: 8 }] });
+    assert.ok((await session.grabRender({ key: "cam", depth: true, timeoutMs: 10_000 })).depth);
+
+    const placeholders = (count: number) => Array.from({ length: count }, (_, num) => JSON.stringify({ _placeholder: true, num })).join(",");
+    const attacks: Array<{ name: string; messages: Array<string | Buffer>; logged: RegExp }> = [
+      // Strings go as websocket text messages (socket.io packets), Buffers as binary ones (attachments).
+    // socket.io's own limit is 10 attachments per packet, each up to the frame limit: 650 MB held for one packet.
+      { name: "a reply with 3 attachments", messages: [`463-7[${placeholders(3)}]`], logged: /too many attachments/ },
+      { name: "a reply with 10 attachments", messages: [`4610-7[${placeholders(10)}]`], logged: /too many attachments/ },
+      { name: "an event with binary data", messages: [`451-["sceneError",${placeholders(1)}]`, Buffer.alloc(1024)], logged: /an event with binary data/ },
+      { name: "a text message over 64 KB", messages: [`43999["${"a".repeat(TEXT_MESSAGE_CHARS)}"]`], logged: /a text message of \d+ characters \(at most 65536\)/ },
+      { name: "binary data outside a packet", messages: [Buffer.alloc(1024)], logged: /got binary data when not reconstructing a packet/ },
+    ];
+    for (const { name, messages, logged } of attacks) {
+      const { socket, closed } = await rawWebsocket(farm.port, `&token=${encodeURIComponent(farm.token)}`);
+      assert.ok(socket, name);
+      const connected = new Promise<void>((resolve) => socket.on("data", (d) => d.includes('40{"sid"') && resolve()));
+      socket.write(wsFrame(Buffer.from(`40${JSON.stringify({ token: farm.token })}`), 0x1));
+      await connected;
+      for (const message of messages) socket.write(typeof message === "string" ? wsFrame(Buffer.from(message), 0x1) : wsFrame(message));
+      await Promise.race([closed, delay(10_000)]);
+      assert.ok(socket.destroyed || socket.readableEnded, `the socket that sent ${name} is cut`);
+      socket.destroy();
+      assert.match(logs.join("\n"), logged, name);
+    }
+    assert.equal(session.closed, false, "the good session is still there");
+    assert.ok((await session.grabRender({ key: "cam", depth: true, timeoutMs: 10_000 })).depth, "and still delivers frames with depth");
   });
 
   it("a flood of failed authentications from 127.0.0.1 never locks out good clients; the flood is refused and logged in bounded volume", { timeout: 60_000 }, async () => {
@@ -429,7 +491,7 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
       socket.emit("sceneError", { message: { toString: 1 } } as never);
       socket.emit("sceneError", "not an object" as never);
       socket.emit("sceneError", null as never);
-      socket.emit("sceneError", { seq: "x", message: "m".repeat(100_000) } as never);
+      socket.emit("sceneError", { seq: "x", message: "m".repeat(10_000) } as never); // kept: 2000 (a message over 64 KB cuts the socket)
       (socket as unknown as ClientSocket).emit("error", "an event named error");
       await Promise.race([gone, delay(300)]);
       socket.disconnect();

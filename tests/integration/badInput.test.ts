@@ -350,6 +350,24 @@ describe("bad input: the server names the problem and keeps serving", { timeout:
     assert.deepEqual(frame.camera.K, CAMERA.K);
   });
 
+  it("5e. a failed reply whose error is not a string, and replies that are not objects, are refused naming the grab", { timeout: 10_000 }, async () => {
+    const { farm, origin } = await startFarm();
+    const { session, setAnswer } = await fakeSession(farm, origin, "bad-failures", () => undefined);
+    // {toString: 1} once made String() throw "Cannot convert object to primitive value", naming nothing.
+    for (const error of [{ toString: 1 }, { toString: 1, valueOf: 1 }, ["a"], 42, null, undefined]) {
+      setAnswer(() => ({ ok: false, error }) as unknown as GrabReply);
+      await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), /^Error: grabRender\('cam'\) on session s\d+ failed: the page gave no error message$/, JSON.stringify(error));
+    }
+    // Longer than what is kept (pages send at most 64 KB of text per message; see the access tests).
+    setAnswer(() => ({ ok: false, error: "x".repeat(10_000) }) as unknown as GrabReply);
+    await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), (err: Error) => /failed: x+$/.test(err.message) && err.message.length < 2100);
+    for (const reply of [[1, 2], 7, "ok", true, { ok: "true" }]) {
+      setAnswer(() => reply as unknown as GrabReply);
+      await assert.rejects(session.grabRender({ key: "cam", timeoutMs: 5000 }), /^Error: grabRender\('cam'\) on session s\d+( failed)?: /, JSON.stringify(reply));
+    }
+    assert.equal(session.closed, false);
+  });
+
   // ---- Regression tests for bugs found here and fixed. ----
 
   it(

@@ -1,11 +1,11 @@
 // The pieces of access control that take raw network input: request targets, tokens from headers,
-// worker proofs and the failed-authentication limiter.
+// worker proofs, the failed-authentication limiter and the socket.io packet decoder.
 //
 // Run: node --import tsx --test tests/unit/accessControl.test.ts
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { AccessControl, parseRequestTarget, requestToken, tokenMatches, workerProof } from "../../server/session/accessControl.js";
+import { AccessControl, pageParser, parseRequestTarget, requestToken, TEXT_MESSAGE_CHARS, tokenMatches, workerProof } from "../../server/session/accessControl.js";
 import { launchedTabOf, launchedWorkerName } from "../../protocol/events.js";
 
 describe("parseRequestTarget", () => {
@@ -66,5 +66,35 @@ describe("AccessControl", () => {
     assert.equal(await access.recordFailure("a"), true, "the 4th failure in 10 s is over the limit");
     assert.equal(await access.recordFailure("b"), false);
     assert.deepEqual([await access.allowMessage("s"), await access.allowMessage("s"), await access.allowMessage("s")], [true, true, false]);
+  });
+});
+
+describe("pageParser: the socket.io packets a page may send", () => {
+  const decode = (...messages: Array<string | Buffer>) => {
+    const decoder = new pageParser.Decoder();
+    const decoded: unknown[] = [];
+    decoder.on("decoded", (packet: unknown) => decoded.push(packet));
+    for (const message of messages) decoder.add(message);
+    return decoded;
+  };
+  const placeholders = (count: number) => Array.from({ length: count }, (_, num) => JSON.stringify({ _placeholder: true, num })).join(",");
+
+  it("takes a grab reply with two attachments (image, depth), events without binary data and text up to the limit", () => {
+    const [reply] = decode(`62-7[{"ok":true,"image":{"_placeholder":true,"num":0},"depth":{"_placeholder":true,"num":1}}]`, Buffer.from("img"), Buffer.from("dp")) as [{ id: number; data: [{ image: Buffer; depth: Buffer }] }];
+    assert.equal(reply.id, 7);
+    assert.equal(reply.data[0].image.toString(), "img");
+    assert.equal(reply.data[0].depth.toString(), "dp");
+    assert.equal(decode(`2["sceneError",{"seq":1,"message":"m"}]`).length, 1);
+    const longest = `2["sceneError",{"message":"${"a".repeat(TEXT_MESSAGE_CHARS - 30)}"}]`;
+    assert.ok(longest.length <= TEXT_MESSAGE_CHARS);
+    assert.equal(decode(longest).length, 1);
+  });
+
+  it("refuses more attachments than a reply has, binary data in an event, and longer text, naming each", () => {
+    assert.throws(() => decode(`63-7[${placeholders(3)}]`), /too many attachments/);
+    assert.throws(() => decode(`610-7[${placeholders(10)}]`), /too many attachments/);
+    assert.throws(() => decode(`51-["sceneError",${placeholders(1)}]`), /an event with binary data/);
+    assert.throws(() => decode(`2["sceneError","${"a".repeat(TEXT_MESSAGE_CHARS)}"]`), /a text message of \d+ characters \(at most 65536\)/);
+    assert.throws(() => decode(Buffer.from("x")), /got binary data when not reconstructing a packet/);
   });
 });

@@ -6,7 +6,7 @@ import { ZodError } from "zod";
 import { describeIssues } from "../../../protocol/describeIssues.js";
 import { SceneOpSchema } from "../../../protocol/elements.js";
 import { GrabRequestSchema, type GrabReply, type GrabRequest } from "../../../protocol/grab.js";
-import type { ClientToServerEvents, ServerToClientEvents, BrowserInfo, HandshakeAuth } from "../../../protocol/events.js";
+import { MAX_ERROR_CHARS, type ClientToServerEvents, type ServerToClientEvents, type BrowserInfo, type HandshakeAuth } from "../../../protocol/events.js";
 import { sceneStore } from "../scene/sceneStore.js";
 import { cameraRegistry } from "../camera/cameraRegistry.js";
 import { glContext } from "../capture/glContext.js";
@@ -29,7 +29,8 @@ export function connectSession(info: BrowserInfo, token: string): ClientSocket {
     chain = chain.then(task).catch((err) => console.error("tabfarm: task failed", err));
   };
 
-  sceneStore.onError = (message) => socket.emit("sceneError", { seq: -1, message });
+  // Error texts are cut to what the server keeps: it refuses (disconnects) a text message over 64 KB.
+  sceneStore.onError = (message) => socket.emit("sceneError", { seq: -1, message: message.slice(0, MAX_ERROR_CHARS) });
 
   socket.on("connect", () => {
     socket.emit("hello", info);
@@ -47,7 +48,7 @@ export function connectSession(info: BrowserInfo, token: string): ClientSocket {
       } catch (err) {
         const message = `op #${seq} (${(op as { op?: string })?.op ?? "?"}): ${describe(err)}`;
         sceneStore.errors.push(message);
-        socket.emit("sceneError", { seq, message });
+        socket.emit("sceneError", { seq, message: message.slice(0, MAX_ERROR_CHARS) });
       }
     }),
   );
@@ -72,7 +73,7 @@ export function connectSession(info: BrowserInfo, token: string): ClientSocket {
  * an async function returning a promise would wait for it, serialising the encode again.)
  */
 async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ encoded: Promise<GrabReply> }> {
-  const fail = (error: string) => ({ encoded: Promise.resolve<GrabReply>({ ok: false, error }) });
+  const fail = (error: string) => ({ encoded: Promise.resolve<GrabReply>({ ok: false, error: error.slice(0, MAX_ERROR_CHARS) }) });
   try {
     const request = GrabRequestSchema.parse(raw);
     await sceneStore.settled();
@@ -104,7 +105,7 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
           camera: frame.camera, renderMs: frame.renderMs, encodeMs,
         };
       },
-      (err): GrabReply => ({ ok: false, error: describe(err) }),
+      (err): GrabReply => ({ ok: false, error: describe(err).slice(0, MAX_ERROR_CHARS) }),
     );
     return { encoded };
   } catch (err) {
