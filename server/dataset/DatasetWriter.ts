@@ -66,7 +66,7 @@ export class DatasetWriter {
     // Every write to a folder not known to exist carries the mkdir (concurrent first writes all do, harmlessly).
     const mkdir = !this.madeDirs.has(dir);
     try {
-      await this.pool.write({ dir: mkdir ? dir : undefined, temp, full }, bytes);
+      await this.pool.write({ dir: mkdir ? dir : undefined, root: this.root, temp, full }, bytes);
     } catch (err) {
       // The writer thread has removed its temp file already.
       throw new DatasetWriteError(relative, err);
@@ -102,6 +102,10 @@ export class DatasetWriter {
     try {
       await this.writeFile("images/.tabfarm-probe", new Uint8Array(bytes));
       await fsp.rm(path.join(this.root, "images/.tabfarm-probe"), { force: true });
+      // frames.jsonl too, if it exists: a folder or a link planted there would fail every job's append.
+      await fsp.open(this.indexPath, O_WRONLY | O_APPEND | O_NOFOLLOW).then((f) => f.close(), (err) => {
+        if (err.code !== "ENOENT") throw err;
+      });
       return true;
     } catch {
       return false;
@@ -157,29 +161,52 @@ export class DatasetWriter {
     const latest = new Map<string, string>();
     const doneCache = new Map<string, boolean>();
     let total = 0;
-    const lines = readline.createInterface({ input: fs.createReadStream("", { fd: fs.openSync(this.indexPath, READ_INDEX) }), crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (!line.trim()) continue;
-      total++;
-      let record: FrameRecord;
-      try {
-        record = JSON.parse(line);
-      } catch {
-        continue;
+    const input = fs.createReadStream("", { fd: fs.openSync(this.indexPath, READ_INDEX) });
+    try {
+      for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
+        if (!line.trim()) continue;
+        total++;
+        let record: FrameRecord;
+        try {
+          record = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        let done = doneCache.get(record.job);
+        if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job))); // may throw: nothing is written then
+        if (!done) continue;
+        const id = `${record.job}\u0000${record.frame}`;
+        latest.delete(id); // re-insert so the map keeps the order of the last write
+        latest.set(id, line);
       }
-      let done = doneCache.get(record.job);
-      if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job)));
-      if (!done) continue;
-      const id = `${record.job}\u0000${record.frame}`;
-      latest.delete(id); // re-insert so the map keeps the order of the last write
-      latest.set(id, line);
+    } finally {
+      input.destroy();
     }
     // A crash can leave a whole last line without its newline; the next append would glue onto it.
     if (latest.size === total && endsWithNewline(this.indexPath)) return { kept: total, dropped: 0 };
-    const temp = `${this.indexPath}.${randomBytes(6).toString("hex")}.tmp`;
-    await fsp.writeFile(temp, latest.size ? [...latest.values()].join("\n") + "\n" : "", { flag: "wx" });
-    await fsp.rename(temp, this.indexPath);
+    await replaceFile(this.indexPath, latest.size ? [...latest.values()].join("\n") + "\n" : "");
     return { kept: latest.size, dropped: total - latest.size };
+  }
+}
+
+/**
+ * Replaces `file` with `text`: the old file stays whole until the new one is complete and on disk (a full
+ * disk or a crash while writing never costs a line already there), and a failed write leaves no temp file.
+ */
+async function replaceFile(file: string, text: string): Promise<void> {
+  const temp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    const handle = await fsp.open(temp, "wx");
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(temp, file);
+  } catch (err) {
+    await fsp.rm(temp, { force: true }).catch(() => {});
+    throw err;
   }
 }
 

@@ -25,6 +25,11 @@ parentPort.on("message", (m) => {
   let created = false;
   try {
     if (m.dir) {
+      // The dataset folder itself is never (re)created here: one deleted or moved while the farm runs
+      // would come back as a stray folder without its queue and lock.
+      if (!fs.lstatSync(m.root, { throwIfNoEntry: false })) {
+        throw Object.assign(new Error("the dataset folder " + m.root + " is gone (deleted or moved while the farm ran); tabfarm does not recreate it"), { code: "ENOENT" });
+      }
       // m.dir is built on the dataset's real path: a part that resolves elsewhere is a link. Checked on
       // the part that exists before mkdir (which would follow it) and on the whole folder after.
       let existing = m.dir;
@@ -55,6 +60,8 @@ parentPort.on("message", (m) => {
 export interface WriteTask {
   /** Folder to create first (recursive), when not known to exist. */
   dir?: string;
+  /** The dataset folder: `dir` is created only below it, never it. */
+  root: string;
   temp: string;
   full: string;
 }
@@ -132,7 +139,7 @@ export class WritePool {
     return new Promise<void>((resolve, reject) => {
       if (thread.pending.size === 0) thread.worker.ref();
       thread.pending.set(id, { resolve, reject, shared });
-      thread.worker.postMessage({ id, dir: task.dir, temp: task.temp, full: task.full, shared, length });
+      thread.worker.postMessage({ id, ...task, shared, length });
     });
   }
 

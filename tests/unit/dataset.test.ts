@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { assertSafeName, insideRoot } from "../../server/dataset/safeName.js";
+import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "../integration/fullDisk.js";
 
 let base: string;
 let count = 0;
@@ -471,6 +472,77 @@ describe("DatasetWriter.compact", () => {
         }
       });
     assert.deepEqual(frames, [0, 1, 2]);
+  });
+});
+
+describe("DatasetWriter.compact never costs a line already there", () => {
+  it("an isDone that throws (a job the queue does not know) leaves frames.jsonl as it was, and no temp file", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("b", 0), record("b", 0)]);
+    const bytes = await readFile(d.indexPath);
+    await assert.rejects(
+      d.compact((job) => {
+        if (job === "b") throw new Error("unknown job b");
+        return true;
+      }),
+      /unknown job b/,
+    );
+    assert.deepEqual(await readFile(d.indexPath), bytes);
+    assert.deepEqual(await listAll(path.dirname(d.indexPath)), [FRAMES_INDEX]);
+  });
+
+  it("a disk that fills while the rewrite is written (a real full tmpfs): the old frames.jsonl stays whole, no temp file is left", async (t) => {
+    if (!canMountTmpfs()) return t.skip("cannot mount a tmpfs here (needs root)");
+    const root = freshRoot();
+    fs.mkdirSync(root);
+    mountTmpfs(root, "256k");
+    try {
+      const d = new DatasetWriter(root);
+      // Many lines, most of them dropped by compact: the rewrite is smaller, but still does not fit.
+      const records = Array.from({ length: 300 }, (_, i) => record(i % 3 === 0 ? "done" : "lost", i));
+      await d.appendRecords(records);
+      const bytes = await readFile(d.indexPath);
+      fillDisk(path.join(root, "filler"));
+      await assert.rejects(d.compact((job) => job === "done"), /ENOSPC/);
+      assert.deepEqual(await readFile(d.indexPath), bytes, "frames.jsonl unchanged");
+      assert.deepEqual((await listAll(root)).sort(), ["filler", FRAMES_INDEX], "no temp file left");
+      fs.rmSync(path.join(root, "filler"));
+      assert.deepEqual(await d.compact((job) => job === "done"), { kept: 100, dropped: 200 });
+    } finally {
+      unmount(root);
+    }
+  });
+});
+
+describe("DatasetWriter: the dataset folder deleted or moved while the farm runs", () => {
+  for (const how of ["deleted", "moved"] as const) {
+    it(`${how}: image writes and appends fail (DatasetWriteError), nothing is recreated at its path, the probe says unwritable`, async () => {
+      const root = freshRoot();
+      const d = new DatasetWriter(root);
+      await d.writeFile("images/j1/000000.png", Buffer.from("x"));
+      await d.appendRecords([record("j1", 0)]);
+      if (how === "deleted") fs.rmSync(root, { recursive: true });
+      else fs.renameSync(root, `${root}-moved`);
+      await assert.rejects(d.writeFile("images/j2/000000.png", Buffer.from("y")), (err: Error) => err instanceof DatasetWriteError && /is gone/.test(err.message));
+      await assert.rejects(d.appendRecords([record("j2", 0)]), DatasetWriteError);
+      assert.equal(await d.probeWritable(), false);
+      assert.equal(fs.existsSync(root), false, "the dataset folder is not recreated");
+      if (how === "moved") {
+        fs.renameSync(`${root}-moved`, root); // moved back: writable again
+        assert.equal(await d.probeWritable(), true);
+      }
+    });
+  }
+
+  it("frames.jsonl replaced by a folder: the probe says unwritable until it is a file again", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0)]);
+    fs.rmSync(d.indexPath);
+    fs.mkdirSync(d.indexPath);
+    assert.equal(await d.probeWritable(), false);
+    fs.rmdirSync(d.indexPath);
+    assert.equal(await d.probeWritable(), true);
+    assert.equal(fs.existsSync(d.indexPath), false, "the probe creates no frames.jsonl");
   });
 });
 
