@@ -6,13 +6,22 @@ import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
 import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
 import { describeChangedJobs } from "./queue/changedJobs.js";
-import { DatasetWriter } from "./dataset/DatasetWriter.js";
+import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
 import type { Session } from "./session/Session.js";
 import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
 import { renderDeclarativeJob } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
-import { openDataset, type OpenDataset } from "./dataset/openDataset.js";
+import { DatasetOpenError, openDataset, QUEUE_FILE, type OpenDataset } from "./dataset/openDataset.js";
+
+class UnknownJobError extends DatasetOpenError {
+  constructor(out: string, job: string) {
+    super(
+      `--out ${out}: ${FRAMES_INDEX} has lines of job ${JSON.stringify(job)}, which ${QUEUE_FILE} does not know: it is not the queue ` +
+        `this dataset was written with (emptied, replaced or lost). Nothing in the dataset was rewritten: restore its ${QUEUE_FILE}, or choose another --out.`,
+    );
+  }
+}
 
 export { QUEUE_FILE } from "./dataset/openDataset.js";
 
@@ -46,6 +55,8 @@ export interface RunOptions {
   maxSessions?: number;
   encode?: "browser" | "server";
   pngLevel?: number;
+  /** Aborted (a signal): queueing the jobs stops between jobs and startRun rejects with the abort's reason. */
+  stop?: AbortSignal;
   /** Give up (the run fails) when the dataset refuses writes this long (ms). */
   maxWriteStallMs?: number;
   log?: (line: string) => void;
@@ -96,7 +107,14 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const leaseTtlMs = options.leaseTtlMs ?? 30_000;
   const { root: out, writer: dataset, queue } = opened;
 
-  const jobIsDone = async (job: string) => (await queue.state(job)) === "done";
+  // frames.jsonl lines are appended only for queued jobs: a line of a job the queue does not know means the
+  // queue is not the one the dataset was written with (emptied, replaced, lost). Dropping those lines as
+  // "not done" would destroy the dataset's index, so the run refuses before anything is rewritten.
+  const jobIsDone = async (job: string) => {
+    const state = await queue.state(job);
+    if (state === null) throw new UnknownJobError(out, job);
+    return state === "done";
+  };
   // Resume: leases of a previous process are void; lines of jobs that never completed are dropped.
   const recovered = await queue.recoverLeased();
   if (recovered) log(`resume: ${recovered} job(s) leased by an earlier run returned to the queue`);
@@ -105,7 +123,9 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const compacted = await dataset.compact(jobIsDone);
   if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
 
-  const added = options.jobs ? await queue.add(options.jobs, { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
+  // Queueing a million jobs takes a minute: a stop is honoured between jobs (what was committed stays, adds are idempotent).
+  const added = options.jobs ? await queue.add(untilStopped(options.jobs, options.stop), { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
+  options.stop?.throwIfAborted();
   const startCounts = await queue.counts();
   log(
     `queue: ${added.added} job(s) added${added.duplicates ? `, ${added.duplicates} already known` : ""}; ` +
@@ -181,4 +201,11 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
       return released;
     },
   };
+}
+
+async function* untilStopped<T>(items: Iterable<T> | AsyncIterable<T>, stop: AbortSignal | undefined): AsyncGenerator<T> {
+  for await (const item of items) {
+    stop?.throwIfAborted();
+    yield item;
+  }
 }

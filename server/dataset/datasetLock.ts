@@ -9,14 +9,16 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
 import Database from "better-sqlite3";
 import { processAlive } from "../processAlive.js";
+import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 
 export const LOCK_FILE = "tabfarm.lock";
 export const LOCK_HOLDER_FILE = "tabfarm.lock.json";
 export const LOCK_RENEW_MS = 10_000;
 export const LOCK_STALE_MS = 60_000;
+/** The holder file is one short line; a bigger one is not ours and is not read. */
+const MAX_HOLDER_BYTES = 4096;
 
 export interface LockHolder {
   pid: number;
@@ -127,14 +129,10 @@ export class DatasetLock {
 export function readHolder(root: string): (LockHolder & { renewedMs: number }) | undefined {
   const file = path.join(root, LOCK_HOLDER_FILE);
   try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      const holder = JSON.parse(fs.readFileSync(fd, "utf8")) as LockHolder;
-      if (!Number.isInteger(holder.pid) || typeof holder.host !== "string" || typeof holder.started !== "string") return undefined;
-      return { pid: holder.pid, host: holder.host, started: holder.started, renewedMs: fs.fstatSync(fd).mtimeMs };
-    } finally {
-      fs.closeSync(fd);
-    }
+    const { text, mtimeMs } = readSmallFile(file, MAX_HOLDER_BYTES);
+    const holder = JSON.parse(text) as LockHolder;
+    if (!Number.isInteger(holder?.pid) || typeof holder.host !== "string" || typeof holder.started !== "string") return undefined;
+    return { pid: holder.pid, host: holder.host, started: holder.started, renewedMs: mtimeMs };
   } catch {
     return undefined;
   }
@@ -151,9 +149,9 @@ function readHolderWaiting(root: string): LockHolder | undefined {
 }
 
 function writeHolder(root: string, holder: LockHolder): void {
-  const file = path.join(root, LOCK_HOLDER_FILE);
-  const temp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  fs.writeFileSync(temp, JSON.stringify(holder) + "\n", { flag: "wx" });
-  fs.renameSync(temp, file);
+  try {
+    writeSmallFile(path.join(root, LOCK_HOLDER_FILE), JSON.stringify(holder) + "\n");
+  } catch (err) {
+    throw new Error(`--out ${root}: cannot record the lock's holder in ${LOCK_HOLDER_FILE}: ${(err as Error).message}`, { cause: err });
+  }
 }
-

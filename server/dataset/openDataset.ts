@@ -6,10 +6,12 @@
 // files tabfarm did not make.
 import fs from "node:fs";
 import path from "node:path";
+import { randomBytes } from "node:crypto";
 import Database from "better-sqlite3";
-import { SqliteQueue, type SqliteQueueOptions } from "../queue/SqliteQueue.js";
+import { isTabfarmQueue, SqliteQueue, type SqliteQueueOptions } from "../queue/SqliteQueue.js";
 import { DatasetWriter, FRAMES_INDEX, type DatasetWriterOptions } from "./DatasetWriter.js";
 import { DatasetLock, LOCK_FILE, LOCK_HOLDER_FILE } from "./datasetLock.js";
+import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 
 export const MANIFEST_FILE = "tabfarm.json";
 export const QUEUE_FILE = "queue.sqlite";
@@ -123,6 +125,8 @@ export function inspectDataset(out: string): { root: string; queue: SqliteQueue 
   const root = resolveFolder(out, false);
   const kind = classify(root, out);
   if (kind === "empty") throw emptyFolder(out);
+  // Opening a missing queue would create it: a reader creates nothing.
+  if (!fs.existsSync(path.join(root, QUEUE_FILE))) throw new DatasetOpenError(`--out ${out}: the dataset has no ${QUEUE_FILE} yet (no run has queued jobs in it)`);
   return { root, queue: openQueue(root, out) };
 }
 
@@ -159,15 +163,23 @@ function resolveFolderOrThrow(out: string, create: boolean): string {
   return fs.realpathSync(full);
 }
 
-/** mkdir -p, with the real cause when it fails: Node's recursive mkdir reports some failures (EROFS) as ENOENT. */
+/**
+ * mkdir -p, one level at a time, so a failure is the real cause. Node's recursive mkdir reports some
+ * failures (EROFS) as ENOENT, and under /proc (where mkdir says ENOENT though the parent exists) it
+ * retries forever.
+ */
 function makeFolder(full: string): void {
-  try {
-    fs.mkdirSync(full, { recursive: true });
-  } catch (err) {
-    let first = full;
-    while (path.dirname(first) !== first && !fs.lstatSync(path.dirname(first), { throwIfNoEntry: false })) first = path.dirname(first);
-    fs.mkdirSync(first); // the first missing level alone: throws the real cause
-    throw err;
+  const missing: string[] = [];
+  for (let dir = full; !fs.lstatSync(dir, { throwIfNoEntry: false }); dir = path.dirname(dir)) missing.unshift(dir);
+  for (const dir of missing) {
+    try {
+      fs.mkdirSync(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" && fs.statSync(dir).isDirectory()) continue; // another opener made it meanwhile
+      if (code === "ENOENT") throw new Error(`the file system does not let a folder be created at ${dir} (ENOENT, though its parent exists)`);
+      throw err;
+    }
   }
 }
 
@@ -206,9 +218,9 @@ function readManifest(root: string, out: string): DatasetManifest {
   const file = path.join(root, MANIFEST_FILE);
   let manifest: DatasetManifest;
   try {
-    manifest = JSON.parse(fs.readFileSync(file, "utf8"));
+    manifest = JSON.parse(readSmallFile(file, MAX_MANIFEST_BYTES).text);
   } catch (err) {
-    throw new DatasetOpenError(`--out ${out}: ${MANIFEST_FILE} can't be read: ${err instanceof SyntaxError ? err.message : describeFsError(err)}`);
+    throw new DatasetOpenError(`--out ${out}: ${MANIFEST_FILE} can't be read: ${err instanceof SyntaxError || err instanceof RangeError ? err.message : describeFsError(err)}`);
   }
   if (manifest?.format !== MANIFEST_FORMAT || !Number.isInteger(manifest.version)) {
     throw new DatasetOpenError(`--out ${out}: ${MANIFEST_FILE} is not a tabfarm dataset manifest (expected "format": "${MANIFEST_FORMAT}")`);
@@ -219,13 +231,13 @@ function readManifest(root: string, out: string): DatasetManifest {
   return manifest;
 }
 
+/** tabfarm.json is a few dozen bytes; a bigger one is not ours, and is not read into memory. */
+const MAX_MANIFEST_BYTES = 64 * 1024;
+
 /** Marks `root` as a tabfarm dataset (what a new dataset gets first; tests use it to prepare one). */
 export function writeManifest(root: string): void {
   const manifest: DatasetManifest = { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, created: new Date().toISOString() };
-  const file = path.join(root, MANIFEST_FILE);
-  const temp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, JSON.stringify(manifest, null, 2) + "\n", { flag: "wx" });
-  fs.renameSync(temp, file);
+  writeSmallFile(path.join(root, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
 }
 
 /** Whether `file` is an SQLite database with tabfarm's queue tables (a dataset made before tabfarm.json existed). */
@@ -233,9 +245,7 @@ function hasTabfarmSchema(file: string): boolean {
   let db: Database.Database | undefined;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
-    const columns = (table: string) => (db!.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
-    const jobs = columns("jobs");
-    return ["id", "seq", "spec", "state", "token", "attempts"].every((c) => jobs.includes(c)) && columns("meta").includes("value");
+    return isTabfarmQueue(db);
   } catch {
     return false;
   } finally {
@@ -245,7 +255,7 @@ function hasTabfarmSchema(file: string): boolean {
 
 /** Creating a file is the only reliable test (permission bits say nothing for root, nor about a read-only mount). */
 function checkWritable(root: string, out: string): void {
-  const probe = path.join(root, `${WRITABLE_PROBE}${process.pid}.tmp`);
+  const probe = path.join(root, `${WRITABLE_PROBE}${randomBytes(6).toString("hex")}.tmp`); // random: pids are reused
   try {
     fs.closeSync(fs.openSync(probe, "wx"));
     fs.rmSync(probe);

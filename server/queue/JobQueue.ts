@@ -63,12 +63,20 @@ export interface FailedJob {
   error: JobError | null;
 }
 
+/**
+ * The clock of lease expiries: monotonic (epoch-based at the process's start, then never stepped), so a
+ * wall-clock jump (NTP step, a VM resumed, a manual date change) neither expires every running lease
+ * at once (counting an attempt against each job) nor keeps them alive. Leases live in one process
+ * (a dataset has one writer, and resume voids the last process's leases), so its clock is the only one.
+ */
+export const leaseClock = (): number => performance.timeOrigin + performance.now();
+
 export interface QueueOptions {
   /** Lease time-to-live in ms (default 30 000). */
   leaseTtlMs?: number;
   /** Takes after which a job that is put back or expires is failed instead (default 3). */
   maxAttempts?: number;
-  /** Clock, for tests. */
+  /** Clock of lease expiries (default leaseClock); tests pass a fake one. */
   now?: () => number;
 }
 

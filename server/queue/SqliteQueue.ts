@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
 import { countChanged, noChangedJobs, specDiffers } from "./changedJobs.js";
+import { leaseClock } from "./JobQueue.js";
 import type {
   AddOptions,
   AddResult,
@@ -38,6 +39,16 @@ export interface SqliteQueueOptions extends QueueOptions {
   busyTimeoutMs?: number;
 }
 
+/** An added job's id differs only by case from a queued one: both would be one folder on macOS and Windows. */
+export class CaseCollisionError extends Error {
+  constructor(readonly id: string, readonly queuedId: string) {
+    super(
+      `job ${JSON.stringify(id)}: its id differs only by case from the job ${JSON.stringify(queuedId)} already in the queue ` +
+        `(ids are folder names: one folder on macOS and Windows); give it another id`,
+    );
+  }
+}
+
 interface LeasedRow {
   spec: string;
   attempts: number;
@@ -57,92 +68,107 @@ export class SqliteQueue implements JobQueue {
   constructor(dbPath: string, options: SqliteQueueOptions = {}) {
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
     this.maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? leaseClock;
     if (!(this.leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${this.leaseTtlMs}`);
     if (!(this.maxAttempts >= 1)) throw new RangeError(`maxAttempts must be >= 1, got ${this.maxAttempts}`);
 
     const db = new Database(dbPath);
     this.db = db;
-    // busy_timeout first: switching to WAL and creating the schema may meet another process doing the same.
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs}`);
-    db.pragma("journal_mode = WAL"); // readers never block the writer, and commits are appends
-    db.pragma("synchronous = NORMAL"); // in WAL: durable against process crashes, fsync only at checkpoints
-    db.transaction(() => {
-      db.exec(`
-        CREATE TABLE IF NOT EXISTS jobs (
-          id            TEXT PRIMARY KEY,
-          seq           INTEGER NOT NULL,          -- insertion order: take serves the lowest pending seq
-          spec          TEXT NOT NULL,             -- the JobSpec as JSON
-          state         TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'done', 'failed')),
-          token         TEXT,                      -- the current (or, once finished, the last) lease's token
-          owner         TEXT,
-          expires_at    INTEGER,                   -- epoch ms; meaningful only while leased
-          attempts      INTEGER NOT NULL DEFAULT 0,
-          error_message TEXT,                      -- why the last lease ended badly
-          error_stack   TEXT,
-          updated_at    INTEGER NOT NULL
-        );
-        -- The only secondary index: take reads the lowest pending seq from it, counts() reads it alone,
-        -- and releaseOwner / housekeep / recoverLeased scan just its (few) leased entries.
-        CREATE INDEX IF NOT EXISTS jobs_state_seq ON jobs (state, seq);
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-        INSERT OR IGNORE INTO meta (key, value) VALUES ('stale_rejections', 0), ('next_seq', 1);
-      `);
-      const version = db.pragma("user_version", { simple: true }) as number;
-      if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      else if (version !== SCHEMA_VERSION) {
-        throw new Error(`${dbPath}: queue schema version ${version}, this code knows ${SCHEMA_VERSION}`);
+    try {
+      // busy_timeout first: switching to WAL and creating the schema may meet another process doing the same.
+      db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs}`);
+      // Before anything is written: tabfarm makes its tables only in an empty database, never in another application's.
+      const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+      if (tables.length > 0 && !isTabfarmQueue(db)) {
+        throw new Error(`${db.name} is not tabfarm's queue: it is an SQLite database holding the tables ${tables.join(", ")}`);
       }
-    }).immediate();
-
-    this.stmt = prepareStatements(db);
-
-    // Both are read-then-write, so both run IMMEDIATE: the write lock is taken before the read, so two
-    // processes can't pick the same oldest job or the same next_seq (a deferred transaction would read,
-    // then fail to upgrade with SQLITE_BUSY, which busy_timeout does not retry).
-    this.insertBatch = db.transaction((rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => {
-      let seq = this.stmt.getMeta.get("next_seq") as number;
-      const now = this.now();
-      let added = 0;
-      for (const job of rows) {
-        const spec = JSON.stringify(job);
-        if (this.stmt.insert.run(job.id, seq++, spec, now).changes > 0) {
-          added++;
-          continue;
+      db.pragma("journal_mode = WAL"); // readers never block the writer, and commits are appends
+      db.pragma("synchronous = NORMAL"); // in WAL: durable against process crashes, fsync only at checkpoints
+      db.transaction(() => {
+        db.exec(`
+          CREATE TABLE IF NOT EXISTS jobs (
+            id            TEXT PRIMARY KEY,
+            seq           INTEGER NOT NULL,          -- insertion order: take serves the lowest pending seq
+            spec          TEXT NOT NULL,             -- the JobSpec as JSON
+            state         TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'done', 'failed')),
+            token         TEXT,                      -- the current (or, once finished, the last) lease's token
+            owner         TEXT,
+            expires_at    INTEGER,                   -- epoch ms; meaningful only while leased
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            error_message TEXT,                      -- why the last lease ended badly
+            error_stack   TEXT,
+            updated_at    INTEGER NOT NULL
+          );
+          -- take reads the lowest pending seq from it, counts() reads it alone,
+          -- and releaseOwner / housekeep / recoverLeased scan just its (few) leased entries.
+          CREATE INDEX IF NOT EXISTS jobs_state_seq ON jobs (state, seq);
+          -- Ids are folder names: add refuses one that differs from a queued id only by case. Written only
+          -- by add (an id never changes), so take and complete do not pay for it.
+          CREATE INDEX IF NOT EXISTS jobs_folded_id ON jobs (lower(id));
+          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+          INSERT OR IGNORE INTO meta (key, value) VALUES ('stale_rejections', 0), ('next_seq', 1);
+        `);
+        const version = db.pragma("user_version", { simple: true }) as number;
+        if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        else if (version !== SCHEMA_VERSION) {
+          throw new Error(`${db.name}: queue schema version ${version}, this code knows ${SCHEMA_VERSION}`);
         }
-        // Known id: an edited job is reported, and replaced only while nobody has started it.
-        const queued = this.stmt.specAndState.get(job.id) as { spec: string; state: JobState };
-        if (!specDiffers(job, queued.spec)) continue;
-        const replace = replacePending && queued.state === "pending";
-        if (replace) this.stmt.replacePendingSpec.run({ id: job.id, spec, now });
-        countChanged(changed, job.id, queued.state, replace);
-      }
-      this.stmt.setMeta.run(seq, "next_seq");
-      return added;
-    }).immediate;
+      }).immediate();
 
-    this.takeTx = db.transaction((owner: string): Lease | null => {
-      const oldest = this.stmt.oldestPending.get() as { id: string; owner: string | null; attempts: number } | undefined;
-      if (oldest === undefined) return null;
-      // A retry prefers another session: skip the jobs this owner failed last, unless only those are left.
-      const failedHere = oldest.owner === owner && oldest.attempts > 0;
-      const id = (failedHere ? (this.stmt.oldestPendingNotFailedBy.get({ owner }) as string | undefined) : undefined) ?? oldest.id;
-      const now = this.now();
-      const token = `${id}${TOKEN_SEP}${randomUUID()}`;
-      const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as LeasedRow;
-      return { job: JSON.parse(row.spec) as JobSpec, token, owner, expiresAt: row.expires_at, attempt: row.attempts };
-    }).immediate;
+      this.stmt = prepareStatements(db);
 
-    // One read transaction so the numbers are a consistent snapshot even while another process writes.
-    this.countsTx = db.transaction((): QueueCounts => {
-      const counts: QueueCounts = { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 };
-      for (const { state, n } of this.stmt.counts.all() as { state: JobState; n: number }[]) {
-        counts[state] = n;
-        counts.total += n;
-      }
-      counts.staleRejections = this.stmt.getMeta.get("stale_rejections") as number;
-      return counts;
-    }).deferred;
+      // Both are read-then-write, so both run IMMEDIATE: the write lock is taken before the read, so two
+      // processes can't pick the same oldest job or the same next_seq (a deferred transaction would read,
+      // then fail to upgrade with SQLITE_BUSY, which busy_timeout does not retry).
+      this.insertBatch = db.transaction((rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => {
+        let seq = this.stmt.getMeta.get("next_seq") as number;
+        const now = this.now();
+        let added = 0;
+        for (const job of rows) {
+          const spec = JSON.stringify(job);
+          const sameFolder = this.stmt.idDifferingByCase.get({ id: job.id }) as string | undefined;
+          if (sameFolder !== undefined) throw new CaseCollisionError(job.id, sameFolder);
+          if (this.stmt.insert.run(job.id, seq++, spec, now).changes > 0) {
+            added++;
+            continue;
+          }
+          // Known id: an edited job is reported, and replaced only while nobody has started it.
+          const queued = this.stmt.specAndState.get(job.id) as { spec: string; state: JobState };
+          if (!specDiffers(job, queued.spec)) continue;
+          const replace = replacePending && queued.state === "pending";
+          if (replace) this.stmt.replacePendingSpec.run({ id: job.id, spec, now });
+          countChanged(changed, job.id, queued.state, replace);
+        }
+        this.stmt.setMeta.run(seq, "next_seq");
+        return added;
+      }).immediate;
+
+      this.takeTx = db.transaction((owner: string): Lease | null => {
+        const oldest = this.stmt.oldestPending.get() as { id: string; owner: string | null; attempts: number } | undefined;
+        if (oldest === undefined) return null;
+        // A retry prefers another session: skip the jobs this owner failed last, unless only those are left.
+        const failedHere = oldest.owner === owner && oldest.attempts > 0;
+        const id = (failedHere ? (this.stmt.oldestPendingNotFailedBy.get({ owner }) as string | undefined) : undefined) ?? oldest.id;
+        const now = this.now();
+        const token = `${id}${TOKEN_SEP}${randomUUID()}`;
+        const row = this.stmt.lease.get({ id, token, owner, expires: now + this.leaseTtlMs, now }) as LeasedRow;
+        return { job: JSON.parse(row.spec) as JobSpec, token, owner, expiresAt: row.expires_at, attempt: row.attempts };
+      }).immediate;
+
+      // One read transaction so the numbers are a consistent snapshot even while another process writes.
+      this.countsTx = db.transaction((): QueueCounts => {
+        const counts: QueueCounts = { pending: 0, leased: 0, done: 0, failed: 0, total: 0, staleRejections: 0 };
+        for (const { state, n } of this.stmt.counts.all() as { state: JobState; n: number }[]) {
+          counts[state] = n;
+          counts.total += n;
+        }
+        counts.staleRejections = this.stmt.getMeta.get("stale_rejections") as number;
+        return counts;
+      }).deferred;
+    } catch (err) {
+      db.close(); // a refused file keeps no connection, and no -wal/-shm beside it
+      throw err;
+    }
   }
 
   async add(jobs: Iterable<JobSpec> | AsyncIterable<JobSpec>, options: AddOptions = {}): Promise<AddResult> {
@@ -260,6 +286,13 @@ export class SqliteQueue implements JobQueue {
   }
 }
 
+/** Whether `db` holds tabfarm's queue tables (the columns every version of them has). */
+export function isTabfarmQueue(db: Database.Database): boolean {
+  const columns = (table: string) => (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
+  const jobs = columns("jobs");
+  return ["id", "seq", "spec", "state", "token", "attempts"].every((c) => jobs.includes(c)) && columns("meta").includes("value");
+}
+
 /** The job id a token was minted for, or null if it can't be one of ours. */
 function tokenJobId(token: string): string | null {
   if (typeof token !== "string") return null;
@@ -279,6 +312,8 @@ function prepareStatements(db: Database.Database) {
       `INSERT OR IGNORE INTO jobs (id, seq, spec, state, attempts, updated_at) VALUES (?, ?, ?, 'pending', 0, ?)`,
     ),
     specAndState: db.prepare(`SELECT spec, state FROM jobs WHERE id = ?`),
+    // ASCII case folding is enough: ids are ASCII (protocol/names.ts).
+    idDifferingByCase: db.prepare(`SELECT id FROM jobs WHERE lower(id) = lower(@id) AND id <> @id LIMIT 1`).pluck(),
     // An edited job replaces a pending one as a new job: no attempts, no last error, no last owner.
     replacePendingSpec: db.prepare(`
       UPDATE jobs SET spec = @spec, attempts = 0, owner = NULL, token = NULL, error_message = NULL, error_stack = NULL,

@@ -7,6 +7,9 @@ import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { REPO, runFarmCli, readFrames, decodePng } from "./cli.js";
+import { openDataset } from "../../server/dataset/openDataset.js";
+import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
+import { startRun } from "../../server/runFarm.js";
 
 /** Starts the CLI in its own process group, and SIGKILLs that group once `ready` says so. */
 function startAndKill(args: string[], ready: () => boolean, timeoutMs = 120_000): Promise<string> {
@@ -63,4 +66,39 @@ describe("crash and resume", () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   });
+});
+
+describe("resume with a queue that is not the dataset's own", () => {
+  // frames.jsonl lines exist only for queued jobs; a queue.sqlite emptied (a zero-byte file), deleted or
+  // swapped knows none of them. Resume used to read that as "not done" and drop every line.
+  for (const [how, lose] of [
+    ["emptied to zero bytes", (file: string) => fs.truncateSync(file, 0)],
+    ["deleted", (file: string) => fs.rmSync(file)],
+  ] as const) {
+    it(`queue.sqlite ${how}: the run is refused naming a job, and frames.jsonl and the images are left as they were`, async () => {
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-lostqueue-"));
+      try {
+        const first = await openDataset(out, { log: () => {} });
+        await first.queue.add([{ id: "kept-1" }]);
+        const lease = await first.queue.take("s1");
+        await first.writer.writeFile("images/kept-1/000000.png", Buffer.from("png"));
+        await first.writer.appendRecords([{ job: "kept-1", frame: 0, file: "images/kept-1/000000.png" } as FrameRecord]);
+        assert.equal(await first.queue.complete(lease!.token), true);
+        await first.close();
+        const index = fs.readFileSync(path.join(out, "frames.jsonl"));
+        lose(path.join(out, "queue.sqlite"));
+
+        await assert.rejects(
+          startRun({ out, clientDir: out, jobs: [{ id: "kept-1" }], log: () => {} }),
+          (err: Error) => /frames\.jsonl has lines of job "kept-1", which queue\.sqlite does not know/.test(err.message),
+        );
+        assert.deepEqual(fs.readFileSync(path.join(out, "frames.jsonl")), index, "frames.jsonl unchanged");
+        assert.ok(fs.existsSync(path.join(out, "images/kept-1/000000.png")));
+        // The refused start let go of the dataset: it can be opened again.
+        await (await openDataset(out, { log: () => {} })).close();
+      } finally {
+        fs.rmSync(out, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
 import Database from "better-sqlite3";
 import { after, before, describe, it } from "node:test";
-import { DatasetOpenError, MANIFEST_FILE, openDataset, type OpenDataset } from "../../server/dataset/openDataset.js";
+import { DatasetOpenError, MANIFEST_FILE, openDataset, writeManifest, type OpenDataset } from "../../server/dataset/openDataset.js";
 import { DatasetLockedError, LOCK_HOLDER_FILE, LOCK_STALE_MS } from "../../server/dataset/datasetLock.js";
 import { FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import { SqliteQueue } from "../../server/queue/SqliteQueue.js";
@@ -214,6 +214,77 @@ describe("openDataset: unusable targets are refused, naming the path and the cau
     await assert.rejects(retryFailed(empty, () => {}), /the folder is empty, not a tabfarm dataset/);
     await assert.rejects(printStatus(empty, () => {}), /the folder is empty, not a tabfarm dataset/);
     assert.deepEqual(fs.readdirSync(empty), []);
+  });
+
+  it("status on a dataset without a queue yet creates nothing", async () => {
+    const out = fresh();
+    fs.mkdirSync(out);
+    writeManifest(out);
+    const before = snapshot(out);
+    await assert.rejects(printStatus(out, () => {}), /has no queue\.sqlite yet/);
+    assert.deepEqual(snapshot(out), before);
+  });
+
+  it("a dataset whose queue.sqlite is another application's database, or not a database, is refused untouched (no tables added, no -wal/-shm left)", async () => {
+    for (const [make, pattern] of [
+      [(file: string) => new Database(file).exec("CREATE TABLE users (name)").close(), /queue\.sqlite is not tabfarm's queue: it is an SQLite database holding the tables users/],
+      [(file: string) => new Database(file).exec("CREATE TABLE jobs (a, b)").close(), /not tabfarm's queue: it is an SQLite database holding the tables jobs/],
+      [(file: string) => fs.writeFileSync(file, Buffer.alloc(8192, 7)), /cannot open queue\.sqlite: file is not a database/],
+    ] as const) {
+      const out = fresh();
+      await (await openDataset(out, quiet)).close();
+      fs.rmSync(path.join(out, "queue.sqlite"));
+      make(path.join(out, "queue.sqlite"));
+      const before = snapshot(out);
+      await refused(out, pattern);
+      await assert.rejects(printStatus(out, () => {}), pattern);
+      const { "tabfarm.lock": _lock, ...after } = snapshot(out);
+      const { "tabfarm.lock": _lockBefore, ...beforeButLock } = before;
+      assert.deepEqual(after, beforeButLock);
+    }
+  });
+
+  it("a huge tabfarm.json is refused by its size, not read; a huge tabfarm.lock.json is not read either", async () => {
+    const out = fresh();
+    await (await openDataset(out, quiet)).close();
+    const manifest = path.join(out, MANIFEST_FILE);
+    fs.truncateSync(manifest, 1 << 30); // a sparse GiB: reading it would take a GiB of memory
+    await refused(out, /tabfarm\.json can't be read: it holds 1073741824 bytes; at most 65536 are expected/);
+    fs.truncateSync(manifest, 0);
+    writeManifest(out);
+    fs.writeFileSync(path.join(out, LOCK_HOLDER_FILE), "");
+    fs.truncateSync(path.join(out, LOCK_HOLDER_FILE), 1 << 30);
+    const lines: string[] = [];
+    const d = await openDataset(out, { log: (l) => lines.push(l) });
+    await d.close();
+    assert.deepEqual(lines, [], "an unreadable holder file names no previous holder");
+  });
+
+  // In a container the farm has the same pid every run: temp names made of the pid met the temp file a
+  // killed run left, and every later start failed with EEXIST.
+  // Node's recursive mkdir retries forever where mkdir answers ENOENT although the parent exists (/proc): the start hung.
+  it("a --out under /proc is refused with the cause, not retried forever", async (t) => {
+    if (!fs.existsSync("/proc/self")) return t.skip("no /proc here");
+    await refused("/proc/tabfarm-test-no-such/ds", /cannot create the folder: the file system does not let a folder be created at \/proc\/tabfarm-test-no-such \(ENOENT/);
+  });
+
+  it("--out with .., a trailing slash, spaces, Unicode and a newline names the folder it resolves to", async () => {
+    const parent = fresh("odd");
+    fs.mkdirSync(parent);
+    for (const [given, made] of [["x/../y", "y"], ["t/", "t"], ["sp ace/ü né\nline", "sp ace/ü né\nline"]]) {
+      const d = await openDataset(path.join(parent, given), quiet);
+      assert.equal(d.root, path.join(parent, made));
+      await d.close();
+    }
+    assert.deepEqual(fs.readdirSync(parent).sort(), ["sp ace", "t", "y"]);
+  });
+
+  it("temp files a killed opener left under this process's pid do not block the start", async () => {
+    const out = fresh();
+    fs.mkdirSync(out);
+    for (const name of [`${MANIFEST_FILE}.${process.pid}.tmp`, `.tabfarm-writable-${process.pid}.tmp`]) fs.writeFileSync(path.join(out, name), "");
+    await (await openDataset(out, quiet)).close();
+    assert.ok(fs.existsSync(path.join(out, MANIFEST_FILE)));
   });
 
   it("a folder the user may not write into: permission denied (EACCES), as a user that is not root", (t) => {

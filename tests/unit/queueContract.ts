@@ -173,6 +173,20 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.equal((await q.add([makeJob("retried", 2)], { replacePending: true })).changed, undefined);
       }));
 
+    // Ids are folder names: "Job-A" and "job-a" are one folder on macOS and Windows. The loaders refuse such a
+    // pair within one input; the queue refuses it across runs (an id added now against one queued earlier).
+    it("add refuses an id that differs only by case from a queued one, naming both; an exact repeat is still a no-op", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("job-a"), makeJob("Scene.B")]);
+        for (const id of ["JOB-A", "Job-a", "scene.b"]) {
+          await assert.rejects(q.add([makeJob(id)]), (err: Error) => err.message.includes(`"${id}"`) && /differs only by case/.test(err.message));
+        }
+        assert.deepEqual(addCounts(await q.add([makeJob("job-a"), makeJob("Scene.B")])), { added: 0, duplicates: 2 });
+        const counts = await q.counts();
+        assert.equal(counts.total, 2, "nothing was added");
+        assert.equal(await q.state("JOB-A"), null);
+      }));
+
     it("complete marks the job done; completing again with the same token is rejected and counted", () =>
       withQueue({}, async (q) => {
         await q.add([makeJob("a")]);

@@ -584,3 +584,29 @@ async function simulateFarm(seed: number, path: string): Promise<Record<string, 
     for (const q of queues) await q.close();
   }
 }
+
+describe("SqliteQueue: a wall-clock jump", () => {
+  // Lease expiries used Date.now: an NTP step or a resumed VM an hour ahead expired every running lease at
+  // once (an attempt counted against each job; with --max-attempts 1 all of them failed), and a step back
+  // kept dead leases alive. The default clock is monotonic.
+  it("an hour forward or back changes no lease: housekeeping reclaims nothing, the lease stays current, a real expiry still happens", async () => {
+    const realNow = Date.now;
+    const queue = new SqliteQueue(":memory:", { leaseTtlMs: 200 });
+    try {
+      await queue.add([makeJob("a")]);
+      const lease = (await queue.take("s1"))!;
+      for (const jump of [3_600_000, -3_600_000]) {
+        Date.now = () => realNow() + jump;
+        assert.equal(await queue.housekeep(), 0, `a ${jump > 0 ? "forward" : "backward"} jump expires nothing`);
+        assert.equal(await queue.isCurrent(lease.token), true);
+      }
+      Date.now = realNow;
+      await new Promise((resolve) => setTimeout(resolve, 250)); // the TTL really passes
+      assert.equal(await queue.isCurrent(lease.token), false);
+      assert.equal(await queue.housekeep(), 1);
+    } finally {
+      Date.now = realNow;
+      await queue.close();
+    }
+  });
+});
