@@ -60,7 +60,8 @@ export const JobSpecSchema = z.strictObject({
   scene: sceneTreeSchema(MAX_JOB_SCENE_DEPTH)
     .superRefine((scene, ctx) => refuseReservedKeys(scene, [], ctx))
     .optional(),
-  frames: z.array(FrameSpecSchema).max(LIMITS.maxFramesPerJob, `a job may hold at most ${LIMITS.maxFramesPerJob} frames`).optional(),
+  /** Absent: one frame from the default camera. Present: at least one (an empty list asks for nothing renderable). */
+  frames: z.array(FrameSpecSchema).min(1, "must hold at least 1 frame (leave it out for one frame from the default camera)").max(LIMITS.maxFramesPerJob, `a job may hold at most ${LIMITS.maxFramesPerJob} frames`).optional(),
   width: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
   height: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
   format: ImageFormat.optional(),

@@ -104,7 +104,7 @@ async function* validateStream(source: JobSource, path: string, limits: JobLimit
   // differing only by case (one folder on macOS and Windows), is a mistake in the generator.
   const seen = new Map<string, number>();
   // for await also accepts sync iterables (awaiting each item), and closes the source if we throw.
-  for await (const value of source) {
+  for await (const value of namedFailures(source, path, () => index)) {
     const result = validateJob(value, { limits, source: "module" });
     if (!result.ok) throw new JobInputError(path, result.problems.map((p) => ({ index, ...p })));
     const folded = caseFoldedName(result.job.id);
@@ -116,5 +116,30 @@ async function* validateStream(source: JobSource, path: string, limits: JobLimit
     seen.set(folded, index);
     yield result.job;
     index++;
+  }
+}
+
+/** The source's own items; an error it throws (a generator that fails midway) names the module and the job index. */
+async function* namedFailures(source: JobSource, path: string, index: () => number): AsyncGenerator<unknown> {
+  const iterator: Iterator<unknown> | AsyncIterator<unknown> = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  let finished = false; // the source ended or threw: nothing to close
+  try {
+    for (;;) {
+      let value: unknown;
+      try {
+        const step = await iterator.next();
+        if (step.done) {
+          finished = true;
+          return;
+        }
+        value = await step.value; // like for await: a sync iterable's promises are awaited
+      } catch (err) {
+        finished = true;
+        throw new Error(`jobs module ${path}: producing the job at index ${index()} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      yield value;
+    }
+  } finally {
+    if (!finished) await iterator.return?.(); // stopped early (a bad job, or the consumer stopped): the source may clean up
   }
 }

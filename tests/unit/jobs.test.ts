@@ -1,6 +1,7 @@
 // Job input: JSONL files (all-or-nothing, every problem reported with line and field), job modules
 // (validated as they stream) and handler modules. Fixtures are written to a temp dir per run.
 import assert from "node:assert/strict";
+import { pathToFileURL } from "node:url";
 import { execFile } from "node:child_process";
 import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -284,6 +285,11 @@ describe("readJobsFile: bad input names the line and field, and returns nothing"
     await expectRejected(hard, [{ line: 1, field: "frames", message: /at most 100000 frames.*has 100001 items/ }]);
   });
 
+  it("an empty frames list is refused (leaving it out asks for one frame from the default camera)", async () => {
+    const path = await jsonl([{ id: "a" }, { id: "b", frames: [] }]);
+    await expectRejected(path, [{ line: 2, field: "frames", message: /must hold at least 1 frame/ }]);
+  });
+
   it("width/height over the run's limit and over the protocol's hard cap", async () => {
     const path = await jsonl([{ id: "a", width: 1024, height: 1024 }, { id: "b", width: 1025 }, { id: "c", height: 2048 }]);
     await expectRejected(
@@ -385,6 +391,26 @@ describe("loadJobsModule", () => {
       if (got.length === 4) break;
     }
     assert.deepEqual(got, ["ag0", "ag1", "ag2", "ag3"]);
+  });
+
+  it("a generator that throws midway: the error names the module and the job index; the jobs before it came through", async () => {
+    for (const star of ["function*", "async function*"]) {
+      const path = await fixture("ts", `export default ${star} () {\n  yield { id: "t0" };\n  yield { id: "t1" };\n  throw new Error("out of seeds");\n}\n`);
+      const got: string[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const job of await loadJobsModule(path)) got.push(job.id);
+        })(),
+        (err: Error) => err.message === `jobs module ${path}: producing the job at index 2 failed: out of seeds`,
+      );
+      assert.deepEqual(got, ["t0", "t1"]);
+    }
+  });
+
+  it("stopping early closes the module's generator (its finally runs)", async () => {
+    const path = await fixture("mjs", `export const state = { closed: false };\nexport default function* () {\n  try { for (let i = 0; ; i++) yield { id: \`c\${i}\` }; } finally { state.closed = true; }\n}\n`);
+    for await (const job of await loadJobsModule(path)) if (job.id === "c2") break;
+    assert.equal(((await import(pathToFileURL(path).href)) as { state: { closed: boolean } }).state.closed, true);
   });
 
   it("a function returning an array, and an async one", async () => {
