@@ -23,6 +23,8 @@ export class JobContext {
   private readonly recordAt = new Map<number, number>();
   private readonly abort = new AbortController();
   private nextIndex = 0;
+  /** Set when the runner has returned: its frames' lines are being appended, so no frame may join them. */
+  private ended = false;
   private issued!: () => void;
   /** Resolves once the runner has sent its last grab (see markAllIssued). */
   readonly allIssued = new Promise<void>((resolve) => (this.issued = resolve));
@@ -55,11 +57,21 @@ export class JobContext {
     this.issued();
   }
 
+  /** The runner returned: a saveFrame not awaited by then is refused rather than written without its line. */
+  end(): void {
+    this.ended = true;
+  }
+
+  private refuseIfEnded(): void {
+    if (this.ended) throw new Error(`job ${this.id}: saveFrame after the handler returned; frame not written (await every saveFrame before returning)`);
+  }
+
   cancel(reason: string): void {
     if (!this.abort.signal.aborted) this.abort.abort(new LeaseLostError(`job ${this.id}: ${reason}`));
   }
 
   async saveFrame(frame: GrabbedFrame, options: SaveFrameOptions = {}): Promise<FrameRecord> {
+    this.refuseIfEnded();
     this.signal.throwIfAborted();
     const index = options.index ?? this.nextIndex;
     this.nextIndex = Math.max(this.nextIndex, index + 1);
@@ -90,6 +102,7 @@ export class JobContext {
       attempt: this.attempt,
       ...(depthFile ? { depth_file: depthFile, depth_scale: 0.001 } : {}),
     };
+    this.refuseIfEnded(); // its file is written, but it is not one of the job's frames: the next run overwrites it
     // A frame saved twice in one attempt keeps only its last line (found by index: jobs may be long).
     const existing = this.recordAt.get(index);
     if (existing !== undefined) this.records[existing] = record;

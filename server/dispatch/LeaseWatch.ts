@@ -1,4 +1,4 @@
-import type { JobQueue, Lease } from "../queue/JobQueue.js";
+import { leaseClock, type JobQueue, type Lease } from "../queue/JobQueue.js";
 
 /**
  * Answers "is this lease still ours?" before each frame write without a queue query per frame.
@@ -13,7 +13,7 @@ import type { JobQueue, Lease } from "../queue/JobQueue.js";
  * + the TTL, the TTL estimated from the take, so a queue with a shorter TTL than leaseTtlMs is safe.
  * Writes more than a third of the TTL before it need no query (heartbeats every TTL/3 keep it there);
  * nearer (a heartbeat is late or failed) every check asks the queue, as before. Uses the queue's
- * clock (Date.now).
+ * clock (leaseClock: monotonic, so a wall-clock jump moves neither).
  */
 export class LeaseWatch {
   private knownExpiry: number;
@@ -27,7 +27,7 @@ export class LeaseWatch {
     leaseTtlMs: number,
     /** When take() returned (by `now`): bounds the queue's real TTL from above. */
     takenAt: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = leaseClock,
   ) {
     this.knownExpiry = lease.expiresAt;
     this.ttlMs = Math.min(leaseTtlMs, lease.expiresAt - takenAt);

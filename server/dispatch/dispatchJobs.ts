@@ -3,7 +3,7 @@
 // A failure puts the job back (its attempt counted); a session that goes away releases its leases.
 // Storage that refuses writes (the dataset's files or the queue's own SQLite file) pauses the run;
 // a stop of ours (signal, close) returns every lease without counting the attempt.
-import type { JobError, JobQueue, Lease } from "../queue/JobQueue.js";
+import { leaseClock, type JobError, type JobQueue, type Lease } from "../queue/JobQueue.js";
 import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import type { Farm } from "../session/Farm.js";
 import { GrabTimeoutError, type Session } from "../session/Session.js";
@@ -251,7 +251,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
           }
         } else waitedForPeers = false;
         const lease = await viaQueue("take", () => queue.take(session.id));
-        const takenAt = Date.now();
+        const takenAt = leaseClock(); // the queue's clock, which the watch compares the lease's expiry with
         if (lease && !canWork()) {
           // Stopped (or quarantined) while the take was under way: this lease is not the job's fault.
           const why = stopped ? "the farm was stopped" : `session ${session.id} can take no more work`;
@@ -301,13 +301,21 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     session.once("close", onClose);
     try {
       await run(session, job);
+      job.end(); // the job's frames are final: records below are the ones appended
       watch.end(); // from here the lease is being ended: a late saveFrame asks the queue, which knows
       job.signal.throwIfAborted();
       // Lines are appended only while the lease is still ours; then the job is done.
       if (!(await viaQueue("isCurrent", () => queue.isCurrent(lease.token)))) throw new Error(`job ${lease.job.id}: lease lost before completion`);
       await dataset.appendRecords(job.records);
-      if (!(await viaQueue("complete", () => queue.complete(lease.token)))) log(`job ${lease.job.id}: lease lost while appending; it will be re-run and compacted`);
+      const completed = await viaQueue("complete", () => queue.complete(lease.token));
       active.delete(lease.token);
+      if (!completed) {
+        // Its session went away (or the lease expired) between the check and the append: the job is
+        // someone else's now and will be re-run; its lines here are dropped by compaction. Not a frame
+        // delivered, and not this session's success.
+        log(`job ${lease.job.id}: lease lost while appending; it will be re-run and compacted`);
+        return;
+      }
       troubleSince = null; // real progress: storage works
       health.succeeded(session.id);
       options.onJobDone?.(lease.job.id, job.records.length, session);

@@ -147,6 +147,21 @@ describe("JobContext.saveFrame and the lease", () => {
     });
   }
 
+  // The lease is still current between the handler's return and the job's completion: a saveFrame the handler
+  // did not await used to pass its check, write its file and add a record after the lines were appended.
+  it("a saveFrame after the runner returned (or still running when it returned) is refused and adds no record", async () => {
+    const root = path.join(base, "ended");
+    const dataset = new DatasetWriter(root);
+    let answer!: (current: boolean) => void;
+    const job = new JobContext(makeJob("j4"), 1, "s1", dataset, () => new Promise<boolean>((resolve) => (answer = resolve)));
+    const unawaited = job.saveFrame(frame()); // in flight when the handler returns
+    job.end();
+    answer(true);
+    await assert.rejects(unawaited, /saveFrame after the handler returned; frame not written/);
+    await assert.rejects(job.saveFrame(frame()), /saveFrame after the handler returned/);
+    assert.deepEqual(job.records, []);
+  });
+
   it("a job cancelled while its lease check was pending writes nothing", async () => {
     const root = path.join(base, "cancelled");
     const dataset = new DatasetWriter(root);
