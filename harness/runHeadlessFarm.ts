@@ -13,7 +13,7 @@ import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
 import type { Session } from "../server/session/Session.js";
 import { launchedTabOf } from "../protocol/events.js";
 import { buildClient } from "./buildClient.js";
-import { findBrowser } from "./findBrowser.js";
+import { BrowserLaunchError, findBrowser } from "./findBrowser.js";
 import { describeGl, type GlBackend } from "./chromiumFlags.js";
 import { TabPool } from "./TabPool.js";
 import { isSoftwareRenderer } from "./webglProbe.js";
@@ -73,7 +73,7 @@ function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | Asy
 export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line), stop?: AbortSignal): Promise<RunSummary> {
   const stopped = untilAborted(stop);
   // Inputs first: a bad jobs file must fail before anything starts.
-  const jobs = await jobSource(options);
+  const jobs = await Promise.race([jobSource(options), stopped]); // checking a big jobs file takes a while: a signal does not wait for it
   const userHandler = options.handler ? await loadHandlerModule(path.resolve(options.handler)) : undefined;
   const handler: JobRunner | undefined = userHandler && (async (session, job) => void (await userHandler(session, job)));
   // The browser next, so that a setup error comes before any work and the first lines say which browser and why.
@@ -98,7 +98,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
-    inFlight: options.inFlight, depth: options.depth, replacePending: options.replacePending, log: say,
+    inFlight: options.inFlight, depth: options.depth, replacePending: options.replacePending, log: say, stop,
     onFrames: (n, session) => {
       frames += n;
       // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
@@ -131,7 +131,8 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       // is just left without work); the run stops only when no launched tab can render.
       const verdict = watchLaunchedTabs(run.farm, options.sessions, 60_000);
       stop?.throwIfAborted(); // no browser is launched after a signal
-      const starting = pool.start();
+      // A program that is no browser (--browser /bin/true) fails here: say which one and why, not Playwright's dump.
+      const starting = pool.start().catch((err: unknown) => Promise.reject(stop?.aborted ? err : new BrowserLaunchError(browser, err)));
       starting.catch(() => {}); // raced with a stop below
       await Promise.race([starting, stopped]);
       const launched = await Promise.race([verdict, stopped]);

@@ -11,6 +11,8 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import Database from "better-sqlite3";
 import { REPO, runFarmCli, readFrames, decodePng } from "./cli.js";
+import { openDataset } from "../../server/dataset/openDataset.js";
+import { startRun } from "../../server/runFarm.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const FRAMES = 80;
@@ -216,4 +218,34 @@ describe("signals stop the farm gracefully", { timeout: 600_000 }, () => {
       assert.deepEqual(r.leftRunning, [], `no process of the farm's outlived it:\n${r.output}`);
       await rerunCompletes(out);
     }));
+});
+
+describe("a stop while the jobs are being queued", () => {
+  // Queueing a million jobs takes a minute; a signal used to wait for all of them before the farm stopped.
+  it("startRun stops between jobs: it rejects with the stop's reason, keeps what was committed, and frees the dataset", async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-stopqueue-"));
+    try {
+      const controller = new AbortController();
+      const reason = new Error("stopped by SIGTERM");
+      let produced = 0;
+      function* jobs() {
+        for (let i = 0; ; i++) {
+          if (i === 12_000) controller.abort(reason);
+          produced++;
+          yield { id: `q-${i}` };
+        }
+      }
+      await assert.rejects(startRun({ out, clientDir: out, jobs: jobs(), stop: controller.signal, log: () => {} }), (err) => err === reason);
+      assert.ok(produced <= 12_001, `the source was not read on after the stop (${produced} jobs)`);
+      const reopened = await openDataset(out, { log: () => {} }); // the lock was released
+      try {
+        const { total } = await reopened.queue.counts();
+        assert.ok(total > 0 && total <= 12_000, `the batches committed before the stop stay queued (${total})`);
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
 });
