@@ -75,6 +75,7 @@ export class TabPool {
       handleSIGINT: false,
       handleSIGTERM: false,
       handleSIGHUP: false,
+      timeout: 60_000, // a --browser that is no browser and hangs fails in a minute, not after Playwright's 3 minutes
     });
     if (this.closing) {
       // Closed while this browser was launching: nobody else knows of it.

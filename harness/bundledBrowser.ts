@@ -16,6 +16,8 @@
  *   tabfarm-chromium    a shell wrapper that puts lib/ on LD_LIBRARY_PATH and execs the binary, so
  *                       every launcher (TabPool, Playwright's config, tests) needs only a path
  *   .tabfarm-complete.json  written last: version and size of every file, checked on each start
+ * Beside it, while one process extracts, .chromium-<version>-linux-x64.lock (see underExtractionLock).
+ * Only a copy owned by this user or root is run (refuseForeign).
  *
  * The package's fonts are not extracted: frames are read from WebGL render targets, not text.
  */
@@ -26,12 +28,15 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import * as tar from "tar";
+import Database from "better-sqlite3";
 import { processAlive } from "../server/processAlive.js";
 
 export const BUNDLED_PACKAGE = "@sparticuz/chromium";
 /** The file the browser is launched through (see the header). */
 export const BUNDLED_LAUNCHER = "tabfarm-chromium";
 const MARKER = ".tabfarm-complete.json";
+/** The package's files we extract (bin/fonts.tar.br is not: frames come from render targets, not text). */
+const PACKAGE_FILES = ["chromium.br", "swiftshader.tar.br", "al2023.tar.br"];
 
 export interface BundledBrowserOptions {
   /** For the cache folder: TABFARM_CACHE_DIR, else $XDG_CACHE_HOME/tabfarm, else ~/.cache/tabfarm. */
@@ -62,13 +67,31 @@ export class BundledBrowserUnavailableError extends Error {
   }
 }
 
+/** Always an absolute path: a relative one would put 200 MB into whatever folder the farm was started from. */
 export function bundledCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   const own = env["TABFARM_CACHE_DIR"]?.trim();
-  if (own) return path.resolve(own);
+  if (own) return path.resolve(own); // said explicitly: relative to the current folder, like any path argument
   const xdg = env["XDG_CACHE_HOME"]?.trim();
   // The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
-  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(env["HOME"]?.trim() || os.homedir(), ".cache");
-  return path.join(base, "tabfarm");
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, "tabfarm");
+  return path.join(homeFolder(env), ".cache", "tabfarm");
+}
+
+/** $HOME when it is an absolute path, else this user's home in the user database (os.homedir() returns an empty $HOME as it is). */
+function homeFolder(env: NodeJS.ProcessEnv): string {
+  const home = env["HOME"]?.trim();
+  if (home && path.isAbsolute(home)) return home;
+  let recorded: string | undefined;
+  try {
+    recorded = os.userInfo().homedir;
+  } catch {
+    /* a uid without an entry in /etc/passwd (containers) */
+  }
+  if (recorded && path.isAbsolute(recorded)) return recorded;
+  throw new Error(
+    `no folder for the bundled Chromium's cache: HOME is ${home ? `"${home}", not an absolute path` : "not set"} and ` +
+      `this user (uid ${process.getuid?.()}) has no home folder in the user database; set TABFARM_CACHE_DIR to a writable folder`,
+  );
 }
 
 /** The binary's ELF interpreter: present on x64 glibc systems, absent on musl ones (Alpine). */
@@ -105,7 +128,8 @@ export function whyBundledUnavailable(opts: BundledBrowserOptions = {}): string 
     return `${BUNDLED_PACKAGE} is not installed (an optional dependency: npm skips it when it cannot be ` +
       `installed, e.g. with --omit=optional or a Node version outside its engines; run npm install)`;
   }
-  if (!fs.existsSync(path.join(pkg, "bin", "chromium.br"))) return `${pkg} has no bin/chromium.br (a damaged install? run npm ci)`;
+  const missing = PACKAGE_FILES.filter((f) => !fs.existsSync(path.join(pkg, "bin", f)));
+  if (missing.length) return `${pkg} has no ${missing.map((f) => `bin/${f}`).join(", ")} (a damaged install? run npm ci)`;
   return undefined;
 }
 
@@ -115,27 +139,76 @@ export function bundledBrowser(opts: BundledBrowserOptions = {}): BundledBrowser
   if (reason) throw new BundledBrowserUnavailableError(reason);
   const pkg = (opts.packageDir ?? installedPackageDir())!;
   const version = String(JSON.parse(fs.readFileSync(path.join(pkg, "package.json"), "utf8")).version);
-  const root = bundledCacheRoot(opts.env);
+  const root = bundledCacheRoot(opts.env); // throws when there is no home folder to put it in
   const dir = path.join(root, `chromium-${version}-linux-x64`);
   const found = { path: path.join(dir, BUNDLED_LAUNCHER), version, dir };
+  refuseForeign(dir);
   if (isComplete(dir, version)) return found;
 
   opts.log?.(`extracting the bundled Chromium ${version} into ${dir} (once per version) …`);
   const started = performance.now();
+  let extracted = true;
   try {
-    extractOnce(pkg, version, root, dir);
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    underExtractionLock(path.join(root, `.${path.basename(dir)}.lock`), opts.log, () => {
+      if (isComplete(dir, version)) extracted = false; // another process extracted it while we waited
+      else extractOnce(pkg, version, root, dir);
+    });
   } catch (err) {
-    throw new Error(
-      `cannot extract the bundled Chromium into ${dir}: ${(err as Error).message} ` +
-        `(the cache folder is TABFARM_CACHE_DIR, else $XDG_CACHE_HOME/tabfarm, else ~/.cache/tabfarm: point it at a writable folder with ~250 MB free)`,
-      { cause: err },
-    );
+    const message = (err as Error).message;
+    // Where the cache cannot be written, another folder helps; otherwise the package's own files are at fault.
+    const hint = /\b(ENOSPC|EDQUOT|EACCES|EPERM|EROFS|ENOTDIR|EEXIST|ELOOP|ENAMETOOLONG|EISDIR)\b/.test(message)
+      ? "the cache folder is TABFARM_CACHE_DIR, else $XDG_CACHE_HOME/tabfarm, else ~/.cache/tabfarm: point it at a writable folder with ~250 MB free"
+      : `${BUNDLED_PACKAGE}'s files look damaged: reinstall it (npm ci)`;
+    throw new Error(`cannot extract the bundled Chromium into ${dir}: ${message} (${hint})`, { cause: err });
   }
-  return { ...found, extractedMs: performance.now() - started };
+  return extracted ? { ...found, extractedMs: performance.now() - started } : found;
+}
+
+/** Longest wait for another process's extraction (2–6 s measured) before extracting beside it. */
+const EXTRACTION_WAIT_MS = 120_000;
+
+/**
+ * One extraction at a time per cache and version, so that N farms starting at once on a cold cache do not each
+ * write 200 MB with N times the CPU: the first extracts, the others wait and use its result. The lock is an
+ * exclusive SQLite (fcntl) lock, as the dataset's (server/dataset/datasetLock.ts): the kernel drops it when its
+ * holder dies, even by SIGKILL, so a dead extractor never blocks the next one. Without a lock (a file system
+ * that cannot lock, a wait that ran out) extracting is still safe, only slower: extractOnce renames into place.
+ */
+function underExtractionLock(lockFile: string, log: ((line: string) => void) | undefined, fn: () => void): void {
+  let db: Database.Database | undefined;
+  try {
+    const locked = new Database(lockFile, { timeout: 0 });
+    db = locked;
+    locked.pragma("locking_mode = EXCLUSIVE"); // kept after COMMIT, until the connection closes
+    const take = () => {
+      locked.pragma("journal_mode = MEMORY"); // no journal file beside the lock (reading the mode already waits for the lock)
+      locked.exec("BEGIN EXCLUSIVE; COMMIT;");
+    };
+    try {
+      take();
+    } catch (err) {
+      if ((err as { code?: string }).code !== "SQLITE_BUSY") throw err;
+      log?.("another process is extracting it: waiting for that one …");
+      locked.pragma(`busy_timeout = ${EXTRACTION_WAIT_MS}`);
+      take();
+    }
+  } catch {
+    db?.close();
+    db = undefined;
+  }
+  try {
+    fn();
+  } finally {
+    if (db) {
+      // Removed while still held: one who opened it meanwhile takes the lock, finds the copy complete and leaves.
+      fs.rmSync(lockFile, { force: true });
+      db.close();
+    }
+  }
 }
 
 function extractOnce(pkg: string, version: string, root: string, dir: string): void {
-  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
   removeAbandoned(root, path.basename(dir));
   // Extract beside the final folder and rename it into place: the folder either does not exist or
   // is complete. Two processes may both extract; the first rename wins and the other uses its result.
@@ -148,7 +221,8 @@ function extractOnce(pkg: string, version: string, root: string, dir: string): v
         break;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+        // ENOTDIR: a file or a link where the folder should be.
+        if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw err;
         if (isComplete(dir, version)) break; // another process got there first
         if (attempt >= 3) throw new Error(`cannot replace the incomplete bundled Chromium in ${dir}: it keeps reappearing`);
         // Incomplete or damaged (an older tabfarm, a crash before the marker, a deleted file): move it aside.
@@ -171,21 +245,17 @@ function extractInto(staging: string, pkg: string, version: string): void {
   const bin = path.join(pkg, "bin");
   fs.mkdirSync(staging, { mode: 0o755 });
   decompressBrotli(path.join(bin, "chromium.br"), path.join(staging, "chromium"));
-  // node-tar keeps entries inside cwd (drops absolute paths and "..") and reads brotli by the .br name.
-  for (const archive of ["swiftshader.tar.br", "al2023.tar.br"]) tar.x({ file: path.join(bin, archive), cwd: staging, sync: true, preserveOwner: false });
-  fs.writeFileSync(
-    path.join(staging, BUNDLED_LAUNCHER),
-    [
-      "#!/bin/sh",
-      "# Written by tabfarm: the bundled Chromium with its own NSS/NSPR/expat (lib/), which a minimal Linux",
-      "# may lack. SwiftShader's libraries sit beside the binary, where Chromium looks for them.",
-      'dir="$(cd "$(dirname "$0")" && pwd)"',
-      'LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"',
-      "export LD_LIBRARY_PATH",
-      'exec "$dir/chromium" "$@"',
-      "",
-    ].join("\n"),
-  );
+  // node-tar reads brotli by the .br name. strict: an entry it cannot write (ENOSPC, EACCES…) or will not (an
+  // absolute path or "..": a tampered package) is an error, not a warning after which the marker below would
+  // record the short or missing file as complete.
+  for (const archive of ["swiftshader.tar.br", "al2023.tar.br"]) {
+    try {
+      tar.x({ file: path.join(bin, archive), cwd: staging, sync: true, preserveOwner: false, strict: true });
+    } catch (err) {
+      throw new Error(`unpacking ${path.join(bin, archive)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  fs.writeFileSync(path.join(staging, BUNDLED_LAUNCHER), LAUNCHER_SCRIPT);
   // Executable whatever the umask (isComplete checks it).
   for (const exe of ["chromium", BUNDLED_LAUNCHER]) fs.chmodSync(path.join(staging, exe), 0o755);
   const files: Record<string, number> = {};
@@ -198,6 +268,50 @@ function extractInto(staging: string, pkg: string, version: string): void {
   };
   visit("");
   fs.writeFileSync(path.join(staging, MARKER), JSON.stringify({ package: BUNDLED_PACKAGE, version, files }, null, 1));
+}
+
+const LAUNCHER_SCRIPT = [
+  "#!/bin/sh",
+  "# Written by tabfarm: the bundled Chromium with its own NSS/NSPR/expat (lib/), which a minimal Linux",
+  "# may lack. SwiftShader's libraries sit beside the binary, where Chromium looks for them.",
+  'dir="$(cd "$(dirname "$0")" && pwd)"',
+  'LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"',
+  "export LD_LIBRARY_PATH",
+  'exec "$dir/chromium" "$@"',
+  "",
+].join("\n");
+
+function ownedByUsOrRoot(st: fs.Stats): boolean {
+  const me = process.getuid?.();
+  return me === undefined || st.uid === me || st.uid === 0;
+}
+
+/**
+ * We run what is in the cache: a copy that another user could have written or can still change is
+ * refused, never used (root running a binary that uid 65534 can swap). Our own and root's are trusted (a
+ * cache prepared by root in an image, read by a non-root user, is fine). Missing: nothing to refuse yet.
+ */
+function refuseForeign(dir: string): void {
+  const me = process.getuid?.();
+  for (const p of [path.dirname(dir), dir]) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      continue;
+    }
+    const why =
+      !ownedByUsOrRoot(st) ? `belongs to uid ${st.uid}, not to this user (uid ${me})`
+      // Any user may write there, and the sticky bit (as on /tmp) does not keep them from our folder's name.
+      : p === dir && (st.mode & 0o002) !== 0 ? `can be written by any user (mode ${(st.mode & 0o777).toString(8)})`
+      : undefined;
+    if (why) {
+      throw new Error(
+        `${p} ${why}: tabfarm runs only a browser extracted by this user or root. ` +
+          `Set TABFARM_CACHE_DIR to a folder of your own (or remove ${p} if it is yours to remove)`,
+      );
+    }
+  }
 }
 
 /**
@@ -217,13 +331,24 @@ function decompressBrotli(from: string, to: string): void {
   }
 }
 
-/** The marker is there, names this version, and every file it lists has its size; the launchers are executable. */
+/** What a working copy cannot lack, whatever an edited marker lists: the browser, SwiftShader (with its ICD), NSS. */
+const ESSENTIAL_FILES = [BUNDLED_LAUNCHER, "chromium", "libEGL.so", "libGLESv2.so", "libvk_swiftshader.so", "vk_swiftshader_icd.json", "lib/libnss3.so"];
+
+/**
+ * The marker is there, names this version and the essential files, and every file it lists has its size and
+ * is ours (or root's); the launchers are executable and the launcher script is the one we write.
+ */
 function isComplete(dir: string, version: string): boolean {
   try {
     const marker = JSON.parse(fs.readFileSync(path.join(dir, MARKER), "utf8")) as { version?: unknown; files?: Record<string, unknown> };
-    if (marker.version !== version || !marker.files || !(BUNDLED_LAUNCHER in marker.files) || !("chromium" in marker.files)) return false;
-    for (const [name, size] of Object.entries(marker.files)) if (fs.lstatSync(path.join(dir, name)).size !== size) return false;
+    if (marker.version !== version || !marker.files || !ESSENTIAL_FILES.every((f) => f in marker.files!)) return false;
+    for (const [name, size] of Object.entries(marker.files)) {
+      const st = fs.lstatSync(path.join(dir, name));
+      if (st.isDirectory() || st.size !== size || !ownedByUsOrRoot(st)) return false;
+    }
     for (const exe of [BUNDLED_LAUNCHER, "chromium"]) fs.accessSync(path.join(dir, exe), fs.constants.X_OK);
+    // The one file we wrote ourselves is checked whole: an edited launcher could run anything.
+    if (fs.readFileSync(path.join(dir, BUNDLED_LAUNCHER), "utf8") !== LAUNCHER_SCRIPT) return false;
     return true;
   } catch {
     return false;

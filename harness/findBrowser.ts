@@ -36,7 +36,9 @@ export type BrowserChoice = (typeof BROWSER_CHOICES)[number] | { path: string };
 export function parseBrowserChoice(value: string | undefined): BrowserChoice {
   const v = value?.trim() ?? "";
   if (v === "") return "auto";
-  return (BROWSER_CHOICES as readonly string[]).includes(v) ? (v as BrowserChoice) : { path: v };
+  // Any case: `BUNDLED` is a choice, not a file in the current folder (./BUNDLED is).
+  const word = v.toLowerCase();
+  return (BROWSER_CHOICES as readonly string[]).includes(word) ? (word as BrowserChoice) : { path: v };
 }
 
 export interface FindBrowserOptions {
@@ -155,8 +157,9 @@ export function findBrowser(env: NodeJS.ProcessEnv = process.env, opts: FindBrow
   const bundledOptions: BundledBrowserOptions = { env, platform: opts.platform, ...opts.bundled };
   if (choice === "bundled") {
     const unavailable = whyBundledUnavailable(bundledOptions);
-    if (unavailable) throw new BrowserNotFoundError([`the bundled Chromium: ${unavailable}`], `No bundled Chromium (${setting} bundled)`);
-    return bundled(bundledOptions, `${setting} bundled`);
+    const what = `No bundled Chromium (${setting} bundled)`;
+    if (unavailable) throw new BrowserNotFoundError([`the bundled Chromium: ${unavailable}`], what);
+    return bundled(bundledOptions, `${setting} bundled`, [], what);
   }
 
   const tried: string[] = [];
@@ -176,7 +179,7 @@ export function findBrowser(env: NodeJS.ProcessEnv = process.env, opts: FindBrow
   // 4. The bundled browser, where it can run; where it cannot, the error says why and how to fix.
   const unavailable = whyBundledUnavailable(bundledOptions);
   if (unavailable) throw new BrowserNotFoundError([...tried, `the bundled Chromium: ${unavailable}`]);
-  return bundled(bundledOptions, because("the bundled Chromium", "bundled"));
+  return bundled(bundledOptions, because("the bundled Chromium", "bundled"), tried);
 }
 
 /** The steps before `found`, for its reason line (their details are in the error when nothing is found). */
@@ -191,10 +194,38 @@ function passedOver(choice: "auto" | "system", found: BrowserSource): string[] {
   return considered.slice(0, at < 0 ? undefined : at).map(([, absent]) => absent);
 }
 
-function bundled(opts: BundledBrowserOptions, why: string): FoundBrowser {
-  const b = bundledBrowser(opts);
+/** The bundled browser; when it cannot be extracted (cache folder, disk space, a damaged package), the error keeps the list of fixes. */
+function bundled(opts: BundledBrowserOptions, why: string, tried: string[], what?: string): FoundBrowser {
+  let b;
+  try {
+    b = bundledBrowser(opts);
+  } catch (err) {
+    throw new BrowserNotFoundError([...tried, `the bundled Chromium: ${(err as Error).message}`], what);
+  }
   const cache = b.extractedMs === undefined ? `cached in ${b.dir}` : `extracted into ${b.dir} in ${(b.extractedMs / 1000).toFixed(1)} s`;
   return { path: b.path, source: "bundled", reason: `${why} (${BUNDLED_PACKAGE} ${b.version}, ${cache})` };
+}
+
+/**
+ * Playwright's launch error for a browser that would not start, made readable: Playwright's first line, the
+ * exit code and what the program printed (its whole message repeats the 50-flag command line twice), naming
+ * the browser and how it was chosen. E.g. `--browser /bin/true`: "did not start: … it exited with code 0".
+ */
+export class BrowserLaunchError extends Error {
+  constructor(browser: FoundBrowser, cause: unknown) {
+    const text = String((cause as Error)?.message ?? cause).replace(/\x1b\[[0-9;]*m/g, "");
+    const first = text.split("\n")[0]!.replace(/^browserType\.launch: /, "").replace(/[.]$/, "");
+    const exit = /<process did exit: exitCode=(\w+), signal=(\w+)>/.exec(text);
+    const printed = [...new Set([...text.matchAll(/^\[pid=\d+\]\[(?:err|out)\] (.*)$/gm)].map((m) => m[1]!.trim()).filter(Boolean))].slice(0, 6);
+    super(
+      `the browser ${browser.path} (${browser.source}: ${browser.reason}) did not start: ${first}` +
+        (exit ? (exit[2] !== "null" ? `; it was killed by ${exit[2]}` : `; it exited with code ${exit[1]}`) : "") +
+        (printed.length ? `; it printed: ${printed.join(" | ").replace(/[.]$/, "")}` : "") +
+        `. Is it a Chromium/Chrome binary? Choose another with --browser auto|system|bundled|PATH (or TABFARM_BROWSER, CHROMIUM_PATH).`,
+      { cause },
+    );
+    this.name = "BrowserLaunchError";
+  }
 }
 
 /** A path the user gave must be an executable file: a clear error otherwise, never a silent fallback. */

@@ -12,7 +12,8 @@
 //
 // The browser is found as the farm finds it (findBrowser: --browser's env TABFARM_BROWSER, CHROMIUM_PATH,
 // Playwright's, the system's, then the bundled one) and launched with the farm's flags (TABFARM_GL, default
-// swiftshader), unless your playwright.config's launchOptions name an executablePath of their own.
+// swiftshader), unless your playwright.config's launchOptions name an executablePath of their own; args your
+// config gives are added after the farm's.
 import { test as base, expect } from "@playwright/test";
 import type { SceneElement } from "../protocol/elements.js";
 import type { CameraPose } from "../protocol/camera.js";
@@ -44,12 +45,16 @@ export interface TabfarmFixture {
 
 let nextPage = 0;
 
-/** The farm's browser and flags, where the config's launchOptions do not name a browser. */
-function farmLaunchOptions<T extends { executablePath?: string; args?: string[] }>(configured: T): T {
+/**
+ * The farm's browser and flags, where the config's launchOptions do not name a browser. The config's own
+ * args come after the farm's (Chromium keeps the last of a repeated switch), so adding one flag does not
+ * drop the GL flags the goldens were rendered with.
+ */
+export function farmLaunchOptions<T extends { executablePath?: string; args?: string[] }>(configured: T, env: NodeJS.ProcessEnv = process.env): T {
   if (configured.executablePath) return configured;
-  const gl = process.env.TABFARM_GL || "swiftshader";
-  if (!isGlBackend(gl)) throw new Error(`TABFARM_GL=${gl}: expected one of ${GL_BACKENDS.join(", ")}`);
-  return { ...configured, executablePath: findBrowser().path, args: configured.args ?? chromiumArgs(gl) };
+  const gl = env["TABFARM_GL"]?.trim() || "swiftshader";
+  if (!isGlBackend(gl)) throw new Error(`TABFARM_GL is set to "${gl}": expected one of ${GL_BACKENDS.join(", ")}`);
+  return { ...configured, executablePath: findBrowser(env).path, args: [...chromiumArgs(gl), ...(configured.args ?? [])] };
 }
 
 export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm }>({

@@ -42,6 +42,22 @@ describe("bundled browser", { skip: unavailable && `the bundled Chromium cannot 
   });
 });
 
+// Runs everywhere: no browser is launched, only programs that are none.
+describe("a --browser that is no browser", () => {
+  for (const exe of ["/bin/true", "/bin/sleep"]) {
+    it(`${exe}: exit 2 with one line naming it and how to choose another, not Playwright's dump`, async (t) => {
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-not-a-browser-"));
+      t.after(() => fs.rmSync(out, { recursive: true, force: true }));
+      const r = await runFarmCli(["--browser", exe, "--sessions", "1", "--demo", "2", "--no-progress", "--out", out]);
+      assert.equal(r.code, 2, r.output);
+      const line = r.output.split("\n").find((l) => l.startsWith("tabfarm: the browser "));
+      assert.ok(line, r.output);
+      assert.match(line, new RegExp(`^tabfarm: the browser ${exe} \\(path: --browser ${exe}\\) did not start: .*; it exited with code \\d.*Is it a Chromium/Chrome binary\\? .*--browser auto\\|system\\|bundled\\|PATH`));
+      assert.doesNotMatch(r.output, /<launching>|Call log/, "no command-line dump");
+    });
+  }
+});
+
 function checkFrames(out: string, count: number): void {
   const frames = readFrames(out);
   assert.equal(frames.length, count);

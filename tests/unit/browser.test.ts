@@ -3,12 +3,14 @@ import assert from "node:assert/strict";
 import fs, { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type LaunchOptions } from "playwright-core";
 
 import { chromiumArgs, describeGl, GL_BACKENDS, type GlBackend } from "../../harness/chromiumFlags.js";
 import {
+  BrowserLaunchError,
   BrowserNotFoundError,
   findBrowser,
+  type FoundBrowser,
   InvalidChromiumPathError,
   parseBrowserChoice,
   playwrightChromiumCandidates,
@@ -17,6 +19,7 @@ import {
 import { BUNDLED_LAUNCHER, type BundledBrowserOptions } from "../../harness/bundledBrowser.js";
 import { DIR_NAME, fakePackage, tempDir } from "./fakeBundledPackage.js";
 import { isSoftwareRenderer, probeWebgl } from "../../harness/webglProbe.js";
+import { farmLaunchOptions } from "../../harness/testing.js";
 
 const ALWAYS = [
   "--disable-background-networking",
@@ -253,6 +256,29 @@ describe("findBrowser", () => {
     }
   });
 
+  test("the bundled browser cannot be extracted (cache folder a file, damaged package): the error keeps the list of fixes", (t) => {
+    const { env, opts, cache } = withBundled(t);
+    const none = { ...opts, exists: () => false, systemPaths: [] };
+    fs.writeFileSync(cache, "a file, not a folder");
+    for (const [choice, what] of [["bundled", /^No bundled Chromium \(--browser bundled\)\. Tried:/], [undefined, /^No Chromium\/Chrome executable found\. Tried:/]] as const) {
+      assert.throws(
+        () => findBrowser(env, { ...none, choice }),
+        (e: unknown) =>
+          e instanceof BrowserNotFoundError && what.test(e.message) &&
+          e.message.includes(`the bundled Chromium: cannot extract the bundled Chromium into ${path.join(cache, DIR_NAME)}: `) &&
+          /point it at a writable folder/.test(e.message) && /Fix one of:/.test(e.message) && /apt-get install -y chromium/.test(e.message),
+        String(choice),
+      );
+    }
+    fs.rmSync(cache);
+    const br = path.join(opts.bundled!.packageDir!, "bin", "chromium.br");
+    fs.writeFileSync(br, "not brotli");
+    assert.throws(
+      () => findBrowser(env, none),
+      (e: unknown) => e instanceof BrowserNotFoundError && e.message.includes(`decompressing ${br}: `) && /reinstall it \(npm ci\)/.test(e.message) && /Fix one of:/.test(e.message),
+    );
+  });
+
   test("--browser system: Playwright's or the system's only, never CHROMIUM_PATH or the bundled one", (t) => {
     const { env, opts, cache } = withBundled(t, ["/bin-dir/chromium", "/given/chrome"]);
     const b = findBrowser({ ...env, CHROMIUM_PATH: "/given/chrome" }, { ...opts, choice: "system" });
@@ -285,6 +311,9 @@ describe("findBrowser", () => {
     assert.equal(parseBrowserChoice("auto"), "auto");
     assert.equal(parseBrowserChoice("system"), "system");
     assert.equal(parseBrowserChoice(" bundled "), "bundled");
+    assert.equal(parseBrowserChoice("BUNDLED"), "bundled", "any case");
+    assert.equal(parseBrowserChoice("System"), "system");
+    assert.deepEqual(parseBrowserChoice("./BUNDLED"), { path: "./BUNDLED" });
     assert.deepEqual(parseBrowserChoice("./system"), { path: "./system" });
     assert.deepEqual(parseBrowserChoice("/opt/chrome/chrome"), { path: "/opt/chrome/chrome" });
   });
@@ -294,6 +323,51 @@ describe("findBrowser", () => {
     const r = findBrowser({ PATH: "", HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, TABFARM_CACHE_DIR: process.env.TABFARM_CACHE_DIR });
     assert.ok(["playwright", "system", "bundled"].includes(r.source), r.source);
     assert.ok(path.isAbsolute(r.path));
+  });
+});
+
+describe("BrowserLaunchError: a program that is no browser, launched by Playwright", () => {
+  // Real launches (Playwright spawns them and waits for its pipe): they end at once, no timeout involved.
+  const attempt = async (exe: string) => {
+    const browser: FoundBrowser = { path: exe, source: "path", reason: `--browser ${exe}` };
+    const err = await chromium.launch({ executablePath: exe, args: chromiumArgs("swiftshader"), timeout: 60_000 }).then(
+      (b) => b.close().then(() => assert.fail(`${exe} launched`)),
+      (e: unknown) => e,
+    );
+    return new BrowserLaunchError(browser, err).message;
+  };
+  test("/bin/true: names the path and says it exited, in one line", async () => {
+    const m = await attempt("/bin/true");
+    assert.match(m, /^the browser \/bin\/true \(path: --browser \/bin\/true\) did not start: .*; it exited with code 0\. Is it a Chromium\/Chrome binary\? .*--browser auto\|system\|bundled\|PATH/);
+    assert.ok(!m.includes("\n") && !m.includes("--disable-field-trial-config"), `no command line dump: ${m}`);
+  });
+  test("/bin/sleep: what it printed and its exit code", async () => {
+    assert.match(await attempt("/bin/sleep"), /did not start: .*; it exited with code 1; it printed: \/bin\/sleep: unrecognized option '--[a-z-]+'/);
+  });
+  test("a program killed by a signal", async (t) => {
+    const exe = path.join(tempDir(t, "launch-fail"), "dies");
+    writeFileSync(exe, "#!/bin/sh\necho 'about to die' >&2\nkill -SEGV $$\n");
+    chmodSync(exe, 0o755);
+    assert.match(await attempt(exe), /; it was killed by SIGSEGV; it printed: about to die\./);
+  });
+});
+
+describe("the screenshot fixture's launch options (harness/testing.ts)", () => {
+  const bin = "/usr/bin/true";
+  test("a config's executablePath is used as it is, args and all", () => {
+    const configured = { executablePath: "/opt/mine/chrome", args: ["--mine"] };
+    assert.equal(farmLaunchOptions(configured, { TABFARM_GL: "not-a-backend" }), configured);
+  });
+  test("a config's args without executablePath: the farm's browser and GL flags, then the config's args", () => {
+    const o = farmLaunchOptions<LaunchOptions>({ args: ["--force-device-scale-factor=2"], headless: true }, { CHROMIUM_PATH: bin });
+    assert.equal(o.executablePath, bin);
+    assert.deepEqual(o.args, [...chromiumArgs("swiftshader"), "--force-device-scale-factor=2"]);
+    assert.equal(o.headless, true);
+    assert.deepEqual(farmLaunchOptions<LaunchOptions>({}, { CHROMIUM_PATH: bin, TABFARM_GL: " egl " }).args, chromiumArgs("egl"));
+  });
+  test("TABFARM_GL garbage: an error naming the value and the choices", () => {
+    for (const gl of ["garbage", "SWIFTSHADER!", "swiftshader,egl"])
+      assert.throws(() => farmLaunchOptions({}, { CHROMIUM_PATH: bin, TABFARM_GL: gl }), new RegExp(`TABFARM_GL is set to "${gl.replace(/[!,]/g, "\\$&")}": expected one of swiftshader, egl, vulkan, auto`));
   });
 });
 
