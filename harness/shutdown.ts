@@ -23,8 +23,17 @@ export function exitCodeFor(signal: StopSignal): number {
 /**
  * Installs the handlers; returns the AbortSignal the farm watches (its reason is a FarmStopped).
  * `exitNow` is called on a second signal.
+ *
+ * `npm run farm` runs the farm under a shell, and npm passes SIGINT/SIGTERM to that shell alone, which
+ * dies without passing them on: the farm, orphaned, would render on (`docker stop` of a container whose
+ * command is `npm run farm`, `kill <npm pid>`). So a farm started by an npm script (`watchParent`) also
+ * stops, as on SIGHUP, when the process that started it goes away.
  */
-export function stopOnSignals(log: (line: string) => void, exitNow: (code: number) => void = (code) => process.exit(code)): AbortSignal {
+export function stopOnSignals(
+  log: (line: string) => void,
+  exitNow: (code: number) => void = (code) => process.exit(code),
+  watchParent = process.env.npm_lifecycle_event !== undefined,
+): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: StopSignal) => {
     if (controller.signal.aborted) {
@@ -36,6 +45,16 @@ export function stopOnSignals(log: (line: string) => void, exitNow: (code: numbe
     controller.abort(new FarmStopped(signal));
   };
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  if (watchParent) {
+    const parent = process.ppid;
+    const orphaned = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(orphaned);
+      log(`tabfarm: the process that started the farm (pid ${parent}, npm's shell) is gone`);
+      onSignal("SIGHUP");
+    }, 500);
+    orphaned.unref();
+  }
   return controller.signal;
 }
 

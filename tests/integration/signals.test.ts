@@ -220,6 +220,48 @@ describe("signals stop the farm gracefully", { timeout: 600_000 }, () => {
     }));
 });
 
+describe("npm run farm", { timeout: 200_000 }, () => {
+  // npm signals only the shell it runs the script in, which dies without passing the signal on; the
+  // farm must notice that its parent is gone and stop as gracefully as on a signal of its own.
+  it("a SIGTERM to npm's own pid (docker stop) stops the farm: no browser left, interrupted jobs back uncounted", { timeout: 180_000 }, () =>
+    withOut(async (out) => {
+      const npm = spawn("npm", ["run", "farm", "--", ...argsFor(out)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true });
+      let output = "";
+      npm.stdout.on("data", (d) => (output += d));
+      npm.stderr.on("data", (d) => (output += d));
+      const seen = new Map<number, string>();
+      let before: Row[] = [];
+      try {
+        const started = Date.now();
+        for (;;) {
+          for (const [pid, start] of descendants(npm.pid!)) seen.set(pid, start);
+          const rows = jobRows(out);
+          if (readFrames(out).length >= 8 && rows.some((r) => r.state === "leased") && rows.some((r) => r.state === "pending")) {
+            before = rows;
+            break;
+          }
+          assert.ok(Date.now() - started < 120_000, `the farm never got mid-run:\n${output}`);
+          await sleep(100);
+        }
+        process.kill(npm.pid!, "SIGTERM"); // npm alone, as `docker stop` or `kill <pid>` would
+        const signalled = Date.now();
+        while ([...seen].some(([pid, start]) => stillRunning(pid, start)) && Date.now() - signalled < 30_000) {
+          for (const [pid, start] of descendants(npm.pid!)) seen.set(pid, start);
+          await sleep(200);
+        }
+        assert.deepEqual([...seen].filter(([pid, start]) => stillRunning(pid, start)).map(([pid]) => pid), [], `every process of the farm ended:\n${output}`);
+      } finally {
+        for (const [pid, start] of seen) if (stillRunning(pid, start)) process.kill(pid, "SIGKILL"); // only what this test started
+      }
+      assert.match(output, /the process that started the farm \(pid \d+, npm's shell\) is gone/);
+      assert.match(output, /stopped by SIGHUP; \d+ running job\(s\) went back to the queue without counting an attempt/);
+      const after = jobRows(out);
+      assert.deepEqual(after.filter((j) => j.state === "leased" || j.state === "failed").map((j) => `${j.id}:${j.state}`), [], "nothing left leased or failed");
+      const interrupted = before.filter((j) => j.state === "leased").map((j) => j.id);
+      for (const row of after.filter((j) => interrupted.includes(j.id) && j.state === "pending")) assert.equal(row.attempts, 0, `${row.id}: not counted`);
+    }));
+});
+
 describe("a stop while the jobs are being queued", () => {
   // Queueing a million jobs takes a minute; a signal used to wait for all of them before the farm stopped.
   it("startRun stops between jobs: it rejects with the stop's reason, keeps what was committed, and frees the dataset", async () => {
