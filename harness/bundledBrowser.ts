@@ -30,6 +30,7 @@ import { createRequire } from "node:module";
 import * as tar from "tar";
 import Database from "better-sqlite3";
 import { processAlive } from "../server/processAlive.js";
+import { takeExclusiveLock } from "../server/fileLock.js";
 
 export const BUNDLED_PACKAGE = "@sparticuz/chromium";
 /** The file the browser is launched through (see the header). */
@@ -171,7 +172,7 @@ const EXTRACTION_WAIT_MS = 120_000;
 /**
  * One extraction at a time per cache and version, so that N farms starting at once on a cold cache do not each
  * write 200 MB with N times the CPU: the first extracts, the others wait and use its result. The lock is an
- * exclusive SQLite (fcntl) lock, as the dataset's (server/dataset/datasetLock.ts): the kernel drops it when its
+ * exclusive SQLite (fcntl) lock, as the dataset's (server/fileLock.ts): the kernel drops it when its
  * holder dies, even by SIGKILL, so a dead extractor never blocks the next one. Without a lock (a file system
  * that cannot lock, a wait that ran out) extracting is still safe, only slower: extractOnce renames into place.
  */
@@ -180,18 +181,13 @@ function underExtractionLock(lockFile: string, log: ((line: string) => void) | u
   try {
     const locked = new Database(lockFile, { timeout: 0 });
     db = locked;
-    locked.pragma("locking_mode = EXCLUSIVE"); // kept after COMMIT, until the connection closes
-    const take = () => {
-      locked.pragma("journal_mode = MEMORY"); // no journal file beside the lock (reading the mode already waits for the lock)
-      locked.exec("BEGIN EXCLUSIVE; COMMIT;");
-    };
     try {
-      take();
+      takeExclusiveLock(locked);
     } catch (err) {
       if ((err as { code?: string }).code !== "SQLITE_BUSY") throw err;
       log?.("another process is extracting it: waiting for that one …");
       locked.pragma(`busy_timeout = ${EXTRACTION_WAIT_MS}`);
-      take();
+      takeExclusiveLock(locked);
     }
   } catch {
     db?.close();

@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { processAlive } from "../processAlive.js";
+import { takeExclusiveLock } from "../fileLock.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 
 export const LOCK_FILE = "tabfarm.lock";
@@ -61,10 +62,7 @@ export class DatasetLock {
   static acquire(root: string, log: (line: string) => void): DatasetLock {
     const db = new Database(path.join(root, LOCK_FILE), { timeout: 0 });
     try {
-      // EXCLUSIVE locking mode keeps the exclusive lock after the transaction, until the connection closes.
-      db.pragma("locking_mode = EXCLUSIVE");
-      db.pragma("journal_mode = MEMORY"); // no journal file beside the lock
-      db.exec("BEGIN EXCLUSIVE; COMMIT;");
+      takeExclusiveLock(db);
     } catch (err) {
       db.close();
       const code = (err as { code?: string }).code;
