@@ -104,8 +104,8 @@ export async function startRun(options: RunOptions): Promise<Run> {
 }
 
 async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (line: string) => void): Promise<Run> {
-  const leaseTtlMs = options.leaseTtlMs ?? 30_000;
   const { root: out, writer: dataset, queue } = opened;
+  const leaseTtlMs = queue.leaseTtlMs; // as startRun opened the queue with: heartbeats follow the queue's TTL
 
   // frames.jsonl lines are appended only for queued jobs: a line of a job the queue does not know means the
   // queue is not the one the dataset was written with (emptied, replaced, lost). Dropping those lines as
