@@ -55,6 +55,8 @@ export class TabPool {
   /** Tabs replaced on purpose (retired after --recycle-after frames); not counted as faults. */
   recycled = 0;
   private plannedRecycle = new Set<string>();
+  /** Each tab's last fault loss and how many came within 10 s of each other (see lossStreak). */
+  private losses = new Map<number, { at: number; streak: number }>();
 
   constructor(private readonly options: TabPoolOptions) {}
 
@@ -126,8 +128,21 @@ export class TabPool {
       void this.replace(() => this.openTab(slot, tab), false);
       return;
     }
-    this.options.log(`tab ${tab} ${why}; opening a replacement`);
-    void this.replace(() => this.openTab(slot, tab));
+    // A tab that keeps dying right after it opens (a scene that crashes the renderer, memory pressure)
+    // is replaced with growing delays, so a crash loop does not spend every replacement in a second.
+    const streak = this.lossStreak(tab);
+    const delay = streak > 1 ? Math.min(5000, 250 * 2 ** (streak - 2)) : 0;
+    this.options.log(`tab ${tab} ${why}; opening a replacement${delay ? ` in ${delay} ms (lost ${streak} times in a row)` : ""}`);
+    void this.replace(() => this.openTab(slot, tab), true, delay);
+  }
+
+  /** How many times in a row `tab` was lost within 10 s of its previous loss (this loss included). */
+  private lossStreak(tab: number): number {
+    const now = performance.now();
+    const last = this.losses.get(tab);
+    const streak = last && now - last.at < 10_000 ? last.streak + 1 : 1;
+    this.losses.set(tab, { at: now, streak });
+    return streak;
   }
 
   private tabOf(targetId: string): number | undefined {
@@ -139,8 +154,9 @@ export class TabPool {
    * Opens a tab again, retrying with backoff: a replacement can itself crash while opening.
    * Each try of a fault replacement counts against maxReplacements, so a crash loop ends.
    */
-  private async replace(open: () => Promise<void>, fault = true): Promise<void> {
+  private async replace(open: () => Promise<void>, fault = true, delayMs = 0): Promise<void> {
     const max = this.options.maxReplacements ?? Math.max(20, this.options.tabs * 10);
+    if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
     for (let attempt = 0; !this.closing; attempt++) {
       if (fault && ++this.replacements > max) {
         this.options.log(`gave up replacing tabs after ${max} replacements`);
