@@ -222,18 +222,15 @@ function inflatePng({ width, height, bytesPerPixel, idat }: PngLayout, bad: Bad)
       seen += chunk.length;
     });
     inflate.on("error", (err) => fail(`the image data does not inflate: ${err.message}`));
-    let dataBytes = 0;
-    for (const part of idat) dataBytes += part.length;
+    const data = idat.length === 1 ? idat[0]! : Buffer.concat(idat);
     inflate.on("end", () => {
       if (seen !== expected) return fail(`the image data inflates to ${seen} bytes; ${width}×${height} needs ${expected}`);
       // bytesWritten counts the input zlib consumed, which stops at the end of the stream.
-      if (inflate.bytesWritten !== dataBytes) return fail(`${dataBytes - inflate.bytesWritten} byte(s) of image data after the end of its zlib stream`);
+      if (inflate.bytesWritten !== data.length) return fail(`${data.length - inflate.bytesWritten} byte(s) of image data after the end of its zlib stream`);
       settled = true;
       resolve();
     });
-    // The IDATs are written one by one, not concatenated: no copy of the image data per frame.
-    for (const part of idat) inflate.write(part);
-    inflate.end();
+    inflate.end(data);
   });
 }
 
