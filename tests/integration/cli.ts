@@ -1,29 +1,41 @@
 // Helpers for tests that run the farm as users do: the CLI in a child process, and its dataset.
 import fs from "node:fs";
 import path from "node:path";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
 import { PNG } from "pngjs";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
 
-/** Runs `npm run farm -- …` (as tsx harness/cli.ts) and resolves with its exit code and output. */
+/**
+ * Starts the farm CLI (`node --import tsx harness/cli.ts …`, what `npm run farm` runs) and collects
+ * what it prints. `detached` puts it in a process group of its own, so a test can signal the farm and
+ * the Chromium it launched together.
+ */
+export function spawnFarmCli(args: string[], options: { detached?: boolean } = {}): { child: ChildProcessByStdio<null, Readable, Readable>; output: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], {
+    cwd: REPO,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached ?? false,
+  });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  return { child, output: () => output };
+}
+
+/** Runs `npm run farm -- …` (as node --import tsx harness/cli.ts) and resolves with its exit code and output. */
 export function runFarmCli(args: string[], timeoutMs = 240_000): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], {
-      cwd: REPO,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
+    const { child, output } = spawnFarmCli(args);
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`farm did not finish within ${timeoutMs} ms:\n${output}`));
+      reject(new Error(`farm did not finish within ${timeoutMs} ms:\n${output()}`));
     }, timeoutMs);
     child.on("exit", (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output: output() });
     });
   });
 }

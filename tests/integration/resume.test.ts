@@ -5,8 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
-import { REPO, runFarmCli, readFrames, decodePng } from "./cli.js";
+import { runFarmCli, spawnFarmCli, readFrames, decodePng } from "./cli.js";
 import { openDataset } from "../../server/dataset/openDataset.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { startRun } from "../../server/runFarm.js";
@@ -14,12 +13,7 @@ import { startRun } from "../../server/runFarm.js";
 /** Starts the CLI in its own process group, and SIGKILLs that group once `ready` says so. */
 function startAndKill(args: string[], ready: () => boolean, timeoutMs = 120_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], {
-      cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true,
-    });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
+    const { child, output } = spawnFarmCli(args, { detached: true });
     const started = Date.now();
     const poll = setInterval(() => {
       if (ready() || Date.now() - started > timeoutMs) {
@@ -31,8 +25,8 @@ function startAndKill(args: string[], ready: () => boolean, timeoutMs = 120_000)
     }, 50);
     child.on("exit", (code, signal) => {
       clearInterval(poll);
-      if (signal === "SIGKILL") resolve(output);
-      else reject(new Error(`farm exited by itself (code ${code}) before it was killed:\n${output}`));
+      if (signal === "SIGKILL") resolve(output());
+      else reject(new Error(`farm exited by itself (code ${code}) before it was killed:\n${output()}`));
     });
   });
 }

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import Database from "better-sqlite3";
-import { REPO, runFarmCli, readFrames, decodePng } from "./cli.js";
+import { REPO, runFarmCli, spawnFarmCli, readFrames, decodePng } from "./cli.js";
 import { openDataset } from "../../server/dataset/openDataset.js";
 import { startRun } from "../../server/runFarm.js";
 
@@ -96,12 +96,7 @@ interface Interrupted {
  */
 function interrupt(args: string[], out: string, signals: NodeJS.Signals[], gapMs = 0): Promise<Interrupted> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], {
-      cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true,
-    });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
+    const { child, output } = spawnFarmCli(args, { detached: true });
     const seen = new Map<number, string>();
     let signalledAt = 0;
     let before: Row[] = [];
@@ -132,11 +127,11 @@ function interrupt(args: string[], out: string, signals: NodeJS.Signals[], gapMs
       clearInterval(poll);
       clearTimeout(killer);
       const exitMs = Date.now() - signalledAt;
-      if (!signalledAt) return reject(new Error(`the farm exited (code ${code}) before it was signalled:\n${output}`));
+      if (!signalledAt) return reject(new Error(`the farm exited (code ${code}) before it was signalled:\n${output()}`));
       await sleep(1000); // a browser being killed by an exit hook needs a moment
       const leftRunning = [...seen].filter(([pid, start]) => stillRunning(pid, start)).map(([pid]) => pid);
       for (const pid of leftRunning) process.kill(pid, "SIGKILL"); // the very processes this test's farm started
-      resolve({ code, output, exitMs, leftRunning, before });
+      resolve({ code, output: output(), exitMs, leftRunning, before });
     });
   });
 }
