@@ -1,5 +1,6 @@
 // Helpers for tests that run the farm as users do: the CLI in a child process, and its dataset.
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
@@ -38,6 +39,16 @@ export function runFarmCli(args: string[], timeoutMs = 240_000): Promise<{ code:
       resolve({ code, output: output() });
     });
   });
+}
+
+/** Runs `body` with a new empty folder under the system's temp dir, removed afterwards whatever happens. */
+export async function withTempDir(prefix: string, body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  try {
+    await body(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The lines of `<out>/frames.jsonl`; none when the file does not exist yet. */

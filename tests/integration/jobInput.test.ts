@@ -2,17 +2,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { PNG } from "pngjs";
-import { REPO, runFarmCli, readFrames } from "./cli.js";
+import { REPO, runFarmCli, readFrames, withTempDir } from "./cli.js";
 
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-jobs-"));
 
 describe("job input through the CLI", () => {
-  it("renders a .jsonl job set with per-job sizes, matrix poses and updates", async () => {
-    const dir = tempDir();
-    try {
+  it("renders a .jsonl job set with per-job sizes, matrix poses and updates", () =>
+    withTempDir("tabfarm-jobs-", async (dir) => {
       const matrix = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 5, 1]; // camera at (0,1,5) looking down -Z
       const jobs = [
         { id: "a", params: { k: 1 }, width: 80, height: 60, depth: true, frames: [{ camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } }, { camera: { matrix } }] },
@@ -38,14 +35,10 @@ describe("job input through the CLI", () => {
       assert.ok(frames[2].file.endsWith(".jpg"));
       const jpeg = fs.readFileSync(path.join(out, frames[2].file));
       assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it("refuses a bad jobs file before starting, naming line and field, and enqueues nothing", async () => {
-    const dir = tempDir();
-    try {
+  it("refuses a bad jobs file before starting, naming line and field, and enqueues nothing", () =>
+    withTempDir("tabfarm-jobs-", async (dir) => {
       const file = path.join(dir, "bad.jsonl");
       fs.writeFileSync(file, `{"id":"ok","frames":[]}\n{"id":"../evil"}\n{"id":"x","frames":[{"camera":{"position":[1,1e999,0]}}]}\n`);
       const out = path.join(dir, "out");
@@ -54,14 +47,10 @@ describe("job input through the CLI", () => {
       assert.match(output, /bad\.jsonl:2: id: /);
       assert.match(output, /bad\.jsonl:3: frames\[0\]\.camera\.position\[1\]/);
       assert.equal(fs.existsSync(path.join(out, "queue.sqlite")), false, "nothing was enqueued");
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it("refuses bad ids, reserved keys, deep scenes and careless files before starting (exit 2, file:line: field)", async () => {
-    const dir = tempDir();
-    try {
+  it("refuses bad ids, reserved keys, deep scenes and careless files before starting (exit 2, file:line: field)", () =>
+    withTempDir("tabfarm-jobs-", async (dir) => {
       let deep = '{"tag":"Box","key":"leaf"}';
       for (let i = 0; i < 10_000; i++) deep = `{"tag":"Group","key":"g${i}","children":[${deep}]}`;
       const file = path.join(dir, "careless.jsonl");
@@ -93,14 +82,10 @@ describe("job input through the CLI", () => {
         assert.equal(run.code, 2, run.output);
         assert.match(run.output, message);
       }
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it("resuming with an edited jobs file names the jobs that differ; --replace-pending replaces pending ones", async () => {
-    const dir = tempDir();
-    try {
+  it("resuming with an edited jobs file names the jobs that differ; --replace-pending replaces pending ones", () =>
+    withTempDir("tabfarm-jobs-", async (dir) => {
       const file = path.join(dir, "jobs.jsonl");
       const write = (jobs: object[]) => fs.writeFileSync(file, jobs.map((j) => JSON.stringify(j)).join("\n") + "\n");
       const frame = { camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } };
@@ -137,14 +122,10 @@ describe("job input through the CLI", () => {
       assert.match(replaced.output, /2 differ from what is queued \(pending: broken; done: good\); 1 pending job\(s\) replaced by the new version/);
       const frames = readFrames(out).sort((a, b) => a.job.localeCompare(b.job));
       assert.deepEqual(frames.map((f) => [f.job, f.width]), [["broken", 32], ["good", 32]], "the done job keeps its first frames");
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it("runs a --handler module; a job that throws is retried and its first attempt leaves no lines", async () => {
-    const dir = tempDir();
-    try {
+  it("runs a --handler module; a job that throws is retried and its first attempt leaves no lines", () =>
+    withTempDir("tabfarm-jobs-", async (dir) => {
       const file = path.join(dir, "jobs.jsonl");
       fs.writeFileSync(file, [
         JSON.stringify({ id: "spin", params: { steps: 4 } }),
@@ -161,8 +142,5 @@ describe("job input through the CLI", () => {
       const flaky = frames.filter((f) => f.job === "flaky");
       assert.deepEqual(flaky.map((f) => f.attempt), [2, 2], "only the successful attempt's lines");
       for (const f of frames) assert.equal(PNG.sync.read(fs.readFileSync(path.join(out, f.file))).width, 96);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });

@@ -3,11 +3,7 @@
 // --serve-only there are no launched tabs, and such a tab is only logged.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { spawn } from "node:child_process";
-import { REPO, readFrames } from "./cli.js";
+import { readFrames, spawnFarmCli, withTempDir } from "./cli.js";
 import { fakeSession, type FakeSession } from "./fakeSession.js";
 
 /**
@@ -16,12 +12,10 @@ import { fakeSession, type FakeSession } from "./fakeSession.js";
  */
 function runWithHandOpenedTabs(args: string[], onUrl: (port: number, token: string) => Promise<FakeSession[]>, timeoutMs = 150_000) {
   return new Promise<{ code: number | null; output: string; sessions: FakeSession[] }>((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "harness/cli.ts"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
+    const { child, output } = spawnFarmCli(args);
     let sessions: Promise<FakeSession[]> | undefined;
-    const onData = (d: Buffer) => {
-      output += d;
-      const url = /serving (http:\/\/\S+)/.exec(output)?.[1];
+    const onData = () => {
+      const url = /serving (http:\/\/\S+)/.exec(output())?.[1];
       if (url && !sessions) {
         const parsed = new URL(url);
         sessions = onUrl(Number(parsed.port), parsed.searchParams.get("token")!);
@@ -32,25 +26,18 @@ function runWithHandOpenedTabs(args: string[], onUrl: (port: number, token: stri
     child.stderr.on("data", onData);
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`farm did not finish within ${timeoutMs} ms:\n${output}`));
+      reject(new Error(`farm did not finish within ${timeoutMs} ms:\n${output()}`));
     }, timeoutMs);
     child.on("exit", async (code) => {
       clearTimeout(timer);
       const open = (await sessions?.catch(() => [])) ?? [];
       for (const s of open) s.close();
-      resolve({ code, output, sessions: open });
+      resolve({ code, output: output(), sessions: open });
     });
   });
 }
 
-async function withOut(body: (out: string) => Promise<void>): Promise<void> {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-webgl-"));
-  try {
-    await body(out);
-  } finally {
-    fs.rmSync(out, { recursive: true, force: true });
-  }
-}
+const withOut = (body: (out: string) => Promise<void>) => withTempDir("tabfarm-webgl-", body);
 
 const common = (out: string) => ["--demo", "16", "--frames-per-job", "4", "--width", "160", "--height", "120", "--out", out, "--no-progress"];
 

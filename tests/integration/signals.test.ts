@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import Database from "better-sqlite3";
-import { REPO, runFarmCli, spawnFarmCli, readFrames, decodePng } from "./cli.js";
+import { REPO, runFarmCli, spawnFarmCli, readFrames, decodePng, withTempDir } from "./cli.js";
 import { openDataset } from "../../server/dataset/openDataset.js";
 import { startRun } from "../../server/runFarm.js";
 
@@ -150,14 +150,7 @@ async function rerunCompletes(out: string, extra: string[] = []): Promise<void> 
   }
 }
 
-async function withOut(body: (out: string) => Promise<void>): Promise<void> {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-signal-"));
-  try {
-    await body(out);
-  } finally {
-    fs.rmSync(out, { recursive: true, force: true });
-  }
-}
+const withOut = (body: (out: string) => Promise<void>) => withTempDir("tabfarm-signal-", body);
 
 describe("signals stop the farm gracefully", { timeout: 600_000 }, () => {
   for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
