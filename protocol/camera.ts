@@ -35,3 +35,22 @@ export interface CameraMeta {
   near: number;
   far: number;
 }
+
+/**
+ * The camera's pose in OpenCV's convention: x_cam = R · x_world + t, with the camera looking down +Z,
+ * +Y down, +X right (three.js/OpenGL cameras look down -Z with +Y up: the two differ by a flip of Y
+ * and Z). `cameraToWorld` is row-major and rigid (rotation + translation).
+ */
+export function openCvWorldToCamera(cameraToWorld: number[][]): { R: number[][]; t: number[] } {
+  const flip = [1, -1, -1];
+  const R: number[][] = [];
+  const t: number[] = [];
+  const centre = [cameraToWorld[0][3], cameraToWorld[1][3], cameraToWorld[2][3]];
+  for (let row = 0; row < 3; row++) {
+    // Row `row` of R is column `row` of the camera-to-world rotation (its transpose), times the flip.
+    const r = [0, 1, 2].map((col) => flip[row] * cameraToWorld[col][row]);
+    R.push(r);
+    t.push(-(r[0] * centre[0] + r[1] * centre[1] + r[2] * centre[2]));
+  }
+  return { R, t };
+}

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { ElementKey } from "./elements.js";
 import type { CameraMeta } from "./camera.js";
+import { LayerListSchema } from "./layers.js";
 
 const LIMITS_MAX_SIDE = 8192;
 
@@ -17,7 +18,9 @@ export const GrabRequestSchema = z.object({
   downsample: z.number().int().min(1).max(16).optional(),
   /** The server's limit for one frame: a larger image is answered with an error, not sent. */
   maxBytes: z.number().int().positive().optional(),
-  /** Also read the depth buffer: metric depth along the camera axis, in millimetres (uint16). */
+  /** Layers besides rgb (protocol/layers.ts); rgb is always rendered. */
+  layers: LayerListSchema.optional(),
+  /** Short form of `layers: ["depth"]` (added to `layers`). */
   depth: z.boolean().optional(),
   /** "browser": the page encodes `format`; "raw": the page sends RGBA pixels and the server encodes. */
   encoding: z.enum(["browser", "raw"]).default("browser"),
@@ -29,8 +32,16 @@ export interface GrabSuccess {
   /** Encoded image bytes, or RGBA pixels (top row first) when `raw`; binary, never base64. */
   image: ArrayBuffer | Uint8Array;
   raw?: boolean;
-  /** With `depth`: uint16 little-endian millimetres, top row first; 0 where nothing was hit. */
-  depth?: ArrayBuffer | Uint8Array;
+  /**
+   * The asked layers the page renders besides rgb, as pixels top row first, little-endian, in the
+   * layout LAYERS[name].wire gives (depth uint16 mm, depth32 float32 m, mask uint16 ids, normal RGB8).
+   */
+  layers?: Partial<Record<PageLayer, ArrayBuffer | Uint8Array>>;
+  /**
+   * With mask/class/boxes: the 3D box of every instance that has geometry in the scene, packed by
+   * packBoxes3d (binary: a scene of thousands of instances would not fit in a reply's JSON).
+   */
+  boxes3d?: ArrayBuffer | Uint8Array;
   width: number;
   height: number;
   format: ImageFormat;
@@ -56,6 +67,57 @@ export const GrabSuccessMetaSchema = z.object({
   renderMs: z.number().nonnegative(),
   encodeMs: z.number().nonnegative(),
 });
+
+/** Layers whose pixels the page sends (the others are rgb's image, or derived on the server). */
+export type PageLayer = "depth" | "depth32" | "mask" | "normal";
+export const PAGE_LAYERS: readonly PageLayer[] = ["depth", "depth32", "mask", "normal"];
+
+/**
+ * An instance's 3D box as the page measures it: the tight box around all its meshes' geometry, in the
+ * local frame of the element that owns its id (min/max), and that element's object-to-world matrix.
+ */
+export interface Box3dWire {
+  id: number;
+  min: [number, number, number];
+  max: [number, number, number];
+  /** 4×4, row-major. */
+  objectToWorld: number[][];
+}
+const Finite = z.number().refine(Number.isFinite, "must be a finite number");
+const Vec3Wire = z.tuple([Finite, Finite, Finite]);
+export const Box3dWireSchema = z.strictObject({
+  id: z.number().int().min(1).max(65535),
+  min: Vec3Wire,
+  max: Vec3Wire,
+  objectToWorld: z.array(z.array(Finite).length(4)).length(4),
+});
+
+/** Numbers per packed Box3dWire: id, min (3), max (3), objectToWorld (16, row-major). */
+export const BOX3D_NUMBERS = 23;
+
+/** Boxes as the page sends them: BOX3D_NUMBERS float64 (little-endian) per box. */
+export function packBoxes3d(boxes: readonly Box3dWire[]): ArrayBuffer {
+  const packed = new Float64Array(boxes.length * BOX3D_NUMBERS);
+  boxes.forEach((box, i) => packed.set([box.id, ...box.min, ...box.max, ...box.objectToWorld.flat()], i * BOX3D_NUMBERS));
+  return packed.buffer;
+}
+
+/**
+ * The boxes packed in `bytes`, unchecked (Box3dWireSchema checks each). The caller bounds the byte
+ * length first; a length that is no whole number of boxes throws.
+ */
+export function unpackBoxes3d(bytes: Uint8Array): Box3dWire[] {
+  const entryBytes = BOX3D_NUMBERS * 8;
+  if (bytes.byteLength % entryBytes !== 0) throw new RangeError(`${bytes.byteLength} bytes are not a whole number of ${entryBytes}-byte boxes`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const boxes: Box3dWire[] = [];
+  for (let at = 0; at < bytes.byteLength; at += entryBytes) {
+    const n = (i: number) => view.getFloat64(at + i * 8, true);
+    const row = (r: number) => [n(7 + r * 4), n(8 + r * 4), n(9 + r * 4), n(10 + r * 4)];
+    boxes.push({ id: n(0), min: [n(1), n(2), n(3)], max: [n(4), n(5), n(6)], objectToWorld: [row(0), row(1), row(2), row(3)] });
+  }
+  return boxes;
+}
 
 export interface GrabFailure {
   ok: false;
