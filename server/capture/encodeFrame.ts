@@ -24,10 +24,19 @@ export async function encodeRgba(pixels: Buffer, width: number, height: number, 
   }
 }
 
-/** uint16 little-endian millimetres → a 16-bit greyscale PNG (lossless; 0 = nothing hit). */
-export async function encodeDepthPng(depth: Buffer, width: number, height: number): Promise<Buffer> {
-  // sharp takes 16-bit samples only from a Uint16Array; copy so the view is aligned.
-  const samples = new Uint16Array(width * height);
-  Buffer.from(samples.buffer).set(depth.subarray(0, samples.byteLength));
-  return sharp(samples, { raw: { width, height, channels: 1 } }).toColourspace("grey16").png({ compressionLevel: 3 }).toBuffer();
+/** uint16 little-endian samples from the wire, as an aligned array (sharp takes 16-bit samples only from one). */
+export function uint16Samples(data: Buffer): Uint16Array {
+  const samples = new Uint16Array(data.length >> 1);
+  Buffer.from(samples.buffer).set(data.subarray(0, samples.byteLength));
+  return samples;
+}
+
+/** A 16-bit greyscale PNG, lossless (depth in mm, instance ids, class ids). */
+export function encodeGrey16Png(samples: Uint16Array, width: number, height: number, pngLevel = 3): Promise<Buffer> {
+  return sharp(samples, { raw: { width, height, channels: 1 } }).toColourspace("grey16").png({ compressionLevel: pngLevel }).toBuffer();
+}
+
+/** An 8-bit RGB PNG from RGB8 pixels (normals). */
+export function encodeRgbPng(pixels: Buffer, width: number, height: number, pngLevel = 3): Promise<Buffer> {
+  return sharp(pixels, { raw: { width, height, channels: 3 } }).png({ compressionLevel: pngLevel }).toBuffer();
 }
