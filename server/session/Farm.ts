@@ -9,7 +9,8 @@ import type { AddressInfo, Socket } from "node:net";
 import { Server } from "socket.io";
 import { launchedTabOf, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
-import { peerText, Session, type SessionSocket } from "./Session.js";
+import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
+import { ClassTable } from "../capture/ClassTable.js";
 import { loadClientFiles } from "./clientFiles.js";
 import { AccessControl, pageParser, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
 
@@ -30,6 +31,8 @@ export interface FarmOptions {
   grabTimeoutMs?: number;
   /** Largest encoded frame accepted (bytes); pages answer larger ones with an error. */
   maxFrameBytes?: number;
+  /** The run's class table (label → class id), shared by every session; an empty one when absent. */
+  classes?: ClassTable;
   /** Where frames are encoded: "browser" (in the page's worker) or "server" (raw pixels, sharp). */
   encode?: "browser" | "server";
   /** zlib level for PNGs encoded on the server (0..9). */
@@ -62,6 +65,8 @@ export type SessionHandler = (session: Session) => Promise<void> | void;
 /** Emits "session" (a Session) when a tab has said hello, before handlers run. */
 export class Farm extends EventEmitter {
   readonly token: string;
+  /** The run's class table: options.classes, or one this Farm made. */
+  readonly classes: ClassTable;
   readonly sessions = new Map<string, Session>();
   private readonly server: http.Server;
   private readonly io: Server<ClientToServerEvents, ServerToClientEvents>;
@@ -80,6 +85,7 @@ export class Farm extends EventEmitter {
   constructor(private readonly options: FarmOptions) {
     super();
     this.token = options.token ?? randomBytes(18).toString("base64url");
+    this.classes = options.classes ?? new ClassTable();
     this.log = options.log ?? ((line) => console.log(line));
     this.logThrottled = throttledLog(this.log);
     const maxSessions = options.maxSessions ?? 256;
@@ -111,13 +117,14 @@ export class Farm extends EventEmitter {
       this.connections.add(socket);
       socket.once("close", () => this.connections.delete(socket));
     });
-    // Frames travel as one binary message, so an authenticated socket may send one frame plus
-    // metadata; until then a websocket is held to UNAUTHENTICATED_MESSAGE_BYTES (allowLargeMessages).
-    const authenticatedMessageBytes = (options.maxFrameBytes ?? LIMITS.maxFrameBytes) + 1024 * 1024;
+    // A frame's image and each of its layers travel as one binary message each, so an authenticated
+    // socket may send messages of one frame plus framing (Session refuses a grab whose layer would not
+    // fit); until then a websocket is held to UNAUTHENTICATED_MESSAGE_BYTES (allowLargeMessages).
+    const authenticatedMessageBytes = messageLimitFor(options.maxFrameBytes ?? LIMITS.maxFrameBytes);
     this.io = new Server(this.server, {
       transports: ["websocket"],
       maxHttpBufferSize: UNAUTHENTICATED_MESSAGE_BYTES,
-      parser: pageParser,
+      parser: pageParser(replyLimitFor(options.maxFrameBytes ?? LIMITS.maxFrameBytes)),
       // A websocket that has not authenticated (sent socket.io's CONNECT) within 10 s is closed.
       connectTimeout: 10_000,
       pingTimeout: 20_000,
@@ -297,7 +304,7 @@ export class Farm extends EventEmitter {
     };
     const session = new Session(
       `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
-      this.options.encode === "server" ? "raw" : "browser", this.options.pngLevel,
+      this.options.encode === "server" ? "raw" : "browser", this.options.pngLevel, this.classes,
     );
     this.sessions.set(session.id, session);
     this.log(`session ${session.id} joined${safeInfo.worker ? ` (${safeInfo.worker})` : ""}: ${this.sessions.size} live`);

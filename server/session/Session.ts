@@ -4,23 +4,55 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
+import { BOX3D_NUMBERS, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
+import { needsInstanceIds, resolveLayers, type LayerName } from "../../protocol/layers.js";
+import type { InstanceResolution } from "../../protocol/instances.js";
 import { MAX_ERROR_CHARS, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { SentScene } from "./SentScene.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
-import { encodeDepthPng, encodeRgba } from "../capture/encodeFrame.js";
+import { encodeRgba } from "../capture/encodeFrame.js";
+import { ClassTable } from "../capture/ClassTable.js";
+import {
+  checkBoxes3d, checkPageLayers, encodeLayers, pageLayersOf, wireBytesPerPixel, type FrameInstance,
+} from "../capture/layers.js";
 
+export type { FrameInstance } from "../capture/layers.js";
 export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
-/** A checked, encoded frame: the page's reply with its bytes as a Buffer. */
-export interface GrabbedFrame extends Omit<GrabSuccess, "ok" | "image" | "raw" | "depth"> {
+/** A checked, encoded frame: the page's reply with its bytes as Buffers (encodeMs: the server's, for raw pixels). */
+export interface GrabbedFrame extends Pick<GrabSuccess, "width" | "height" | "format" | "camera" | "renderMs" | "encodeMs"> {
+  /** The rgb layer, encoded as `format`. */
   image: Buffer;
-  /** With `depth: true`: a 16-bit greyscale PNG of depth in millimetres (0 = nothing hit). */
-  depth?: Buffer;
   /** Wall time from request to reply, as the server saw it. */
   roundTripMs: number;
+  /** The grab's layers, resolved (resolveLayers): rgb first. */
+  layers: LayerName[];
+  /** Encoded file bytes of every file layer except rgb: depth/mask/class/normal PNG, depth32 .npy. */
+  files: Partial<Record<LayerName, Buffer>>;
+  /** = files.depth (kept for handlers written before layers): a 16-bit greyscale PNG of millimetres. */
+  depth?: Buffer;
+  /** With mask, class or boxes: every instance visible in this frame (pixels > 0), by id ascending. */
+  instances?: FrameInstance[];
+}
+
+/**
+ * What one websocket message from an authenticated page may hold (Farm applies it): the largest frame,
+ * plus room for socket.io's framing. A grab reply travels as one text message (its JSON, at most
+ * 64 KiB) and one binary message per attachment (the image, the 3D boxes, each page layer).
+ */
+export function messageLimitFor(maxFrameBytes: number): number {
+  return maxFrameBytes + 1024 * 1024;
+}
+
+/**
+ * The most binary data one grab reply may carry in all (image, layers, 3D boxes; Farm's decoder enforces
+ * it): two of the largest messages. It bounds what one socket makes the server hold, and takes every layer
+ * of frames up to about 2900×2900 besides an image of the largest size.
+ */
+export function replyLimitFor(maxFrameBytes: number): number {
+  return 2 * messageLimitFor(maxFrameBytes);
 }
 
 export interface GrabOptions extends GrabRequest {
@@ -36,9 +68,20 @@ export function peerText(value: unknown, max: number): string {
   return typeof value === "string" ? value.slice(0, max) : "";
 }
 
+/** The grab is refused before it is sent, or its reply is not a frame. */
 export class GrabError extends Error {}
 /** The page did not answer a grab in time: it is probably hung. */
 export class GrabTimeoutError extends GrabError {}
+
+/** A grab as sent to the page, with what its reply is checked against. */
+interface PreparedGrab {
+  /** The request as sent: `layers` resolved (rgb first, with what each needs), `maxBytes` the image's limit. */
+  request: Readonly<ParsedGrabRequest>;
+  layers: LayerName[];
+  what: string;
+  /** With mask, class or boxes: the scene's instance ids when the grab was sent. */
+  instances?: InstanceResolution;
+}
 
 export class Session extends EventEmitter {
   private seq = 0;
@@ -62,6 +105,8 @@ export class Session extends EventEmitter {
     /** Where grabs are encoded unless a grab says otherwise: in the page, or on the server from raw pixels. */
     private readonly defaultEncoding: "browser" | "raw" = "browser",
     private readonly pngLevel = 3,
+    /** The run's class table (one per Farm, shared by its sessions). */
+    private readonly classes: ClassTable = new ClassTable(),
   ) {
     super();
     socket.on("sceneError", (report) => {
@@ -118,6 +163,8 @@ export class Session extends EventEmitter {
     if (!size) {
       return Promise.reject(new GrabError(`grabRender('${request.key}') on session ${this.id}: no CameraView with key '${request.key}' in the scene sent to this session`));
     }
+    const grab = this.prepareLayers(request, size);
+    if (grab instanceof Error) return Promise.reject(grab);
     const seq = ++this.seq;
     const started = performance.now();
     return new Promise<GrabbedFrame>((resolve, reject) => {
@@ -129,18 +176,59 @@ export class Session extends EventEmitter {
         clearTimeout(timer);
         reject(err);
       });
-      this.socket.emit("grab", seq, request, (reply: GrabReply) => {
+      this.socket.emit("grab", seq, grab.request, (reply: GrabReply) => {
         if (!this.pending.delete(seq)) return; // timed out or disconnected already
         clearTimeout(timer);
-        this.acceptReply(request, size, reply, performance.now() - started).then(resolve, reject);
+        this.acceptReply(grab, size, reply, performance.now() - started).then(resolve, reject);
       });
     });
   }
 
-  /** Takes the reply to `request` if it is a complete image of exactly the size asked for (`size`). */
-  private async acceptReply(request: ParsedGrabRequest, size: { width: number; height: number }, reply: GrabReply, roundTripMs: number): Promise<GrabbedFrame> {
-    // Everything in a reply comes from a page: trust nothing until checked.
+  /**
+   * The layers of a grab, and what its reply will be checked against: the scene's instance ids as
+   * of now (ops sent after the grab do not change what its mask may hold). An Error when the grab
+   * cannot be made: instance ids in error, or a reply that could not reach the server whole.
+   */
+  private prepareLayers(request: Readonly<ParsedGrabRequest>, size: { width: number; height: number }): PreparedGrab | Error {
     const what = `grabRender('${request.key}') on session ${this.id}`;
+    const layers = resolveLayers(request.depth ? [...(request.layers ?? []), "depth"] : request.layers);
+    const limit = messageLimitFor(this.maxFrameBytes);
+    for (const name of pageLayersOf(layers)) {
+      const bytes = size.width * size.height * wireBytesPerPixel(name);
+      if (bytes > limit) {
+        return new GrabError(
+          `${what}: layer ${name} of a ${size.width}×${size.height} frame is ${bytes} bytes, over the ${limit}-byte limit of one message ` +
+            `(the largest frame + 1 MiB); grab it smaller (downsample) or raise the frame limit (--max-frame-mb)`,
+        );
+      }
+    }
+    // The image's own limit: what the caller asked, never above the session's (one message).
+    const maxBytes = Math.min(request.maxBytes ?? this.maxFrameBytes, this.maxFrameBytes);
+    const sent: ParsedGrabRequest = { ...request, maxBytes, layers };
+    const instances = needsInstanceIds(layers) ? this.sentScene.instances() : undefined;
+    if (instances?.errors.length) {
+      const shown = instances.errors.slice(0, 5).join("; ");
+      return new GrabError(`${what}: layers ${layers.join(", ")} need instance ids, but the scene's are wrong: ${shown}${instances.errors.length > 5 ? ` (and ${instances.errors.length - 5} more)` : ""}`);
+    }
+    // The whole reply must pass the decoder's limit, or the page's socket would be cut for a legitimate answer.
+    const imageBytes = request.encoding === "raw" ? size.width * size.height * 4 : maxBytes;
+    const layerBytes = pageLayersOf(layers).reduce((sum, name) => sum + size.width * size.height * wireBytesPerPixel(name), 0);
+    const replyBytes = imageBytes + layerBytes + (instances ? instances.ids.size * BOX3D_NUMBERS * 8 : 0);
+    const replyLimit = replyLimitFor(this.maxFrameBytes);
+    if (replyBytes > replyLimit) {
+      return new GrabError(
+        `${what}: the reply to layers ${layers.join(", ")} of a ${size.width}×${size.height} frame could hold ${replyBytes} bytes, over the ${replyLimit}-byte ` +
+          `limit of one reply (twice the largest frame + 1 MiB); grab fewer layers or a smaller frame (downsample), or raise the frame limit (--max-frame-mb)`,
+      );
+    }
+    if (!instances) return { request: sent, layers, what };
+    return { request: sent, layers, what, instances };
+  }
+
+  /** Takes the reply to a grab if it is a complete image of exactly the size asked for (`size`), with every asked layer. */
+  private async acceptReply(grab: PreparedGrab, size: { width: number; height: number }, reply: GrabReply, roundTripMs: number): Promise<GrabbedFrame> {
+    // Everything in a reply comes from a page: trust nothing until checked.
+    const { request, layers, what } = grab;
     if (!reply || typeof reply !== "object") throw new GrabError(`${what}: malformed reply`);
     if (reply.ok !== true) {
       throw new GrabError(`${what} failed: ${peerText((reply as { error?: unknown }).error, MAX_ERROR_CHARS) || "the page gave no error message"}`);
@@ -155,27 +243,30 @@ export class Session extends EventEmitter {
       throw new ImageCheckError(`${what}: the reply is ${width}×${height}, but ${size.width}×${size.height} was asked for`);
     }
     let image: Buffer = reply.image;
+    if (request.encoding === "raw" && (!meta.data.raw || image.length !== width * height * 4)) {
+      throw new ImageCheckError(`${what}: raw frame of ${image.length} bytes is not ${width}×${height} RGBA (${width * height * 4} bytes)`);
+    }
+    // Every layer is checked before anything is encoded; then the image and the layers are encoded at once.
+    const pixels = checkPageLayers((reply as { layers?: unknown }).layers, pageLayersOf(layers), width, height, what);
+    const boxes3d = grab.instances
+      ? checkBoxes3d((reply as { boxes3d?: unknown }).boxes3d, grab.instances, layers.includes("boxes"), what)
+      : new Map();
     let encodeMs = meta.data.encodeMs;
-    if (request.encoding === "raw") {
-      if (!meta.data.raw || image.length !== width * height * 4) {
-        throw new ImageCheckError(`${what}: raw frame of ${image.length} bytes is not ${width}×${height} RGBA (${width * height * 4} bytes)`);
-      }
+    const encodeImage = async () => {
+      if (request.encoding !== "raw") return checkImage(image, { format: request.format, width, height, maxBytes: request.maxBytes, what });
       const started = performance.now();
       image = await encodeRgba(image, width, height, { format: request.format, quality: request.quality, pngLevel: this.pngLevel });
       encodeMs = performance.now() - started; // encoded here by sharp: no need to check it
-    } else {
-      await checkImage(image, { format: request.format, width, height, maxBytes: this.maxFrameBytes, what });
-    }
-    let depth: Buffer | undefined;
-    if (request.depth) {
-      const raw = (reply as { depth?: unknown }).depth;
-      if (!Buffer.isBuffer(raw) || raw.length !== width * height * 2) {
-        throw new ImageCheckError(`${what}: depth is not ${width}×${height} uint16 (${width * height * 2} bytes)`);
-      }
-      depth = await encodeDepthPng(raw, width, height);
-    }
+    };
+    const [, { files, instances }] = await Promise.all([
+      encodeImage(),
+      encodeLayers({ layers, width, height, pixels, boxes3d, instances: grab.instances, classes: this.classes, pngLevel: this.pngLevel, what }),
+    ]);
     this.framesDelivered++;
-    return { image, depth, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs };
+    const frame: GrabbedFrame = { image, width, height, format: request.format, camera, renderMs, encodeMs, roundTripMs, layers, files };
+    if (files.depth) frame.depth = files.depth;
+    if (instances) frame.instances = instances;
+    return frame;
   }
 
   /** Tells the page the server is done with it. */

@@ -6,6 +6,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Decoder, Encoder, PacketType } from "socket.io-parser";
+import { PAGE_LAYERS } from "../../protocol/grab.js";
 
 export function tokenMatches(expected: string, given: unknown): boolean {
   if (typeof given !== "string") return false;
@@ -95,26 +96,37 @@ export function throttledLog(log: (line: string) => void, perMinute = 20): (topi
 /** Longest text message (one socket.io packet as JSON) a page may send: its hello, a scene error, a grab reply's metadata. */
 export const TEXT_MESSAGE_CHARS = 64 * 1024;
 
+/** Binary attachments a grab reply may carry: its image, its 3D boxes, and one per page layer. */
+export const MAX_REPLY_ATTACHMENTS = 2 + PAGE_LAYERS.length;
+
 /**
  * socket.io's packet decoder held to what pages send. Binary data comes only in grab replies, with at most
- * two attachments (image, depth): socket.io's default of 10 attachments per packet, each up to the frame
- * limit, let one socket make the server hold 10 frames (650 MB) for a single packet, and a few such sockets
- * exhaust its memory. Text packets are bounded too, so no socket makes the server parse megabytes of JSON.
- * A packet that breaks these rules is a protocol error: socket.io closes the connection (and Farm cuts it).
+ * MAX_REPLY_ATTACHMENTS attachments of at most `maxReplyBytes` in all: socket.io's default of 10
+ * attachments per packet, each up to the frame limit, let one socket make the server hold 10 frames
+ * (650 MB) for a single packet, and a few such sockets exhaust its memory. Text packets are bounded too,
+ * so no socket makes the server parse megabytes of JSON. A packet that breaks these rules is a protocol
+ * error: socket.io closes the connection (and Farm cuts it).
  */
-class PageDecoder extends Decoder {
-  constructor() {
-    super({ maxAttachments: 2 });
-  }
+export function pageParser(maxReplyBytes: number) {
+  class PageDecoder extends Decoder {
+    /** Bytes of the attachments of the packet being reassembled (a text message starts a packet). */
+    private binaryBytes = 0;
 
-  override add(message: unknown): void {
-    if (typeof message === "string") {
-      if (message.length > TEXT_MESSAGE_CHARS) throw new Error(`a text message of ${message.length} characters (at most ${TEXT_MESSAGE_CHARS})`);
-      if (message.startsWith(String(PacketType.BINARY_EVENT))) throw new Error("an event with binary data (pages send binary data only in replies to grabs)");
+    constructor() {
+      super({ maxAttachments: MAX_REPLY_ATTACHMENTS });
     }
-    super.add(message);
-  }
-}
 
-/** The `parser` option for the farm's socket.io Server. */
-export const pageParser = { Encoder, Decoder: PageDecoder };
+    override add(message: unknown): void {
+      if (typeof message === "string") {
+        if (message.length > TEXT_MESSAGE_CHARS) throw new Error(`a text message of ${message.length} characters (at most ${TEXT_MESSAGE_CHARS})`);
+        if (message.startsWith(String(PacketType.BINARY_EVENT))) throw new Error("an event with binary data (pages send binary data only in replies to grabs)");
+        this.binaryBytes = 0;
+      } else {
+        this.binaryBytes += (message as ArrayBuffer | Uint8Array)?.byteLength ?? 0;
+        if (this.binaryBytes > maxReplyBytes) throw new Error(`a reply whose attachments hold more than ${maxReplyBytes} bytes`);
+      }
+      super.add(message);
+    }
+  }
+  return { Encoder, Decoder: PageDecoder };
+}

@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { PNG } from "pngjs";
 import { io, type Socket as ClientSocket } from "socket.io-client";
 import { Farm, UNAUTHENTICATED_MESSAGE_BYTES } from "../../server/session/Farm.js";
-import { TEXT_MESSAGE_CHARS } from "../../server/session/accessControl.js";
+import { MAX_REPLY_ATTACHMENTS, TEXT_MESSAGE_CHARS } from "../../server/session/accessControl.js";
 import type { Session } from "../../server/session/Session.js";
 import type { ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -414,7 +414,7 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
     const png = new PNG({ width: 16, height: 8 });
     const image = PNG.sync.write(png);
     const camera = { K: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], cameraToWorld: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], fov: 60, near: 0.1, far: 100 };
-    good.on("grab", (_seq, _request, ack) => ack({ ok: true, image, depth: Buffer.alloc(16 * 8 * 2), width: 16, height: 8, format: "png", camera, renderMs: 1, encodeMs: 1 }));
+    good.on("grab", (_seq, _request, ack) => ack({ ok: true, image, layers: { depth: Buffer.alloc(16 * 8 * 2) }, width: 16, height: 8, format: "png", camera, renderMs: 1, encodeMs: 1 }));
     const session = await joined;
     session.set({ tag: "DefaultScene", key: "root", children: [{ tag: "CameraView", key: "cam", width: 16, height: 8 }] });
     assert.ok((await session.grabRender({ key: "cam", depth: true, timeoutMs: 10_000 })).depth);
@@ -423,7 +423,7 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
     const attacks: Array<{ name: string; messages: Array<string | Buffer>; logged: RegExp }> = [
       // Strings go as websocket text messages (socket.io packets), Buffers as binary ones (attachments).
     // socket.io's own limit is 10 attachments per packet, each up to the frame limit: 650 MB held for one packet.
-      { name: "a reply with 3 attachments", messages: [`463-7[${placeholders(3)}]`], logged: /too many attachments/ },
+      { name: `a reply with ${MAX_REPLY_ATTACHMENTS + 1} attachments`, messages: [`46${MAX_REPLY_ATTACHMENTS + 1}-7[${placeholders(MAX_REPLY_ATTACHMENTS + 1)}]`], logged: /too many attachments/ },
       { name: "a reply with 10 attachments", messages: [`4610-7[${placeholders(10)}]`], logged: /too many attachments/ },
       { name: "an event with binary data", messages: [`451-["sceneError",${placeholders(1)}]`, Buffer.alloc(1024)], logged: /an event with binary data/ },
       { name: "a text message over 64 KB", messages: [`43999["${"a".repeat(TEXT_MESSAGE_CHARS)}"]`], logged: /a text message of \d+ characters \(at most 65536\)/ },

@@ -7,6 +7,7 @@
 // Run: node --import tsx --test tests/integration/hostileReplies.test.ts
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
 import { randomBytes } from "node:crypto";
@@ -17,8 +18,9 @@ import { chromium, type Browser } from "playwright-core";
 import { io, type Socket as ClientSocket } from "socket.io-client";
 import { Farm } from "../../server/session/Farm.js";
 import type { Session } from "../../server/session/Session.js";
+import { ClassTable } from "../../server/capture/ClassTable.js";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../../protocol/events.js";
-import type { GrabReply, GrabRequest } from "../../protocol/grab.js";
+import { packBoxes3d, type Box3dWire, type GrabReply, type GrabRequest } from "../../protocol/grab.js";
 import type { SceneElement } from "../../protocol/elements.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
@@ -192,9 +194,9 @@ describe("the size of every grab is the size the server asked for", { timeout: 1
     await session.grabRender({ key: "cam", timeoutMs: 5000 });
 
     // Depth: uint16 per pixel of the asked size.
-    answer = () => reply(png(200, 100), 200, 100, { depth: Buffer.alloc(10 * 10 * 2) });
-    await assert.rejects(session.grabRender({ key: "cam", depth: true, timeoutMs: 5000 }), /depth is not 200×100 uint16 \(40000 bytes\)/);
-    answer = () => reply(png(200, 100), 200, 100, { depth: Buffer.alloc(200 * 100 * 2) });
+    answer = () => reply(png(200, 100), 200, 100, { layers: { depth: Buffer.alloc(10 * 10 * 2) } });
+    await assert.rejects(session.grabRender({ key: "cam", depth: true, timeoutMs: 5000 }), /layer depth is 200 bytes, not 200×100×2 bytes \(40000\)/);
+    answer = () => reply(png(200, 100), 200, 100, { layers: { depth: Buffer.alloc(200 * 100 * 2) } });
     assert.ok((await session.grabRender({ key: "cam", depth: true, timeoutMs: 5000 })).depth);
 
     // Raw pixels (--encode server) of another size, announced as theirs or as asked.
@@ -263,5 +265,129 @@ describe("a real Chromium page's frames have exactly the size the server expects
     session.add({ tag: "CameraView", key: "inner2", width: 7, height: 9, ...pose }, "root");
     assert.deepEqual(await grab("inner2"), [7, 9]);
     assert.deepEqual(errors, [], "no op failed on the page");
+  });
+});
+
+describe("layers: everything a page sends for them is checked; a bad reply is refused naming the layer and the session goes on", { timeout: 60_000 }, () => {
+  let farm: Farm;
+  let clientDir = "";
+  const sockets: FakeSocket[] = [];
+  before(async () => {
+    // Only the socket is used here: a stand-in page, no build needed.
+    clientDir = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-layers-"));
+    fs.writeFileSync(path.join(clientDir, "index.html"), "<!doctype html>");
+    farm = new Farm({ clientDir, log: () => {}, classes: new ClassTable([["cup", 7]]) });
+    await farm.listen();
+  });
+  after(async () => {
+    for (const s of sockets) s.disconnect();
+    await farm?.close();
+    fs.rmSync(clientDir, { recursive: true, force: true });
+  });
+
+  const W = 4, H = 3;
+  const u16 = (values: number[]) => Buffer.from(Uint16Array.from(values).buffer);
+  const identity = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]];
+  // ids: crate 1 (a), cup 2 (b); c (3) hidden behind them.
+  const MASK = [0, 1, 1, 0, 0, 1, 2, 2, 0, 0, 2, 2];
+  const scene = (...extra: SceneElement[]): SceneElement => ({
+    tag: "Scene", key: "root", children: [
+      { tag: "CameraView", key: "cam", width: W, height: H },
+      { tag: "Box", key: "a", label: "crate" }, { tag: "Box", key: "b", label: "cup" }, { tag: "Box", key: "c" }, ...extra,
+    ],
+  });
+
+  async function page(worker: string) {
+    let answer: (request: GrabRequest) => GrabReply | undefined = () => undefined;
+    const grabs: GrabRequest[] = [];
+    sockets.push(hostileSocket(farm.url, farm.token, worker, (request) => (grabs.push(request), answer(request))));
+    const session = await sessionOf(farm, worker, 10_000);
+    return { session, grabs, answer: (fn: (request: GrabRequest) => GrabReply | undefined) => void (answer = fn) };
+  }
+  const packed = (boxes: Array<{ id: number; min: number[]; max: number[]; objectToWorld: number[][] }>) => Buffer.from(packBoxes3d(boxes as Box3dWire[]));
+  const maskReply = (mask: number[], extra: Partial<GrabReply> = {}) => reply(png(W, H), W, H, { layers: { mask: u16(mask) }, ...extra } as Partial<GrabReply>);
+
+  it("a mask grab: the page is asked for the resolved layers; files, instances with class and 3D box, and layers come back", async () => {
+    const { session, grabs, answer } = await page("layers-good");
+    session.set(scene());
+    answer(() => maskReply(MASK, { boxes3d: packed([{ id: 2, min: [0, 0, 0], max: [1, 1, 1], objectToWorld: identity }]) } as Partial<GrabReply>));
+    const frame = await session.grabRender({ key: "cam", layers: ["class", "boxes"], timeoutMs: 5000 });
+    assert.deepEqual(grabs.at(-1)!.layers, ["rgb", "mask", "class", "boxes"], "the page gets the resolved list");
+    assert.deepEqual(frame.layers, ["rgb", "mask", "class", "boxes"]);
+    assert.deepEqual(Object.keys(frame.files).sort(), ["class", "mask"]);
+    assert.equal(frame.depth, undefined);
+    assert.deepEqual(frame.instances!.map(({ box3d, ...rest }) => ({ ...rest, corners: box3d?.corners.length })), [
+      { id: 1, key: "a", label: "crate", class: 1, pixels: 3, bbox: [1, 0, 2, 2], corners: undefined },
+      { id: 2, key: "b", label: "cup", class: 7, pixels: 4, bbox: [2, 1, 2, 2], corners: 8 },
+    ]);
+    assert.deepEqual(farm.classes.entries(), [{ id: 1, label: "crate" }, { id: 7, label: "cup" }], "the farm's table: given, and new labels at the lowest free id");
+    const { data, info } = await sharp(frame.files.class!).toColourspace("grey16").raw({ depth: "ushort" }).toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [W, H]);
+    assert.deepEqual(Array.from(new Uint16Array(data.buffer, data.byteOffset, W * H)), MASK.map((id) => [0, 1, 7][id]));
+  });
+
+  it("the mask is checked against the scene as it was when the grab was sent, not as later ops made it", async () => {
+    const { session, answer } = await page("layers-snapshot");
+    session.set(scene());
+    answer(() => maskReply([...MASK.slice(0, 11), 4]));
+    const grab = session.grabRender({ key: "cam", layers: ["mask"], timeoutMs: 5000 });
+    session.add({ tag: "Box", key: "late" }, "root"); // id 4, but after the grab
+    await assert.rejects(grab, /grabRender\('cam'\) on session s\d+: the mask has id 4 at pixel \(3, 2\), which no element of the scene has \(its ids: 1, 2, 3\)/);
+    answer(() => maskReply(MASK));
+    const kept = session.grabRender({ key: "cam", layers: ["mask"], timeoutMs: 5000 });
+    session.remove("a");
+    assert.equal((await kept).instances![0]!.key, "a", "a removed after the grab is still named by it");
+  });
+
+  it("refuses at once, asking the page nothing, a grab whose scene's ids are wrong, or whose reply could not arrive whole", async () => {
+    const { session, grabs, answer } = await page("layers-refused");
+    answer(() => maskReply(MASK));
+    session.set(scene());
+    session.add({ tag: "Box", key: "clash", instance: 2 }, "root"); // 2 is b's automatic id by now
+    await assert.rejects(session.grabRender({ key: "cam", layers: ["mask"], timeoutMs: 5000 }), /layers rgb, mask need instance ids, but the scene's are wrong: element 'clash': instance 2 is already the automatic id of 'b'/);
+    session.set(scene({ tag: "Box", key: "bad", instance: 1.5 }));
+    await assert.rejects(session.grabRender({ key: "cam", layers: ["boxes"], timeoutMs: 5000 }), /element 'bad': instance must be a whole number/);
+    session.set({ tag: "Scene", key: "root", children: [{ tag: "CameraView", key: "huge", width: 8192, height: 8192 }] });
+    await assert.rejects(session.grabRender({ key: "huge", layers: ["depth32"], timeoutMs: 5000 }), /layer depth32 of a 8192×8192 frame is 268435456 bytes, over the 68157440-byte limit of one message/);
+    session.set({ tag: "Scene", key: "root", children: [{ tag: "CameraView", key: "big", width: 4096, height: 4096 }] });
+    await assert.rejects(session.grabRender({ key: "big", layers: ["depth32", "mask", "normal"], timeoutMs: 5000 }), /the reply to layers rgb, depth32, mask, normal of a 4096×4096 frame could hold \d+ bytes, over the 136314880-byte limit of one reply/);
+    assert.equal(grabs.length, 0, "the page was asked for nothing");
+    session.set(scene());
+    assert.ok((await session.grabRender({ key: "cam", layers: ["depth"], timeoutMs: 5000 }).catch((err: Error) => err)) instanceof Error, "layers without ids are still grabbed (and this reply lacks depth)");
+    assert.equal(grabs.length, 1);
+  });
+
+  it("hostile replies: wrong length or type, unasked or unknown layers, the old depth field, bad boxes3d, NaN depth32, unknown mask ids", async () => {
+    const { session, answer } = await page("layers-hostile");
+    session.set(scene());
+    const f32 = (values: number[]) => Buffer.from(Float32Array.from(values).buffer);
+    const cases: Array<{ layers: GrabRequest["layers"]; reply: Partial<GrabReply> & Record<string, unknown>; refusal: RegExp }> = [
+      { layers: ["mask"], reply: { layers: { mask: u16(MASK).subarray(1) } }, refusal: /layer mask is 23 bytes, not 4×3×2 bytes \(24\)/ },
+      { layers: ["mask"], reply: { layers: { mask: "AAAA" } }, refusal: /layer mask is not binary data/ },
+      { layers: ["mask"], reply: { layers: {} }, refusal: /layer mask is missing/ },
+      { layers: ["mask"], reply: { layers: { normal: Buffer.alloc(W * H * 3) } }, refusal: /the reply has layer 'normal', which was not asked for \(asked for: mask\)/ },
+      { layers: ["depth"], reply: { layers: { depth: Buffer.alloc(W * H * 2), gloss: 1 } }, refusal: /the reply has layer 'gloss', which was not asked for/ },
+      { layers: ["depth"], reply: { depth: Buffer.alloc(W * H * 2) }, refusal: /the reply's layers are not an object of binary layers \(asked for: depth\)/ },
+      { layers: [], reply: { layers: { depth: Buffer.alloc(W * H * 2) } }, refusal: /the reply has layer 'depth', which was not asked for \(asked for: none\)/ },
+      { layers: ["depth32"], reply: { layers: { depth32: f32([1, 2, 3, 4, 5, NaN, 7, 8, 9, 10, 11, 12]) } }, refusal: /layer depth32 has NaN at pixel \(1, 1\)/ },
+      { layers: ["depth32"], reply: { layers: { depth32: f32([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -Infinity]) } }, refusal: /layer depth32 has -Infinity at pixel \(3, 2\)/ },
+      { layers: ["mask"], reply: { layers: { mask: u16(MASK.map((id) => (id === 2 ? 9 : id))) } }, refusal: /the mask has id 9 at pixel \(2, 1\)/ },
+      { layers: ["boxes"], reply: { layers: { mask: u16(MASK) } }, refusal: /boxes3d is missing/ },
+      { layers: ["boxes"], reply: { layers: { mask: u16(MASK) }, boxes3d: "[]" }, refusal: /boxes3d is not binary data/ },
+      { layers: ["mask"], reply: { layers: { mask: u16(MASK) }, boxes3d: packed([{ id: 1, min: [NaN, 0, 0], max: [1, 1, 1], objectToWorld: identity }]) }, refusal: /boxes3d\[0\]: .*min/ },
+      { layers: ["mask"], reply: { layers: { mask: u16(MASK) }, boxes3d: packed([{ id: 9, min: [0, 0, 0], max: [1, 1, 1], objectToWorld: identity }]) }, refusal: /boxes3d\[0\] is for id 9, which no element of the scene has/ },
+      { layers: ["mask"], reply: { layers: { mask: u16(MASK) }, boxes3d: packed(Array.from({ length: 4 }, () => ({ id: 1, min: [0, 0, 0], max: [1, 1, 1], objectToWorld: identity }))) }, refusal: /boxes3d has 4 entries, but the scene has 3 instance\(s\)/ },
+    ];
+    for (const { layers, reply: extra, refusal } of cases) {
+      answer(() => reply(png(W, H), W, H, extra as Partial<GrabReply>));
+      await assert.rejects(session.grabRender({ key: "cam", layers, timeoutMs: 5000 }), (err: Error) => {
+        assert.match(err.message, new RegExp(`^grabRender\\('cam'\\) on session s\\d+: ${refusal.source}`), `${refusal}: ${err.message}`);
+        return true;
+      });
+    }
+    assert.equal(session.closed, false, "the session is still connected");
+    answer(() => reply(png(W, H), W, H, { layers: { depth32: f32(new Array(W * H).fill(2.5)) } } as Partial<GrabReply>));
+    const frame = await session.grabRender({ key: "cam", layers: ["depth32"], timeoutMs: 5000 });
+    assert.equal(frame.files.depth32!.readUInt16LE(8) + 10 + W * H * 4, frame.files.depth32!.length, "and delivers a good depth32 frame");
   });
 });

@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { AccessControl, pageParser, parseRequestTarget, requestToken, TEXT_MESSAGE_CHARS, tokenMatches, workerProof } from "../../server/session/accessControl.js";
+import { AccessControl, MAX_REPLY_ATTACHMENTS, pageParser, parseRequestTarget, requestToken, TEXT_MESSAGE_CHARS, tokenMatches, workerProof } from "../../server/session/accessControl.js";
 import { launchedTabOf, launchedWorkerName } from "../../protocol/events.js";
 
 describe("parseRequestTarget", () => {
@@ -71,7 +71,7 @@ describe("AccessControl", () => {
 
 describe("pageParser: the socket.io packets a page may send", () => {
   const decode = (...messages: Array<string | Buffer>) => {
-    const decoder = new pageParser.Decoder();
+    const decoder = new (pageParser(1024 * 1024).Decoder)();
     const decoded: unknown[] = [];
     decoder.on("decoded", (packet: unknown) => decoded.push(packet));
     for (const message of messages) decoder.add(message);
@@ -79,7 +79,9 @@ describe("pageParser: the socket.io packets a page may send", () => {
   };
   const placeholders = (count: number) => Array.from({ length: count }, (_, num) => JSON.stringify({ _placeholder: true, num })).join(",");
 
-  it("takes a grab reply with two attachments (image, depth), events without binary data and text up to the limit", () => {
+  it("takes a grab reply with every attachment a reply has (image, 3D boxes, each page layer) up to the byte limit, events without binary data and text up to the limit", () => {
+    const all = decode(`6${MAX_REPLY_ATTACHMENTS}-8[${placeholders(MAX_REPLY_ATTACHMENTS)}]`, ...Array.from({ length: MAX_REPLY_ATTACHMENTS }, () => Buffer.alloc(1024 * 1024 / MAX_REPLY_ATTACHMENTS)));
+    assert.equal(all.length, 1);
     const [reply] = decode(`62-7[{"ok":true,"image":{"_placeholder":true,"num":0},"depth":{"_placeholder":true,"num":1}}]`, Buffer.from("img"), Buffer.from("dp")) as [{ id: number; data: [{ image: Buffer; depth: Buffer }] }];
     assert.equal(reply.id, 7);
     assert.equal(reply.data[0].image.toString(), "img");
@@ -91,7 +93,10 @@ describe("pageParser: the socket.io packets a page may send", () => {
   });
 
   it("refuses more attachments than a reply has, binary data in an event, and longer text, naming each", () => {
-    assert.throws(() => decode(`63-7[${placeholders(3)}]`), /too many attachments/);
+    assert.throws(() => decode(`6${MAX_REPLY_ATTACHMENTS + 1}-7[${placeholders(MAX_REPLY_ATTACHMENTS + 1)}]`), /too many attachments/);
+    // Attachments of one packet count together: two that each fit one message may not pass the reply's limit.
+    assert.throws(() => decode(`62-7[${placeholders(2)}]`, Buffer.alloc(600 * 1024), Buffer.alloc(600 * 1024)), /a reply whose attachments hold more than 1048576 bytes/);
+    assert.equal(decode(`62-7[${placeholders(2)}]`, Buffer.alloc(512 * 1024), Buffer.alloc(512 * 1024)).length, 1, "exactly the limit passes");
     assert.throws(() => decode(`610-7[${placeholders(10)}]`), /too many attachments/);
     assert.throws(() => decode(`51-["sceneError",${placeholders(1)}]`), /an event with binary data/);
     assert.throws(() => decode(`2["sceneError","${"a".repeat(TEXT_MESSAGE_CHARS)}"]`), /a text message of \d+ characters \(at most 65536\)/);

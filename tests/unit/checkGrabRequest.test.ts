@@ -43,4 +43,49 @@ describe("checkGrabRequest", () => {
     assert.ok(r.ok);
     assert.deepEqual(r.request, { key: "cam", format: "png", ...defaults });
   });
+
+  it("layers: the same list gives the remembered request; another order is its own entry; repeats and unknown names are refused every time", () => {
+    const first = check({ key: "cam", layers: ["depth", "mask"] });
+    const again = check({ key: "cam", layers: ["depth", "mask"] });
+    assert.ok(first.ok && again.ok);
+    assert.equal(again.request, first.request, "remembered");
+    assert.deepEqual(first.request.layers, ["depth", "mask"]);
+    const swapped = check({ key: "cam", layers: ["mask", "depth"] });
+    assert.ok(swapped.ok);
+    assert.deepEqual(swapped.request.layers, ["mask", "depth"], "not the other order's answer");
+    const none = check({ key: "cam", layers: [] });
+    assert.ok(none.ok);
+    assert.deepEqual(none.request.layers, []);
+    assert.equal(check({ key: "cam" }).ok && (check({ key: "cam" }) as { request: { layers?: unknown } }).request.layers, undefined, "no layers is not an empty list");
+    for (let i = 0; i < 2; i++) {
+      assert.match((check({ key: "cam", layers: ["depth", "depth"] }) as { error: string }).error, /names a layer twice/);
+      assert.match((check({ key: "cam", layers: ["depth", "gloss"] }) as { error: string }).error, /layers/);
+      assert.equal(check({ key: "cam", layers: "depth" }).ok, false);
+      assert.equal(check({ key: "cam", layers: [["depth"]] }).ok, false);
+      assert.equal(check({ key: "cam", layers: ["depth", null] }).ok, false);
+      // eslint-disable-next-line no-sparse-arrays
+      assert.equal(check({ key: "cam", layers: [, "depth"] }).ok, false, "a hole is not a name");
+      assert.equal(check({ key: "cam", layers: { 0: "depth", length: 1 } }).ok, false);
+    }
+  });
+
+  it("layers: the caller's array is read once; changing it afterwards changes nothing remembered", () => {
+    const layers = ["normal"];
+    const first = check({ key: "cam2", layers });
+    layers[0] = "nonsense";
+    assert.ok(first.ok);
+    assert.deepEqual(first.request.layers, ["normal"]);
+    assert.equal(check({ key: "cam2", layers }).ok, false, "the changed list is checked as what it now is");
+    // An array whose element changes between reads: the key and the check see the same value.
+    let reads = 0;
+    const shifty: string[] = [];
+    Object.defineProperty(shifty, 0, { get: () => (reads++ === 0 ? "depth" : "bogus"), enumerable: true });
+    const r = check({ key: "cam3", layers: shifty });
+    assert.ok(r.ok, "checked as first read");
+    assert.deepEqual(r.request.layers, ["depth"]);
+    assert.equal(reads, 1);
+    // An inherited field is seen by the schema, and stops the memo, with a list as without one.
+    const inherited = Object.assign(Object.create({ quality: 5 }), { ...defaults, key: "cam4", format: "jpeg", layers: ["depth"] });
+    for (let i = 0; i < 2; i++) assert.match((checkGrabRequest(inherited) as { error: string }).error, /quality/);
+  });
 });

@@ -111,6 +111,8 @@ describe("LeaseWatch", () => {
 function frame(): GrabbedFrame {
   return {
     image: Buffer.from("png bytes"),
+    layers: ["rgb"],
+    files: {},
     width: 4,
     height: 3,
     format: "png",

@@ -101,4 +101,18 @@ describe("SentScene", () => {
     patch.height = 2;
     assert.deepEqual(s.grabSize("cam"), { width: 160, height: 60 });
   });
+
+  it("keeps the instance ids the page draws: the same InstanceTable over the ops that applied, the refused ones left out", () => {
+    const s = sent(root(camera("cam"), { tag: "Box", key: "a", label: "crate" }, { tag: "Box", key: "b" }));
+    const before = s.instances();
+    assert.deepEqual([...before.ids.values()], [{ id: 1, key: "a", label: "crate" }, { id: 2, key: "b" }]);
+    s.apply({ op: "add", nodes: [{ tag: "Box", key: "a" }] }); // refused: duplicate key, so not observed
+    s.apply({ op: "add", nodes: [{ tag: "Box", key: "c" }], parentKey: "root" });
+    const after = s.instances();
+    assert.deepEqual([...after.ids.keys()], [1, 2, 3], "c gets the next id, the refused op took none");
+    assert.deepEqual([...before.ids.keys()], [1, 2], "an earlier resolution (a grab's snapshot) is not changed by later ops");
+    assert.equal(s.instances(), after, "the same scene state gives the same resolution");
+    s.apply({ op: "set", scene: root({ tag: "Box", key: "c" }) });
+    assert.deepEqual([...s.instances().ids.values()], [{ id: 1, key: "c" }], "set starts again from 1");
+  });
 });
