@@ -10,6 +10,12 @@
 // CameraView, read from a render target and returned as PNG bytes; Playwright compares and updates
 // the golden file (`npx playwright test --update-snapshots`).
 //
+// Other layers (depth, depth32, mask, class, normal, boxes) of the same frame, as the farm writes them:
+//
+//   const frame = await tabfarm.renderLayers(myScene, { camera: { position: [0, 0, 5] }, layers: ["mask", "normal"] });
+//   frame.files.mask;      // 16-bit PNG of instance ids; frame.instances maps them to element keys
+//   frame.files.normal;    // 8-bit RGB PNG of camera-space normals
+//
 // The browser is found as the farm finds it (findBrowser: --browser's env TABFARM_BROWSER, CHROMIUM_PATH,
 // Playwright's, the system's, then the bundled one) and launched with the farm's flags (TABFARM_GL, default
 // swiftshader), unless your playwright.config's launchOptions name an executablePath of their own; args your
@@ -18,8 +24,9 @@ import { test as base, expect } from "@playwright/test";
 import type { SceneElement } from "../protocol/elements.js";
 import type { CameraPose } from "../protocol/camera.js";
 import type { ImageFormat } from "../protocol/grab.js";
+import type { LayerName } from "../protocol/layers.js";
 import { Farm } from "../server/session/Farm.js";
-import type { Session } from "../server/session/Session.js";
+import type { GrabbedFrame, Session } from "../server/session/Session.js";
 import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
 import { buildClient } from "./buildClient.js";
 import { findBrowser } from "./findBrowser.js";
@@ -36,11 +43,18 @@ export interface RenderOptions {
   quality?: number;
 }
 
+export interface RenderLayersOptions extends RenderOptions {
+  /** Layers besides rgb (protocol/layers.ts), e.g. ["depth", "mask", "normal"]. */
+  layers?: LayerName[];
+}
+
 export interface TabfarmFixture {
   /** The live session of this test's page, for anything render() does not cover (update, grabRender…). */
   session: Session;
   /** Renders `scene` (an element tree) from a camera and returns the encoded image bytes. */
   render(scene: SceneElement, options?: RenderOptions): Promise<Buffer>;
+  /** Renders `scene` with `layers` and returns the whole frame: `image` (rgb), `files` (each layer's encoded file), `instances`. */
+  renderLayers(scene: SceneElement, options?: RenderLayersOptions): Promise<GrabbedFrame>;
 }
 
 let nextPage = 0;
@@ -57,11 +71,13 @@ export function farmLaunchOptions<T extends { executablePath?: string; args?: st
   return { ...configured, executablePath: findBrowser(env).path, args: [...chromiumArgs(gl), ...(configured.args ?? [])] };
 }
 
-export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm }>({
+export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm; tabfarmPlugins: string }>({
   launchOptions: [async ({ launchOptions }, use) => use(farmLaunchOptions(launchOptions)), { scope: "worker" }],
+  /** A --plugins module to build the client with (`test.use({ tabfarmPlugins: "my/plugins.tsx" })`); default $TABFARM_PLUGINS. */
+  tabfarmPlugins: [process.env.TABFARM_PLUGINS ?? "", { scope: "worker", option: true }],
   tabfarmServer: [
-    async ({}, use) => {
-      const farm = new Farm({ clientDir: await buildClient({ plugins: process.env.TABFARM_PLUGINS || undefined }), log: () => {} });
+    async ({ tabfarmPlugins }, use) => {
+      const farm = new Farm({ clientDir: await buildClient({ plugins: tabfarmPlugins || undefined }), log: () => {} });
       await farm.listen();
       await use(farm);
       await farm.close();
@@ -78,21 +94,23 @@ export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Fa
     const session = await joined;
     if (!session.info.webgl) throw new Error(`tabfarm fixture: this browser has no WebGL (${session.info.userAgent})`);
     let sceneSet = "";
+    /** Sends `scene` (only when it changed since the last call), poses the camera, grabs. */
+    const grab = async (scene: SceneElement, options: RenderLayersOptions): Promise<GrabbedFrame> => {
+      const { width = 640, height = 480, format = "png", quality, cameraKey, layers } = options;
+      const camera = options.camera ?? { position: [4, 3, 4], lookAt: [0, 0, 0] };
+      const wrapped = cameraKey ? scene : withFarmCamera(scene, width, height, camera);
+      const json = JSON.stringify(wrapped);
+      if (json !== sceneSet) {
+        session.set(wrapped);
+        sceneSet = json;
+      }
+      if (!cameraKey) session.update({ key: FARM_CAMERA_KEY, ...poseProps(camera) });
+      return session.grabRender({ key: cameraKey ?? FARM_CAMERA_KEY, format, quality, layers });
+    };
     await use({
       session,
-      async render(scene, options = {}) {
-        const { width = 640, height = 480, format = "png", quality, cameraKey } = options;
-        const camera = options.camera ?? { position: [4, 3, 4], lookAt: [0, 0, 0] };
-        const wrapped = cameraKey ? scene : withFarmCamera(scene, width, height, camera);
-        const json = JSON.stringify(wrapped);
-        if (json !== sceneSet) {
-          session.set(wrapped);
-          sceneSet = json;
-        }
-        if (!cameraKey) session.update({ key: FARM_CAMERA_KEY, ...poseProps(camera) });
-        const frame = await session.grabRender({ key: cameraKey ?? FARM_CAMERA_KEY, format, quality });
-        return frame.image;
-      },
+      render: async (scene, options = {}) => (await grab(scene, options)).image,
+      renderLayers: (scene, options = {}) => grab(scene, options),
     });
   },
 });

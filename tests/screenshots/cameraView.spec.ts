@@ -54,9 +54,10 @@ test("depth: millimetres along the camera axis, 0 where nothing is hit", async (
       { tag: "CameraView", key: "cam", width: 64, height: 48, fov: 60, near: 0.1, far: 50, position: [0, 0, 5], lookAt: [0, 0, 0] },
     ],
   });
-  const frame = await tabfarm.session.grabRender({ key: "cam", depth: true });
-  expect(frame.depth).toBeDefined();
-  const png = PNG.sync.read(frame.depth!, { skipRescale: true } as never);
+  const frame = await tabfarm.session.grabRender({ key: "cam", layers: ["depth"] });
+  expect(frame.layers).toEqual(["rgb", "depth"]);
+  expect(frame.files.depth).toBeDefined();
+  const png = PNG.sync.read(frame.files.depth!, { skipRescale: true } as never);
   expect([png.width, png.height, png.depth]).toEqual([64, 48, 16]);
   const at = (x: number, y: number) => png.data[(y * 64 + x) * 4];
   // Depth along the axis is the same 5 m across a plane facing the camera, centre or edge.
@@ -71,7 +72,9 @@ test("depth and colour come out top row first (a wall over the top half)", async
       { tag: "CameraView", key: "cam", width: 64, height: 48, fov: 60, near: 0.1, far: 50, position: [0, 0, 5], lookAt: [0, 0, 0] },
     ],
   });
+  // `depth: true` is the short form of layers: ["depth"]; frame.depth = frame.files.depth.
   const frame = await tabfarm.session.grabRender({ key: "cam", depth: true });
+  expect(frame.depth).toBe(frame.files.depth);
   const depth = PNG.sync.read(frame.depth!, { skipRescale: true } as never);
   const colour = PNG.sync.read(frame.image);
   const at = (png: PNG, x: number, y: number) => png.data[(y * 64 + x) * 4];

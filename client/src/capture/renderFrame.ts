@@ -5,61 +5,51 @@
 // value to sRGB as it is written (and blends in linear), and readPixels returns the sRGB bytes as they are.
 // This replaced a half-float target plus a full-screen sRGB conversion pass: the same images within one
 // level per channel, and on SwiftShader the GPU process's CPU per 640×480 frame went ≈51 → 30 ms (8 knots)
-// and ≈393 → 269 ms (200 knots). Depth, when asked, is a second pass over the colour target's depth texture.
+// and ≈393 → 269 ms (200 knots).
+// The other layers' passes (layerPasses.ts) run right after the colour pass, in the same call with the
+// same camera and size, so every layer of a frame shows the same scene state.
 import {
-  BufferAttribute, BufferGeometry, DepthTexture, FloatType, Mesh, NearestFilter, OrthographicCamera,
-  RawShaderMaterial, Scene, SRGBColorSpace, UnsignedByteType, WebGLRenderTarget, type WebGLRenderer,
+  DepthTexture, FloatType, NearestFilter, SRGBColorSpace, UnsignedByteType, WebGLRenderTarget, type Scene, type WebGLRenderer,
 } from "three";
 import type { CameraMeta } from "../../../protocol/camera.js";
+import type { Box3dWire, PageLayer } from "../../../protocol/grab.js";
 import { grabImageSize } from "../../../protocol/grab.js";
+import type { InstanceResolution } from "../../../protocol/instances.js";
+import { LAYERS, needsInstanceIds, passesFor, type LayerName } from "../../../protocol/layers.js";
 import type { VirtualCamera } from "../camera/cameraRegistry.js";
+import { depthTarget, idsTarget, instanceBoxes, readDepth, readMask, readNormals, renderDepth, renderIds } from "./layerPasses.js";
+import { rowMajor4 } from "./matrices.js";
+
+/** The page layers' pixels, top row first, in the wire layouts of protocol/grab.ts. */
+export interface PageLayerPixels extends Partial<Record<PageLayer, ArrayBufferView<ArrayBuffer>>> {
+  depth?: Uint16Array<ArrayBuffer>;
+  depth32?: Float32Array<ArrayBuffer>;
+  mask?: Uint16Array<ArrayBuffer>;
+  normal?: Uint8Array<ArrayBuffer>;
+}
 
 export interface RenderedFrame {
   /** RGBA, top row first. */
   pixels: Uint8ClampedArray<ArrayBuffer>;
-  /** With depth: millimetres along the camera axis, top row first; 0 where nothing was hit. */
-  depth?: Uint16Array<ArrayBuffer>;
+  layers: PageLayerPixels;
+  /** With mask, class or boxes: the 3D box of every instance that has visible meshes. */
+  boxes3d?: Box3dWire[];
   width: number;
   height: number;
   camera: CameraMeta;
   renderMs: number;
 }
 
-// Depth in millimetres, split over two bytes (R low, G high) so an RGBA8 target can carry it exactly.
-// The pass samples row (height-1-y) for output row y, so the bytes read back come out top row first.
-const depthMaterial = new RawShaderMaterial({
-  uniforms: { tDepth: { value: null }, near: { value: 0.1 }, far: { value: 100 } },
-  vertexShader: /* glsl */ `
-    precision highp float;
-    attribute vec3 position;
-    varying vec2 vUv;
-    void main() { vUv = vec2(position.x * 0.5 + 0.5, 0.5 - position.y * 0.5); gl_Position = vec4(position.xy, 0.0, 1.0); }`,
-  fragmentShader: /* glsl */ `
-    precision highp float;
-    uniform sampler2D tDepth;
-    uniform float near;
-    uniform float far;
-    varying vec2 vUv;
-    void main() {
-      float d = texture2D(tDepth, vUv).x;
-      if (d >= 1.0) { gl_FragColor = vec4(0.0); return; }
-      float viewZ = (near * far) / ((far - near) * d - far);
-      float mm = clamp(floor(-viewZ * 1000.0 + 0.5), 0.0, 65535.0);
-      gl_FragColor = vec4(mod(mm, 256.0) / 255.0, floor(mm / 256.0) / 255.0, 0.0, 1.0);
-    }`,
-  depthTest: false,
-  depthWrite: false,
-});
-const fullscreenTriangle = new BufferGeometry().setAttribute(
-  "position",
-  new BufferAttribute(new Float32Array([-1, -1, 0, 3, -1, 0, -1, 3, 0]), 3),
-);
-const depthScene = new Scene().add(new Mesh(fullscreenTriangle, depthMaterial));
-depthScene.children[0].frustumCulled = false;
-const passCamera = new OrthographicCamera();
+export interface RenderOptions {
+  downsample?: number;
+  /** Resolved layers (resolveLayers); rgb alone when absent. */
+  layers?: readonly LayerName[];
+  /** The scene's instance ids; needed when the layers need the ids pass (passesFor). */
+  instances?: InstanceResolution;
+}
 
-/** colour: the scene renders here (sRGB bytes); depth: the depth pass's target, only when depth is asked. */
-interface Targets { colour: WebGLRenderTarget; depth?: WebGLRenderTarget }
+/** One size's targets: colour always; the others made the first time a grab of that size asks for them. */
+interface Targets { colour: WebGLRenderTarget; depth?: WebGLRenderTarget; ids?: WebGLRenderTarget }
 const targets = new Map<string, Targets>();
 
 function targetsFor(width: number, height: number, samples: number, depth: boolean): Targets {
@@ -69,8 +59,7 @@ function targetsFor(width: number, height: number, samples: number, depth: boole
     // Keep a handful of sizes; a session that cycles through many frees the oldest.
     if (targets.size >= 4) {
       const [oldId, old] = targets.entries().next().value!;
-      old.colour.dispose();
-      old.depth?.dispose();
+      for (const target of [old.colour, old.depth, old.ids]) target?.dispose();
       targets.delete(oldId);
     }
     t = {
@@ -78,9 +67,6 @@ function targetsFor(width: number, height: number, samples: number, depth: boole
         type: UnsignedByteType, colorSpace: SRGBColorSpace, samples, minFilter: NearestFilter, magFilter: NearestFilter,
         depthTexture: depth ? Object.assign(new DepthTexture(width, height), { type: FloatType }) : null,
       }),
-      depth: depth
-        ? new WebGLRenderTarget(width, height, { type: UnsignedByteType, depthBuffer: false, minFilter: NearestFilter, magFilter: NearestFilter })
-        : undefined,
     };
     targets.set(id, t);
   }
@@ -101,12 +87,6 @@ function flipRows(bytes: Uint8Array, stride: number, height: number): void {
   }
 }
 
-function rowMajor4(elements: ArrayLike<number>): number[][] {
-  const m: number[][] = [];
-  for (let r = 0; r < 4; r++) m.push([elements[r], elements[4 + r], elements[8 + r], elements[12 + r]]);
-  return m;
-}
-
 export function cameraMeta(view: VirtualCamera, width: number, height: number): CameraMeta {
   const { camera } = view;
   const fy = height / 2 / Math.tan((camera.fov * Math.PI) / 360);
@@ -120,34 +100,42 @@ export function cameraMeta(view: VirtualCamera, width: number, height: number): 
   };
 }
 
-export function renderFrame(gl: WebGLRenderer, scene: Scene, view: VirtualCamera, downsample = view.downsample, withDepth = false): RenderedFrame {
+export function renderFrame(gl: WebGLRenderer, scene: Scene, view: VirtualCamera, options: RenderOptions = {}): RenderedFrame {
   const started = performance.now();
-  const { width, height } = grabImageSize(view, downsample);
+  const { width, height } = grabImageSize(view, options.downsample ?? view.downsample);
+  const layers = options.layers ?? ["rgb"];
+  const passes = passesFor(layers);
   const camera = view.camera;
   camera.aspect = width / height;
   camera.updateProjectionMatrix();
   camera.updateMatrixWorld(true);
-  const t = targetsFor(width, height, view.samples, withDepth);
+  const t = targetsFor(width, height, view.samples, passes.has("depth"));
   const previous = gl.getRenderTarget();
-  gl.setRenderTarget(t.colour);
-  gl.render(scene, camera);
+  const out: PageLayerPixels = {};
+  let boxes3d: Box3dWire[] | undefined;
   // A fresh buffer per frame: it is handed over (transferred to the encoder worker, or sent raw).
   const raw = new Uint8Array(width * height * 4);
-  gl.readRenderTargetPixels(t.colour, 0, 0, width, height, raw);
-  flipRows(raw, width * 4, height);
-  const pixels = new Uint8ClampedArray(raw.buffer);
-  let depth: Uint16Array<ArrayBuffer> | undefined;
-  if (withDepth && t.depth) {
-    depthMaterial.uniforms.tDepth.value = t.colour.depthTexture;
-    depthMaterial.uniforms.near.value = camera.near;
-    depthMaterial.uniforms.far.value = camera.far;
-    gl.setRenderTarget(t.depth);
-    gl.render(depthScene, passCamera);
-    const bytes = new Uint8Array(width * height * 4);
-    gl.readRenderTargetPixels(t.depth, 0, 0, width, height, bytes); // top row first (flipped in the pass)
-    depth = new Uint16Array(width * height);
-    for (let i = 0, j = 0; i < depth.length; i++, j += 4) depth[i] = bytes[j] | (bytes[j + 1] << 8);
+  // No await from here to the end: every pass sees the same scene state. All passes are drawn before
+  // the first read, so the page waits for the GPU once per frame, not once per pass.
+  try {
+    gl.setRenderTarget(t.colour);
+    gl.render(scene, camera);
+    if (passes.has("depth")) renderDepth(gl, t.colour, (t.depth ??= depthTarget(width, height)), camera);
+    if (passes.has("ids")) {
+      if (!options.instances) throw new Error("renderFrame: the ids pass needs the scene's instance resolution");
+      renderIds(gl, scene, camera, (t.ids ??= idsTarget(width, height)), options.instances);
+    }
+    gl.readRenderTargetPixels(t.colour, 0, 0, width, height, raw);
+    flipRows(raw, width * 4, height);
+    if (t.depth && passes.has("depth")) Object.assign(out, readDepth(gl, t.depth, { depth: layers.includes("depth"), depth32: layers.includes("depth32") }));
+    if (t.ids && passes.has("ids")) {
+      if (layers.includes("mask")) out.mask = readMask(gl, t.ids);
+      if (layers.includes("normal")) out.normal = readNormals(gl, t.ids);
+      if (needsInstanceIds(layers)) boxes3d = instanceBoxes(scene, options.instances!);
+    }
+  } finally {
+    gl.setRenderTarget(previous);
   }
-  gl.setRenderTarget(previous);
-  return { pixels, depth, width, height, camera: cameraMeta(view, width, height), renderMs: performance.now() - started };
+  const pixels = new Uint8ClampedArray(raw.buffer);
+  return { pixels, layers: out, boxes3d, width, height, camera: cameraMeta(view, width, height), renderMs: performance.now() - started };
 }

@@ -1,9 +1,14 @@
 // The built-in tags. Props follow three.js names: position, rotation (Euler XYZ radians), scale,
-// args (geometry constructor arguments), color, opacity, wireframe, metalness, roughness, visible.
+// args (geometry constructor arguments), color, opacity, wireframe, metalness, roughness, visible,
+// side ("front" default, "back", "double").
+// Every built-in that makes an object tags it with its element key (elementUserData), so ElementNode does
+// not wrap built-ins in a tagged group: Scene and DefaultScene are fragments whose `<color
+// attach="background">` must reach the scene itself, also when they sit inside another Scene (the farm
+// puts a job's scene under its own root). Having no object, they own no 3D-box frame (world is used).
 import { useLayoutEffect, useMemo, useRef, useState, type ReactNode } from "react";
-import type { Object3D } from "three";
+import { BackSide, DoubleSide, FrontSide, type Object3D, type Side } from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
-import { registerComponent, type ElementProps } from "./registry.js";
+import { elementUserData, registerComponent, type ElementProps } from "./registry.js";
 import { sceneStore } from "./sceneStore.js";
 import { parseUp, sceneUp } from "./upAxis.js";
 import { CameraView } from "../camera/CameraView.js";
@@ -12,19 +17,30 @@ type Vec3 = [number, number, number];
 const v3 = (v: unknown): Vec3 | undefined => (Array.isArray(v) && v.length === 3 ? (v as Vec3) : undefined);
 const scale3 = (v: unknown): Vec3 | undefined => (typeof v === "number" ? [v, v, v] : v3(v));
 
+/** Props of an element's root object: its transform and the tag naming its element. */
 function transform(p: ElementProps) {
-  return { position: v3(p.position), rotation: v3(p.rotation), scale: scale3(p.scale), visible: p.visible !== false };
+  return {
+    position: v3(p.position), rotation: v3(p.rotation), scale: scale3(p.scale), visible: p.visible !== false,
+    userData: elementUserData(p.elementKey),
+  };
 }
 
+/** Built-ins tag their own root objects (see the top of this file). */
+const builtin = (tag: string, component: Parameters<typeof registerComponent>[1]) => registerComponent(tag, component, { tagsItself: true });
+
+const SIDES: Record<string, Side> = { front: FrontSide, back: BackSide, double: DoubleSide };
+
 function Material(p: ElementProps) {
+  const side = SIDES[String(p.side)] ?? FrontSide;
   const common = {
+    side,
     color: (p.color as string) ?? "#cccccc",
     wireframe: Boolean(p.wireframe),
     transparent: typeof p.opacity === "number" && p.opacity < 1,
     opacity: typeof p.opacity === "number" ? p.opacity : 1,
   };
   if (p.material === "basic") return <meshBasicMaterial {...common} />;
-  if (p.material === "normal") return <meshNormalMaterial wireframe={common.wireframe} />;
+  if (p.material === "normal") return <meshNormalMaterial wireframe={common.wireframe} side={side} />;
   return (
     <meshStandardMaterial {...common} metalness={(p.metalness as number) ?? 0.1} roughness={(p.roughness as number) ?? 0.6} />
   );
@@ -43,23 +59,23 @@ function meshTag(geometry: (args: unknown[] | undefined) => ReactNode) {
 }
 
 type Args<T extends unknown[]> = T | undefined;
-registerComponent("Box", meshTag((a) => <boxGeometry args={a as Args<[number, number, number]>} />));
-registerComponent("Sphere", meshTag((a) => <sphereGeometry args={(a as Args<[number, number, number]>) ?? [0.5, 32, 16]} />));
-registerComponent("Cylinder", meshTag((a) => <cylinderGeometry args={(a as Args<[number, number, number, number]>) ?? [0.5, 0.5, 1, 32]} />));
-registerComponent("Plane", meshTag((a) => <planeGeometry args={a as Args<[number, number]>} />));
-registerComponent("TorusKnot", meshTag((a) => <torusKnotGeometry args={(a as Args<[number, number, number, number]>) ?? [0.4, 0.12, 96, 12]} />));
+builtin("Box", meshTag((a) => <boxGeometry args={a as Args<[number, number, number]>} />));
+builtin("Sphere", meshTag((a) => <sphereGeometry args={(a as Args<[number, number, number]>) ?? [0.5, 32, 16]} />));
+builtin("Cylinder", meshTag((a) => <cylinderGeometry args={(a as Args<[number, number, number, number]>) ?? [0.5, 0.5, 1, 32]} />));
+builtin("Plane", meshTag((a) => <planeGeometry args={a as Args<[number, number]>} />));
+builtin("TorusKnot", meshTag((a) => <torusKnotGeometry args={(a as Args<[number, number, number, number]>) ?? [0.4, 0.12, 96, 12]} />));
 
-registerComponent("Group", (p) => <group {...transform(p)}>{p.children}</group>);
-registerComponent("Scene", (p) => (
+builtin("Group", (p) => <group {...transform(p)}>{p.children}</group>);
+builtin("Scene", (p) => (
   <>
     {typeof p.background === "string" && <color attach="background" args={[p.background]} />}
     {p.children}
   </>
 ));
-registerComponent("AmbientLight", (p) => (
+builtin("AmbientLight", (p) => (
   <ambientLight intensity={(p.intensity as number) ?? 0.5} color={(p.color as string) ?? "#ffffff"} />
 ));
-registerComponent("DirectionalLight", (p) => (
+builtin("DirectionalLight", (p) => (
   <directionalLight
     position={v3(p.position) ?? [5, 10, 5]}
     intensity={(p.intensity as number) ?? 1.5}
@@ -67,12 +83,12 @@ registerComponent("DirectionalLight", (p) => (
     castShadow={Boolean(p.castShadow)}
   />
 ));
-registerComponent("HemisphereLight", (p) => (
+builtin("HemisphereLight", (p) => (
   <hemisphereLight args={[(p.skyColor as string) ?? "#ffffff", (p.groundColor as string) ?? "#444444", (p.intensity as number) ?? 1]} />
 ));
 
 /** Grid, hemisphere + directional light, background and up axis; children go inside. */
-registerComponent("DefaultScene", function DefaultScene(p) {
+builtin("DefaultScene", function DefaultScene(p) {
   const up = useMemo(() => parseUp(p.up), [JSON.stringify(p.up)]);
   sceneUp.copy(up); // idempotent, so safe in render; see upAxis.ts
   const zUp = Math.abs(up.z) > 0.5;
@@ -91,7 +107,7 @@ registerComponent("DefaultScene", function DefaultScene(p) {
 });
 
 /** glTF / GLB from a URL; a failed load is reported to the server and fails the next grab. */
-registerComponent("Gltf", function Gltf(p) {
+builtin("Gltf", function Gltf(p) {
   const url = String(p.url ?? "");
   const [object, setObject] = useState<Object3D | null>(null);
   const finishLoad = useRef<() => void>(() => {});
@@ -123,4 +139,4 @@ registerComponent("Gltf", function Gltf(p) {
   );
 });
 
-registerComponent("CameraView", CameraView);
+builtin("CameraView", CameraView);

@@ -1,8 +1,11 @@
 // Holds the current element tree and lets a grab wait until React has committed it.
 // Ops bump `version`; SceneRoot reports each committed version; a grab awaits its version
 // and all pending asset loads, so an update sent before a grab is always in that grab's image.
+// It also keeps the instance ids of the mask layer: the server's SentScene observes the same ops in the
+// same order with the same InstanceTable, so both sides give every element the same id.
 import type { SceneElement, SceneOp } from "../../../protocol/elements.js";
 import { applyOp, EMPTY_SCENE } from "../../../protocol/applyOp.js";
+import { InstanceTable, type InstanceResolution } from "../../../protocol/instances.js";
 import { isKnownTag } from "./registry.js";
 
 type Listener = () => void;
@@ -17,9 +20,12 @@ class SceneStore {
   private loadWaiters: Array<() => void> = [];
   /** Errors from ops or asset loads since the last grab; the next grab fails with them. */
   errors: string[] = [];
+  private instances = new InstanceTable();
 
   apply(op: SceneOp): void {
     const next = applyOp(this.tree, op, isKnownTag);
+    // Every op applied without error, changed tree or not, as SentScene observes it.
+    this.instances.observe(op, next);
     if (next === this.tree) return;
     this.tree = next;
     this.version++;
@@ -32,6 +38,11 @@ class SceneStore {
   };
 
   getTree = (): SceneElement => this.tree;
+
+  /** Instance ids and labels of the current tree (what a grab's mask draws). */
+  instanceResolution(): InstanceResolution {
+    return this.instances.resolve(this.tree);
+  }
 
   markCommitted(version: number): void {
     this.committed = Math.max(this.committed, version);

@@ -5,13 +5,16 @@ import { io, type Socket } from "socket.io-client";
 import { ZodError } from "zod";
 import { describeIssues } from "../../../protocol/describeIssues.js";
 import { SceneOpSchema } from "../../../protocol/elements.js";
-import { GrabRequestSchema, type GrabReply, type GrabRequest } from "../../../protocol/grab.js";
+import { GrabRequestSchema, PAGE_LAYERS, packBoxes3d, type GrabReply, type GrabRequest, type GrabSuccess } from "../../../protocol/grab.js";
+import { passesFor, resolveLayers, type LayerName } from "../../../protocol/layers.js";
 import { MAX_ERROR_CHARS, type ClientToServerEvents, type ServerToClientEvents, type BrowserInfo, type HandshakeAuth } from "../../../protocol/events.js";
 import { sceneStore } from "../scene/sceneStore.js";
 import { cameraRegistry } from "../camera/cameraRegistry.js";
 import { glContext } from "../capture/glContext.js";
-import { renderFrame } from "../capture/renderFrame.js";
+import { renderFrame, type RenderedFrame } from "../capture/renderFrame.js";
+import { needsInstanceIds } from "../../../protocol/layers.js";
 import { EncoderPool } from "../capture/encoderPool.js";
+import "../capture/layerProbe.js"; // window.tabfarmLayers: diagnostics the layer tests use
 import { showStatus, showPreview } from "./statusView.js";
 
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -83,14 +86,18 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
     if (!view) return fail(`no CameraView with key '${request.key}' (have: ${[...cameraRegistry.keys()].join(", ") || "none"})`);
     const { gl, scene } = glContext;
     if (!gl || !scene) return fail("renderer not ready");
-    const frame = renderFrame(gl, scene, view, request.downsample, request.depth === true);
-    const depth = frame.depth?.buffer;
+    const layers = resolveLayers([...(request.layers ?? []), ...(request.depth ? (["depth"] as LayerName[]) : [])]);
+    const instances = passesFor(layers).has("ids") ? sceneStore.instanceResolution() : undefined;
+    // Ids in error (the server refuses such grabs first) would make a wrong mask: refuse it here too.
+    if (instances?.errors.length && needsInstanceIds(layers)) return fail(`cannot render the mask: ${instances.errors.join("; ")}`);
+    const frame = renderFrame(gl, scene, view, { downsample: request.downsample, layers, instances });
+    const extras = layerReply(frame);
     if (request.encoding === "raw") {
       const bytes = frame.pixels.byteLength;
       if (request.maxBytes !== undefined && bytes > request.maxBytes) return fail(`raw frame is ${bytes} bytes, over the server's limit of ${request.maxBytes}`);
       return {
         encoded: Promise.resolve<GrabReply>({
-          ok: true, raw: true, image: frame.pixels.buffer, depth, width: frame.width, height: frame.height, format: request.format,
+          ok: true, raw: true, image: frame.pixels.buffer, ...extras, width: frame.width, height: frame.height, format: request.format,
           camera: frame.camera, renderMs: frame.renderMs, encodeMs: 0,
         }),
       };
@@ -101,7 +108,7 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
           return { ok: false, error: `encoded ${request.format} is ${bytes.byteLength} bytes, over the server's limit of ${request.maxBytes}` };
         }
         return {
-          ok: true, image: bytes, depth, width: frame.width, height: frame.height, format: request.format,
+          ok: true, image: bytes, ...extras, width: frame.width, height: frame.height, format: request.format,
           camera: frame.camera, renderMs: frame.renderMs, encodeMs,
         };
       },
@@ -111,6 +118,19 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
   } catch (err) {
     return fail(describe(err));
   }
+}
+
+/** The reply's layer fields: each page layer's pixels as its own ArrayBuffer (sent as binary), and the 3D boxes. */
+function layerReply(frame: RenderedFrame): Pick<GrabSuccess, "layers" | "boxes3d"> {
+  const layers: NonNullable<GrabSuccess["layers"]> = {};
+  for (const name of PAGE_LAYERS) {
+    const pixels = frame.layers[name];
+    if (pixels) layers[name] = pixels.buffer;
+  }
+  return {
+    ...(Object.keys(layers).length ? { layers } : {}),
+    ...(frame.boxes3d ? { boxes3d: packBoxes3d(frame.boxes3d) } : {}),
+  };
 }
 
 function describe(err: unknown): string {
