@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { PNG } from "pngjs";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { buildClient } from "../harness/buildClient.js";
+import { countFrameLines, readFrameLines } from "../server/dataset/readDataset.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = path.join(REPO, "harness/cli.ts");
@@ -206,13 +207,13 @@ process.once("exit", killLive);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Like waitExit, but resolves null when neither frames.jsonl nor the output grew for `stallMs`. */
-async function waitExitOrStall(c: FarmChild, index: string, stallMs: number, timeoutMs: number, what: string) {
+async function waitExitOrStall(c: FarmChild, out: string, stallMs: number, timeoutMs: number, what: string) {
   const until = Date.now() + timeoutMs;
-  let mark = `${countLines(index)}/${c.output.length}`;
+  let mark = `${await countFrameLines(out)}/${c.output.length}`;
   let since = Date.now();
   while (!c.exit && Date.now() < until) {
     await Promise.race([c.exited, sleep(250)]);
-    const now = `${countLines(index)}/${c.output.length}`;
+    const now = `${await countFrameLines(out)}/${c.output.length}`;
     if (now !== mark) [mark, since] = [now, Date.now()];
     else if (Date.now() - since > stallMs) return null;
   }
@@ -227,17 +228,6 @@ async function waitExit(c: FarmChild, timeoutMs: number, what: string): Promise<
   if (result) return result;
   await c.killAll();
   throw new Error(`${what}: the farm did not finish within ${timeoutMs} ms; last output:\n${c.output.slice(-3000)}`);
-}
-
-function countLines(file: string): number {
-  try {
-    const buf = fs.readFileSync(file);
-    let n = 0;
-    for (const b of buf) if (b === 0x0a) n++;
-    return n;
-  } catch {
-    return 0;
-  }
 }
 
 // ---------- dataset check ----------
@@ -260,21 +250,15 @@ export function expectedFrames(frames: number, perJob = FRAMES_PER_JOB): Set<str
   return keys;
 }
 
-export function checkDataset(out: string, expected: Set<string>, size = { width: WIDTH, height: HEIGHT }): DatasetCheck {
+export async function checkDataset(out: string, expected: Set<string>, size = { width: WIDTH, height: HEIGHT }): Promise<DatasetCheck> {
   const problems: string[] = [];
   const note = (p: string) => void (problems.length < 20 && problems.push(p));
-  const index = path.join(out, "frames.jsonl");
-  const text = fs.existsSync(index) ? fs.readFileSync(index, "utf8") : "";
   const seen = new Map<string, { count: number; record: { file?: string; width?: number; height?: number } }>();
   let badLines = 0;
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    let record: { job?: string; frame?: number; file?: string; width?: number; height?: number };
-    try {
-      record = JSON.parse(line);
-    } catch {
+  for await (const { line, record, error } of readFrameLines(out)) {
+    if (!record) {
       badLines++;
-      note(`unparseable line: ${line.slice(0, 80)}`);
+      note(`frames.jsonl:${line}: ${error}`);
       continue;
     }
     const key = `${record.job}/${record.frame}`;
@@ -353,7 +337,7 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
       const { code } = await waitExit(c, runTimeoutMs, "baseline");
       baselineS = (performance.now() - c.startedAt) / 1000;
       if (code !== 0) throw new Error(`the undisturbed run exited ${code}:\n${c.output.slice(-3000)}`);
-      const check = checkDataset(out, expected);
+      const check = await checkDataset(out, expected);
       log(`chaos: baseline ${frames} frames in ${baselineS.toFixed(1)} s (written ${check.written}/${check.expected})`);
     }
 
@@ -391,7 +375,7 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
         if (child.exit || Date.now() >= deadline) break;
         if (child.ready) {
           if (!lastEvent) lastEvent = Date.now();
-          if (countLines(path.join(out, "frames.jsonl")) >= event.atFrames || Date.now() - lastEvent >= event.maxGapMs) break;
+          if ((await countFrameLines(out)) >= event.atFrames || Date.now() - lastEvent >= event.maxGapMs) break;
         }
         await sleep(25);
       }
@@ -400,7 +384,7 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
         continue;
       }
       lastEvent = Date.now();
-      const at = countLines(path.join(out, "frames.jsonl"));
+      const at = await countFrameLines(out);
       if (event.kind === "tab") {
         // A renderer that is working: the busiest ones are the tabs (a fresh spare renderer is idle).
         let victim: Proc | undefined;
@@ -426,7 +410,7 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
     // makes no progress for stallMs (e.g. it lost every tab) is killed and started again, and counted.
     let stalls = 0;
     const finish = async (c: FarmChild, timeoutMs: number, what: string) => {
-      const result = await waitExitOrStall(c, path.join(out, "frames.jsonl"), stallMs, timeoutMs, what);
+      const result = await waitExitOrStall(c, out, stallMs, timeoutMs, what);
       if (result) return result;
       stalls++;
       log(`chaos: no progress for ${stallMs / 1000} s; SIGKILL the farm (stall ${stalls})`);
@@ -457,7 +441,7 @@ export async function benchChaos(opts: ChaosOptions = {}): Promise<Record<string
     const tabsLost = (output.match(/gave up replacing tabs/g) ?? []).length;
     // Jobs dead-lettered by a run (max attempts: farm and tab kills count as attempts of the jobs they hit).
     const deadLettered = [...output.matchAll(/tabfarm: (\d+) job\(s\) failed/g)].reduce((n, m) => n + Number(m[1]), 0);
-    const check = checkDataset(out, expected);
+    const check = await checkDataset(out, expected);
     Object.assign(figures, {
       frames_expected: check.expected,
       frames_written: check.written,

@@ -31,6 +31,7 @@ import { fmt, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
 import { type FakeSessionsConfig } from "./fakeSessions.js";
 import { setImageCheckDepthForBench, type ImageCheckDepth } from "../server/capture/checkImage.js";
 import type { ImageFormat } from "../protocol/grab.js";
+import { readFrameLines } from "../server/dataset/readDataset.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -205,7 +206,11 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
     if (summary.frames !== o.frames || summary.counts.failed) {
       throw new Error(`ingest run ended with ${summary.frames}/${o.frames} frames, ${summary.counts.failed} failed:\n${lines.slice(-20).join("\n")}`);
     }
-    const indexLines = fs.readFileSync(path.join(out, "frames.jsonl"), "utf8").split("\n").filter(Boolean).length;
+    let indexLines = 0;
+    for await (const { line, record, error } of readFrameLines(out)) {
+      if (!record) throw new Error(`frames.jsonl:${line}: ${error}`);
+      indexLines++;
+    }
     if (indexLines !== o.frames) throw new Error(`frames.jsonl has ${indexLines} lines, expected ${o.frames}`);
     const seconds = m.wallMs / 1000;
     const clientCpu = Object.values(m.childCpuMs).reduce((a, b) => a + b, 0);

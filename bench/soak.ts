@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { descendants } from "./chaos.js";
 import { kindOf } from "./report.js";
+import { countFrameLines } from "../server/dataset/readDataset.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -43,19 +44,15 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
   child.stderr.on("data", (d) => (output += d));
   const samples: { t: number; frames: number; server: number; browsers: number; byKind: Record<string, number> }[] = [];
   const started = Date.now();
-  const framesSoFar = () => {
-    try {
-      return fs.readFileSync(path.join(out, "frames.jsonl"), "utf8").split("\n").length - 1;
-    } catch {
-      return 0;
-    }
-  };
+  // Counted between samples (a line is appended whole, with its newline).
+  let framesSoFar = 0;
   const timer = setInterval(() => {
+    void countFrameLines(out).then((n) => (framesSoFar = n));
     const browsers = descendants(child.pid!).filter((p) => /chrom/i.test(fs.existsSync(`/proc/${p.pid}/comm`) ? fs.readFileSync(`/proc/${p.pid}/comm`, "utf8") : ""));
     // By Chromium process kind too: recycling tabs bounds the renderers, not the GPU or browser process.
     const byKind: Record<string, number> = {};
     for (const p of browsers) byKind[kindOf(p.pid)] = (byKind[kindOf(p.pid)] ?? 0) + rssMb(p.pid);
-    const s = { t: (Date.now() - started) / 1000, frames: framesSoFar(), server: rssMb(child.pid!), browsers: browsers.reduce((sum, p) => sum + rssMb(p.pid), 0), byKind };
+    const s = { t: (Date.now() - started) / 1000, frames: framesSoFar, server: rssMb(child.pid!), browsers: browsers.reduce((sum, p) => sum + rssMb(p.pid), 0), byKind };
     samples.push(s);
     if (samples.length % 30 === 0) o.log?.(`[soak] ${s.t.toFixed(0)} s: ${s.frames} frames, server ${s.server.toFixed(0)} MB, browsers ${s.browsers.toFixed(0)} MB`);
   }, 1000);

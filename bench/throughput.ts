@@ -6,7 +6,6 @@
 // so browser launch and page load are excluded from all three. The first scene set (geometry build,
 // shader compilation) is inside the timed part of all three.
 import fs from "node:fs";
-import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { SceneElement } from "../protocol/elements.js";
@@ -17,6 +16,7 @@ import type { Session } from "../server/session/Session.js";
 import { startRun } from "../server/runFarm.js";
 import { DatasetWriter } from "../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../server/dataset/FrameRecord.js";
+import { readFrameRecords } from "../server/dataset/readDataset.js";
 import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
 import { TabPool } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
@@ -250,8 +250,7 @@ export async function runFarmWay(
     if (summary.frames !== expected || summary.counts.failed) {
       throw new Error(`farm run ended with ${summary.frames}/${expected} frames, ${summary.counts.failed} failed job(s):\n${lines.slice(-20).join("\n")}`);
     }
-    const records: FrameRecord[] = (await fsp.readFile(path.join(out, "frames.jsonl"), "utf8"))
-      .split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const records: FrameRecord[] = readFrameRecords(out);
     let bytes = 0;
     for (const r of records) bytes += fs.statSync(path.join(out, r.file)).size;
     const frames = summary.frames;

@@ -6,17 +6,16 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import readline from "node:readline";
 import { randomBytes } from "node:crypto";
 import type { FrameRecord } from "./FrameRecord.js";
 import { assertSafeName, insideRoot } from "./safeName.js";
 import { WritePool } from "./WritePool.js";
+import { FRAMES_INDEX, readFrameLines } from "./readDataset.js";
 
-export const FRAMES_INDEX = "frames.jsonl";
-const { O_RDONLY, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fs.constants;
+export { FRAMES_INDEX };
+const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fs.constants;
 /** frames.jsonl is opened with O_NOFOLLOW: a link planted at its name is refused (ELOOP), never written through. */
 const APPEND_INDEX = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW;
-const READ_INDEX = O_RDONLY | O_NOFOLLOW;
 
 /** The dataset folder refused a write (disk full, permissions, …): not the job's fault. */
 export class DatasetWriteError extends Error {
@@ -24,7 +23,8 @@ export class DatasetWriteError extends Error {
     super(`cannot write ${what}: ${(cause as Error)?.message ?? cause}`);
   }
 }
-const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp" };
+/** File extension per image format, and of the layers' own files (protocol/layers.ts: png, npy). */
+const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp", npy: "npy" };
 
 export interface DatasetWriterOptions {
   /** Writer threads creating image files (default 1; threads are shared by writers with the same count). */
@@ -47,7 +47,10 @@ export class DatasetWriter {
     this.pool = WritePool.shared(options.writeThreads ?? 1);
   }
 
-  /** Relative path of a frame's image; `layer` names extra outputs (e.g. "depth") beside the image. */
+  /**
+   * Relative path of a frame's image; `layer` is a layer file's suffix (e.g. "depth", LAYERS[name].file)
+   * for the files beside the image: images/<job>/<frame>.<layer>.<ext>.
+   */
   framePath(job: string, frame: number, format: string, layer = "rgb"): string {
     assertSafeName(job, "job id");
     assertSafeName(layer, "layer name");
@@ -145,7 +148,7 @@ export class DatasetWriter {
 
   /**
    * Rewrites frames.jsonl keeping, for each (job, frame), the last line whose job is done.
-   * Returns how many lines were kept and dropped. Unparseable lines (a torn last line) are dropped.
+   * Returns how many lines were kept and dropped. Lines that are not records (a torn last line) are dropped.
    * Runs inside the append chain, so no append can land in the file while it is being replaced.
    */
   compact(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
@@ -161,29 +164,20 @@ export class DatasetWriter {
     const latest = new Map<string, string>();
     const doneCache = new Map<string, boolean>();
     let total = 0;
-    const input = fs.createReadStream("", { fd: fs.openSync(this.indexPath, READ_INDEX) });
-    try {
-      for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
-        if (!line.trim()) continue;
-        total++;
-        let record: FrameRecord;
-        try {
-          record = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        let done = doneCache.get(record.job);
-        if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job))); // may throw: nothing is written then
-        if (!done) continue;
-        const id = `${record.job}\u0000${record.frame}`;
-        latest.delete(id); // re-insert so the map keeps the order of the last write
-        latest.set(id, line);
-      }
-    } finally {
-      input.destroy();
+    let unterminated = false;
+    for await (const { record, unterminated: last } of readFrameLines(this.root)) {
+      total++;
+      if (!record) continue;
+      let done = doneCache.get(record.job);
+      if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job))); // may throw: nothing is written then
+      if (!done) continue;
+      unterminated ||= last === true;
+      const id = `${record.job}\u0000${record.frame}`;
+      latest.delete(id); // re-insert so the map keeps the order of the last write
+      latest.set(id, JSON.stringify(record));
     }
     // A crash can leave a whole last line without its newline; the next append would glue onto it.
-    if (latest.size === total && endsWithNewline(this.indexPath)) return { kept: total, dropped: 0 };
+    if (latest.size === total && !unterminated) return { kept: total, dropped: 0 };
     await replaceFile(this.indexPath, latest.size ? [...latest.values()].join("\n") + "\n" : "");
     return { kept: latest.size, dropped: total - latest.size };
   }
@@ -207,18 +201,5 @@ async function replaceFile(file: string, text: string): Promise<void> {
   } catch (err) {
     await fsp.rm(temp, { force: true }).catch(() => {});
     throw err;
-  }
-}
-
-function endsWithNewline(file: string): boolean {
-  const size = fs.statSync(file).size;
-  if (size === 0) return true;
-  const fd = fs.openSync(file, READ_INDEX);
-  try {
-    const last = Buffer.alloc(1);
-    fs.readSync(fd, last, 0, 1, size - 1);
-    return last[0] === 0x0a;
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -6,6 +6,7 @@ import { spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
 import { PNG } from "pngjs";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
+import { readFrameRecords } from "../../server/dataset/readDataset.js";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
 
@@ -51,11 +52,9 @@ export async function withTempDir(prefix: string, body: (dir: string) => Promise
   }
 }
 
-/** The lines of `<out>/frames.jsonl`; none when the file does not exist yet. */
+/** The records of `<out>/frames.jsonl` (server/dataset/readDataset.ts); none when the file does not exist yet. */
 export function readFrames(out: string): FrameRecord[] {
-  const file = path.join(out, "frames.jsonl");
-  if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as FrameRecord);
+  return readFrameRecords(out);
 }
 
 /** Decodes a PNG and returns how many distinct colours it has (a blank frame has one). */

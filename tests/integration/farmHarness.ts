@@ -10,6 +10,7 @@ import { PNG } from "pngjs";
 import { startRun, QUEUE_FILE, type Run, type RunSummary } from "../../server/runFarm.js";
 import { demoJobs } from "../../server/jobs/demoJobs.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
+import { recordFiles } from "../../server/dataset/readDataset.js";
 import type { Session } from "../../server/session/Session.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -213,8 +214,9 @@ export function tempFiles(out: string): string[] {
 
 /**
  * The dataset is exactly right: frames.jsonl has one line per expected (job, frame) and no other,
- * every file it names decodes as a PNG of the line's size (and the expected size), no temp files
- * are left, and no image file exists that no line points at. Returns the records.
+ * every rgb image it names decodes as a PNG of the line's size (and the expected size), no temp files
+ * are left, and no file exists under images/ that no line names (any layer). Returns the records.
+ * (`verify`, server/dataset/verifyDataset.ts, checks every layer's file in depth; this checks the run.)
  */
 export function checkDataset(out: string, expectedIds: string[], size?: { width: number; height: number }): FrameRecord[] {
   const records = readFrames(out);
@@ -231,12 +233,13 @@ export function checkDataset(out: string, expectedIds: string[], size?: { width:
     assert.deepEqual([png.width, png.height], [r.width, r.height], `${r.file} decodes at the size its line says`);
     if (size) assert.deepEqual([png.width, png.height], [size.width, size.height], `${r.file} has the requested size`);
   }
+  const named = records.flatMap((r) => recordFiles(r).map((f) => f.path));
   assert.deepEqual(tempFiles(out), [], "no temp files left behind");
   const images = fs.existsSync(path.join(out, "images"))
     ? (fs.readdirSync(path.join(out, "images"), { recursive: true }) as string[])
         .map((n) => path.posix.join("images", String(n).split(path.sep).join("/")))
         .filter((n) => fs.statSync(path.join(out, n)).isFile())
     : [];
-  assert.deepEqual(images.sort(), records.map((r) => r.file).sort(), "every image file is named by exactly one line");
+  assert.deepEqual(images.sort(), named.sort(), "every image file is named by exactly one line");
   return records;
 }
