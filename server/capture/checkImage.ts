@@ -28,6 +28,13 @@ export interface ExpectedImage {
   /** Names the frame in error messages, e.g. "grabRender('cam') on session s2". */
   what: string;
   maxBytes?: number;
+  /** PNG only: the samples IHDR must declare exactly (a layer file); default what the page writes, 8-bit RGB or RGBA. */
+  pngSamples?: PngSamples;
+}
+
+export interface PngSamples {
+  channels: 1 | 3 | 4;
+  bits: 8 | 16;
 }
 
 /**
@@ -60,7 +67,7 @@ export async function checkImage(bytes: Buffer, expected: ExpectedImage): Promis
     if (size.width !== width || size.height !== height) throw wrongSize(size);
     return;
   }
-  const layout = format === "png" ? readPng(bytes, bad) : format === "jpeg" ? readJpeg(bytes, bad) : readWebp(bytes, bad);
+  const layout = format === "png" ? readPng(bytes, bad, expected.pngSamples) : format === "jpeg" ? readJpeg(bytes, bad) : readWebp(bytes, bad);
   if (layout.width !== width || layout.height !== height) throw wrongSize(layout);
   if (depth !== "full") return;
   if (format === "png") await inflatePng(layout as PngLayout, bad);
@@ -130,7 +137,7 @@ const PNG_COLOUR_CHANNELS: Record<number, number> = { 2: 3, 6: 4 };
 export const MAX_CHUNKS = { png: 65_536, jpeg: 1024, webp: 64 } as const;
 
 /** Walks every chunk (PNG spec §5.3): bounds, CRC, IHDR first, IDATs contiguous, IEND last and at the end. */
-function readPng(bytes: Buffer, bad: Bad): PngLayout {
+function readPng(bytes: Buffer, bad: Bad, samples?: PngSamples): PngLayout {
   if (bytes.length < 8 || bytes.compare(PNG_SIGNATURE, 0, 8, 0, 8) !== 0) throw bad("no PNG signature");
   let header: Omit<PngLayout, "idat"> | undefined;
   const idat: Buffer[] = [];
@@ -151,7 +158,7 @@ function readPng(bytes: Buffer, bad: Bad): PngLayout {
     if (zlib.crc32(bytes.subarray(at + 4, end)) !== bytes.readUInt32BE(end)) throw bad(`wrong CRC in chunk ${type} at byte ${at}`);
     if (!header) {
       if (type !== "IHDR") throw bad(`the first chunk is ${type}, not IHDR`);
-      header = readIhdr(bytes.subarray(at + 8, end), bad);
+      header = readIhdr(bytes.subarray(at + 8, end), bad, samples);
     } else if (type === "IDAT") {
       if (idatClosed) throw bad(`IDAT chunks are not consecutive (another at byte ${at})`);
       idat.push(bytes.subarray(at + 8, end));
@@ -180,19 +187,25 @@ function readPng(bytes: Buffer, bad: Bad): PngLayout {
   }
 }
 
-function readIhdr(data: Buffer, bad: Bad): Omit<PngLayout, "idat"> {
+/** PNG colour types by samples per pixel: grey (0), RGB (2), RGBA (6). */
+const PNG_COLOUR_TYPE: Record<PngSamples["channels"], number> = { 1: 0, 3: 2, 4: 6 };
+
+function readIhdr(data: Buffer, bad: Bad, samples?: PngSamples): Omit<PngLayout, "idat"> {
   if (data.length !== 13) throw bad(`an IHDR of ${data.length} bytes, not 13`);
   const width = data.readUInt32BE(0);
   const height = data.readUInt32BE(4);
   const [bitDepth, colourType, compression, filter, interlace] = data.subarray(8);
   if (width === 0 || height === 0) throw bad(`IHDR says ${width}×${height}; an image has at least one pixel`);
-  const channels = PNG_COLOUR_CHANNELS[colourType!];
-  if (bitDepth !== 8 || channels === undefined) {
+  if (samples && (bitDepth !== samples.bits || colourType !== PNG_COLOUR_TYPE[samples.channels])) {
+    throw bad(`IHDR says ${bitDepth}-bit samples of colour type ${colourType}; expected ${samples.bits}-bit, colour type ${PNG_COLOUR_TYPE[samples.channels]} (${samples.channels} channel(s))`);
+  }
+  const channels = samples?.channels ?? PNG_COLOUR_CHANNELS[colourType!];
+  if (!samples && (bitDepth !== 8 || channels === undefined)) {
     throw bad(`IHDR says ${bitDepth}-bit samples of colour type ${colourType}; the page writes 8-bit RGB (2) or RGBA (6)`);
   }
   if (compression !== 0 || filter !== 0) throw bad(`IHDR says compression method ${compression}, filter method ${filter}; PNG defines only 0`);
   if (interlace !== 0) throw bad("interlaced; the page writes non-interlaced PNGs");
-  return { width, height, bytesPerPixel: channels };
+  return { width, height, bytesPerPixel: channels! * ((samples?.bits ?? 8) / 8) };
 }
 
 /** Output chunks of at most this size: a large image is checked in pieces, never held inflated whole. */
