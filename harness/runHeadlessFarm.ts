@@ -4,6 +4,8 @@ import path from "node:path";
 import cliProgress from "cli-progress";
 import type { JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
+import type { LayerName } from "../protocol/layers.js";
+import type { ClassEntry } from "../server/capture/ClassTable.js";
 import { startRun, type RunSummary } from "../server/runFarm.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { openJobsFile } from "../server/jobs/readJobsFile.js";
@@ -52,7 +54,10 @@ export interface FarmCommandOptions {
   progress: boolean;
   chromiumArg: string[];
   recycleAfter: number;
-  depth: boolean;
+  /** Absent: startRun's defaults (rgb only). */
+  layers?: LayerName[];
+  depth?: boolean;
+  classes?: ClassEntry[];
   verbose: boolean;
   replacePending: boolean;
 }
@@ -98,7 +103,8 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
-    inFlight: options.inFlight, depth: options.depth, replacePending: options.replacePending, log: say, stop,
+    inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
+    recordedOptions: options, log: say, stop,
     onFrames: (n, session) => {
       frames += n;
       // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.

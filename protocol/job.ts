@@ -4,6 +4,7 @@ import { CameraPoseSchema } from "./camera.js";
 import { isReservedKey, MAX_SCENE_DEPTH, NodePatchSchema, RESERVED_KEY_PREFIX, sceneTreeSchema } from "./elements.js";
 import { jobIdProblem } from "./names.js";
 import { ImageFormat, LIMITS } from "./grab.js";
+import { LayerListSchema, resolveLayers, type LayerName } from "./layers.js";
 
 // Job ids become folder names in the dataset: the rule is protocol/names.ts, shared with the dataset writer.
 export const JobId = z.string().superRefine((id, ctx) => {
@@ -66,10 +67,27 @@ export const JobSpecSchema = z.strictObject({
   height: z.number().int().min(1).max(LIMITS.maxImageSide).optional(),
   format: ImageFormat.optional(),
   quality: z.number().min(0).max(1).optional(),
-  /** Also write a 16-bit depth PNG (millimetres) per frame. */
+  /** The layers each frame writes (protocol/layers.ts); absent: the run's (--layers). rgb is always written. */
+  layers: LayerListSchema.optional(),
+  /** Short form: true adds the depth layer, false leaves it out (also when the run asks for it). */
   depth: z.boolean().optional(),
+}).superRefine((job, ctx) => {
+  if (job.depth === false && job.layers?.includes("depth")) {
+    ctx.addIssue({ code: "custom", path: ["depth"], input: job.depth, message: 'must not be false when "layers" names depth (say one or the other)' });
+  }
 });
 export type JobSpec = z.infer<typeof JobSpecSchema>;
+
+/**
+ * The layers a job's frames are grabbed with, resolved (rgb first, needs added): the job's own `layers`,
+ * else the run's; then `depth` adds (true) or drops (false) the depth layer.
+ */
+export function jobLayers(job: Pick<JobSpec, "layers" | "depth">, runLayers: readonly LayerName[]): LayerName[] {
+  const asked = new Set<LayerName>(job.layers ?? runLayers);
+  if (job.depth === true) asked.add("depth");
+  if (job.depth === false) asked.delete("depth");
+  return resolveLayers([...asked]);
+}
 
 /**
  * A job spec as JSON with object keys sorted, so two specs that mean the same compare equal however

@@ -1,18 +1,21 @@
 // One run of the farm: open the dataset and its queue under --out, enqueue the jobs, serve the
 // client, hand jobs to every session that connects, and report when all jobs are done or failed.
 // Re-running with the same --out resumes: done jobs are skipped, leased ones re-queued.
-import type { JobSpec } from "../protocol/job.js";
+import { jobLayers, type JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
+import { resolveLayers, type LayerName } from "../protocol/layers.js";
 import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
 import { describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
 import type { Session } from "./session/Session.js";
 import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
-import { renderDeclarativeJob } from "./dispatch/renderDeclarativeJob.js";
+import { renderDeclarativeJob, type RenderDefaults } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
 import { DatasetOpenError, openDataset, QUEUE_FILE, type OpenDataset } from "./dataset/openDataset.js";
+import { readRunManifest, RunManifest } from "./dataset/RunManifest.js";
+import type { ClassEntry } from "./capture/ClassTable.js";
 
 class UnknownJobError extends DatasetOpenError {
   constructor(out: string, job: string) {
@@ -24,6 +27,25 @@ class UnknownJobError extends DatasetOpenError {
 }
 
 export { QUEUE_FILE } from "./dataset/openDataset.js";
+
+/**
+ * The render settings a run uses when its options leave them out: the one place they are filled in
+ * (renderDefaults); the command line shows them in --help. A run writes rgb only unless asked.
+ */
+export const RENDER_DEFAULTS = { width: 640, height: 480, format: "png", inFlight: 3 } as const satisfies Partial<RenderDefaults>;
+
+/** What declarative jobs are rendered with when they leave a setting out. */
+export function renderDefaults(options: Pick<RunOptions, "width" | "height" | "format" | "quality" | "scene" | "inFlight" | "layers" | "depth">): RenderDefaults {
+  return {
+    width: options.width ?? RENDER_DEFAULTS.width,
+    height: options.height ?? RENDER_DEFAULTS.height,
+    format: options.format ?? RENDER_DEFAULTS.format,
+    quality: options.quality,
+    scene: options.scene ?? demoScene(),
+    inFlight: options.inFlight ?? RENDER_DEFAULTS.inFlight,
+    layers: resolveLayers([...(options.layers ?? []), ...(options.depth ? (["depth"] as const) : [])]),
+  };
+}
 
 export interface RunOptions {
   out: string;
@@ -43,8 +65,14 @@ export interface RunOptions {
   scene?: SceneElement;
   /** Grabs in flight per session. */
   inFlight?: number;
-  /** Also write 16-bit depth PNGs (millimetres), unless a job says otherwise. */
+  /** Layers every frame writes besides rgb, unless a job names its own (protocol/layers.ts). */
+  layers?: LayerName[];
+  /** Short form: adds the depth layer (16-bit PNG, millimetres). */
   depth?: boolean;
+  /** The run's class table (--classes); labels not in it get the next free ids as frames show them. */
+  classes?: ClassEntry[];
+  /** The options manifest.json records for this run (the command line's); default: these. Secrets are left out. */
+  recordedOptions?: object;
   host?: string;
   port?: number;
   token?: string;
@@ -105,7 +133,8 @@ export async function startRun(options: RunOptions): Promise<Run> {
 
 async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (line: string) => void): Promise<Run> {
   const { root: out, writer: dataset, queue } = opened;
-  const leaseTtlMs = queue.leaseTtlMs; // as startRun opened the queue with: heartbeats follow the queue's TTL
+  // First: an unreadable manifest.json refuses the start before resume changes anything.
+  const previousManifest = readRunManifest(out);
 
   // frames.jsonl lines are appended only for queued jobs: a line of a job the queue does not know means the
   // queue is not the one the dataset was written with (emptied, replaced, lost). Dropping those lines as
@@ -122,6 +151,35 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   if (temps) log(`resume: removed ${temps} temp file(s) left by an interrupted write`);
   const compacted = await dataset.compact(jobIsDone);
   if (compacted.dropped) log(`resume: dropped ${compacted.dropped} frames.jsonl line(s) of unfinished or repeated jobs`);
+
+  const defaults = renderDefaults(options);
+  // The run's own settings unless the caller gives its own (the command line's); a handler function is
+  // named, not dropped with the other functions: `verify` reads from it how many frames a job must have.
+  const { jobs: _jobs, handler, ...settings } = options;
+  const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
+  // After compact: the class table is restored from the lines of done jobs only.
+  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, log });
+  try {
+    return await serveRun(opened, options, log, { jobIsDone, manifest, defaults, linesAtStart: compacted.kept });
+  } catch (err) {
+    await endManifest(manifest, queue, compacted.kept);
+    throw err;
+  }
+}
+
+/** What startOnDataset hands on once the dataset is resumed and its manifest started. */
+interface RunSetup {
+  jobIsDone: (job: string) => Promise<boolean>;
+  manifest: RunManifest;
+  defaults: RenderDefaults;
+  /** frames.jsonl's lines after resume's compact. */
+  linesAtStart: number;
+}
+
+async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: string) => void, setup: RunSetup): Promise<Run> {
+  const { root: out, writer: dataset, queue } = opened;
+  const leaseTtlMs = queue.leaseTtlMs; // as startRun opened the queue with: heartbeats follow the queue's TTL
+  const { jobIsDone, manifest, defaults } = setup;
 
   // Queueing a million jobs takes a minute: a stop is honoured between jobs (what was committed stays, adds are idempotent).
   const added = options.jobs ? await queue.add(untilStopped(options.jobs, options.stop), { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
@@ -143,23 +201,28 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
     maxSessions: options.maxSessions,
     encode: options.encode,
     pngLevel: options.pngLevel,
+    classes: manifest.classes,
     log,
+  });
+  farm.on("session", (session: Session) => {
+    if (session.info.webgl) manifest.noteBrowser(session.info);
   });
   const url = await farm.listen().catch(async (err) => {
     await farm.close();
     throw err;
   });
 
-  const defaults = {
-    width: options.width ?? 640,
-    height: options.height ?? 480,
-    format: options.format ?? "png",
-    quality: options.quality,
-    scene: options.scene ?? demoScene(),
-    inFlight: options.inFlight ?? 3,
-    depth: options.depth ?? false,
-  } as const;
-  const run: JobRunner = options.handler ?? ((session, job) => renderDeclarativeJob(session, job, defaults));
+  // manifest.json lists every layer asked for: a declarative job's before it renders, a handler's from the files it wrote.
+  const handler = options.handler;
+  const run: JobRunner = handler
+    ? async (session, job) => {
+        await handler(session, job);
+        manifest.noteLayers(new Set(job.records.flatMap((r) => Object.keys(r.layers ?? {}))));
+      }
+    : (session, job) => {
+        manifest.noteLayers(jobLayers(job.spec, defaults.layers));
+        return renderDeclarativeJob(session, job, defaults);
+      };
 
   const started = performance.now();
   let frames = 0;
@@ -185,6 +248,7 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
     const seconds = (performance.now() - started) / 1000;
     const final = await dataset.compact(jobIsDone);
     if (final.dropped) log(`dataset: dropped ${final.dropped} repeated frames.jsonl line(s)`);
+    await endManifest(manifest, queue, final.kept);
     return { out, frames, jobsDone, seconds, framesPerSecond: frames / Math.max(seconds, 1e-9), counts: await queue.counts() };
   });
 
@@ -197,10 +261,18 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
       // Leases go back before the sessions close, so no disconnect is counted against a job.
       const released = await dispatch.stop(reason);
       await farm.close(reason);
+      await endManifest(manifest, queue, setup.linesAtStart + frames); // a stopped run's end, while the lock is still ours
       await opened.close(); // the queue, then the dataset's lock
       return released;
     },
   };
+}
+
+/** Ends the run's entry in manifest.json (once) with the dataset's totals: queue states and frames.jsonl lines. */
+async function endManifest(manifest: RunManifest, queue: JobQueue, linesInIndex: number): Promise<void> {
+  if (manifest.ended) return;
+  const c = await queue.counts().catch(() => undefined); // a failing queue must not keep the run from ending
+  manifest.finish(c && { jobs_total: c.total, jobs_done: c.done, jobs_failed: c.failed, frames: linesInIndex });
 }
 
 async function* untilStopped<T>(items: Iterable<T> | AsyncIterable<T>, stop: AbortSignal | undefined): AsyncGenerator<T> {

@@ -1,15 +1,33 @@
-// One line of frames.jsonl: where a frame's image is and how it was taken.
+// One line of frames.jsonl: where a frame's files are and how it was taken (README, "Dataset").
+import type { LayerName } from "../../protocol/layers.js";
+import type { FrameInstance } from "../session/Session.js";
+
 export interface FrameRecord {
   job: string;
   /** Index of the frame within its job. */
   frame: number;
-  /** Image path relative to the dataset folder. */
+  /** The rgb image's path relative to the dataset folder (= layers.rgb; kept for readers written before layers). */
   file: string;
   width: number;
   height: number;
   format: string;
+  /** Every file the frame wrote, by layer (rgb included), relative to the dataset folder. */
+  layers: Partial<Record<LayerName, string>>;
+  /** The depth layer's file (= layers.depth) and its unit in metres per step (0.001: millimetres); with depth only. */
+  depth_file?: string;
+  depth_scale?: number;
+  /** 3×3 pinhole intrinsics in pixels, row-major [[fx,0,cx],[0,fy,cy],[0,0,1]]. */
   K: number[][];
+  /** 4×4 camera-to-world, row-major, three.js/OpenGL camera (looks down -Z, +Y up). */
   cameraToWorld: number[][];
+  /** The same pose in OpenCV's convention: x_cam = R·x_world + t, camera looking down +Z, +Y down. */
+  world_to_camera_opencv: { R: number[][]; t: number[] };
+  /** Vertical field of view in degrees, and the clip planes in scene units. */
+  fov: number;
+  near: number;
+  far: number;
+  /** With mask, class or boxes: every instance visible in the frame, by id ascending (possibly none). */
+  instances?: FrameInstance[];
   params: Record<string, unknown>;
   session: string;
   render_ms: number;

@@ -14,6 +14,8 @@ import { DatasetLock, LOCK_FILE, LOCK_HOLDER_FILE } from "./datasetLock.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 
 export const MANIFEST_FILE = "tabfarm.json";
+/** The dataset's layers, class table and run history (./RunManifest.ts); tabfarm.json stays the marker. */
+export const RUN_MANIFEST_FILE = "manifest.json";
 export const QUEUE_FILE = "queue.sqlite";
 export const IMAGES_DIR = "images";
 const MANIFEST_FORMAT = "tabfarm-dataset";
@@ -31,7 +33,7 @@ export interface DatasetManifest {
 export class DatasetOpenError extends Error {}
 
 /** Files tabfarm writes at the top of a dataset: each must be a regular file (not a link, FIFO, folder). */
-const OWN_FILES = [MANIFEST_FILE, FRAMES_INDEX, QUEUE_FILE, `${QUEUE_FILE}-wal`, `${QUEUE_FILE}-shm`, `${QUEUE_FILE}-journal`, LOCK_FILE, LOCK_HOLDER_FILE];
+const OWN_FILES = [MANIFEST_FILE, RUN_MANIFEST_FILE, FRAMES_INDEX, QUEUE_FILE, `${QUEUE_FILE}-wal`, `${QUEUE_FILE}-shm`, `${QUEUE_FILE}-journal`, LOCK_FILE, LOCK_HOLDER_FILE];
 /**
  * What a folder may hold and still count as new: the lock (taken before the manifest is written), and
  * the transient files of an opener that is creating the dataset right now (or was killed doing so).

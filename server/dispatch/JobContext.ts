@@ -1,7 +1,10 @@
 // What a job handler gets besides the session: the job, and saveFrame to put frames in the dataset.
-// Files are written at once; their frames.jsonl lines are held until the job completes, so a job that
-// fails or loses its lease leaves no lines behind (its files are overwritten when it is re-run).
+// A frame's files (rgb and every other layer's) are written at once; its frames.jsonl line is held
+// until the job completes, so a job that fails or loses its lease leaves no lines behind (its files
+// are overwritten when it is re-run).
+import { openCvWorldToCamera } from "../../protocol/camera.js";
 import type { JobSpec } from "../../protocol/job.js";
+import { FILE_LAYERS, LAYERS, type LayerName } from "../../protocol/layers.js";
 import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import type { GrabbedFrame } from "../session/Session.js";
@@ -82,9 +85,8 @@ export class JobContext {
     }
     // Also when the answer came while waiting: the job may have been cancelled meanwhile.
     this.signal.throwIfAborted();
-    await this.dataset.writeFile(file, frame.image);
-    const depthFile = frame.depth ? this.dataset.framePath(this.id, index, "png", "depth") : undefined;
-    if (depthFile) await this.dataset.writeFile(depthFile, frame.depth!);
+    const layers = await this.writeLayerFiles(frame, index, file);
+    const { cameraToWorld } = frame.camera;
     const record: FrameRecord = {
       ...(options.extra ?? {}),
       job: this.id,
@@ -93,14 +95,20 @@ export class JobContext {
       width: frame.width,
       height: frame.height,
       format: frame.format,
+      layers,
+      ...(layers.depth ? { depth_file: layers.depth, depth_scale: DEPTH_SCALE } : {}),
       K: frame.camera.K,
-      cameraToWorld: frame.camera.cameraToWorld,
+      cameraToWorld,
+      world_to_camera_opencv: openCvWorldToCamera(cameraToWorld),
+      fov: frame.camera.fov,
+      near: frame.camera.near,
+      far: frame.camera.far,
+      ...(frame.instances ? { instances: frame.instances } : {}),
       params: this.params,
       session: this.sessionId,
       render_ms: round(frame.renderMs),
       encode_ms: round(frame.encodeMs),
       attempt: this.attempt,
-      ...(depthFile ? { depth_file: depthFile, depth_scale: 0.001 } : {}),
     };
     this.refuseIfEnded(); // its file is written, but it is not one of the job's frames: the next run overwrites it
     // A frame saved twice in one attempt keeps only its last line (found by index: jobs may be long).
@@ -109,6 +117,32 @@ export class JobContext {
     else this.recordAt.set(index, this.records.push(record) - 1);
     return record;
   }
+
+  /**
+   * Writes the frame's rgb image at `rgbFile` and every other layer's file beside it
+   * (images/<job>/<frame>.<suffix>.<ext>), all before its line can be kept; returns their paths by layer.
+   */
+  private async writeLayerFiles(frame: GrabbedFrame, index: number, rgbFile: string): Promise<Partial<Record<LayerName, string>>> {
+    // `depth` alone: a frame made before layers (kept on GrabbedFrame for such handlers).
+    const files: Partial<Record<LayerName, Buffer>> = { ...frame.files };
+    if (!files.depth && frame.depth) files.depth = frame.depth;
+    for (const name of frame.layers ?? []) {
+      if (name !== "rgb" && LAYERS[name].file && !files[name]) throw new Error(`job ${this.id} frame ${index}: the ${name} layer was asked for but the frame has no ${name} file; nothing written`);
+    }
+    const paths: Partial<Record<LayerName, string>> = { rgb: rgbFile };
+    const writes = [this.dataset.writeFile(rgbFile, frame.image)];
+    for (const name of FILE_LAYERS) {
+      const bytes = files[name];
+      const file = LAYERS[name].file!;
+      if (name === "rgb" || !bytes || file.ext === "format") continue;
+      paths[name] = this.dataset.framePath(this.id, index, file.ext, file.suffix);
+      writes.push(this.dataset.writeFile(paths[name], bytes));
+    }
+    await Promise.all(writes);
+    return paths;
+  }
 }
 
+/** depth PNGs hold millimetres: metres per step. */
+const DEPTH_SCALE = 0.001;
 const round = (ms: number) => Math.round(ms * 100) / 100;

@@ -3,6 +3,8 @@
 // can be sent while frame i is still encoding and uploading.
 import type { SceneElement } from "../../protocol/elements.js";
 import type { ImageFormat } from "../../protocol/grab.js";
+import { jobLayers } from "../../protocol/job.js";
+import type { LayerName } from "../../protocol/layers.js";
 import type { Session } from "../session/Session.js";
 import type { JobContext } from "./JobContext.js";
 import { InFlight } from "./InFlight.js";
@@ -16,11 +18,14 @@ export interface RenderDefaults {
   scene: SceneElement;
   /** Grabs in flight per session. */
   inFlight: number;
-  /** Write depth PNGs unless a job says otherwise. */
-  depth: boolean;
+  /** The layers of jobs that name none (resolved: rgb first); a job's `layers` and `depth` override them (jobLayers). */
+  layers: readonly LayerName[];
 }
 
-// The scene each session shows, so consecutive jobs with the same scene skip the `set`.
+// The scene each session shows, so consecutive jobs with the same scene skip the `set`. Skipping it
+// keeps mask ids as a fresh tab would have them: instance ids (protocol/instances.ts) restart at each
+// `set` and change only when elements are added, which only a frame's `update` can do, and a job with
+// updates makes the next one `set` again.
 const shownScene = new WeakMap<Session, string>();
 
 /** After a failed job the page's scene is unknown: the next job sets its scene again. */
@@ -34,7 +39,7 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
   const height = spec.height ?? defaults.height;
   const format = spec.format ?? defaults.format;
   const quality = spec.quality ?? defaults.quality;
-  const depth = spec.depth ?? defaults.depth;
+  const layers = jobLayers(spec, defaults.layers);
   const scene = withFarmCamera(spec.scene ?? defaults.scene, width, height);
   const sceneJson = JSON.stringify(scene);
   if (shownScene.get(session) !== sceneJson) {
@@ -52,7 +57,7 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
     job.signal.throwIfAborted();
     if (frame.camera) session.update({ key: FARM_CAMERA_KEY, ...poseProps(frame.camera) });
     if (frame.update?.length) session.update(frame.update);
-    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality, depth }).then((f) => job.saveFrame(f, { index })));
+    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality, layers }).then((f) => job.saveFrame(f, { index })));
   }
   job.markAllIssued();
   await window.drain();

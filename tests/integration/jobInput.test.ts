@@ -8,30 +8,34 @@ import { REPO, runFarmCli, readFrames, withTempDir } from "./cli.js";
 
 
 describe("job input through the CLI", () => {
-  it("renders a .jsonl job set with per-job sizes, matrix poses and updates", () =>
+  it("renders a .jsonl job set with per-job sizes, matrix poses, updates and depth (run-level --depth, a job's depth: false)", () =>
     withTempDir("tabfarm-jobs-", async (dir) => {
       const matrix = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 5, 1]; // camera at (0,1,5) looking down -Z
       const jobs = [
         { id: "a", params: { k: 1 }, width: 80, height: 60, depth: true, frames: [{ camera: { position: [3, 2, 3], lookAt: [0, 0, 0] } }, { camera: { matrix } }] },
-        { id: "b", format: "jpeg", width: 64, height: 48, scene: { tag: "DefaultScene", key: "r", children: [{ tag: "Box", key: "box" }] },
+        { id: "b", format: "jpeg", width: 64, height: 48, depth: false, scene: { tag: "DefaultScene", key: "r", children: [{ tag: "Box", key: "box" }] },
           frames: [{ camera: { position: [0, 0, 3] }, update: [{ key: "box", color: "#00ff00" }] }] },
+        { id: "c", width: 32, height: 24 },
       ];
       const file = path.join(dir, "jobs.jsonl");
       fs.writeFileSync(file, jobs.map((j) => JSON.stringify(j)).join("\n") + "\n");
       const out = path.join(dir, "out");
-      const { code, output } = await runFarmCli(["--sessions", "1", "--jobs", file, "--out", out, "--no-progress"]);
+      const { code, output } = await runFarmCli(["--sessions", "1", "--jobs", file, "--out", out, "--no-progress", "--depth"]);
       assert.equal(code, 0, output);
       const frames = readFrames(out).sort((x, y) => `${x.job}${x.frame}`.localeCompare(`${y.job}${y.frame}`));
       assert.deepEqual(frames.map((f) => [f.job, f.frame, f.width, f.height, f.format]), [
-        ["a", 0, 80, 60, "png"], ["a", 1, 80, 60, "png"], ["b", 0, 64, 48, "jpeg"],
+        ["a", 0, 80, 60, "png"], ["a", 1, 80, 60, "png"], ["b", 0, 64, 48, "jpeg"], ["c", 0, 32, 24, "png"],
       ]);
       assert.deepEqual(frames[0].params, { k: 1 });
       // The matrix pose comes back as the camera-to-world of the frame (row-major).
       assert.deepEqual(frames[1].cameraToWorld.map((r) => r.map((v) => Math.round(v * 1e6) / 1e6)), [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 5], [0, 0, 0, 1]]);
-      // depth: true writes a 16-bit depth PNG beside each frame of that job only.
+      // Depth (--depth, or a job's depth: true) writes a 16-bit depth PNG beside each frame; depth: false leaves it out.
       const depth = PNG.sync.read(fs.readFileSync(path.join(out, String(frames[0].depth_file))), { skipRescale: true } as never);
       assert.deepEqual([depth.width, depth.height, depth.depth, frames[0].depth_scale], [80, 60, 16, 0.001]);
+      assert.deepEqual(frames[0].layers, { rgb: "images/a/000000.png", depth: "images/a/000000.depth.png" });
       assert.equal(frames[2].depth_file, undefined);
+      assert.deepEqual(frames[2].layers, { rgb: "images/b/000000.jpg" });
+      assert.deepEqual(frames[3].layers, { rgb: "images/c/000000.png", depth: "images/c/000000.depth.png" }, "--depth applies to jobs that say nothing");
       assert.ok(frames[2].file.endsWith(".jpg"));
       const jpeg = fs.readFileSync(path.join(out, frames[2].file));
       assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);

@@ -13,7 +13,7 @@ import { SqliteQueue } from "../../server/queue/SqliteQueue.js";
 import { DatasetWriter } from "../../server/dataset/DatasetWriter.js";
 import { Farm } from "../../server/session/Farm.js";
 import { dispatchJobs } from "../../server/dispatch/dispatchJobs.js";
-import { renderDeclarativeJob } from "../../server/dispatch/renderDeclarativeJob.js";
+import { renderDeclarativeJob, type RenderDefaults } from "../../server/dispatch/renderDeclarativeJob.js";
 import { demoJobs, demoScene } from "../../server/jobs/demoJobs.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { fakeSession } from "./fakeSession.js";
@@ -47,7 +47,7 @@ describe("the queue's file system fills", () => {
     try {
       await queue.add(jobs);
       await farm.listen();
-      const defaults = { width: 160, height: 120, format: "png", scene: demoScene(), inFlight: 2, depth: false } as const;
+      const defaults = { width: 160, height: 120, format: "png", scene: demoScene(), inFlight: 2, layers: ["rgb"] } satisfies RenderDefaults;
       const dispatch = dispatchJobs({
         farm, queue, dataset, leaseTtlMs: 3000, log, writeProbeMs: 500, maxWriteStallMs: 60_000,
         run: (session, job) => renderDeclarativeJob(session, job, defaults),

@@ -1,5 +1,6 @@
-// The dataset writer (server/dataset/DatasetWriter.ts) and its name checks (server/dataset/safeName.ts),
-// on real files in a temp folder.
+// The dataset writer (server/dataset/DatasetWriter.ts), its name checks (server/dataset/safeName.ts)
+// and what JobContext.saveFrame writes for a frame (its layer files and frames.jsonl line), on real
+// files in a temp folder.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -8,6 +9,8 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
+import { JobContext } from "../../server/dispatch/JobContext.js";
+import type { GrabbedFrame } from "../../server/session/Session.js";
 import { assertSafeName, insideRoot } from "../../server/dataset/safeName.js";
 import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "../integration/fullDisk.js";
 
@@ -45,6 +48,11 @@ function record(job: string, frame: number, extra: Partial<FrameRecord> = {}): F
       [0, 0, 1, 0],
       [0, 0, 0, 1],
     ],
+    layers: { rgb: `images/${job}/${String(frame).padStart(6, "0")}.png` },
+    world_to_camera_opencv: { R: [[1, 0, 0], [0, -1, 0], [0, 0, -1]], t: [0, 0, 0] },
+    fov: 60,
+    near: 0.1,
+    far: 100,
     params: {},
     session: "s1",
     render_ms: 1,
@@ -102,6 +110,7 @@ describe("DatasetWriter.framePath", () => {
     assert.equal(d.framePath("j", 7, "png", "depth"), "images/j/000007.depth.png");
     assert.equal(d.framePath("j", 7, "jpeg", "normal"), "images/j/000007.normal.jpg");
     assert.equal(d.framePath("j", 7, "png", "rgb"), "images/j/000007.png");
+    assert.equal(d.framePath("j", 7, "npy", "depth32"), "images/j/000007.depth32.npy");
     assert.throws(() => d.framePath("j", 7, "png", "../x"), /layer name/);
     assert.throws(() => d.framePath("j", 7, "png", "a/b"), /layer name/);
   });
@@ -558,5 +567,106 @@ describe("DatasetWriter root", () => {
     assert.ok(fs.existsSync(path.join(real, "images/j/000000.png")));
     await writeFile(path.join(real, "other.txt"), "keep");
     assert.deepEqual((await listAll(real)).sort(), ["images/j/000000.png", "other.txt"]);
+  });
+});
+
+describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line", () => {
+  // A camera at (3, 0, 0) looking at the origin, +Y up (three.js: looks down its -Z). Its axes in the
+  // world, by hand: right x = up × z = (0, 0, -1), up y = (0, 1, 0), backwards z = (1, 0, 0).
+  const cameraToWorld = [
+    [0, 0, 1, 3],
+    [0, 1, 0, 0],
+    [-1, 0, 0, 0],
+    [0, 0, 0, 1],
+  ];
+  const K = [[100, 0, 80], [0, 100, 60], [0, 0, 1]];
+  const bytes = (text: string) => Buffer.from(text);
+  const instances = [
+    { id: 1, key: "box", label: "crate", class: 1, pixels: 12, bbox: [1, 1, 4, 3] as [number, number, number, number] },
+    { id: 2, key: "ball", pixels: 5, bbox: [6, 2, 2, 3] as [number, number, number, number] },
+  ];
+  const frame = (over: Partial<GrabbedFrame> = {}): GrabbedFrame => ({
+    image: bytes("rgb"), width: 160, height: 120, format: "png",
+    camera: { K, cameraToWorld, fov: 61.93, near: 0.25, far: 40 },
+    renderMs: 1.234, encodeMs: 2, roundTripMs: 5,
+    layers: ["rgb", "depth", "depth32", "mask", "class", "normal", "boxes"],
+    files: { depth: bytes("depth"), depth32: bytes("depth32"), mask: bytes("mask"), class: bytes("class"), normal: bytes("normal") },
+    instances,
+    ...over,
+  });
+  const context = (root: string, id = "j1") => new JobContext({ id, params: { seed: 3 } }, 2, "s7", new DatasetWriter(root), () => true);
+
+  it("writes every layer's file beside the image and names each in `layers` (rgb too); keeps file, depth_file, depth_scale", async () => {
+    const root = freshRoot();
+    const job = context(root);
+    const record = await job.saveFrame(frame(), { index: 4 });
+    const expected = {
+      rgb: "images/j1/000004.png",
+      depth: "images/j1/000004.depth.png",
+      depth32: "images/j1/000004.depth32.npy",
+      mask: "images/j1/000004.mask.png",
+      class: "images/j1/000004.class.png",
+      normal: "images/j1/000004.normal.png",
+    };
+    assert.deepEqual(record.layers, expected);
+    assert.deepEqual(Object.keys(record.layers), ["rgb", "depth", "depth32", "mask", "class", "normal"], "in declaration order, rgb first");
+    for (const [name, file] of Object.entries(expected)) assert.equal(await readFile(path.join(root, file), "utf8"), name, file);
+    assert.equal(record.file, expected.rgb);
+    assert.equal(record.depth_file, expected.depth);
+    assert.equal(record.depth_scale, 0.001);
+    assert.deepEqual(record.instances, instances);
+    assert.deepEqual([record.fov, record.near, record.far], [61.93, 0.25, 40]);
+    assert.deepEqual([record.K, record.cameraToWorld], [K, cameraToWorld]);
+    assert.deepEqual([record.job, record.frame, record.session, record.attempt, record.params, record.render_ms], ["j1", 4, "s7", 2, { seed: 3 }, 1.23]);
+    assert.deepEqual(job.records, [record]);
+  });
+
+  it("world_to_camera_opencv is the hand-computed OpenCV pose: x_cam = R·x_world + t, +Z ahead, +Y down", async () => {
+    const record = await context(freshRoot()).saveFrame(frame());
+    const { R, t } = record.world_to_camera_opencv;
+    // Rows: right, down (-up), ahead (-backwards); t = -R·(3, 0, 0).
+    assert.deepEqual(R.map((row) => row.map((v) => v + 0)), [[0, 0, -1], [0, -1, 0], [-1, 0, 0]]);
+    assert.deepEqual(t.map((v) => v + 0), [0, 0, 3]);
+    const project = (p: number[]) => {
+      const c = R.map((row, i) => row[0] * p[0] + row[1] * p[1] + row[2] * p[2] + t[i]);
+      return [K[0][0] * (c[0] / c[2]) + K[0][2], K[1][1] * (c[1] / c[2]) + K[1][2], c[2]];
+    };
+    assert.deepEqual(project([0, 0, 0]), [80, 60, 3], "the point looked at: image centre, 3 ahead");
+    assert.deepEqual(project([0, 0, -1]).map((v) => Math.round(v * 100) / 100), [113.33, 60, 3], "world -Z is the camera's right: larger u");
+    assert.deepEqual(project([0, 1, 0]).map((v) => Math.round(v * 100) / 100), [80, 26.67, 3], "world up: smaller v (rows run down)");
+  });
+
+  it("rgb only: `layers` names the image alone, no depth or instance fields", async () => {
+    const record = await context(freshRoot()).saveFrame(frame({ layers: ["rgb"], files: {}, instances: undefined }));
+    assert.deepEqual(record.layers, { rgb: "images/j1/000000.png" });
+    for (const field of ["depth_file", "depth_scale", "instances"]) assert.equal(field in record, false, field);
+  });
+
+  it("an empty `instances` list is kept (mask asked, nothing visible)", async () => {
+    const record = await context(freshRoot()).saveFrame(frame({ layers: ["rgb", "mask"], files: { mask: bytes("m") }, instances: [] }));
+    assert.deepEqual(record.instances, []);
+  });
+
+  it("a frame from before layers (only `depth`) still writes its depth file", async () => {
+    const root = freshRoot();
+    const record = await context(root).saveFrame(frame({ layers: undefined, files: undefined, depth: bytes("old depth"), instances: undefined } as unknown as Partial<GrabbedFrame>));
+    assert.deepEqual(record.layers, { rgb: "images/j1/000000.png", depth: "images/j1/000000.depth.png" });
+    assert.equal(await readFile(path.join(root, "images/j1/000000.depth.png"), "utf8"), "old depth");
+  });
+
+  it("a layer asked for without its file is refused: no file written, no line kept", async () => {
+    const root = freshRoot();
+    const job = context(root);
+    await assert.rejects(job.saveFrame(frame({ files: { depth: bytes("d") } })), /the depth32 layer was asked for but the frame has no depth32 file/);
+    assert.deepEqual(job.records, []);
+    assert.equal(fs.existsSync(path.join(root, "images")), false);
+  });
+
+  it("a layer file that cannot be written keeps the line out (the rest may be written; a re-run overwrites them)", async () => {
+    const root = freshRoot();
+    fs.mkdirSync(path.join(root, "images/j1/000000.mask.png"), { recursive: true }); // a folder where the mask goes
+    const job = context(root);
+    await assert.rejects(job.saveFrame(frame()), (err: unknown) => err instanceof DatasetWriteError && /000000\.mask\.png/.test(err.message));
+    assert.deepEqual(job.records, []);
   });
 });

@@ -7,8 +7,15 @@ import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { SceneElement } from "../../protocol/elements.js";
-import { MAX_JOB_DATA_DEPTH, MAX_JOB_SCENE_DEPTH, type JobSpec } from "../../protocol/job.js";
+import type { SceneElement, SceneOp } from "../../protocol/elements.js";
+import { jobLayers, MAX_JOB_DATA_DEPTH, MAX_JOB_SCENE_DEPTH, type JobSpec } from "../../protocol/job.js";
+import { LAYER_NAMES, parseLayerList, type LayerName } from "../../protocol/layers.js";
+import { DatasetWriter } from "../../server/dataset/DatasetWriter.js";
+import { JobContext } from "../../server/dispatch/JobContext.js";
+import { renderDeclarativeJob } from "../../server/dispatch/renderDeclarativeJob.js";
+import { renderDefaults } from "../../server/runFarm.js";
+import { SentScene } from "../../server/session/SentScene.js";
+import type { GrabbedFrame, GrabOptions, Session } from "../../server/session/Session.js";
 import { demoJobs } from "../../server/jobs/demoJobs.js";
 import { loadHandlerModule } from "../../server/jobs/loadHandlerModule.js";
 import { loadJobsModule } from "../../server/jobs/loadJobsModule.js";
@@ -806,4 +813,130 @@ describe("readJobsFile: careless files", () => {
     assert.match(err.message, /^.*: 3000 problems on 3000 lines; no jobs were loaded/);
     assert.match(err.message, /… and 2980 more$/);
   });
+});
+
+describe("job layers: asked for per job, refused before anything renders", () => {
+  it("a job's layers and depth are read; a bad value names the line and the field", async () => {
+    const path = await jsonl([
+      { id: "ok", layers: ["mask", "normal"], depth: true },
+      { id: "a", layers: ["rgb", "mask", "segmentation"] },
+      { id: "b", layers: "mask" },
+      { id: "c", layers: ["mask", "mask"] },
+      { id: "d", layers: ["depth"], depth: false },
+      { id: "e", layers: [1] },
+      { id: "f", depth: "yes" },
+      { id: "g", layers: ["Mask"] },
+    ]);
+    await expectRejected(path, [
+      { line: 2, field: "layers[2]", message: /must be one of "rgb", "depth", .* got "segmentation"/ },
+      { line: 3, field: "layers", message: /must be a list of layer names/ },
+      { line: 4, field: "layers", message: /names a layer twice/ },
+      { line: 5, field: "depth", message: /must not be false when "layers" names depth/ },
+      { line: 6, field: "layers[0]", message: /got 1/ },
+      { line: 7, field: "depth", message: /must be a boolean, got "yes"/ },
+      { line: 8, field: "layers[0]", message: /got "Mask"/ },
+    ]);
+    assert.deepEqual(await readJobsFile(await jsonl([{ id: "ok", layers: ["mask", "normal"], depth: true }])), [{ id: "ok", layers: ["mask", "normal"], depth: true }]);
+  });
+
+  it("a job module's bad layers are refused the same way", async () => {
+    const path = await fixture("ts", `export default [{ id: "m", layers: ["rgb", "heat"] }];`);
+    await assert.rejects(loadJobsModule(path).then(async (jobs) => { for await (const _ of jobs); }), (err: unknown) => {
+      assert.ok(err instanceof JobInputError);
+      assert.match(err.message, /layers\[1\]: must be one of .* got "heat"/);
+      return true;
+    });
+  });
+
+  it("jobLayers: the job's own list, else the run's; depth true adds, false drops; rgb first, needs added", () => {
+    const run: LayerName[] = ["rgb", "depth", "mask"];
+    assert.deepEqual(jobLayers({}, run), ["rgb", "depth", "mask"]);
+    assert.deepEqual(jobLayers({ layers: ["normal"] }, run), ["rgb", "normal"]);
+    assert.deepEqual(jobLayers({ layers: [] }, run), ["rgb"], "an empty list is rgb only, not the run's");
+    assert.deepEqual(jobLayers({ depth: true }, ["rgb"]), ["rgb", "depth"]);
+    assert.deepEqual(jobLayers({ depth: false }, run), ["rgb", "mask"], "depth: false drops the run's depth");
+    assert.deepEqual(jobLayers({ layers: ["boxes", "class"], depth: true }, run), ["rgb", "depth", "mask", "class", "boxes"], "class and boxes need the mask");
+  });
+});
+
+describe("run layers: --layers and --depth, defaults filled in one place", () => {
+  it("parseLayerList resolves a comma list; an unknown name is named", () => {
+    assert.deepEqual(parseLayerList("normal, depth,class"), ["rgb", "depth", "mask", "class", "normal"]);
+    assert.deepEqual(parseLayerList("rgb,rgb"), ["rgb"]);
+    assert.deepEqual(parseLayerList(LAYER_NAMES.join(",")), [...LAYER_NAMES]);
+    assert.throws(() => parseLayerList("rgb,semantic"), /unknown layer 'semantic'/);
+  });
+
+  it("renderDefaults: rgb only unless asked; --depth adds depth to --layers", () => {
+    const d = renderDefaults({});
+    assert.deepEqual([d.width, d.height, d.format, d.inFlight, d.layers], [640, 480, "png", 3, ["rgb"]]);
+    assert.deepEqual(renderDefaults({ depth: true }).layers, ["rgb", "depth"]);
+    assert.deepEqual(renderDefaults({ layers: ["rgb", "mask"], depth: true }).layers, ["rgb", "depth", "mask"]);
+    assert.deepEqual(renderDefaults({ layers: ["normal"], depth: false }).layers, ["rgb", "normal"]);
+  });
+});
+
+/**
+ * A session that records what renderDeclarativeJob sends: ops go through the server's own SentScene
+ * (which keeps instance ids exactly as the page does), and each grab notes the ids of the scene it
+ * renders and the layers it asks for.
+ */
+function recordingSession() {
+  const scene = new SentScene();
+  const grabs: Array<{ layers: readonly string[] | undefined; ids: Array<[number, string]> }> = [];
+  const send = (op: SceneOp) => scene.apply(op);
+  const session = {
+    set: (tree: SceneElement) => send({ op: "set", scene: tree }),
+    update: (nodes: unknown) => send({ op: "update", nodes: (Array.isArray(nodes) ? nodes : [nodes]) as never }),
+    grabRender: async (options: GrabOptions): Promise<GrabbedFrame> => {
+      grabs.push({ layers: options.layers, ids: [...scene.instances().ids].map(([id, info]) => [id, info.key]) });
+      return {
+        image: Buffer.from("png"), width: 4, height: 3, format: "png", renderMs: 1, encodeMs: 1, roundTripMs: 1, layers: ["rgb"], files: {},
+        camera: { K: [[1, 0, 2], [0, 1, 1.5], [0, 0, 1]], cameraToWorld: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]], fov: 50, near: 0.1, far: 100 },
+      };
+    },
+  };
+  return { session: session as unknown as Session, grabs };
+}
+
+describe("renderDeclarativeJob: layers asked per grab, mask ids the same on a fresh tab or after another job", () => {
+  const scene = {
+    tag: "DefaultScene", key: "root",
+    children: [{ tag: "Group", key: "shelf", children: [{ tag: "Box", key: "crate", label: "crate" }, { tag: "Sphere", key: "ball" }] }, { tag: "Box", key: "floor", instance: 7 }],
+  };
+  const run = async (session: Session, spec: JobSpec, layers: LayerName[] = ["rgb", "mask"]) => {
+    const job = new JobContext(spec, 1, "s1", new DatasetWriter(join(dir, `render-${++fileCount}`)), () => true);
+    await renderDeclarativeJob(session, job, { ...renderDefaults({ layers }), width: 4, height: 3 });
+  };
+  const measured: JobSpec = { id: "measured", scene, frames: [{ camera: { position: [0, 0, 4] } }, { camera: { position: [1, 0, 4] } }] };
+
+  it("each grab asks for the job's layers (its own, else the run's)", async () => {
+    const { session, grabs } = recordingSession();
+    await run(session, { id: "own", scene, layers: ["normal"], depth: true });
+    await run(session, { id: "runs", scene });
+    assert.deepEqual(grabs.map((g) => g.layers), [["rgb", "depth", "normal"], ["rgb", "mask"]]);
+  });
+
+  const cases: Array<[string, JobSpec]> = [
+    ["after a job with the same scene", { id: "same", scene, frames: [{ camera: { position: [2, 2, 2] } }] }],
+    ["after a job whose updates added and re-keyed elements", {
+      id: "changer", scene,
+      frames: [{ update: [{ key: "shelf", children: [{ tag: "Box", key: "extra" }, { tag: "Box", key: "crate" }, { tag: "Sphere", key: "ball" }] }] }],
+    }],
+    ["after a job with another scene", { id: "other", scene: { tag: "Group", key: "g", children: [{ tag: "Box", key: "ball" }] } }],
+  ];
+  for (const [what, before] of cases) {
+    it(`ids are those of a fresh tab ${what}`, async () => {
+      const fresh = recordingSession();
+      await run(fresh.session, measured);
+      const reused = recordingSession();
+      await run(reused.session, before);
+      const skip = reused.grabs.length;
+      await run(reused.session, measured);
+      assert.deepEqual(reused.grabs.slice(skip).map((g) => g.ids), fresh.grabs.map((g) => g.ids));
+      const keys = new Map(fresh.grabs[0].ids.map(([id, key]) => [key, id]));
+      assert.ok(keys.has("crate") && keys.has("ball"), "the objects have ids");
+      assert.equal(keys.get("floor"), 7, "an explicit `instance` is the id");
+    });
+  }
 });

@@ -1,0 +1,360 @@
+// manifest.json (server/dataset/RunManifest.ts): written at start, on change (coalesced) and at the end;
+// read and appended to on resume, with its class table checked against frames.jsonl and --classes;
+// refused when unreadable; never holding the token. Also --classes as a file or a list. Real files in
+// a temp folder; the run-level tests use startRun with a fake session (a socket.io client, no browser).
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { LAYERS } from "../../protocol/layers.js";
+import { DatasetOpenError, writeManifest } from "../../server/dataset/openDataset.js";
+import {
+  ClassTableError, classEntriesFrom, readClassesOption, readRunManifest, recordableOptions, RUN_MANIFEST_FILE, RunManifest, type RunManifestData,
+} from "../../server/dataset/RunManifest.js";
+import { startRun } from "../../server/runFarm.js";
+import { fakeSession } from "../integration/fakeSession.js";
+
+let base: string;
+let count = 0;
+before(() => {
+  base = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-manifest-test-"));
+});
+after(() => fs.rmSync(base, { recursive: true, force: true }));
+
+/** A new dataset folder (marked with tabfarm.json, as openDataset leaves it). */
+function freshRoot(): string {
+  const root = path.join(base, `ds${++count}`);
+  fs.mkdirSync(root);
+  writeManifest(root);
+  return root;
+}
+const manifestPath = (root: string) => path.join(root, RUN_MANIFEST_FILE);
+const readJson = (root: string): RunManifestData => JSON.parse(fs.readFileSync(manifestPath(root), "utf8"));
+const start = (root: string, more: Partial<Parameters<typeof RunManifest.start>[0]> = {}) =>
+  RunManifest.start({ root, previous: readRunManifest(root), options: {}, layers: ["rgb"], log: () => {}, ...more });
+
+/** frames.jsonl with one line per given list of instances. */
+function writeFrames(root: string, lines: Array<Array<{ label?: string; class?: number }>>): void {
+  const text = lines.map((instances, frame) => JSON.stringify({ job: "j", frame, file: `images/j/${frame}.png`, instances: instances.map((i, n) => ({ id: n + 1, key: `k${n}`, pixels: 1, bbox: [0, 0, 1, 1], ...i })) }));
+  fs.writeFileSync(path.join(root, "frames.jsonl"), text.join("\n") + "\n");
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(check(), what);
+}
+
+describe("manifest.json: a new dataset", () => {
+  it("is written at start: format, version, tabfarm version, dates, layer declarations, class table, the run", async () => {
+    const root = freshRoot();
+    await start(root, { options: { width: 64, layers: ["rgb", "mask"] }, layers: ["rgb", "depth", "mask"], classes: [{ id: 4, label: "crate" }] });
+    const m = readJson(root);
+    assert.equal(m.format, "tabfarm-manifest");
+    assert.equal(m.version, 1);
+    assert.equal(m.tabfarm, JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "../../package.json"), "utf8")).version);
+    assert.ok(!Number.isNaN(Date.parse(m.created)) && m.updated >= m.created);
+    const { name: _, ...depth } = LAYERS.depth;
+    assert.deepEqual(Object.keys(m.layers), ["rgb", "depth", "mask"]);
+    assert.deepEqual(m.layers.depth, JSON.parse(JSON.stringify(depth)), "each declaration as protocol/layers.ts has it, without its name");
+    assert.deepEqual(m.classes, [{ id: 4, label: "crate" }]);
+    assert.equal(m.runs.length, 1);
+    assert.deepEqual(m.runs[0].options, { width: 64, layers: ["rgb", "mask"] });
+    assert.deepEqual(m.runs[0].browsers, []);
+    assert.equal(m.runs[0].ended, undefined, "no end while running");
+  });
+
+  it("a grown class table, a new browser and new layers are written soon, coalesced, not at once", async () => {
+    const root = freshRoot();
+    const manifest = await start(root);
+    const written = fs.readFileSync(manifestPath(root), "utf8");
+    assert.equal(manifest.classes.classOf("pallet"), 1);
+    assert.equal(manifest.classes.classOf("crate"), 2);
+    manifest.noteBrowser({ userAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/143.0.7499.4 Safari/537.36", renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))" });
+    manifest.noteBrowser({ userAgent: "HeadlessChrome/143.0.7499.4", renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))" }); // the same pair
+    manifest.noteLayers(["normal", "rgb"]);
+    assert.equal(fs.readFileSync(manifestPath(root), "utf8"), written, "not written synchronously inside a grab");
+    await until(() => fs.readFileSync(manifestPath(root), "utf8") !== written, "written within a second or so");
+    const m = readJson(root);
+    assert.deepEqual(m.classes, [{ id: 1, label: "pallet" }, { id: 2, label: "crate" }]);
+    assert.deepEqual(m.runs[0].browsers, [{ browser: "HeadlessChrome/143.0.7499.4", renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))" }]);
+    assert.deepEqual(Object.keys(m.layers), ["rgb", "normal"]);
+    manifest.finish({ jobs_total: 3, jobs_done: 2, jobs_failed: 1, frames: 7 });
+  });
+
+  it("a peer cannot grow the manifest without bound: at most 32 browser entries per run", async () => {
+    const root = freshRoot();
+    const manifest = await start(root);
+    for (let i = 0; i < 200; i++) manifest.noteBrowser({ userAgent: `Chrome/${i}.0`, renderer: "r".repeat(1000) });
+    manifest.finish(undefined);
+    const browsers = readJson(root).runs[0].browsers;
+    assert.equal(browsers.length, 32);
+    assert.ok(browsers.every((b) => b.renderer.length <= 300));
+  });
+
+  it("finish writes the end and the counts at once, with anything still pending", async () => {
+    const root = freshRoot();
+    const manifest = await start(root);
+    manifest.classes.classOf("late");
+    manifest.finish({ jobs_total: 3, jobs_done: 2, jobs_failed: 1, frames: 7 });
+    const m = readJson(root);
+    assert.ok(m.runs[0].ended && m.runs[0].ended >= m.runs[0].started);
+    assert.deepEqual(m.runs[0].counts, { jobs_total: 3, jobs_done: 2, jobs_failed: 1, frames: 7 });
+    assert.deepEqual(m.classes, [{ id: 1, label: "late" }]);
+    assert.ok(manifest.ended);
+  });
+});
+
+describe("manifest.json: resume", () => {
+  it("a second run is appended; created, layers and the class table are kept; new labels continue after them", async () => {
+    const root = freshRoot();
+    const first = await start(root, { layers: ["rgb", "depth"], options: { run: 1 } });
+    first.classes.classOf("crate");
+    first.finish({ jobs_total: 1, jobs_done: 1, jobs_failed: 0, frames: 1 });
+    const before = readJson(root);
+    const second = await start(root, { layers: ["rgb", "normal"], options: { run: 2 } });
+    assert.equal(second.classes.classOf("crate"), 1, "a known label keeps its id");
+    assert.equal(second.classes.classOf("ball"), 2);
+    second.finish(undefined);
+    const m = readJson(root);
+    assert.equal(m.created, before.created);
+    assert.deepEqual(m.runs.map((r) => r.options), [{ run: 1 }, { run: 2 }]);
+    assert.deepEqual(m.runs[0], before.runs[0], "the first run's entry is as it was");
+    assert.deepEqual(Object.keys(m.layers), ["rgb", "depth", "normal"]);
+    assert.deepEqual(m.classes, [{ id: 1, label: "crate" }, { id: 2, label: "ball" }]);
+  });
+
+  it("keeps what it does not know: a layer and a run written by a newer tabfarm", async () => {
+    const root = freshRoot();
+    const thermal = { meaning: "heat", pass: "thermal", wire: { bytesPerPixel: 2 }, needs: [], metadata: [] };
+    const future = { started: "2030-01-01T00:00:00.000Z", options: { x: 1 }, browsers: [], extra: true };
+    fs.writeFileSync(manifestPath(root), JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "2030-01-01T00:00:00.000Z", layers: { thermal }, classes: [], runs: [future] }));
+    (await start(root, { layers: ["rgb", "mask"] })).finish(undefined);
+    const m = readJson(root);
+    assert.deepEqual(Object.keys(m.layers), ["rgb", "mask", "thermal"]);
+    assert.deepEqual((m.layers as Record<string, unknown>).thermal, thermal);
+    assert.deepEqual(m.runs[0], future);
+    assert.equal(m.created, "2030-01-01T00:00:00.000Z");
+  });
+
+  it("classes frames.jsonl holds but manifest.json missed (a crash before its write) are restored", async () => {
+    const root = freshRoot();
+    (await start(root)).finish(undefined); // a manifest with no classes
+    writeFrames(root, [[{ label: "crate", class: 1 }, { label: "pallet", class: 3 }], [{}], [{ label: "crate", class: 1 }]]);
+    const manifest = await start(root, { classes: [{ id: 2, label: "box" }] });
+    assert.deepEqual(manifest.snapshot().classes, [{ id: 1, label: "crate" }, { id: 2, label: "box" }, { id: 3, label: "pallet" }]);
+    assert.equal(manifest.classes.classOf("new"), 4);
+    manifest.finish(undefined);
+  });
+
+  it("a dataset made before manifest.json gets one, with the classes of its frames", async () => {
+    const root = freshRoot();
+    writeFrames(root, [[{ label: "crate", class: 5 }]]);
+    (await start(root)).finish(undefined);
+    assert.deepEqual(readJson(root).classes, [{ id: 5, label: "crate" }]);
+    assert.equal(readJson(root).runs.length, 1);
+  });
+
+  const conflicts: Array<[string, (root: string) => Promise<void>, RegExp]> = [
+    ["manifest.json and frames.jsonl give a label different ids", async (root) => {
+      const m = await start(root, { classes: [{ id: 1, label: "crate" }] });
+      m.finish(undefined);
+      writeFrames(root, [[{}], [{ label: "crate", class: 2 }]]);
+    }, /manifest\.json gives 'crate' class 1, but frames\.jsonl line 2 gives 'crate' class 2/],
+    ["manifest.json and frames.jsonl give an id to different labels", async (root) => {
+      (await start(root, { classes: [{ id: 1, label: "crate" }] })).finish(undefined);
+      writeFrames(root, [[{ label: "box", class: 1 }]]);
+    }, /manifest\.json gives 'crate' class 1, but frames\.jsonl line 1 gives 'box' class 1/],
+    ["two lines of frames.jsonl disagree", async (root) => {
+      writeFrames(root, [[{ label: "crate", class: 1 }], [{ label: "crate", class: 1 }, { label: "box", class: 1 }]]);
+    }, /frames\.jsonl line 1 gives 'crate' class 1, but frames\.jsonl line 2 gives 'box' class 1/],
+  ];
+  for (const [what, prepare, message] of conflicts) {
+    it(`refuses the start when ${what}, naming both`, async () => {
+      const root = freshRoot();
+      await prepare(root);
+      const before = fs.existsSync(manifestPath(root)) ? fs.readFileSync(manifestPath(root), "utf8") : undefined;
+      await assert.rejects(start(root), (err: unknown) => err instanceof DatasetOpenError && message.test(err.message) && err.message.includes(manifestPath(root)));
+      assert.equal(fs.existsSync(manifestPath(root)) ? fs.readFileSync(manifestPath(root), "utf8") : undefined, before, "manifest.json untouched");
+    });
+  }
+
+  it("refuses --classes that give a known label another id, or a known id to another label", async () => {
+    const root = freshRoot();
+    (await start(root, { classes: [{ id: 1, label: "crate" }, { id: 2, label: "box" }] })).finish(undefined);
+    await assert.rejects(start(root, { classes: [{ id: 3, label: "crate" }] }), /manifest\.json gives 'crate' class 1, but --classes gives 'crate' class 3/);
+    await assert.rejects(start(root, { classes: [{ id: 2, label: "ball" }] }), /manifest\.json gives 'box' class 2, but --classes gives 'ball' class 2/);
+    const ok = await start(root, { classes: [{ id: 2, label: "box" }, { id: 9, label: "ball" }] });
+    assert.deepEqual(ok.snapshot().classes, [{ id: 1, label: "crate" }, { id: 2, label: "box" }, { id: 9, label: "ball" }]);
+    ok.finish(undefined);
+  });
+});
+
+describe("manifest.json that can't be used refuses the start, naming the file and the fault", () => {
+  const cases: Array<[string, (file: string) => void, RegExp]> = [
+    ["not JSON (a torn write by something else)", (f) => fs.writeFileSync(f, '{"format":"tabfarm-manif'), /cannot be read: not valid JSON/],
+    ["empty", (f) => fs.writeFileSync(f, ""), /cannot be read: not valid JSON/],
+    ["another program's JSON", (f) => fs.writeFileSync(f, '{"name":"my-app","version":"1.0.0"}'), /is not a tabfarm manifest \(expected "format": "tabfarm-manifest"\)/],
+    ["a JSON array", (f) => fs.writeFileSync(f, "[]"), /is not a tabfarm manifest/],
+    ["a newer version", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 9, created: "x", layers: {}, classes: [], runs: [] })), /has version 9; this tabfarm reads up to 1/],
+    ["runs not a list", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], runs: {} })), /"runs" must be a list/],
+    ["a class id out of range", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [{ id: 70000, label: "a" }], runs: [] })), /class table is wrong: manifest\.json: classes: \[0\]: the id of 'a' must be a whole number from 1 to 65535/],
+    ["a label given twice", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [{ id: 1, label: "a" }, { id: 2, label: "a" }], runs: [] })), /label 'a' is given twice/],
+    ["a folder", (f) => fs.mkdirSync(f), /cannot be read: .*(it is a folder|not a regular file)/],
+    ["a symbolic link", (f) => fs.symlinkSync("/etc/hostname", f), /cannot be read: too many symbolic links \(ELOOP\)/],
+  ];
+  for (const [what, make, fault] of cases) {
+    it(what, async () => {
+      const root = freshRoot();
+      make(manifestPath(root));
+      assert.throws(() => readRunManifest(root), (err: unknown) => {
+        assert.ok(err instanceof DatasetOpenError, String(err));
+        assert.ok(err.message.startsWith(`${manifestPath(root)}: `), err.message);
+        assert.match(err.message, fault);
+        return true;
+      });
+    });
+  }
+});
+
+describe("a manifest.json that can't be written refuses the start", () => {
+  it("names the file and the fault", async () => {
+    const root = freshRoot();
+    fs.mkdirSync(manifestPath(root)); // a folder where the file goes: the rename fails
+    await assert.rejects(RunManifest.start({ root, previous: undefined, options: {}, layers: ["rgb"] }), (err: unknown) => {
+      assert.ok(err instanceof DatasetOpenError);
+      assert.match(err.message, new RegExp(`^${manifestPath(root)}: cannot be written: `));
+      return true;
+    });
+    assert.deepEqual(fs.readdirSync(root).sort(), ["manifest.json", "tabfarm.json"], "no temp file left");
+  });
+});
+
+describe("recorded options hold no secrets", () => {
+  it("recordableOptions drops the token (any *token*, *secret*, *password* name, nested too), functions, streams and signals", () => {
+    const jobs = (function* () {})();
+    const recorded = recordableOptions({
+      out: "o", token: "s3cr3t", TABFARM_TOKEN: "s3cr3t", apiSecret: "x", nested: { password: "p", keep: 1 }, width: 64, depth: undefined,
+      log: () => {}, jobs, stop: new AbortController().signal, chromiumArg: ["--a"], quality: NaN,
+    });
+    assert.deepEqual(recorded, { out: "o", nested: { keep: 1 }, width: 64, chromiumArg: ["--a"] });
+  });
+});
+
+describe("a run's manifest.json through startRun (a fake session, no browser)", () => {
+  const clientDir = () => {
+    const dir = path.join(base, "client");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "index.html"), "<!doctype html>");
+    return dir;
+  };
+
+  it("records the options without the token, the session's browser, and the end with counts; a resumed run appends", async () => {
+    const out = path.join(base, `run${++count}`);
+    const token = "the-run-token-must-stay-secret";
+    const options = { out, clientDir: clientDir(), token, width: 16, height: 12, layers: ["rgb" as const], classes: [{ id: 3, label: "crate" }], log: () => {} };
+    const run = await startRun({ ...options, jobs: [{ id: "a" }, { id: "b" }] });
+    const session = await fakeSession({ port: Number(new URL(run.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
+    try {
+      const summary = await run.finished;
+      assert.equal(summary.frames, 2);
+    } finally {
+      session.close();
+      await run.close();
+    }
+    const text = fs.readFileSync(manifestPath(out), "utf8");
+    assert.ok(!text.includes(token), "the token is not in manifest.json");
+    const m = JSON.parse(text) as RunManifestData;
+    assert.equal(m.runs.length, 1);
+    assert.deepEqual(m.runs[0].options.width, 16);
+    assert.equal("token" in m.runs[0].options, false);
+    assert.deepEqual(m.runs[0].browsers, [{ browser: "tabfarm fake session", renderer: "fake renderer" }]);
+    assert.deepEqual(m.runs[0].counts, { jobs_total: 2, jobs_done: 2, jobs_failed: 0, frames: 2 });
+    assert.ok(m.runs[0].ended);
+    assert.deepEqual(m.classes, [{ id: 3, label: "crate" }]);
+
+    // Resume with a class table that contradicts the dataset's: refused, the dataset's lock released.
+    await assert.rejects(startRun({ ...options, classes: [{ id: 1, label: "crate" }] }), /gives 'crate' class 3, but --classes gives 'crate' class 1/);
+    const again = await startRun({ ...options, jobs: [{ id: "c" }] });
+    const second = await fakeSession({ port: Number(new URL(again.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
+    try {
+      await again.finished;
+    } finally {
+      second.close();
+      await again.close();
+    }
+    const resumed = readJson(out);
+    assert.equal(resumed.runs.length, 2, "the refused start added no run");
+    assert.deepEqual(resumed.runs[1].counts, { jobs_total: 3, jobs_done: 3, jobs_failed: 0, frames: 3 });
+  });
+
+  it("a handler given as a function is recorded by name (verify reads from it that jobs' frame counts are the handler's)", async () => {
+    const out = path.join(base, `run${++count}`);
+    const run = await startRun({ out, clientDir: clientDir(), log: () => {}, handler: async function renderMine() {} });
+    await run.close();
+    assert.equal(readJson(out).runs[0].options.handler, "function renderMine");
+  });
+
+  it("an unreadable manifest.json refuses the run before resume touches the dataset, and releases the lock", async () => {
+    const out = path.join(base, `run${++count}`);
+    fs.mkdirSync(out);
+    writeManifest(out);
+    fs.writeFileSync(manifestPath(out), "garbage");
+    const staleTemp = path.join(out, "images/j/.000000.png.abc.tmp"); // what resume would remove
+    fs.mkdirSync(path.dirname(staleTemp), { recursive: true });
+    fs.writeFileSync(staleTemp, "x");
+    const options = { out, clientDir: clientDir(), log: () => {} };
+    await assert.rejects(startRun(options), (err: unknown) => err instanceof DatasetOpenError && err.message.startsWith(`${fs.realpathSync(out)}/manifest.json: cannot be read: not valid JSON`));
+    assert.ok(fs.existsSync(staleTemp), "resume did not run");
+    assert.equal(fs.readFileSync(manifestPath(out), "utf8"), "garbage", "the file is left for the user to repair");
+    fs.rmSync(manifestPath(out));
+    const run = await startRun(options); // the lock was released
+    await run.close();
+    assert.equal(readJson(out).runs.length, 1);
+  });
+});
+
+describe("--classes: a JSON file or a comma list", () => {
+  const file = (name: string, text: string) => {
+    const f = path.join(base, name);
+    fs.writeFileSync(f, text);
+    return f;
+  };
+
+  it("a list of labels gives ids 1, 2, … in order; an object gives its ids; a comma list like a list", () => {
+    assert.deepEqual(readClassesOption(file("list.json", '["car", "person"]')), [{ id: 1, label: "car" }, { id: 2, label: "person" }]);
+    assert.deepEqual(readClassesOption(file("map.json", '{"person": 5, "car": 1}')), [{ id: 1, label: "car" }, { id: 5, label: "person" }]);
+    assert.deepEqual(readClassesOption("car, person ,tree"), [{ id: 1, label: "car" }, { id: 2, label: "person" }, { id: 3, label: "tree" }]);
+    assert.deepEqual(readClassesOption(file("classes", '["x"]')), [{ id: 1, label: "x" }], "an existing file without .json is read as a file");
+    assert.deepEqual(readClassesOption(file("empty.json", "[]")), []);
+  });
+
+  const bad: Array<[string, string, RegExp]> = [
+    ["id0.json", '{"car": 0}', /id0\.json: "car": the id of 'car' must be a whole number from 1 to 65535 \(0 is unlabelled\), got 0/],
+    ["big.json", '{"car": 65536}', /big\.json: "car": the id of 'car' must be .* got 65536/],
+    ["frac.json", '{"car": 1.5}', /frac\.json: "car": .* got 1\.5/],
+    ["text.json", '{"car": "1"}', /text\.json: "car": .* got "1"/],
+    ["dupid.json", '{"car": 1, "van": 1}', /dupid\.json: "van": id 1 is given to 'van' and to 'car' \("car"\)/],
+    ["duplabel.json", '["car", "car"]', /duplabel\.json: \[1\]: label 'car' is given twice \(also at \[0\]\)/],
+    ["emptylabel.json", '["car", ""]', /emptylabel\.json: \[1\]: the label must be a non-empty string, got ""/],
+    ["numlabel.json", '["car", 7]', /numlabel\.json: \[1\]: the label must be a non-empty string, got 7/],
+    ["scalar.json", '"car"', /scalar\.json: must be a list of labels .* or an object of label → id/],
+    ["broken.json", '["car"', /broken\.json: not valid JSON/],
+  ];
+  for (const [name, text, message] of bad) {
+    it(`refuses ${name}, naming the file and the field`, () => {
+      assert.throws(() => readClassesOption(file(name, text)), (err: unknown) => err instanceof ClassTableError && message.test(err.message));
+    });
+  }
+
+  it("refuses a missing .json file and bad comma lists", () => {
+    assert.throws(() => readClassesOption(path.join(base, "nope.json")), /nope\.json: cannot read the class table: it does not exist \(ENOENT\)/);
+    assert.throws(() => readClassesOption("car,,van"), /--classes: \[1\]: the label must be a non-empty string/);
+    assert.throws(() => readClassesOption("car,van,car"), /--classes: \[2\]: label 'car' is given twice/);
+  });
+
+  it("classEntriesFrom reads the manifest's own form ({id, label} entries)", () => {
+    assert.deepEqual(classEntriesFrom([{ id: 9, label: "b" }, { id: 2, label: "a" }], "m"), [{ id: 2, label: "a" }, { id: 9, label: "b" }]);
+    assert.throws(() => classEntriesFrom([{ id: 0, label: "a" }], "m"), /m: \[0\]: the id of 'a'/);
+  });
+});
