@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // The tabfarm command line: `npm run farm -- [options]`, `npm run farm -- status --out DIR`,
-// `npm run farm -- retry-failed --out DIR`.
+// `npm run farm -- retry-failed --out DIR`, `npm run farm -- verify --out DIR [--json]`.
 import os from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
 import { defaultBrowsers } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
-import { printStatus, retryFailed } from "./queueCommands.js";
+import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { LIMITS } from "../protocol/grab.js";
+import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
+import { RENDER_DEFAULTS } from "../server/runFarm.js";
+import { readClassesOption } from "../server/dataset/RunManifest.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -20,6 +23,14 @@ const fraction = (value: string) => {
   const n = Number(value);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError("must be a number from 0 to 1");
   return n;
+};
+/** Turns a parser's Error into commander's InvalidArgumentError, so the message names the option. */
+const argument = <T>(parse: (value: string) => T) => (value: string) => {
+  try {
+    return parse(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 };
 const timestamp = () => new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d\dZ$/, "Z");
 
@@ -37,10 +48,12 @@ const program = new Command("tabfarm")
   .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
   .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
   .option("--out <dir>", "dataset folder; re-running with the same folder resumes", undefined)
-  .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(640))
-  .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(480))
-  .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default("png"))
-  .option("--depth", "also write a 16-bit depth PNG per frame (millimetres along the camera axis)", false)
+  .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(RENDER_DEFAULTS.width))
+  .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(RENDER_DEFAULTS.height))
+  .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default(RENDER_DEFAULTS.format))
+  .addOption(new Option("--layers <list>", `layers every frame writes, comma-separated: ${LAYER_NAMES.join(", ")} (default: rgb; a job's "layers" overrides)`).argParser(argument(parseLayerList)))
+  .option("--depth", "add the depth layer: a 16-bit depth PNG per frame (millimetres along the camera axis)")
+  .addOption(new Option("--classes <file|list>", "the class table: a JSON file ([\"car\",\"person\"] or {\"car\":1,\"person\":5}) or a comma list of labels; other labels get the next ids").argParser(argument(readClassesOption)))
   .addOption(new Option("--quality <q>", "jpeg/webp quality, 0..1").argParser(fraction))
   .option("--host <address>", "address to listen on (0.0.0.0 to let other machines connect)", "127.0.0.1")
   .addOption(new Option("--port <port>", "port to listen on (0: any free port)").argParser(int("--port", 0, 65535)).default(0))
@@ -58,7 +71,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--encode <where>", "encode frames in the page (browser) or send raw pixels and encode on the server").choices(["browser", "server"]).default("browser"))
   .addOption(new Option("--png-level <0-9>", "zlib level of PNGs encoded on the server (lossless at every level)").argParser(int("--png-level", 0, 9)).default(3))
   .addOption(new Option("--recycle-after <frames>", "replace a launched tab after it has rendered this many frames (0: never)").argParser(int("--recycle-after", 0, 100_000_000)).default(5000))
-  .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(3))
+  .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RENDER_DEFAULTS.inFlight))
   .option("--no-progress", "no progress bar or progress lines")
   .option("--verbose", "print browser console errors", false)
   .action(async (raw) => {
@@ -104,6 +117,18 @@ program
   .description("put failed jobs back in the queue (run the farm again with the same --out to render them)")
   .requiredOption("--out <dir>", "dataset folder")
   .action(async (o) => void (await retryFailed(o.out)));
+
+program
+  .command("verify")
+  .description(
+    "check a dataset: every line's files exist inside it and decode at their size, channels and bit depth, no (job, frame) twice, " +
+      "every done job has all its frames, masks use only the ids their line names. Exit 0: no problems, 1: problems (listed), 2: not a dataset",
+  )
+  .requiredOption("--out <dir>", "dataset folder")
+  .option("--json", "print the report as one JSON object (the first 1000 problems, all counted)", false)
+  // Exit 1 means "problems found": a usage error (no --out, an unknown option) exits 2 like other bad input.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (o) => void (process.exitCode = await printVerify(o.out, { json: o.json })));
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

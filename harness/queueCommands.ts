@@ -1,11 +1,13 @@
-// `status` and `retry-failed`: look at or mend the queue of a dataset folder.
+// `status`, `retry-failed` and `verify`: look at or mend the queue of a dataset folder, or check the dataset.
 // `status` only reads, so it takes no lock and works while a farm is writing the dataset.
 // `retry-failed` changes the queue, so like a farm it takes the dataset's lock: SQLite alone would keep
 // the queue consistent, but a running farm decides when it is finished from the queue it saw, and one
 // writer per dataset is a rule with no exceptions to remember. While a farm runs it is refused with
-// the holder's pid, host and since.
+// the holder's pid, host and since. `verify` only reads (server/dataset/verifyDataset.ts).
 import path from "node:path";
 import { inspectDataset, openDataset } from "../server/dataset/openDataset.js";
+import { readHolder } from "../server/dataset/datasetLock.js";
+import { formatProblem, MAX_PROBLEMS_KEPT, verifyDataset } from "../server/dataset/verifyDataset.js";
 
 export async function printStatus(out: string, log = (line: string) => console.log(line)): Promise<void> {
   const { queue } = inspectDataset(out);
@@ -30,4 +32,38 @@ export async function retryFailed(out: string, log = (line: string) => console.l
   } finally {
     await dataset.close();
   }
+}
+
+/** Problems `verify` prints (all are counted). */
+export const VERIFY_PROBLEMS_SHOWN = 50;
+
+/**
+ * `verify --out DIR [--json]`: prints the dataset's problems (the first VERIFY_PROBLEMS_SHOWN, then how
+ * many more) and a summary, or the report as JSON. Returns the exit code: 0 clean, 1 with problems; a
+ * folder that is not a dataset throws (the CLI exits 2).
+ */
+export async function printVerify(out: string, options: { json?: boolean } = {}, log = (line: string) => console.log(line), note = (line: string) => console.error(line)): Promise<number> {
+  let lastProgress = Date.now();
+  const started = Date.now();
+  const report = await verifyDataset(out, {
+    onProgress: (lines) => {
+      if (options.json || Date.now() - lastProgress < 5000) return;
+      lastProgress = Date.now();
+      note(`verify: ${lines} lines read …`);
+    },
+  });
+  const holder = readHolder(report.root);
+  if (holder) note(`verify: note: a farm (pid ${holder.pid} on host ${holder.host}, since ${holder.started}) holds this dataset's lock; lines of jobs finishing right now may show as problems`);
+  if (options.json) {
+    log(JSON.stringify(report));
+  } else {
+    for (const problem of report.problems.slice(0, VERIFY_PROBLEMS_SHOWN)) log(formatProblem(problem));
+    const more = report.problemCount - Math.min(report.problems.length, VERIFY_PROBLEMS_SHOWN);
+    if (more > 0) log(`… and ${more} more problem(s)${report.problemCount > VERIFY_PROBLEMS_SHOWN ? ` (--json lists the first ${Math.min(report.problemCount, MAX_PROBLEMS_KEPT)})` : ""}`);
+    log(
+      `verify: ${report.root}: ${report.lines} line(s), ${report.files} file(s) checked, ${report.jobsDone} of ${report.jobs} job(s) done, ` +
+        `${((Date.now() - started) / 1000).toFixed(1)} s: ${report.problemCount === 0 ? "no problems" : `${report.problemCount} problem(s)`}`,
+    );
+  }
+  return report.problemCount === 0 ? 0 : 1;
 }
