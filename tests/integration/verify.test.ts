@@ -12,12 +12,13 @@ import { FRAMES_INDEX } from "../../server/dataset/readDataset.js";
 import type { VerifyReport } from "../../server/dataset/verifyDataset.js";
 
 const camera = (x: number) => ({ camera: { position: [x, 3, 4], lookAt: [0, 0, 0] } });
-// One page layer per job: each job's own "layers" picks the files it writes.
+// Each job's own "layers" picks the files it writes; the last asks for every layer at once.
 const JOBS = [
   { id: "ids", layers: ["mask", "class"], frames: [camera(4), camera(-4)] },
   { id: "normals", layers: ["normal"], frames: [camera(4), camera(-4)] },
   { id: "depth16", depth: true },
   { id: "depth32", layers: ["depth32"], frames: [camera(3)] },
+  { id: "all", layers: ["depth", "depth32", "mask", "class", "normal", "boxes"], frames: [camera(4), camera(2)] },
 ];
 
 let base: string;
@@ -38,11 +39,11 @@ describe("verify (CLI)", () => {
   it("a dataset the farm wrote with real Chromium: exit 0, no problems; --json says the same", async () => {
     const { code, output } = await verify("--out", out);
     assert.equal(code, 0, output);
-    assert.match(output, /verify: .*: 6 line\(s\), 14 file\(s\) checked, 4 of 4 job\(s\) done, [\d.]+ s: no problems/);
+    assert.match(output, /verify: .*: 8 line\(s\), 26 file\(s\) checked, 5 of 5 job\(s\) done, [\d.]+ s: no problems/);
     const json = await verify("--out", out, "--json");
     assert.equal(json.code, 0, json.output);
     const report = JSON.parse(json.output) as VerifyReport;
-    assert.deepEqual([report.lines, report.files, report.jobsDone, report.problemCount, report.problems], [6, 14, 4, 0, []]);
+    assert.deepEqual([report.lines, report.files, report.jobsDone, report.problemCount, report.problems], [8, 26, 5, 0, []]);
   });
 
   it("the same dataset broken four ways: exit 1, each problem named by line and file, all counted", async () => {
@@ -65,11 +66,11 @@ describe("verify (CLI)", () => {
       new RegExp(`^frames\\.jsonl:${lineOf("ids", 1)}: images/ids/000001\\.mask\\.png: mask layer: .*truncated`, "m"),
       new RegExp(`^frames\\.jsonl:${lineOf("normals", 0)}: images/normals/000000\\.normal\\.png: is missing$`, "m"),
       new RegExp(`^frames\\.jsonl:${lineOf("depth16", 0)}: images/depth16/000000\\.depth\\.png: depth layer: .*IHDR says 8-bit samples of colour type 0; expected 16-bit`, "m"),
-      new RegExp(`^frames\\.jsonl:7: job depth32 frame 0 is also on line ${lineOf("depth32", 0)}: each \\(job, frame\\) has one line$`, "m"),
+      new RegExp(`^frames\\.jsonl:9: job depth32 frame 0 is also on line ${lineOf("depth32", 0)}: each \\(job, frame\\) has one line$`, "m"),
     ]) {
       assert.match(output, expected);
     }
-    assert.match(output, /verify: .*: 7 line\(s\), .*: 4 problem\(s\)$/m);
+    assert.match(output, /verify: .*: 9 line\(s\), .*: 4 problem\(s\)$/m);
   });
 
   it("a run with a --handler: its jobs need at least one frame, as many as the handler saved", async () => {
