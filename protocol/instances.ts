@@ -4,8 +4,9 @@
 //
 // Rules (README "Layers"):
 //  - An element's `instance` prop (a whole number 0..65535; 0 hides it from the mask) is its id, and the
-//    id of every descendant that sets none. `label` (a string) is inherited the same way. Either prop
-//    set to null is unset (as every prop: null is the default).
+//    id of every descendant that sets none. `label` (a non-blank string of at most MAX_LABEL_CHARS
+//    characters) is inherited the same way. Either prop set to null is unset (as every prop: null is
+//    the default).
 //  - Elements may share an explicit id (one instance made of several parts) if they agree on its label.
 //  - Any other element gets an automatic id: on `set`, in tree order (pre-order) from 1; an element added
 //    later gets the next unused one. Automatic ids skip ids given explicitly at the time they are drawn,
@@ -39,6 +40,30 @@ export interface InstanceResolution {
   ids: Map<number, InstanceInfo>;
   /** Problems that make a mask wrong (a bad `instance` value, an explicit id that is another element's automatic id). */
   errors: string[];
+}
+
+/** Longest `label`: a label is copied into every frame line that shows it and into manifest.json's class table. */
+export const MAX_LABEL_CHARS = 256;
+
+/**
+ * Why `label` cannot name a class (an element's `label` prop, a --classes entry, a manifest entry), or
+ * undefined when it can: a string of 1..MAX_LABEL_CHARS characters that is not all blank (a blank label
+ * would be a class nobody can tell from "unlabelled").
+ */
+export function labelProblem(label: unknown): string | undefined {
+  if (typeof label !== "string" || label.trim() === "") return "must be a non-empty string";
+  if (label.length > MAX_LABEL_CHARS) return `must be at most ${MAX_LABEL_CHARS} characters (it has ${label.length})`;
+  return undefined;
+}
+
+/** Why `instance` (set, not null) cannot be an element's id, or undefined when it can. */
+export function instanceProblem(instance: unknown): string | undefined {
+  return explicitId(instance) === undefined ? `must be a whole number from 0 to ${MAX_ID}` : undefined;
+}
+
+/** A prop's value in a message: its JSON, cut short. */
+export function shortJson(value: unknown): string {
+  return String(JSON.stringify(value) ?? typeof value).slice(0, 40);
 }
 
 /** Tags that draw no mesh of their own (a scene root nested in the farm's, a camera): no automatic id. */
@@ -80,12 +105,15 @@ export class InstanceTable {
     const autoOwner = new Map<number, string>();
     // Recursion is bounded: trees are at most MAX_SCENE_DEPTH levels (checked when they arrive).
     const visit = (node: SceneElement, explicitAbove: ElementInstance | undefined, labelAbove: string | undefined, isRoot: boolean) => {
-      const label = typeof node.label === "string" ? node.label : labelAbove;
+      // null is unset (inherits); anything else that is no usable label makes the mask's metadata wrong.
+      const problem = node.label == null ? undefined : labelProblem(node.label);
+      if (problem) errors.push(`element '${node.key}': label ${problem}, got ${shortJson(node.label)}`);
+      const label = node.label != null && !problem ? (node.label as string) : labelAbove;
       let here: ElementInstance | undefined;
       let passDown = explicitAbove;
       if (node.instance != null) {
         const id = explicitId(node.instance);
-        if (id === undefined) errors.push(`element '${node.key}': instance must be a whole number from 0 to ${MAX_ID}, got ${String(JSON.stringify(node.instance)).slice(0, 40)}`);
+        if (id === undefined) errors.push(`element '${node.key}': instance ${instanceProblem(node.instance)}, got ${shortJson(node.instance)}`);
         // Parts of one instance share its first element's key (the id's owner) and must share its label.
         const first = id ? explicitOwner.get(id) : undefined;
         if (id && !first) explicitOwner.set(id, { key: node.key, label });

@@ -5,6 +5,7 @@ import { isReservedKey, MAX_SCENE_DEPTH, NodePatchSchema, RESERVED_KEY_PREFIX, s
 import { jobIdProblem } from "./names.js";
 import { ImageFormat, LIMITS } from "./grab.js";
 import { LayerListSchema, resolveLayers, type LayerName } from "./layers.js";
+import { instanceProblem, labelProblem } from "./instances.js";
 
 // Job ids become folder names in the dataset: the rule is protocol/names.ts, shared with the dataset writer.
 export const JobId = z.string().superRefine((id, ctx) => {
@@ -22,13 +23,21 @@ export const MAX_JOB_SCENE_DEPTH = MAX_SCENE_DEPTH - 1;
  */
 export const MAX_JOB_DATA_DEPTH = 256;
 
-/** An issue for each element key in the farm's namespace anywhere in the tree `root` (of any shape; no recursion). */
-function refuseReservedKeys(root: unknown, rootPath: PropertyKey[], ctx: z.RefinementCtx): void {
+/**
+ * An issue for each element key in the farm's namespace, and each `instance` or `label` the mask and
+ * class layers could not use (protocol/instances.ts: null is unset), anywhere in the tree `root` (of
+ * any shape; no recursion). Refused when the job is read, not after its attempts at a grab with layers.
+ */
+function refuseBadElements(root: unknown, rootPath: PropertyKey[], ctx: z.RefinementCtx): void {
   const stack: { node: unknown; path: PropertyKey[] }[] = [{ node: root, path: rootPath }];
   while (stack.length > 0) {
     const { node, path } = stack.pop()!;
     if (typeof node !== "object" || node === null) continue;
-    const { key, children } = node as { key?: unknown; children?: unknown };
+    const { key, children, instance, label } = node as { key?: unknown; children?: unknown; instance?: unknown; label?: unknown };
+    const instanceIssue = instance == null ? undefined : instanceProblem(instance);
+    if (instanceIssue) ctx.addIssue({ code: "custom", path: [...path, "instance"], input: instance, message: instanceIssue });
+    const labelIssue = label == null ? undefined : labelProblem(label);
+    if (labelIssue) ctx.addIssue({ code: "custom", path: [...path, "label"], input: label, message: labelIssue });
     if (isReservedKey(key)) {
       ctx.addIssue({
         code: "custom",
@@ -48,7 +57,7 @@ export const FrameSpecSchema = z.strictObject({
   /** Node patches applied (as an `update` op) before this frame is grabbed. */
   update: z
     .array(NodePatchSchema)
-    .superRefine((patches, ctx) => patches.forEach((patch, i) => refuseReservedKeys(patch, [i], ctx)))
+    .superRefine((patches, ctx) => patches.forEach((patch, i) => refuseBadElements(patch, [i], ctx)))
     .optional(),
 });
 export type FrameSpec = z.infer<typeof FrameSpecSchema>;
@@ -59,7 +68,7 @@ export const JobSpecSchema = z.strictObject({
   params: z.record(z.string(), z.unknown()).optional(),
   /** Element tree set before the first frame; the farm's default scene when absent. */
   scene: sceneTreeSchema(MAX_JOB_SCENE_DEPTH)
-    .superRefine((scene, ctx) => refuseReservedKeys(scene, [], ctx))
+    .superRefine((scene, ctx) => refuseBadElements(scene, [], ctx))
     .optional(),
   /** Absent: one frame from the default camera. Present: at least one (an empty list asks for nothing renderable). */
   frames: z.array(FrameSpecSchema).min(1, "must hold at least 1 frame (leave it out for one frame from the default camera)").max(LIMITS.maxFramesPerJob, `a job may hold at most ${LIMITS.maxFramesPerJob} frames`).optional(),

@@ -145,7 +145,7 @@ export function needsInstanceIds(layers: readonly LayerName[]): boolean {
 /** A list of layer names as jobs, grabs and options give it: known names, each at most once. */
 export const LayerListSchema = z
   .array(LayerName, { message: `must be a list of layer names (${LAYER_NAMES.join(", ")})` })
-  .max(LAYER_NAMES.length)
+  .max(LAYER_NAMES.length, `names more layers than there are (${LAYER_NAMES.length}): a layer twice`)
   .refine((names) => new Set(names).size === names.length, "names a layer twice");
 
 /** Parses "rgb,depth,mask" (the --layers flag); throws an Error naming the unknown layer. */

@@ -35,3 +35,9 @@ export interface FrameRecord {
   attempt: number;
   [extra: string]: unknown;
 }
+
+/** The fields tabfarm writes on a line (some only with some layers): a handler's `extra` fields may not reuse them. */
+export const FRAME_RECORD_FIELDS: ReadonlySet<string> = new Set([
+  "job", "frame", "file", "width", "height", "format", "layers", "depth_file", "depth_scale", "K", "cameraToWorld",
+  "world_to_camera_opencv", "fov", "near", "far", "instances", "params", "session", "render_ms", "encode_ms", "attempt",
+]);

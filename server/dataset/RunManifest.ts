@@ -15,6 +15,7 @@ import { DatasetOpenError, describeFsError, RUN_MANIFEST_FILE } from "./openData
 import { FRAMES_INDEX } from "./DatasetWriter.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 import { readFrameLines } from "./readDataset.js";
+import { labelProblem, shortJson } from "../../protocol/instances.js";
 
 export { RUN_MANIFEST_FILE } from "./openDataset.js";
 const FORMAT = "tabfarm-manifest";
@@ -48,7 +49,7 @@ export interface RunEntry {
   started: string;
   /** Absent while the run is running (or when it was killed). */
   ended?: string;
-  /** The run's options as given (no secrets: see recordableOptions). */
+  /** The run's options as given (no secrets: see recordableOptions; a value over 16 KiB of JSON by its size: runOptions). */
   options: Record<string, unknown>;
   browsers: BrowserEntry[];
   counts?: RunCounts;
@@ -97,6 +98,23 @@ function toJsonData(value: unknown, depth = 0): unknown {
     if (json !== undefined) out[name] = json;
   }
   return out;
+}
+
+/**
+ * Largest option value (as JSON) a run's entry records as given. manifest.json keeps every run's options
+ * and must stay under MAX_MANIFEST_BYTES: a bigger value (a class table of thousands of labels, whose
+ * entries are the manifest's `classes` anyway; a programmatic scene) is recorded by its size.
+ */
+const MAX_RECORDED_OPTION_BYTES = 16 * 1024;
+
+/** A run's options as its manifest entry records them: recordableOptions, each value over MAX_RECORDED_OPTION_BYTES by its size. */
+function runOptions(options: object): Record<string, unknown> {
+  const recorded = recordableOptions(options);
+  for (const [name, value] of Object.entries(recorded)) {
+    const bytes = Buffer.byteLength(JSON.stringify(value));
+    if (bytes > MAX_RECORDED_OPTION_BYTES) recorded[name] = { omitted: `${bytes} bytes of JSON`, ...(Array.isArray(value) ? { items: value.length } : {}) };
+  }
+  return recorded;
 }
 
 let tabfarmVersion: string | undefined;
@@ -150,7 +168,8 @@ export function classEntriesFrom(value: unknown, where: string): ClassEntry[] {
   const byId = new Map<number, string>();
   const entries: ClassEntry[] = [];
   for (const { label, id, field } of pairs) {
-    if (typeof label !== "string" || label.trim() === "") fail(field, `the label must be a non-empty string, got ${JSON.stringify(label) ?? typeof label}`);
+    const problem = labelProblem(label);
+    if (problem) fail(field, `the label ${problem}, got ${shortJson(label)}`);
     const name = label as string;
     if (typeof id !== "number" || !Number.isInteger(id) || id < 1 || id > MAX_ID) {
       fail(field, `the id of '${name}' must be a whole number from 1 to ${MAX_ID} (0 is unlabelled), got ${JSON.stringify(id) ?? typeof id}`);
@@ -166,25 +185,39 @@ export function classEntriesFrom(value: unknown, where: string): ClassEntry[] {
 }
 
 /**
- * --classes: a JSON file (an existing file, or a name ending in .json) or a comma list of labels
- * ("car,person" → car 1, person 2). Throws ClassTableError naming the file and field.
+ * --classes: a JSON file (a name ending in .json, or anything but a folder at that path) or a comma
+ * list of labels ("car,person" → car 1, person 2). Throws ClassTableError naming the file and field.
  */
 export function readClassesOption(value: string): ClassEntry[] {
-  const isFile = /\.json$/i.test(value) || fs.statSync(value, { throwIfNoEntry: false }) !== undefined;
+  const isFile = /\.json$/i.test(value) || isNonFolder(value);
   if (!isFile) return classEntriesFrom(value.split(",").map((label) => label.trim()), "--classes");
   let text: string;
   try {
-    text = readSmallFile(value, MAX_MANIFEST_BYTES).text;
+    text = readSmallFile(value, MAX_MANIFEST_BYTES, { followLinks: true }).text; // the user's own file: a link to it is fine
   } catch (err) {
     throw new ClassTableError(`${value}: cannot read the class table: ${err instanceof RangeError ? err.message : describeFsError(err)}`);
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    // Editors on Windows start UTF-8 files with a BOM (accepted in jobs files too); it is not part of the JSON.
+    json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (err) {
     throw new ClassTableError(`${value}: not valid JSON: ${(err as Error).message}`);
   }
   return classEntriesFrom(json, value);
+}
+
+/**
+ * Whether something that is not a folder is at `name`. A name that cannot be a path (a long label list:
+ * ENAMETOOLONG; "a.txt/b" under a file: ENOTDIR) or a folder that happens to share a label's name is a list.
+ */
+function isNonFolder(name: string): boolean {
+  try {
+    const stat = fs.statSync(name, { throwIfNoEntry: false });
+    return stat !== undefined && !stat.isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +271,7 @@ export class RunManifest {
     this.file = file;
     this.log = options.log ?? ((line) => console.log(line));
     const now = new Date().toISOString();
-    this.run = { started: now, options: recordableOptions(options.options), browsers: [] };
+    this.run = { started: now, options: runOptions(options.options), browsers: [] };
     this.data = {
       format: FORMAT,
       version: VERSION,
@@ -416,7 +449,8 @@ async function forEachFrameClass(root: string, visit: (entry: ClassEntry, line: 
     if (!Array.isArray(instances)) continue;
     for (const instance of instances) {
       const { label, class: id } = (instance ?? {}) as { label?: unknown; class?: unknown };
-      if (typeof label === "string" && typeof id === "number" && Number.isInteger(id) && id >= 1 && id <= MAX_ID) visit({ id, label }, line);
+      // Only entries a manifest may hold: a bad one (a hand-edited line) would make the next start refuse manifest.json.
+      if (labelProblem(label) === undefined && typeof id === "number" && Number.isInteger(id) && id >= 1 && id <= MAX_ID) visit({ id, label: label as string }, line);
     }
   }
 }

@@ -5,11 +5,13 @@ import fs from "node:fs";
 import { randomBytes } from "node:crypto";
 
 /**
- * Reads the regular file `file` whole (with its mtime), refusing a link (ELOOP), and one larger than
- * `maxBytes` (a RangeError saying so). O_NONBLOCK: opening a FIFO does not wait for a writer.
+ * Reads the regular file `file` whole (with its mtime), refusing a link (ELOOP) unless `followLinks`
+ * (a file the user names, not one of the dataset's), and one larger than `maxBytes` (a RangeError
+ * saying so). O_NONBLOCK: opening a FIFO does not wait for a writer.
  */
-export function readSmallFile(file: string, maxBytes: number): { text: string; mtimeMs: number } {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+export function readSmallFile(file: string, maxBytes: number, options: { followLinks?: boolean } = {}): { text: string; mtimeMs: number } {
+  const noFollow = options.followLinks ? 0 : fs.constants.O_NOFOLLOW;
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | noFollow | fs.constants.O_NONBLOCK);
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw new RangeError("it is not a regular file");

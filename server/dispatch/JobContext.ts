@@ -6,7 +6,8 @@ import { openCvWorldToCamera } from "../../protocol/camera.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { FILE_LAYERS, LAYERS, type LayerName } from "../../protocol/layers.js";
 import type { DatasetWriter } from "../dataset/DatasetWriter.js";
-import type { FrameRecord } from "../dataset/FrameRecord.js";
+import { FRAME_RECORD_FIELDS, type FrameRecord } from "../dataset/FrameRecord.js";
+import { MAX_FRAME_LINE_BYTES } from "../dataset/readDataset.js";
 import type { GrabbedFrame } from "../session/Session.js";
 
 export class LeaseLostError extends Error {}
@@ -77,6 +78,9 @@ export class JobContext {
     this.refuseIfEnded();
     this.signal.throwIfAborted();
     const index = options.index ?? this.nextIndex;
+    // A field of the line's own would be overwritten, or (depth_file, instances) misdescribe the frame's files.
+    const clashing = Object.keys(options.extra ?? {}).filter((name) => FRAME_RECORD_FIELDS.has(name));
+    if (clashing.length) throw new Error(`job ${this.id} frame ${index}: extra field(s) ${clashing.join(", ")} are the line's own fields; name them otherwise. Frame not written`);
     this.nextIndex = Math.max(this.nextIndex, index + 1);
     const file = this.dataset.framePath(this.id, index, frame.format);
     const current = this.leaseIsCurrent();
@@ -111,11 +115,32 @@ export class JobContext {
       attempt: this.attempt,
     };
     this.refuseIfEnded(); // its file is written, but it is not one of the job's frames: the next run overwrites it
+    this.refuseUnreadableLine(record, index);
     // A frame saved twice in one attempt keeps only its last line (found by index: jobs may be long).
     const existing = this.recordAt.get(index);
     if (existing !== undefined) this.records[existing] = record;
     else this.recordAt.set(index, this.records.push(record) - 1);
     return record;
+  }
+
+  /**
+   * A line readers could not read back is not kept (its files are, and a re-run overwrites them): one
+   * that is no JSON (a BigInt or a cycle in `extra`), or longer than readFrameLines reads (tens of
+   * thousands of visible instances, or a huge `extra`).
+   */
+  private refuseUnreadableLine(record: FrameRecord, index: number): void {
+    let bytes: number;
+    try {
+      bytes = Buffer.byteLength(JSON.stringify(record));
+    } catch (err) {
+      throw new Error(`job ${this.id} frame ${index}: its frames.jsonl line is not JSON (${(err as Error).message}); frame not kept`);
+    }
+    if (bytes > MAX_FRAME_LINE_BYTES) {
+      throw new Error(
+        `job ${this.id} frame ${index}: its frames.jsonl line would be ${bytes} bytes (${record.instances?.length ?? 0} instances), ` +
+          `over the ${MAX_FRAME_LINE_BYTES}-byte limit of a line readers accept; frame not kept (show fewer instances per frame)`,
+      );
+    }
   }
 
   /**
@@ -129,6 +154,9 @@ export class JobContext {
     for (const name of frame.layers ?? []) {
       if (name !== "rgb" && LAYERS[name].file && !files[name]) throw new Error(`job ${this.id} frame ${index}: the ${name} layer was asked for but the frame has no ${name} file; nothing written`);
     }
+    // A mask or class image means nothing without the ids it uses (verify refuses such a line).
+    const idFiles = (["mask", "class"] as const).filter((name) => files[name]);
+    if (idFiles.length && !frame.instances) throw new Error(`job ${this.id} frame ${index}: the frame has a ${idFiles.join(" and ")} file but no instances; nothing written`);
     const paths: Partial<Record<LayerName, string>> = { rgb: rgbFile };
     const writes = [this.dataset.writeFile(rgbFile, frame.image)];
     for (const name of FILE_LAYERS) {

@@ -11,6 +11,8 @@ import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dat
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { JobContext } from "../../server/dispatch/JobContext.js";
 import type { GrabbedFrame } from "../../server/session/Session.js";
+import { MAX_ID } from "../../protocol/layers.js";
+import { MAX_LABEL_CHARS } from "../../protocol/instances.js";
 import { assertSafeName, insideRoot } from "../../server/dataset/safeName.js";
 import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "../integration/fullDisk.js";
 
@@ -660,6 +662,38 @@ describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line"
     await assert.rejects(job.saveFrame(frame({ files: { depth: bytes("d") } })), /the depth32 layer was asked for but the frame has no depth32 file/);
     assert.deepEqual(job.records, []);
     assert.equal(fs.existsSync(path.join(root, "images")), false);
+  });
+
+  it("a frame a handler built with a mask or class file but no instances is refused: no file written, no line kept", async () => {
+    const root = freshRoot();
+    const job = context(root);
+    await assert.rejects(job.saveFrame(frame({ layers: ["rgb"], files: { mask: bytes("m") }, instances: undefined })), /job j1 frame 0: the frame has a mask file but no instances; nothing written/);
+    await assert.rejects(job.saveFrame(frame({ instances: undefined })), /has a mask and class file but no instances/);
+    assert.deepEqual(job.records, []);
+    assert.equal(fs.existsSync(path.join(root, "images")), false);
+  });
+
+  it("extra fields that are the line's own (instances, depth_file, … which would misdescribe its files) are refused before anything is written", async () => {
+    const root = freshRoot();
+    const job = context(root);
+    for (const extra of [{ instances: [] }, { depth_file: "images/x.png", depth_scale: 1 }, { layers: {}, step: 1 }, { job: "other" }]) {
+      await assert.rejects(job.saveFrame(frame({ layers: ["rgb"], files: {}, instances: undefined }), { extra }), /job j1 frame 0: extra field\(s\) .* are the line's own fields; name them otherwise/, JSON.stringify(extra));
+    }
+    assert.equal(fs.existsSync(path.join(root, "images")), false);
+    const record = await job.saveFrame(frame(), { extra: { step: 3, instances_note: "x" } });
+    assert.deepEqual([record.step, record.instances_note, record.instances], [3, "x", instances]);
+  });
+
+  it("a line readers could not read back is not kept: longer than readFrameLines reads (65,535 instances with boxes), or no JSON", async () => {
+    const n = () => Math.random() * 100 - 50; // 17-19 characters in JSON, as real coordinates
+    const box3d = () => ({ min: [n(), n(), n()], max: [n(), n(), n()], objectToWorld: [0, 1, 2, 3].map(() => [n(), n(), n(), n()]), corners: Array.from({ length: 8 }, () => [n(), n(), n()]) });
+    const many = Array.from({ length: MAX_ID }, (_, i) => ({
+      id: i + 1, key: `k${i}`.padEnd(128, "k"), label: `l${i}`.padEnd(MAX_LABEL_CHARS, "l"), class: i + 1, pixels: 1, bbox: [0, 0, 1, 1] as [number, number, number, number], box3d: box3d(),
+    }));
+    const job = context(freshRoot());
+    await assert.rejects(job.saveFrame(frame({ instances: many })), /job j1 frame 0: its frames\.jsonl line would be \d+ bytes \(65535 instances\), over the 67108864-byte limit/);
+    await assert.rejects(job.saveFrame(frame(), { index: 1, extra: { seed: 10n } }), /job j1 frame 1: its frames\.jsonl line is not JSON \(.*BigInt/);
+    assert.deepEqual(job.records, []);
   });
 
   it("a layer file that cannot be written keeps the line out (the rest may be written; a re-run overwrites them)", async () => {

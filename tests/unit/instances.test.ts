@@ -2,7 +2,7 @@
 // the server (SentScene) from the same ops. Each rule of README "Layers" is one case here.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { InstanceTable, type InstanceResolution } from "../../protocol/instances.js";
+import { InstanceTable, MAX_LABEL_CHARS, type InstanceResolution } from "../../protocol/instances.js";
 import { applyOp, EMPTY_SCENE } from "../../protocol/applyOp.js";
 import type { SceneElement, SceneOp } from "../../protocol/elements.js";
 import { MAX_ID } from "../../protocol/layers.js";
@@ -112,6 +112,19 @@ describe("InstanceTable", () => {
     assert.equal(r.elements.get(`b${MAX_ID - 1}`)!.id, MAX_ID);
     assert.equal(r.elements.get(`b${MAX_ID}`)!.id, 0);
     assert.deepEqual(r.errors, [`element 'b${MAX_ID}': more than ${MAX_ID} instances since the last set`]);
+  });
+
+  it(`a label that cannot name a class (not a string, blank, over ${MAX_LABEL_CHARS} characters) is an error naming the element; null inherits`, () => {
+    const bad: unknown[] = ["", "   ", 7, -1, 1.5, true, ["crate"], { name: "crate" }, "x".repeat(MAX_LABEL_CHARS + 1)];
+    for (const label of bad) {
+      const r = scene().apply({ op: "set", scene: root(box("g", { label: "ok" }, [box("a", { label })])) });
+      assert.equal(r.errors.length, 1, JSON.stringify(label));
+      assert.match(r.errors[0]!, /^element 'a': label must be (a non-empty string|at most 256 characters \(it has 257\)), got /);
+      assert.equal(r.elements.get("a")!.label, "ok", "the element keeps the inherited label (the error fails any grab that needs ids)");
+    }
+    const r = scene().apply({ op: "set", scene: root(box("g", { label: "ok" }, [box("a", { label: null }), box("b", { label: "x".repeat(MAX_LABEL_CHARS) })])) });
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.elements.get("a")!.label, "ok");
   });
 
   it("resolve is cached per tree; a later op gives a new resolution and leaves the old one as it was", () => {

@@ -707,6 +707,21 @@ describe("reserved keys: jobs may not touch the farm's own nodes", () => {
     assert.deepEqual(problemsOf({ id: "fine", scene, frames: [{ update: [{ key: "tabfarmer", color: "red" }] }] }), []);
   });
 
+  it("an `instance` or `label` the mask and class layers could not use is refused at load, naming the element (scene and updates); null is unset", () => {
+    const badInstances = [-1, 1.5, 65536, 1e300, "1", true, [1], { id: 1 }];
+    const badLabels = ["", "  ", 7, false, ["crate"], { name: "crate" }, "x".repeat(257)];
+    for (const instance of badInstances) {
+      const problems = problemsOf({ id: "i", scene: { tag: "Group", key: "g", children: [{ tag: "Box", key: "b", instance }] } });
+      assert.deepEqual(problems.map((p) => p.replace(/(, got .*| \(has 1 item\))$/, "")), ["scene.children[0].instance: must be a whole number from 0 to 65535"], JSON.stringify(instance));
+    }
+    for (const label of badLabels) {
+      const problems = problemsOf({ id: "l", scene: { tag: "Box", key: "b" }, frames: [{ update: [{ key: "b", label }] }] });
+      assert.match(problems.join("\n"), /^frames\[0\]\.update\[0\]\.label: must be (a non-empty string|at most 256 characters \(it has 257\))/, JSON.stringify(label));
+    }
+    const fine = { tag: "Group", key: "g", label: "x".repeat(256), children: [{ tag: "Box", key: "b", instance: 0, label: null }, { tag: "Box", key: "c", instance: 65535 }, { tag: "Box", key: "d", instance: null }] };
+    assert.deepEqual(problemsOf({ id: "ok", scene: fine }), []);
+  });
+
   it("module jobs are held to the same rule", async () => {
     const mod = await fixture("mjs", `export default [{ id: "m", frames: [{ update: [{ key: "tabfarm.camera", fov: 10 }] }] }];\n`);
     await assert.rejects(drainModule(mod), /job at index 0: frames\[0\]\.update\[0\]\.key: keys starting with "tabfarm\." are reserved/);
@@ -826,6 +841,7 @@ describe("job layers: asked for per job, refused before anything renders", () =>
       { id: "e", layers: [1] },
       { id: "f", depth: "yes" },
       { id: "g", layers: ["Mask"] },
+      { id: "h", layers: ["rgb", "depth", "depth32", "mask", "class", "normal", "boxes", "rgb"] },
     ]);
     await expectRejected(path, [
       { line: 2, field: "layers[2]", message: /must be one of "rgb", "depth", .* got "segmentation"/ },
@@ -835,6 +851,7 @@ describe("job layers: asked for per job, refused before anything renders", () =>
       { line: 6, field: "layers[0]", message: /got 1/ },
       { line: 7, field: "depth", message: /must be a boolean, got "yes"/ },
       { line: 8, field: "layers[0]", message: /got "Mask"/ },
+      { line: 9, field: "layers", message: /^names more layers than there are \(7\): a layer twice/ },
     ]);
     assert.deepEqual(await readJobsFile(await jsonl([{ id: "ok", layers: ["mask", "normal"], depth: true }])), [{ id: "ok", layers: ["mask", "normal"], depth: true }]);
   });

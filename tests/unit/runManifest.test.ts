@@ -3,11 +3,13 @@
 // refused when unreadable; never holding the token. Also --classes as a file or a list. Real files in
 // a temp folder; the run-level tests use startRun with a fake session (a socket.io client, no browser).
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { LAYERS } from "../../protocol/layers.js";
+import { LAYERS, MAX_ID } from "../../protocol/layers.js";
+import { MAX_LABEL_CHARS } from "../../protocol/instances.js";
 import { DatasetOpenError, writeManifest } from "../../server/dataset/openDataset.js";
 import {
   ClassTableError, classEntriesFrom, readClassesOption, readRunManifest, recordableOptions, RUN_MANIFEST_FILE, RunManifest, type RunManifestData,
@@ -147,6 +149,14 @@ describe("manifest.json: resume", () => {
     manifest.finish(undefined);
   });
 
+  it("frames.jsonl labels a manifest could not hold (blank, too long) are not restored: the next start still reads manifest.json", async () => {
+    const root = freshRoot();
+    writeFrames(root, [[{ label: "", class: 1 }, { label: " ", class: 2 }, { label: "x".repeat(MAX_LABEL_CHARS + 1), class: 3 }, { label: "crate", class: 4 }]]);
+    (await start(root)).finish(undefined);
+    assert.deepEqual(readJson(root).classes, [{ id: 4, label: "crate" }]);
+    (await start(root)).finish(undefined);
+  });
+
   it("a dataset made before manifest.json gets one, with the classes of its frames", async () => {
     const root = freshRoot();
     writeFrames(root, [[{ label: "crate", class: 5 }]]);
@@ -187,6 +197,29 @@ describe("manifest.json: resume", () => {
     const ok = await start(root, { classes: [{ id: 2, label: "box" }, { id: 9, label: "ball" }] });
     assert.deepEqual(ok.snapshot().classes, [{ id: 1, label: "crate" }, { id: 2, label: "box" }, { id: 9, label: "ball" }]);
     ok.finish(undefined);
+  });
+
+  it("options are recorded as given up to 16 KiB of JSON each; a bigger one (a programmatic scene) by its size", async () => {
+    const root = freshRoot();
+    const small = [{ id: 1, label: "crate" }];
+    const scene = { tag: "Group", key: "g", children: Array.from({ length: 1000 }, (_, i) => ({ tag: "Box", key: `b${i}` })) };
+    (await start(root, { options: { classes: small, scene, out: "x".repeat(4096) }, classes: small })).finish(undefined);
+    const { options } = readJson(root).runs[0]!;
+    assert.deepEqual(options.classes, small);
+    assert.equal(options.out, "x".repeat(4096));
+    assert.deepEqual(options.scene, { omitted: `${Buffer.byteLength(JSON.stringify(scene))} bytes of JSON` });
+  });
+
+  it(`the largest class table (${MAX_ID} labels of ${MAX_LABEL_CHARS} characters) given on every run is stored once: resumes keep the file readable`, async () => {
+    const root = freshRoot();
+    const classes = Array.from({ length: MAX_ID }, (_, i) => ({ id: i + 1, label: String(i).padEnd(MAX_LABEL_CHARS, "x") }));
+    const sizes: number[] = [];
+    for (let run = 0; run < 4; run++) {
+      (await start(root, { options: { classes, width: 64 }, classes })).finish(undefined);
+      sizes.push(fs.statSync(manifestPath(root)).size);
+    }
+    for (const run of readJson(root).runs) assert.deepEqual(run.options.classes, { omitted: `${Buffer.byteLength(JSON.stringify(classes))} bytes of JSON`, items: MAX_ID });
+    assert.ok(sizes[3]! - sizes[0]! < 10_000, `a run adds its entry, not a copy of the table (sizes ${sizes.join(", ")})`);
   });
 });
 
@@ -288,6 +321,27 @@ describe("a run's manifest.json through startRun (a fake session, no browser)", 
     assert.deepEqual(resumed.runs[1].counts, { jobs_total: 3, jobs_done: 3, jobs_failed: 0, frames: 3 });
   });
 
+  it("a blank label fails its job with a message naming the element, and never reaches the class table (the dataset stays resumable)", async () => {
+    const out = path.join(base, `run${++count}`);
+    const token = "blank-label-token";
+    const scene = { tag: "Group", key: "world", children: [{ tag: "Box", key: "crate", label: "crate" }, { tag: "Box", key: "blank", label: " " }] };
+    const options = { out, clientDir: clientDir(), token, width: 16, height: 12, maxAttempts: 1, log: () => {} };
+    const run = await startRun({ ...options, jobs: [{ id: "a", scene, layers: ["mask" as const, "class" as const] }] });
+    const session = await fakeSession({ port: Number(new URL(run.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
+    try {
+      const summary = await run.finished;
+      assert.equal(summary.counts.failed, 1);
+      const [failure] = await run.queue.failures();
+      assert.match(failure?.error?.message ?? "", /element 'blank': label must be a non-empty string, got " "/);
+    } finally {
+      session.close();
+      await run.close();
+    }
+    assert.deepEqual(readJson(out).classes, []);
+    const again = await startRun(options); // resume reads the manifest back
+    await again.close();
+  });
+
   it("a handler given as a function is recorded by name (verify reads from it that jobs' frame counts are the handler's)", async () => {
     const out = path.join(base, `run${++count}`);
     const run = await startRun({ out, clientDir: clientDir(), log: () => {}, handler: async function renderMine() {} });
@@ -327,6 +381,7 @@ describe("--classes: a JSON file or a comma list", () => {
     assert.deepEqual(readClassesOption("car, person ,tree"), [{ id: 1, label: "car" }, { id: 2, label: "person" }, { id: 3, label: "tree" }]);
     assert.deepEqual(readClassesOption(file("classes", '["x"]')), [{ id: 1, label: "x" }], "an existing file without .json is read as a file");
     assert.deepEqual(readClassesOption(file("empty.json", "[]")), []);
+    assert.deepEqual(readClassesOption(file("bom.json", '\ufeff["car"]\r\n')), [{ id: 1, label: "car" }], "a UTF-8 BOM and CRLF, as Windows editors save");
   });
 
   const bad: Array<[string, string, RegExp]> = [
@@ -351,6 +406,37 @@ describe("--classes: a JSON file or a comma list", () => {
     assert.throws(() => readClassesOption(path.join(base, "nope.json")), /nope\.json: cannot read the class table: it does not exist \(ENOENT\)/);
     assert.throws(() => readClassesOption("car,,van"), /--classes: \[1\]: the label must be a non-empty string/);
     assert.throws(() => readClassesOption("car,van,car"), /--classes: \[2\]: label 'car' is given twice/);
+  });
+
+  it("a comma list is a list whatever the file system says of it: too long to be a path, a path under a file, a folder of that name", () => {
+    const long = Array.from({ length: 60 }, (_, i) => `label${i}`).join(","); // over 255 bytes: ENAMETOOLONG as a path
+    assert.equal(readClassesOption(long).length, 60);
+    const plain = file("plain.txt", "x");
+    assert.deepEqual(readClassesOption(`${plain}/a,b`), [{ id: 1, label: `${plain}/a` }, { id: 2, label: "b" }], "ENOTDIR as a path");
+    fs.mkdirSync(path.join(base, "car"), { recursive: true });
+    const cwd = process.cwd();
+    process.chdir(base);
+    try {
+      assert.deepEqual(readClassesOption("car"), [{ id: 1, label: "car" }], "a folder named like the label");
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it("reads a class file through a link (the user's own file), but refuses a FIFO without waiting", () => {
+    const target = file("target.json", '["car"]');
+    const link = path.join(base, "link.json");
+    fs.symlinkSync(target, link);
+    assert.deepEqual(readClassesOption(link), [{ id: 1, label: "car" }]);
+    const fifo = path.join(base, "fifo.json");
+    execFileSync("mkfifo", [fifo]);
+    assert.throws(() => readClassesOption(fifo), /fifo\.json: cannot read the class table: it is not a regular file/);
+  });
+
+  it(`refuses a label longer than ${MAX_LABEL_CHARS} characters (it is copied into every frame line and the manifest)`, () => {
+    assert.throws(() => readClassesOption(file("long.json", JSON.stringify(["car", "x".repeat(MAX_LABEL_CHARS + 1)]))), /long\.json: \[1\]: the label must be at most 256 characters \(it has 257\)/);
+    assert.equal(readClassesOption(file("fits.json", JSON.stringify(["x".repeat(MAX_LABEL_CHARS)])))[0]!.label.length, MAX_LABEL_CHARS);
+    assert.throws(() => readClassesOption("car,  "), /--classes: \[1\]: the label must be a non-empty string/);
   });
 
   it("classEntriesFrom reads the manifest's own form ({id, label} entries)", () => {
