@@ -37,6 +37,9 @@ const timestamp = () => new Date().toISOString().replace(/[:.]/g, "-").replace(/
 const program = new Command("tabfarm")
   .description("A render farm made of browser tabs: renders jobs in headless Chromium and writes a dataset.")
   .enablePositionalOptions()
+  // Exit 1 means "jobs failed" (verify: "problems found"): a usage error (an unknown option, a bad value) exits 2
+  // like other bad input. Subcommands inherit this; --help and --version exit 0.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .addOption(new Option("--sessions <n>", "headless tabs to launch (one session each)").argParser(int("--sessions", 1, 256)).default(Math.max(1, Math.min(8, os.cpus().length))))
   // Measured (README, Benchmarks): on SwiftShader each browser has one GPU process that runs every GL call of
   // its tabs on one thread; two browsers for two tabs on 2 cores gave +13 % frames/s (median of 3).
@@ -126,8 +129,6 @@ program
   )
   .requiredOption("--out <dir>", "dataset folder")
   .option("--json", "print the report as one JSON object (the first 1000 problems, all counted)", false)
-  // Exit 1 means "problems found": a usage error (no --out, an unknown option) exits 2 like other bad input.
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .action(async (o) => void (process.exitCode = await printVerify(o.out, { json: o.json })));
 
 program.parseAsync(process.argv).then(

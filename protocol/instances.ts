@@ -13,7 +13,8 @@
 //    and an element keeps its id until the next `set`, also when removed and added again.
 //  - An instance's label is the label of the element that owns its id (children under an explicit id
 //    share that id and its label).
-//  - The scene's root, Scene and DefaultScene elements and CameraViews draw no mesh of their own, so they get no automatic id.
+//  - The scene's root and the built-ins that draw no mesh of their own (Scene, DefaultScene, Group, lights,
+//    CameraView) get no automatic id.
 import type { SceneElement, SceneOp } from "./elements.js";
 import { MAX_ID } from "./layers.js";
 
@@ -66,8 +67,11 @@ export function shortJson(value: unknown): string {
   return String(JSON.stringify(value) ?? typeof value).slice(0, 40);
 }
 
-/** Tags that draw no mesh of their own (a scene root nested in the farm's, a camera): no automatic id. */
-const NO_ID_TAGS = new Set(["CameraView", "Scene", "DefaultScene"]);
+/**
+ * Built-in tags that draw no mesh of their own (a scene root nested in the farm's, a group whose children
+ * are elements with their own ids, lights, a camera): no automatic id, so ids go to what can be seen.
+ */
+const NO_ID_TAGS = new Set(["CameraView", "Scene", "DefaultScene", "Group", "AmbientLight", "DirectionalLight", "HemisphereLight"]);
 
 export class InstanceTable {
   /** Automatic ids by element key, since the last `set`. */

@@ -150,7 +150,9 @@ export const LayerListSchema = z
 
 /** Parses "rgb,depth,mask" (the --layers flag); throws an Error naming the unknown layer. */
 export function parseLayerList(text: string): LayerName[] {
-  const names = text.split(",").map((s) => s.trim()).filter(Boolean);
+  const names = text.split(",").map((s) => s.trim());
+  // An empty name is a typo ("rgb,,mask", or an empty variable in a script), not "nothing more".
+  if (names.some((name) => name === "")) throw new Error(`empty layer name in '${text}' (give names separated by commas, e.g. rgb,depth,mask)`);
   for (const name of names) {
     if (!(LAYER_NAMES as readonly string[]).includes(name)) throw new Error(`unknown layer '${name}' (have: ${LAYER_NAMES.join(", ")})`);
   }

@@ -174,13 +174,13 @@ describe("layers through the CLI (real Chromium)", () => {
     withTempDir("tabfarm-layers-", async (dir) => {
       const out = path.join(dir, "out");
       const layers = await runFarmCli(["--layers", "rgb,heatmap", "--out", out, "--no-progress"]);
-      assert.notEqual(layers.code, 0, layers.output);
+      assert.equal(layers.code, 2, "a usage error exits 2 (1 means jobs failed)");
       assert.match(layers.output, /option '--layers <list>' argument 'rgb,heatmap' is invalid\. unknown layer 'heatmap'/);
 
       const classesFile = path.join(dir, "classes.json");
       fs.writeFileSync(classesFile, JSON.stringify(["car", "car"]));
       const classes = await runFarmCli(["--classes", classesFile, "--out", out, "--no-progress"]);
-      assert.notEqual(classes.code, 0, classes.output);
+      assert.equal(classes.code, 2, classes.output);
       assert.match(classes.output, /classes\.json: \[1\]: label 'car' is given twice/);
 
       const jobs = path.join(dir, "jobs.jsonl");

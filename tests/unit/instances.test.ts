@@ -33,6 +33,17 @@ describe("InstanceTable", () => {
     assert.deepEqual(r.errors, []);
   });
 
+  it("built-ins that draw no mesh (a nested scene root, groups, lights) take no automatic id: the first box is 1; a group's explicit id still passes down", () => {
+    const s = scene();
+    const light = (tag: string, key: string): SceneElement => ({ tag, key });
+    const r = s.apply({ op: "set", scene: root({ tag: "DefaultScene", key: "ds", children: [
+      light("AmbientLight", "amb"), light("DirectionalLight", "sun"), light("HemisphereLight", "sky"),
+      { tag: "Group", key: "g", children: [box("a")] }, { tag: "Group", key: "robot", instance: 9, children: [box("arm")] },
+    ] }) });
+    assert.deepEqual(idsOf(r), { robot: 9, a: 1, arm: 9 });
+    assert.deepEqual(r.errors, []);
+  });
+
   it("an explicit id is the element's and its descendants'; they take no automatic id, and automatic ids skip explicit ones", () => {
     const s = scene();
     const r = s.apply({ op: "set", scene: root(box("a"), box("g", { instance: 2, label: "crate" }, [box("c")]), box("d"), box("e")) });

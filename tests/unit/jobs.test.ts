@@ -882,6 +882,7 @@ describe("run layers: --layers and --depth, defaults filled in one place", () =>
     assert.deepEqual(parseLayerList("rgb,rgb"), ["rgb"]);
     assert.deepEqual(parseLayerList(LAYER_NAMES.join(",")), [...LAYER_NAMES]);
     assert.throws(() => parseLayerList("rgb,semantic"), /unknown layer 'semantic'/);
+    for (const typo of ["", " ", "rgb,,mask", "rgb,", ",depth"]) assert.throws(() => parseLayerList(typo), /empty layer name in/, JSON.stringify(typo));
   });
 
   it("renderDefaults: rgb only unless asked; --depth adds depth to --layers", () => {
