@@ -1,5 +1,6 @@
 // npm run bench -- [throughput|queue|ingest|chaos] [options]
-//   throughput (default)  raw in-page loop vs the seed's one-grab-at-a-time pattern vs the farm, + a sessions sweep
+//   throughput (default)  raw in-page loop vs the seed's one-grab-at-a-time pattern vs the farm, + a sessions sweep,
+//                         + the farm with rgb alone vs rgb,depth,mask,normal (--layers-compare)
 //   queue                 the durable queue against an in-memory one (bench/queue.ts)
 //   ingest                fake sessions answering grabs at once with a pre-encoded PNG: what the server can take in
 //   chaos                 bench/chaos.ts when present
@@ -11,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { execFileSync } from "node:child_process";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ImageFormat } from "../protocol/grab.js";
+import { parseLayerList, type LayerName } from "../protocol/layers.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
 import { fmt, printTable, quiet, roundDeep } from "./report.js";
@@ -33,6 +35,18 @@ const sceneList = (value: string): SceneName[] => {
   const names = value.split(",").map((v) => v.trim()).filter(Boolean);
   for (const n of names) if (!(SCENE_NAMES as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown scene '${n}' (have: ${SCENE_NAMES.join(", ")})`);
   return names as SceneName[];
+};
+
+/** "rgb:rgb,depth,mask,normal" → the layer sets to compare (each resolved as --layers is); "none" → []. */
+const layerSetList = (value: string): LayerName[][] => {
+  if (value.trim() === "none") return [];
+  const sets = value.split(":").map((v) => v.trim());
+  if (sets.some((set) => set === "")) throw new InvalidArgumentError(`--layers-compare: an empty layer set in '${value}' (e.g. rgb:rgb,depth,mask,normal, or none)`);
+  try {
+    return sets.map(parseLayerList);
+  } catch (err) {
+    throw new InvalidArgumentError(`--layers-compare: ${(err as Error).message}`);
+  }
 };
 
 const checkList = (value: string): ImageCheckDepth[] => {
@@ -61,14 +75,16 @@ interface CliOptions {
   pngLevel?: number;
   recycleAfter: number;
   browser?: string[];
+  layersCompare: LayerName[][];
   checks?: ImageCheckDepth[];
   image?: string;
 }
 
 // Defaults sized for a 2-core machine with SwiftShader: the whole default run in ~5 min, --quick in ~1.
+// layers*: frames per layer set and scene in the layers comparison.
 const DEFAULTS = {
-  full: { light: 600, heavy: 80, sweepFrames: 300, sweep: [1, 2, 4, 8], ingestFrames: 3000 },
-  quick: { light: 40, heavy: 8, sweepFrames: 30, sweep: [1, 4], ingestFrames: 1000 },
+  full: { light: 600, heavy: 80, sweepFrames: 300, sweep: [1, 2, 4, 8], ingestFrames: 3000, layersLight: 120, layersHeavy: 16 },
+  quick: { light: 40, heavy: 8, sweepFrames: 30, sweep: [1, 4], ingestFrames: 1000, layersLight: 40, layersHeavy: 8 },
 };
 
 function commit(): string {
@@ -89,6 +105,8 @@ async function throughput(o: CliOptions): Promise<void> {
     frames: { light: o.frames ?? d.light, heavy: o.frames ?? d.heavy },
     sweep: o.sweep ?? d.sweep,
     sweepFrames: o.frames ?? d.sweepFrames,
+    layerSets: o.layersCompare,
+    layersFrames: { light: o.frames ?? d.layersLight, heavy: o.frames ?? d.layersHeavy },
     width: o.width,
     height: o.height,
     format: o.format,
@@ -126,7 +144,8 @@ function describeBrowser(): string {
 
 /**
  * --browser a,b: the same throughput bench with each browser, the browsers taking turns in every repeat
- * (a, b, a, b, …) so that other load on the machine falls on both alike; medians per browser, scene and way.
+ * (a, b, a, b, …) so that other load on the machine falls on both alike; medians per browser, scene and way
+ * (no sweep, no layers comparison).
  */
 async function compareBrowsers(choices: string[], opts: ThroughputOptions, code: string, started: number): Promise<void> {
   const fps: Record<string, Record<string, number[]>> = {};
@@ -136,7 +155,7 @@ async function compareBrowsers(choices: string[], opts: ThroughputOptions, code:
       process.env.TABFARM_BROWSER = choice;
       names[choice] ??= describeBrowser();
       console.error(`[browser ${choice} ${r + 1}/${opts.repeat}] ${names[choice]}`);
-      const result = await benchThroughput({ ...opts, repeat: 1, sweep: [] });
+      const result = await benchThroughput({ ...opts, repeat: 1, sweep: [], layerSets: [] });
       for (const [scene, ways] of Object.entries(result.scenes)) {
         for (const w of Object.values(ways ?? {})) ((fps[scene] ??= {})[`${w.way}|${choice}`] ??= []).push(w.fps);
       }
@@ -247,6 +266,7 @@ const program = new Command()
   .option("--checks <list>", `ingest: compare these depths of the server's image check (${IMAGE_CHECK_DEPTHS.join(",")}), interleaved, --repeat rounds`, checkList)
   .option("--image <file>", "ingest: the image the fake sessions send (of --width × --height), e.g. a real frame: docs/demo-frame.png")
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
+  .option("--layers-compare <sets>", "throughput: the farm with each layer set in turn, sets split by ':' (the first is the baseline), 'none' to skip; frames per set: light 120, heavy 16 (--quick 40/8; --frames sets them too)", layerSetList, layerSetList("rgb:rgb,depth,mask,normal"))
   .option("--browser <list>", "throughput: auto | system | bundled | a path (as the farm's --browser); several, comma-separated, compare them (interleaved runs, no sweep)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
   .option("--quick", "small frame counts (about a minute)", false)
   .option("--keep", "keep the temp datasets", false)

@@ -2,6 +2,8 @@
 //   raw   — window.tabfarm.rawLoop in N pages: no server, no queue, render → read → encode awaited in turn.
 //   seed  — the server asks each session for one frame, awaits it, writes it, asks for the next.
 //   farm  — startRun with declarative jobs and TabPool tabs, as users run it (in-flight window, queue, dataset).
+// Then, per scene, the farm way once per layer set (--layers-compare, default rgb vs rgb,depth,mask,normal),
+// the sets taking turns in every repeat: what extra layers cost in frames/s, CPU, bytes.
 // Every way gets a fresh browser; timing starts when all its pages are connected and their canvas is up,
 // so browser launch and page load are excluded from all three. The first scene set (geometry build,
 // shader compilation) is inside the timed part of all three.
@@ -11,12 +13,13 @@ import path from "node:path";
 import type { SceneElement } from "../protocol/elements.js";
 import type { CameraPose } from "../protocol/camera.js";
 import type { ImageFormat } from "../protocol/grab.js";
+import { resolveLayers, type LayerName } from "../protocol/layers.js";
 import { Farm } from "../server/session/Farm.js";
 import type { Session } from "../server/session/Session.js";
 import { startRun } from "../server/runFarm.js";
 import { DatasetWriter } from "../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../server/dataset/FrameRecord.js";
-import { readFrameRecords } from "../server/dataset/readDataset.js";
+import { readFrameRecords, recordFiles } from "../server/dataset/readDataset.js";
 import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
 import { TabPool } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
@@ -33,6 +36,10 @@ export interface ThroughputOptions {
   /** Session counts for the farm sweep (light scene); empty to skip. */
   sweep: number[];
   sweepFrames: number;
+  /** Layer sets the farm renders each scene with, in turn (the first is the baseline of the ratios); none: skipped. */
+  layerSets?: LayerName[][];
+  /** Frames per layer set, per scene (default: `frames`). */
+  layersFrames?: Record<SceneName, number>;
   width: number;
   height: number;
   format: ImageFormat;
@@ -67,7 +74,17 @@ export interface WayResult {
   settleMs?: number;
   /** raw: time to the end of the first frame, mean over pages. */
   firstFrameMs?: number;
+  /** All files of a frame (every layer). */
   bytesPerFrame: number;
+  /** farm: the layers every frame was rendered with (resolved), and the bytes per frame of each layer's files. */
+  layers?: LayerName[];
+  layerBytesPerFrame?: Partial<Record<LayerName, number>>;
+}
+
+/** The farm way with each layer set, for one scene: the median run per set, and every run's frames/s. */
+export interface LayersComparison {
+  sets: WayResult[];
+  runs: number[][];
 }
 
 export interface ThroughputResult {
@@ -76,6 +93,10 @@ export interface ThroughputResult {
   /** frames/s of every repeat. */
   runs: Partial<Record<SceneName, { raw: number[]; seed: number[]; farm: number[] }>>;
   sweep: WayResult[];
+  /** Per scene, the farm with each of `layerSets` (medians of the interleaved repeats). */
+  layers: Partial<Record<SceneName, LayersComparison>>;
+  /** Wall time of the layers comparison (all scenes, sets and repeats, browser starts included). */
+  layersSeconds: number;
   peakServerRssBytes: number;
 }
 
@@ -225,7 +246,7 @@ export async function runSeed(
 
 export async function runFarmWay(
   clientDir: string, name: string, scene: SceneElement, poses: CameraPose[], o: ThroughputOptions, sessions: number,
-  extra: { open?: TabOpener; browsers?: number } = {},
+  extra: { open?: TabOpener; browsers?: number; layers?: LayerName[] } = {},
 ): Promise<WayResult> {
   const out = tmpDir("farm");
   const lines: string[] = [];
@@ -233,6 +254,7 @@ export async function runFarmWay(
     out, clientDir,
     jobs: orbitJobs(`${name}-${sessions}`, scene, poses, { width: o.width, height: o.height, format: o.format, perJob: o.framesPerJob }),
     width: o.width, height: o.height, format: o.format, inFlight: o.inFlight, encode: o.encode, pngLevel: o.pngLevel,
+    layers: extra.layers,
     log: (line) => lines.push(line),
   });
   // Hold every session at its first take until all tabs are up, so the farm starts with all of them
@@ -251,14 +273,19 @@ export async function runFarmWay(
       throw new Error(`farm run ended with ${summary.frames}/${expected} frames, ${summary.counts.failed} failed job(s):\n${lines.slice(-20).join("\n")}`);
     }
     const records: FrameRecord[] = readFrameRecords(out);
-    let bytes = 0;
-    for (const r of records) bytes += fs.statSync(path.join(out, r.file)).size;
+    const layerBytes: Partial<Record<LayerName, number>> = {};
+    for (const r of records) {
+      for (const f of recordFiles(r)) layerBytes[f.layer] = (layerBytes[f.layer] ?? 0) + fs.statSync(path.join(out, f.path)).size;
+    }
+    const perFrame = (n: number) => n / records.length;
     const frames = summary.frames;
     return {
       way: "farm", sessions, frames, fps: frames / (m.wallMs / 1000), phase: m,
-      renderMs: records.reduce((a, r) => a + r.render_ms, 0) / records.length,
-      encodeMs: records.reduce((a, r) => a + r.encode_ms, 0) / records.length,
-      bytesPerFrame: bytes / records.length,
+      renderMs: perFrame(records.reduce((a, r) => a + r.render_ms, 0)),
+      encodeMs: perFrame(records.reduce((a, r) => a + r.encode_ms, 0)),
+      bytesPerFrame: perFrame(Object.values(layerBytes).reduce((a, b) => a + b, 0)),
+      layers: resolveLayers(extra.layers),
+      layerBytesPerFrame: Object.fromEntries(Object.entries(layerBytes).map(([layer, n]) => [layer, perFrame(n)])),
     };
   } finally {
     await run.close();
@@ -271,7 +298,7 @@ export async function runFarmWay(
 
 export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputResult> {
   const clientDir = buildClientInChild();
-  const result: ThroughputResult = { scenes: {}, runs: {}, sweep: [], peakServerRssBytes: 0 };
+  const result: ThroughputResult = { scenes: {}, runs: {}, sweep: [], layers: {}, layersSeconds: 0, peakServerRssBytes: 0 };
   // The server's peak RSS is taken over the farm phases (the other two barely use the server).
   const keepPeak = (w: WayResult) => (result.peakServerRssBytes = Math.max(result.peakServerRssBytes, w.phase.peakRssBytes), w);
   const say = (w: WayResult, tag: string) =>
@@ -294,6 +321,24 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
     result.scenes[name] = { raw: median(runs.raw), seed: median(runs.seed), farm: median(runs.farm) };
     result.runs[name] = { raw: runs.raw.map((w) => w.fps), seed: runs.seed.map((w) => w.fps), farm: runs.farm.map((w) => w.fps) };
   }
+  const layerSets = o.layerSets ?? [];
+  const layersStarted = performance.now();
+  for (const name of layerSets.length ? o.scenes : []) {
+    const scene = benchScene(name);
+    const poses = orbit((o.layersFrames ?? o.frames)[name]);
+    const runs: WayResult[][] = layerSets.map(() => []);
+    // The sets take turns (a, b, a, b, …) so that other load on the machine falls on all of them alike.
+    for (let r = 0; r < o.repeat; r++) {
+      const tag = `[${name} layers${o.repeat > 1 ? ` ${r + 1}/${o.repeat}` : ""}]`;
+      o.log(`${tag} farm, ${poses.length} frames, layers ${layerSets.map((set) => set.join(",")).join(" vs ")} …`);
+      for (const [i, layers] of layerSets.entries()) {
+        runs[i]!.push(keepPeak(await runFarmWay(clientDir, `${name}-layers${i}`, scene, poses, o, o.sessions, { layers })));
+        say(runs[i]!.at(-1)!, `${tag} ${layers.join(",")}`);
+      }
+    }
+    result.layers[name] = { sets: runs.map(median), runs: runs.map((set) => set.map((w) => w.fps)) };
+  }
+  result.layersSeconds = (performance.now() - layersStarted) / 1000;
   for (const n of o.sweep) {
     const all: WayResult[] = [];
     for (let r = 0; r < o.repeat; r++) {
@@ -368,9 +413,52 @@ export function printThroughput(r: ThroughputResult, o: ThroughputOptions, out: 
     }
     printTable(sweepRows, out);
   }
+  printLayers(r, o, out);
   const farmStart = Math.min(...[...Object.values(r.scenes).map((w) => w!.farm), ...r.sweep].map((w) => w.phase.startRssBytes));
   out(`peak server RSS (this process: server + Playwright driver; sampled every 100 ms in the timed phases): ` +
     `${fmt(r.peakServerRssBytes / 2 ** 20)} MB (lowest RSS at the start of a farm phase: ${fmt(farmStart / 2 ** 20)} MB)`);
+}
+
+/** The issue's bar for extra layers: frames/s with them over frames/s of rgb alone. */
+const LAYERS_FLOOR = 0.5;
+const LAYERS_GOAL = 0.7;
+
+function printLayers(r: ThroughputResult, o: ThroughputOptions, out: (line: string) => void): void {
+  const scenes = Object.entries(r.layers).filter(([, c]) => c?.sets.length);
+  if (!scenes.length) return;
+  out("");
+  out(`layers (farm, ${o.sessions} session(s), ${o.width}×${o.height} ${o.format}${o.repeat > 1 ? `, median of ${o.repeat} interleaved runs per set` : ""}):`);
+  const rows: (string | number)[][] = [[
+    "scene / layers", "frames", "frames/s", `× ${scenes[0]![1]!.sets[0]!.layers?.join(",")}`, "render ms", "encode ms", "KB/frame",
+    "srv CPU ms/f", "gpu ms/f", "rndr ms/f", "other ms/f", "cores busy", "not ours",
+  ]];
+  for (const [name, c] of scenes) {
+    for (const w of c!.sets) {
+      const cpu = cpuPerFrame(w);
+      rows.push([
+        `${name} / ${w.layers?.join(",")}`, w.frames, fmt(w.fps), fmt(w.fps / c!.sets[0]!.fps, 2), fmt(w.renderMs), fmt(w.encodeMs),
+        fmt(w.bytesPerFrame / 1024, 0), fmt(cpu.server, 2), fmt(cpu.gpu), fmt(cpu.renderer), fmt(cpu.other),
+        `${fmt(w.phase.machineBusy * os.cpus().length, 2)}/${os.cpus().length}`, fmt(w.phase.foreignCpuMs / w.phase.wallMs, 2),
+      ]);
+    }
+  }
+  printTable(rows, out);
+  out("render ms = all of a frame's render passes + readbacks in the page; encode ms = the rgb PNG encode in the page (the other layers are");
+  out(`encoded on the server, inside srv CPU); KB/frame = all layer files of a frame. The comparison took ${fmt(r.layersSeconds, 0)} s of the bench.`);
+  for (const [name, c] of scenes) {
+    const base = c!.sets[0]!;
+    for (const [i, w] of c!.sets.entries()) {
+      if (i === 0) continue;
+      const ratio = w.fps / base.fps;
+      const verdict = ratio >= LAYERS_GOAL ? "meets the goal" : ratio >= LAYERS_FLOOR ? "above the floor, below the goal" : "BELOW THE FLOOR";
+      const kb = Object.entries(w.layerBytesPerFrame ?? {}).map(([layer, n]) => `${layer} ${fmt(n / 1024, 0)}`).join(", ");
+      out(`${name}: ${w.layers?.join(",")} / ${base.layers?.join(",")} = ${fmt(ratio, 2)}× frames/s (floor ${LAYERS_FLOOR}×, goal ${LAYERS_GOAL}×: ${verdict}); KB/frame by layer: ${kb}`);
+    }
+    if (o.repeat > 1) {
+      out(`  all runs, frames/s: ${c!.sets.map((w, i) => `${w.layers?.join(",")} ${c!.runs[i]!.map((x) => fmt(x)).join(" ")}`).join(" | ")}; ` +
+        `ratio per round: ${c!.runs.slice(1).map((set) => set.map((x, r) => fmt(x / c!.runs[0]![r]!, 2)).join(" ")).join(" | ")}`);
+    }
+  }
 }
 
 export function throughputJson(r: ThroughputResult): Record<string, unknown> {
@@ -393,5 +481,25 @@ export function throughputJson(r: ThroughputResult): Record<string, unknown> {
   }
   json.peak_server_rss_mb = r.peakServerRssBytes / 2 ** 20;
   json.sweep = Object.fromEntries(r.sweep.map((w) => [String(w.sessions), w.fps]));
+  const layers: Record<string, unknown> = {};
+  for (const [name, c] of Object.entries(r.layers)) {
+    if (!c?.sets.length) continue;
+    layers[name] = c.sets.map((w, i) => ({
+      layers: w.layers,
+      frames: w.frames,
+      fps: w.fps,
+      over_first: w.fps / c.sets[0]!.fps,
+      render_ms: w.renderMs,
+      encode_ms: w.encodeMs,
+      kb_per_frame: w.bytesPerFrame / 1024,
+      kb_per_frame_by_layer: Object.fromEntries(Object.entries(w.layerBytesPerFrame ?? {}).map(([layer, n]) => [layer, n / 1024])),
+      cpu_ms_per_frame: cpuPerFrame(w),
+      runs_fps: c.runs[i],
+      /** Each round's frames/s over the first set's in the same round. */
+      ratio_per_round: c.runs[i]!.map((x, r) => x / c.runs[0]![r]!),
+    }));
+  }
+  json.layers = layers;
+  json.layers_seconds = r.layersSeconds;
   return roundDeep(json);
 }
