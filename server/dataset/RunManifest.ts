@@ -16,6 +16,7 @@ import { FRAMES_INDEX } from "./DatasetWriter.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 import { readFrameLines } from "./readDataset.js";
 import { labelProblem, shortJson } from "../../protocol/instances.js";
+import type { FrameRecord } from "./FrameRecord.js";
 
 export { RUN_MANIFEST_FILE } from "./openDataset.js";
 const FORMAT = "tabfarm-manifest";
@@ -341,6 +342,9 @@ export class RunManifest {
 
   /** Something to record: written within WRITE_INTERVAL_MS, coalesced with whatever else changes meanwhile. */
   private changed(): void {
+    // After the end (a browser joining before the farm closes) at once: a timer could fire after the run
+    // released the dataset's lock, and overwrite the manifest of the run that took it next.
+    if (this.ended) return this.tryWrite();
     if (this.timer) return;
     const wait = Math.max(0, this.lastWrite + WRITE_INTERVAL_MS - Date.now());
     this.timer = setTimeout(() => {
@@ -405,10 +409,40 @@ export function readRunManifest(root: string): RunManifestData | undefined {
 }
 
 /** Where a class id came from, for a conflict's message. */
-interface ClassSource {
+export interface ClassSource {
   id: number;
   label: string;
   from: string;
+}
+
+/**
+ * label ↔ class pairs gathered from several sources (manifest.json, frames.jsonl lines, --classes), each
+ * checked against those before it: one class id means one label, and one label one class id, in a whole
+ * dataset. Resume refuses a start on a disagreement; `verify` reports it.
+ */
+export class ClassAgreement {
+  private readonly byLabel = new Map<string, ClassSource>();
+  private readonly byId = new Map<number, ClassSource>();
+
+  /** Adds `source`; returns why it disagrees with an earlier source (naming both), or undefined. */
+  add(source: ClassSource): string | undefined {
+    const sameLabel = this.byLabel.get(source.label);
+    const sameId = this.byId.get(source.id);
+    const other = sameLabel && sameLabel.id !== source.id ? sameLabel : sameId && sameId.label !== source.label ? sameId : undefined;
+    if (other) {
+      return `the class tables disagree: ${other.from} gives '${other.label}' class ${other.id}, but ${source.from} gives '${source.label}' class ${source.id}`;
+    }
+    if (!sameLabel) {
+      this.byLabel.set(source.label, source);
+      this.byId.set(source.id, source);
+    }
+    return undefined;
+  }
+
+  /** The agreed table, by id. */
+  entries(): ClassEntry[] {
+    return [...this.byId.values()].map(({ id, label }) => ({ id, label })).sort((a, b) => a.id - b.id);
+  }
 }
 
 /**
@@ -418,41 +452,38 @@ interface ClassSource {
  * the start, naming both.
  */
 async function restoreClassTable(root: string, previous: RunManifestData | undefined, given: readonly ClassEntry[]): Promise<ClassEntry[]> {
-  const byLabel = new Map<string, ClassSource>();
-  const byId = new Map<number, ClassSource>();
+  const agreement = new ClassAgreement();
   const add = (source: ClassSource) => {
-    const sameLabel = byLabel.get(source.label);
-    const sameId = byId.get(source.id);
-    const other = sameLabel && sameLabel.id !== source.id ? sameLabel : sameId && sameId.label !== source.label ? sameId : undefined;
-    if (other) {
+    const conflict = agreement.add(source);
+    if (conflict) {
       throw new DatasetOpenError(
-        `${path.join(root, RUN_MANIFEST_FILE)}: the class tables disagree: ${other.from} gives '${other.label}' class ${other.id}, ` +
-          `but ${source.from} gives '${source.label}' class ${source.id}. A class id must mean one label in the whole dataset: ` +
+        `${path.join(root, RUN_MANIFEST_FILE)}: ${conflict}. A class id must mean one label in the whole dataset: ` +
           `fix the one that is wrong, or write this run to another --out.`,
       );
     }
-    if (!sameLabel) {
-      byLabel.set(source.label, source);
-      byId.set(source.id, source);
-    }
   };
   for (const entry of previous?.classes ?? []) add({ ...entry, from: RUN_MANIFEST_FILE });
-  await forEachFrameClass(root, (entry, line) => add({ ...entry, from: `${FRAMES_INDEX} line ${line}` }));
+  for await (const { line, record } of readFrameLines(root)) {
+    // A line that is no record (a torn last one) is compact's business.
+    for (const entry of record ? frameClasses(record) : []) add({ ...entry, from: `${FRAMES_INDEX} line ${line}` });
+  }
   for (const entry of given) add({ ...entry, from: "--classes" });
-  return [...byId.values()].map(({ id, label }) => ({ id, label })).sort((a, b) => a.id - b.id);
+  return agreement.entries();
 }
 
-/** Calls `visit` with every labelled instance's {id: class, label} in frames.jsonl, and its line number. */
-async function forEachFrameClass(root: string, visit: (entry: ClassEntry, line: number) => void): Promise<void> {
-  for await (const { line, record } of readFrameLines(root)) {
-    const instances: unknown = record?.instances; // a line that is no record (a torn last one) is compact's business
-    if (!Array.isArray(instances)) continue;
-    for (const instance of instances) {
-      const { label, class: id } = (instance ?? {}) as { label?: unknown; class?: unknown };
-      // Only entries a manifest may hold: a bad one (a hand-edited line) would make the next start refuse manifest.json.
-      if (labelProblem(label) === undefined && typeof id === "number" && Number.isInteger(id) && id >= 1 && id <= MAX_ID) visit({ id, label: label as string }, line);
-    }
+/**
+ * The {id: class, label} of every labelled instance of a frame's line: only entries a manifest may hold (a
+ * bad one, from a hand-edited line, would make the next start refuse manifest.json).
+ */
+export function frameClasses(record: FrameRecord): ClassEntry[] {
+  const instances: unknown = record.instances;
+  if (!Array.isArray(instances)) return [];
+  const entries: ClassEntry[] = [];
+  for (const instance of instances) {
+    const { label, class: id } = (instance ?? {}) as { label?: unknown; class?: unknown };
+    if (labelProblem(label) === undefined && typeof id === "number" && Number.isInteger(id) && id >= 1 && id <= MAX_ID) entries.push({ id, label: label as string });
   }
+  return entries;
 }
 
 /** A manifest write killed between its temp file and the rename leaves the temp file: removed at the start (under the lock). */

@@ -3,7 +3,8 @@
 // decodes at the line's size with its layer's channels and bit depth (protocol/layers.ts); no
 // (job, frame) is there twice; every job the queue marks done has all its frames, and no line belongs
 // to a job that is not done; masks use only the ids the line's `instances` names (with their pixel
-// counts and boxes), and the class image agrees with the mask.
+// counts and boxes), and the class image agrees with the mask; a label has one class id in the whole
+// dataset (manifest.json's and every line's, by the rule a resume applies, so a dataset verify passes resumes).
 //
 // Lines are streamed (./readDataset.ts); the files of a few lines are checked at once (PNG inflation and
 // sharp's decodes run on libuv's pool, so both cores work); memory holds the (job, frame) ids seen, a
@@ -21,7 +22,7 @@ import { fileNameProblem } from "../../protocol/names.js";
 import type { FrameRecord } from "./FrameRecord.js";
 import { FRAMES_INDEX, frameRecordProblems, readFrameLines, recordFiles, type RecordFile } from "./readDataset.js";
 import { inspectDataset, QUEUE_FILE } from "./openDataset.js";
-import { readRunManifest, RUN_MANIFEST_FILE } from "./RunManifest.js";
+import { ClassAgreement, frameClasses, readRunManifest, RUN_MANIFEST_FILE, type RunManifestData } from "./RunManifest.js";
 
 /** Problems kept for the report; more are counted, not kept (a broken 100k-frame dataset has 100k). */
 export const MAX_PROBLEMS_KEPT = 1000;
@@ -88,7 +89,15 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
     const counts = db.prepare("SELECT COUNT(*) AS jobs, COALESCE(SUM(state = 'done'), 0) AS done FROM jobs").get() as { jobs: number; done: number };
     report.jobs = counts.jobs;
     report.jobsDone = counts.done;
-    const frameCount = frameCountRule(root, problem);
+    let manifest: RunManifestData | undefined;
+    try {
+      manifest = readRunManifest(root);
+    } catch (err) {
+      problem(RUN_MANIFEST_FILE, undefined, (err as Error).message);
+    }
+    const frameCount = frameCountRule(manifest);
+    const classes = new ClassAgreement();
+    for (const entry of manifest?.classes ?? []) classes.add({ ...entry, from: RUN_MANIFEST_FILE });
 
     // Per job: its queue state and the frames its lines give (a bitmap would do, but jobs are small).
     const jobs = new Map<string, { state: string | null; frames: Map<number, number> }>();
@@ -105,6 +114,10 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
       if (unterminated) problem(FRAMES_INDEX, line, "the last line ends without a newline (a write cut off just before it; the next farm run adds it)");
       const fieldProblems = frameRecordProblems(record);
       for (const message of fieldProblems) problem(FRAMES_INDEX, line, message);
+      for (const entry of frameClasses(record)) {
+        const conflict = classes.add({ ...entry, from: `${FRAMES_INDEX} line ${line}` });
+        if (conflict) problem(FRAMES_INDEX, line, `${conflict}: a class id means one label in the whole dataset (a resume refuses to start on this)`);
+      }
 
       let job = jobs.get(record.job);
       if (!job) jobs.set(record.job, (job = { state: (stateOf.get(record.job) as string | undefined) ?? null, frames: new Map() }));
@@ -161,14 +174,8 @@ type FrameCountRule = { atLeastOne: true; why: string } | { atLeastOne: false; e
  * runs (a run whose options name a handler); a dataset without one (made before manifests) tells by
  * the spec: a job that lists frames must have them all, one that lists none needs at least one.
  */
-function frameCountRule(root: string, problem: Problem): (spec: string) => FrameCountRule {
-  let handlerRuns: boolean | undefined;
-  try {
-    const manifest = readRunManifest(root);
-    if (manifest) handlerRuns = manifest.runs.some((run) => run.options?.handler !== undefined && run.options.handler !== null && run.options.handler !== false);
-  } catch (err) {
-    problem(RUN_MANIFEST_FILE, undefined, (err as Error).message);
-  }
+function frameCountRule(manifest: RunManifestData | undefined): (spec: string) => FrameCountRule {
+  const handlerRuns = manifest?.runs.some((run) => run.options?.handler !== undefined && run.options.handler !== null && run.options.handler !== false);
   return (specJson) => {
     if (handlerRuns) return { atLeastOne: true, why: `${RUN_MANIFEST_FILE} records a run with a --handler, whose jobs have as many frames as the handler saves: at least one` };
     let listedFrames: number | undefined;

@@ -105,6 +105,20 @@ describe("manifest.json: a new dataset", () => {
     assert.deepEqual(m.classes, [{ id: 1, label: "late" }]);
     assert.ok(manifest.ended);
   });
+
+  it("a change after the end is written at once, never later over the manifest of the run that took the dataset next", async () => {
+    const root = freshRoot();
+    const first = await start(root, { options: { run: 1 } });
+    first.finish(undefined);
+    // Between the end and the farm's close, a tab joins with a browser this run has not seen.
+    first.noteBrowser({ userAgent: "HeadlessChrome/144.0.1.2", renderer: "late renderer" });
+    assert.deepEqual(readJson(root).runs[0].browsers.map((b) => b.renderer), ["late renderer"]);
+    // The first run has released the lock; the next one starts and writes its own entry.
+    const second = await start(root, { options: { run: 2 } });
+    await new Promise((resolve) => setTimeout(resolve, 1200)); // longer than the coalescing interval (1 s)
+    assert.deepEqual(readJson(root).runs.map((r) => r.options), [{ run: 1 }, { run: 2 }], "the second run's entry is still there");
+    second.finish(undefined);
+  });
 });
 
 describe("manifest.json: resume", () => {

@@ -14,6 +14,7 @@ import { FRAMES_INDEX } from "../../server/dataset/readDataset.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { npyHeader } from "../../server/capture/layers.js";
+import { RUN_MANIFEST_FILE, RunManifest } from "../../server/dataset/RunManifest.js";
 
 const W = 8;
 const H = 6;
@@ -446,6 +447,21 @@ describe("verify: each fault on its own", () => {
     const out = copyOfGood();
     fs.writeFileSync(path.join(out, "images/old/000000.png"), Buffer.alloc(3 * 2 ** 20));
     await onlyProblem(out, { file: "images/old/000000.png", line: 3, message: /holds 3145728 bytes, more than a 8×6 rgb file can/ });
+  });
+
+  it("a class id that means two labels, across lines or against manifest.json (a dataset a resume refuses to start on)", async () => {
+    const out = copyOfGood();
+    // Line 2's id 1 is a barrel of class 1; line 1 says class 1 is a crate. Its class image is as the line says.
+    editLine(out, 2, (r) => void (r.instances![0]!.label = "barrel"));
+    await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /the class tables disagree: frames.jsonl line 1 gives 'crate' class 1, but frames.jsonl line 2 gives 'barrel' class 1/ });
+    await assert.rejects(RunManifest.start({ root: out, previous: undefined, options: {}, layers: ["rgb"], log: () => {} }), /the class tables disagree/);
+
+    const other = copyOfGood();
+    const withClasses = { ...JSON.parse(manifest({})), classes: [{ id: 1, label: "pallet" }] };
+    fs.writeFileSync(path.join(other, RUN_MANIFEST_FILE), JSON.stringify(withClasses));
+    const report = await verifyDataset(other);
+    assert.deepEqual(report.problems.map((p) => [p.file, p.line]), [[FRAMES_INDEX, 1], [FRAMES_INDEX, 2]], report.problems.map(formatProblem).join("\n"));
+    assert.match(report.problems[0]!.message, /manifest.json gives 'pallet' class 1, but frames.jsonl line 1 gives 'crate' class 1/);
   });
 });
 
