@@ -74,9 +74,11 @@ export function shortJson(value: unknown): string {
 const NO_ID_TAGS = new Set(["CameraView", "Scene", "DefaultScene", "Group", "AmbientLight", "DirectionalLight", "HemisphereLight"]);
 
 export class InstanceTable {
-  /** Automatic ids by element key, since the last `set`. */
+  /** Automatic ids by element key, since the last `set` (at most MAX_ID entries: elements added past them are not kept). */
   private auto = new Map<string, number>();
   private nextAuto = 1;
+  /** All MAX_ID automatic ids are taken: an element without one gets none until the next `set`. */
+  private exhausted = false;
   private cache?: { tree: SceneElement; resolution: InstanceResolution };
 
   /** Call after `op` was applied successfully and `tree` is the result. */
@@ -84,6 +86,7 @@ export class InstanceTable {
     if (op.op === "set") {
       this.auto.clear();
       this.nextAuto = 1;
+      this.exhausted = false;
     }
     const explicit = new Set<number>();
     walk(tree, (node) => {
@@ -92,10 +95,12 @@ export class InstanceTable {
     });
     // Elements under an explicit id share it: they take no automatic id (until that id is unset).
     walk(tree, (node, isRoot, underExplicit) => {
-      if (isRoot || underExplicit || NO_ID_TAGS.has(node.tag) || node.instance != null || this.auto.has(node.key)) return;
+      if (isRoot || underExplicit || NO_ID_TAGS.has(node.tag) || node.instance != null || this.auto.has(node.key) || this.exhausted) return;
       while (explicit.has(this.nextAuto)) this.nextAuto++;
-      // Past 65535 the element gets no id; resolve() reports it when a mask is asked for.
-      this.auto.set(node.key, this.nextAuto <= MAX_ID ? this.nextAuto++ : -1);
+      // Past 65535 the element gets no id (and is not recorded: a session that adds new keys for ever must
+      // not grow this map for ever); resolve() reports it when a mask is asked for.
+      if (this.nextAuto <= MAX_ID) this.auto.set(node.key, this.nextAuto++);
+      else this.exhausted = true;
     });
   }
 
@@ -128,7 +133,7 @@ export class InstanceTable {
       } else if (explicitAbove) {
         here = { ...explicitAbove };
       } else if (!isRoot && !NO_ID_TAGS.has(node.tag)) {
-        const id = this.auto.get(node.key) ?? 0;
+        const id = this.auto.get(node.key) ?? (this.exhausted ? -1 : 0);
         if (id === -1) errors.push(`element '${node.key}': more than ${MAX_ID} instances since the last set`);
         here = { id: Math.max(0, id), owner: node.key, label };
         if (id > 0) autoOwner.set(id, node.key);

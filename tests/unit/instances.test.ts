@@ -125,6 +125,30 @@ describe("InstanceTable", () => {
     assert.deepEqual(r.errors, [`element 'b${MAX_ID}': more than ${MAX_ID} instances since the last set`]);
   });
 
+  it(`a session that adds and removes new keys for ever keeps at most ${MAX_ID} automatic ids, not one per key ever added`, () => {
+    const table = new InstanceTable();
+    let tree = applyOp(EMPTY_SCENE, { op: "set", scene: root(box("floor")) }, () => true);
+    table.observe({ op: "set" }, tree);
+    for (let i = 0; i < MAX_ID + 5000; i++) {
+      for (const op of [{ op: "add", nodes: [box(`shot${i}`)] }, { op: "remove", keys: [`shot${i}`] }] as SceneOp[]) {
+        tree = applyOp(tree, op, () => true);
+        table.observe(op, tree);
+      }
+    }
+    const kept = (table as unknown as { auto: Map<string, number> }).auto.size;
+    assert.ok(kept <= MAX_ID, `${kept} automatic ids kept`);
+    // What the ids are is unchanged: the floor keeps 1, and an element added now gets none and is reported.
+    tree = applyOp(tree, { op: "add", nodes: [box("late")] }, () => true);
+    table.observe({ op: "add" }, tree);
+    const r = table.resolve(tree);
+    assert.equal(r.elements.get("floor")!.id, 1);
+    assert.equal(r.elements.get("late")!.id, 0);
+    assert.deepEqual(r.errors, [`element 'late': more than ${MAX_ID} instances since the last set`]);
+    table.observe({ op: "set" }, (tree = applyOp(tree, { op: "set", scene: root(box("late")) }, () => true)));
+    assert.deepEqual(table.resolve(tree).errors, [], "a set gives every id back");
+    assert.equal(table.resolve(tree).elements.get("late")!.id, 1);
+  });
+
   it(`a label that cannot name a class (not a string, blank, over ${MAX_LABEL_CHARS} characters) is an error naming the element; null inherits`, () => {
     const bad: unknown[] = ["", "   ", 7, -1, 1.5, true, ["crate"], { name: "crate" }, "x".repeat(MAX_LABEL_CHARS + 1)];
     for (const label of bad) {
