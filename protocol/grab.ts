@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { ElementKey } from "./elements.js";
 import type { CameraMeta } from "./camera.js";
-import { LayerListSchema } from "./layers.js";
+import { LayerListSchema, MAX_ID, resolveLayers, type LayerName } from "./layers.js";
 
 const LIMITS_MAX_SIDE = 8192;
 
@@ -25,6 +25,12 @@ export const GrabRequestSchema = z.object({
   /** "browser": the page encodes `format`; "raw": the page sends RGBA pixels and the server encodes. */
   encoding: z.enum(["browser", "raw"]).default("browser"),
 });
+
+/** The layers a grab asks for, resolved (rgb first, needs added): its `layers`, plus depth for the short form `depth: true`. Page and server read a request by this one rule. */
+export function grabLayers(request: Pick<GrabRequest, "layers" | "depth">): LayerName[] {
+  return resolveLayers(request.depth ? [...(request.layers ?? []), "depth"] : request.layers);
+}
+
 export type GrabRequest = z.input<typeof GrabRequestSchema>;
 
 export interface GrabSuccess {
@@ -86,7 +92,7 @@ export interface Box3dWire {
 const Finite = z.number().refine(Number.isFinite, "must be a finite number");
 const Vec3Wire = z.tuple([Finite, Finite, Finite]);
 export const Box3dWireSchema = z.strictObject({
-  id: z.number().int().min(1).max(65535),
+  id: z.number().int().min(1).max(MAX_ID),
   min: Vec3Wire,
   max: Vec3Wire,
   objectToWorld: z.array(z.array(Finite).length(4)).length(4),

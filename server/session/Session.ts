@@ -4,8 +4,8 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
-import { BOX3D_NUMBERS, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
-import { needsInstanceIds, resolveLayers, type LayerName } from "../../protocol/layers.js";
+import { BOX3D_NUMBERS, grabLayers, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
+import { needsInstanceIds, type LayerName } from "../../protocol/layers.js";
 import type { InstanceResolution } from "../../protocol/instances.js";
 import { MAX_ERROR_CHARS, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
@@ -191,7 +191,7 @@ export class Session extends EventEmitter {
    */
   private prepareLayers(request: Readonly<ParsedGrabRequest>, size: { width: number; height: number }): PreparedGrab | Error {
     const what = `grabRender('${request.key}') on session ${this.id}`;
-    const layers = resolveLayers(request.depth ? [...(request.layers ?? []), "depth"] : request.layers);
+    const layers = grabLayers(request);
     const limit = messageLimitFor(this.maxFrameBytes);
     for (const name of pageLayersOf(layers)) {
       const bytes = size.width * size.height * wireBytesPerPixel(name);

@@ -11,9 +11,9 @@ import { ClassTable } from "../../server/capture/ClassTable.js";
 import { ImageCheckError } from "../../server/capture/checkImage.js";
 import { InstanceTable, type InstanceResolution } from "../../protocol/instances.js";
 import { applyOp, EMPTY_SCENE } from "../../protocol/applyOp.js";
-import { resolveLayers } from "../../protocol/layers.js";
+import { LAYER_NAMES, LAYERS, resolveLayers } from "../../protocol/layers.js";
 import type { SceneElement } from "../../protocol/elements.js";
-import { BOX3D_NUMBERS, packBoxes3d, type Box3dWire } from "../../protocol/grab.js";
+import { BOX3D_NUMBERS, grabLayers, PAGE_LAYERS, packBoxes3d, type Box3dWire } from "../../protocol/grab.js";
 
 const what = "grabRender('cam') on session s1";
 
@@ -59,6 +59,19 @@ function readNpy(file: Buffer) {
   const values = Array.from({ length: data.length / 4 }, (_, i) => data.readFloatLE(i * 4));
   return { header: header.trim(), values };
 }
+
+describe("the layers of a grab request, and those whose pixels the page sends", () => {
+  it("are exactly the layers LAYERS declares with a per-pixel wire layout (a new one can't be left out of the reply)", () => {
+    assert.deepEqual([...PAGE_LAYERS], LAYER_NAMES.filter((name) => typeof LAYERS[name].wire === "object"));
+  });
+
+  it("grabLayers reads a request as page and server both do: its layers resolved, plus depth for `depth: true`", () => {
+    assert.deepEqual(grabLayers({}), ["rgb"]);
+    assert.deepEqual(grabLayers({ depth: true }), ["rgb", "depth"]);
+    assert.deepEqual(grabLayers({ depth: false, layers: ["class"] }), ["rgb", "mask", "class"]);
+    assert.deepEqual(grabLayers({ depth: true, layers: ["normal", "depth"] }), ["rgb", "depth", "normal"]);
+  });
+});
 
 describe("checkPageLayers: every asked page layer, binary, of exactly width×height×bytes per pixel", () => {
   const w = 4, h = 3;

@@ -5,8 +5,8 @@ import { io, type Socket } from "socket.io-client";
 import { ZodError } from "zod";
 import { describeIssues } from "../../../protocol/describeIssues.js";
 import { SceneOpSchema } from "../../../protocol/elements.js";
-import { GrabRequestSchema, PAGE_LAYERS, packBoxes3d, type GrabReply, type GrabRequest, type GrabSuccess } from "../../../protocol/grab.js";
-import { passesFor, resolveLayers, type LayerName } from "../../../protocol/layers.js";
+import { grabLayers, GrabRequestSchema, PAGE_LAYERS, packBoxes3d, type GrabReply, type GrabRequest, type GrabSuccess } from "../../../protocol/grab.js";
+import { passesFor } from "../../../protocol/layers.js";
 import { MAX_ERROR_CHARS, type ClientToServerEvents, type ServerToClientEvents, type BrowserInfo, type HandshakeAuth } from "../../../protocol/events.js";
 import { sceneStore } from "../scene/sceneStore.js";
 import { cameraRegistry } from "../camera/cameraRegistry.js";
@@ -86,7 +86,7 @@ async function renderForGrab(raw: GrabRequest, encoder: EncoderPool): Promise<{ 
     if (!view) return fail(`no CameraView with key '${request.key}' (have: ${[...cameraRegistry.keys()].join(", ") || "none"})`);
     const { gl, scene } = glContext;
     if (!gl || !scene) return fail("renderer not ready");
-    const layers = resolveLayers([...(request.layers ?? []), ...(request.depth ? (["depth"] as LayerName[]) : [])]);
+    const layers = grabLayers(request);
     const instances = passesFor(layers).has("ids") ? sceneStore.instanceResolution() : undefined;
     // Ids in error (the server refuses such grabs first) would make a wrong mask: refuse it here too.
     if (instances?.errors.length && needsInstanceIds(layers)) return fail(`cannot render the mask: ${instances.errors.join("; ")}`);
