@@ -107,6 +107,16 @@ describe("InstanceTable", () => {
     assert.deepEqual(idsOf(r), { g: 2, c: 3, d: 1 }, "g and c get the next unused ids");
   });
 
+  it("updates that bring new elements (children) give them ids; updates of other props and removes leave every id as it was", () => {
+    const s = scene();
+    s.apply({ op: "set", scene: root(box("a"), box("b", { instance: 5 }), box("c")) });
+    assert.deepEqual(idsOf(s.apply({ op: "update", nodes: [{ key: "a", position: [1, 2, 3] }, { key: "c", color: "#fff" }] })), { a: 1, b: 5, c: 2 });
+    assert.deepEqual(idsOf(s.apply({ op: "update", nodes: [{ key: "a", children: [box("a1"), box("a2")] }] })), { a: 1, a1: 3, a2: 4, b: 5, c: 2 });
+    assert.deepEqual(idsOf(s.apply({ op: "remove", keys: ["a1"] })), { a: 1, a2: 4, b: 5, c: 2 });
+    assert.deepEqual(idsOf(s.apply({ op: "upsert", nodes: [box("d")], parentKey: "root" })), { a: 1, a2: 4, b: 5, c: 2, d: 6 }, "5 is explicit: skipped");
+    assert.deepEqual(idsOf(s.apply({ op: "update", nodes: [{ key: "b", instance: null }] })), { a: 1, a2: 4, b: 7, c: 2, d: 6 });
+  });
+
   it("elements may share an explicit id with one label; different labels are an error", () => {
     let r = scene().apply({ op: "set", scene: root(box("p1", { instance: 5, label: "car" }), box("p2", { instance: 5, label: "car" })) });
     assert.deepEqual(r.errors, []);
@@ -127,8 +137,9 @@ describe("InstanceTable", () => {
 
   it(`a session that adds and removes new keys for ever keeps at most ${MAX_ID} automatic ids, not one per key ever added`, () => {
     const table = new InstanceTable();
-    let tree = applyOp(EMPTY_SCENE, { op: "set", scene: root(box("floor")) }, () => true);
-    table.observe({ op: "set" }, tree);
+    const first: SceneOp = { op: "set", scene: root(box("floor")) };
+    let tree = applyOp(EMPTY_SCENE, first, () => true);
+    table.observe(first, tree);
     for (let i = 0; i < MAX_ID + 5000; i++) {
       for (const op of [{ op: "add", nodes: [box(`shot${i}`)] }, { op: "remove", keys: [`shot${i}`] }] as SceneOp[]) {
         tree = applyOp(tree, op, () => true);
@@ -138,13 +149,15 @@ describe("InstanceTable", () => {
     const kept = (table as unknown as { auto: Map<string, number> }).auto.size;
     assert.ok(kept <= MAX_ID, `${kept} automatic ids kept`);
     // What the ids are is unchanged: the floor keeps 1, and an element added now gets none and is reported.
-    tree = applyOp(tree, { op: "add", nodes: [box("late")] }, () => true);
-    table.observe({ op: "add" }, tree);
+    const late: SceneOp = { op: "add", nodes: [box("late")] };
+    tree = applyOp(tree, late, () => true);
+    table.observe(late, tree);
     const r = table.resolve(tree);
     assert.equal(r.elements.get("floor")!.id, 1);
     assert.equal(r.elements.get("late")!.id, 0);
     assert.deepEqual(r.errors, [`element 'late': more than ${MAX_ID} instances since the last set`]);
-    table.observe({ op: "set" }, (tree = applyOp(tree, { op: "set", scene: root(box("late")) }, () => true)));
+    const reset: SceneOp = { op: "set", scene: root(box("late")) };
+    table.observe(reset, (tree = applyOp(tree, reset, () => true)));
     assert.deepEqual(table.resolve(tree).errors, [], "a set gives every id back");
     assert.equal(table.resolve(tree).elements.get("late")!.id, 1);
   });
