@@ -15,8 +15,9 @@ import "./bench/rawLoop.js"; // npm run bench: window.tabfarm.rawLoop (the in-pa
 const params = new URLSearchParams(location.search);
 const info = browserInfo(params.get("worker") ?? "");
 
-// For user scripts and tests: register components at run time, list tags.
-Object.assign(window, { tabfarm: { registerComponent, knownTags, info } });
+// For user scripts and tests: register components at run time, list tags. The layer diagnostics
+// (window.tabfarmLayers) are a separate chunk, fetched only when a test asks: tabs do not load them.
+Object.assign(window, { tabfarm: { registerComponent, knownTags, info, loadLayerDiagnostics: () => import("./capture/layerProbe.js") } });
 
 if (!info.webgl) {
   showStatus("WebGL is not available in this browser: tabfarm cannot render here.");

@@ -6,7 +6,10 @@ import type { GrabbedFrame } from "../../server/session/Session.js";
 import { PNG } from "pngjs";
 
 declare global {
-  interface Window { tabfarmLayers: { maskThrough(key: string, space: "none" | "srgb"): Promise<number[]> } }
+  interface Window {
+    tabfarm: { loadLayerDiagnostics(): Promise<unknown> };
+    tabfarmLayers: { maskThrough(key: string, space: "none" | "srgb"): Promise<number[]> };
+  }
 }
 
 const W = 64;
@@ -160,6 +163,7 @@ test("an explicit id on a group is its children's; instance 0 hides an element f
 test("mask: ids written through an sRGB target come out corrupted (why the ids pass has no colour space)", async ({ tabfarm, page }) => {
   const frame = await grab(tabfarm, twoPlanes, ["mask"]);
   const mask = gray16(frame.files.mask);
+  await page.evaluate(() => window.tabfarm.loadLayerDiagnostics());
   const exact = await page.evaluate(() => window.tabfarmLayers.maskThrough("cam", "none"));
   const srgb = await page.evaluate(() => window.tabfarmLayers.maskThrough("cam", "srgb"));
   const centres = { left: [15, 24], right: [48, 24] };

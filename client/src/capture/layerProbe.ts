@@ -1,4 +1,5 @@
-// Diagnostics on window.tabfarmLayers, for tests and measurements:
+// Diagnostics on window.tabfarmLayers, for tests and measurements; a separate chunk that a page fetches only when
+// asked (window.tabfarm.loadLayerDiagnostics()), so tabs never load it:
 //  - maskThrough(key, space) renders the ids pass of the current scene from CameraView `key` into a target
 //    of colour space `space` and returns the ids read back. With "srgb" the GL encodes the id bytes as
 //    colours and the ids come out wrong: the reason the real pass's target has no colour space

@@ -14,7 +14,6 @@ import { glContext } from "../capture/glContext.js";
 import { renderFrame, type RenderedFrame } from "../capture/renderFrame.js";
 import { needsInstanceIds } from "../../../protocol/layers.js";
 import { EncoderPool } from "../capture/encoderPool.js";
-import "../capture/layerProbe.js"; // window.tabfarmLayers: diagnostics the layer tests use
 import { showStatus, showPreview } from "./statusView.js";
 
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
