@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { ElementKey } from "./elements.js";
 import type { CameraMeta } from "./camera.js";
-import { LayerListSchema, MAX_ID, resolveLayers, type LayerName } from "./layers.js";
+import { LayerListSchema, layersWithDepth, MAX_ID, type LayerName } from "./layers.js";
 
 const LIMITS_MAX_SIDE = 8192;
 
@@ -28,7 +28,7 @@ export const GrabRequestSchema = z.object({
 
 /** The layers a grab asks for, resolved (rgb first, needs added): its `layers`, plus depth for the short form `depth: true`. Page and server read a request by this one rule. */
 export function grabLayers(request: Pick<GrabRequest, "layers" | "depth">): LayerName[] {
-  return resolveLayers(request.depth ? [...(request.layers ?? []), "depth"] : request.layers);
+  return layersWithDepth(request.layers, request.depth);
 }
 
 export type GrabRequest = z.input<typeof GrabRequestSchema>;

@@ -132,6 +132,14 @@ export function resolveLayers(asked: readonly LayerName[] | undefined): LayerNam
   return LAYER_NAMES.filter((name) => want.has(name));
 }
 
+/**
+ * `layers` plus the `depth: true` short form, resolved: how a grab and a run read the two fields (a job,
+ * where `depth: false` also drops depth, has its own rule: jobLayers in protocol/job.ts).
+ */
+export function layersWithDepth(layers: readonly LayerName[] | undefined, depth: boolean | undefined): LayerName[] {
+  return resolveLayers(depth ? [...(layers ?? []), "depth"] : layers);
+}
+
 /** Which page passes a set of layers needs. */
 export function passesFor(layers: readonly LayerName[]): Set<LayerPass> {
   return new Set(layers.map((name) => LAYERS[name].pass));

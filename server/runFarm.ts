@@ -4,7 +4,7 @@
 import { jobLayers, type JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
-import { resolveLayers, type LayerName } from "../protocol/layers.js";
+import { layersWithDepth, type LayerName } from "../protocol/layers.js";
 import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
 import { describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
@@ -43,7 +43,7 @@ export function renderDefaults(options: Pick<RunOptions, "width" | "height" | "f
     quality: options.quality,
     scene: options.scene ?? demoScene(),
     inFlight: options.inFlight ?? RENDER_DEFAULTS.inFlight,
-    layers: resolveLayers([...(options.layers ?? []), ...(options.depth ? (["depth"] as const) : [])]),
+    layers: layersWithDepth(options.layers, options.depth),
   };
 }
 
