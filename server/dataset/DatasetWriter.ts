@@ -115,10 +115,15 @@ export class DatasetWriter {
     }
   }
 
-  /** Appends lines in one write; appends are serialised so lines of two jobs never interleave. */
+  /** Appends records as lines in one write; appends are serialised so lines of two jobs never interleave. */
   appendRecords(records: FrameRecord[]): Promise<void> {
-    if (records.length === 0) return this.appendChain;
-    const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+    return this.appendLines(records.map((r) => JSON.stringify(r)));
+  }
+
+  /** Appends lines already serialised (a JobContext's, checked when each frame was saved), as appendRecords does. */
+  appendLines(lines: readonly string[]): Promise<void> {
+    if (lines.length === 0) return this.appendChain;
+    const text = lines.join("\n") + "\n";
     const next = this.appendChain.then(() => this.appendOrRollBack(text));
     this.appendChain = next.catch(() => undefined);
     return next;

@@ -23,7 +23,9 @@ export class JobContext {
   readonly id: string;
   readonly params: Record<string, unknown>;
   readonly records: FrameRecord[] = [];
-  /** Position in `records` of each saved frame index. */
+  /** Each record as its frames.jsonl line (serialised once, when it was checked), in the same order. */
+  readonly lines: string[] = [];
+  /** Position in `records` (and `lines`) of each saved frame index. */
   private readonly recordAt = new Map<number, number>();
   private readonly abort = new AbortController();
   private nextIndex = 0;
@@ -115,32 +117,40 @@ export class JobContext {
       attempt: this.attempt,
     };
     this.refuseIfEnded(); // its file is written, but it is not one of the job's frames: the next run overwrites it
-    this.refuseUnreadableLine(record, index);
+    const line = this.readableLine(record, index);
     // A frame saved twice in one attempt keeps only its last line (found by index: jobs may be long).
     const existing = this.recordAt.get(index);
-    if (existing !== undefined) this.records[existing] = record;
-    else this.recordAt.set(index, this.records.push(record) - 1);
+    if (existing !== undefined) {
+      this.records[existing] = record;
+      this.lines[existing] = line;
+    } else {
+      this.recordAt.set(index, this.records.push(record) - 1);
+      this.lines.push(line);
+    }
     return record;
   }
 
   /**
-   * A line readers could not read back is not kept (its files are, and a re-run overwrites them): one
-   * that is no JSON (a BigInt or a cycle in `extra`), or longer than readFrameLines reads (tens of
-   * thousands of visible instances, or a huge `extra`).
+   * The record's frames.jsonl line, serialised once: the text checked here is the text appended. A line
+   * readers could not read back is not kept (its files are, and a re-run overwrites them): one that is no
+   * JSON (a BigInt or a cycle in `extra`), or longer than readFrameLines reads (tens of thousands of
+   * visible instances, or a huge `extra`).
    */
-  private refuseUnreadableLine(record: FrameRecord, index: number): void {
-    let bytes: number;
+  private readableLine(record: FrameRecord, index: number): string {
+    let line: string;
     try {
-      bytes = Buffer.byteLength(JSON.stringify(record));
+      line = JSON.stringify(record);
     } catch (err) {
       throw new Error(`job ${this.id} frame ${index}: its frames.jsonl line is not JSON (${(err as Error).message}); frame not kept`);
     }
+    const bytes = Buffer.byteLength(line);
     if (bytes > MAX_FRAME_LINE_BYTES) {
       throw new Error(
         `job ${this.id} frame ${index}: its frames.jsonl line would be ${bytes} bytes (${record.instances?.length ?? 0} instances), ` +
           `over the ${MAX_FRAME_LINE_BYTES}-byte limit of a line readers accept; frame not kept (show fewer instances per frame)`,
       );
     }
+    return line;
   }
 
   /**

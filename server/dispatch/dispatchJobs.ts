@@ -306,7 +306,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       job.signal.throwIfAborted();
       // Lines are appended only while the lease is still ours; then the job is done.
       if (!(await viaQueue("isCurrent", () => queue.isCurrent(lease.token)))) throw new Error(`job ${lease.job.id}: lease lost before completion`);
-      await dataset.appendRecords(job.records);
+      await dataset.appendLines(job.lines);
       const completed = await viaQueue("complete", () => queue.complete(lease.token));
       active.delete(lease.token);
       if (!completed) {

@@ -621,6 +621,17 @@ describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line"
     assert.deepEqual([record.K, record.cameraToWorld], [K, cameraToWorld]);
     assert.deepEqual([record.job, record.frame, record.session, record.attempt, record.params, record.render_ms], ["j1", 4, "s7", 2, { seed: 3 }, 1.23]);
     assert.deepEqual(job.records, [record]);
+    assert.deepEqual(job.lines, [JSON.stringify(record)], "the line appended is the record as checked");
+  });
+
+  it("a frame saved again at the same index replaces its record and its line, which stay in step", async () => {
+    const job = context(freshRoot());
+    await job.saveFrame(frame(), { index: 0 });
+    await job.saveFrame(frame(), { index: 1, extra: { take: 1 } });
+    const again = await job.saveFrame(frame(), { index: 1, extra: { take: 2 } });
+    assert.deepEqual(job.records.map((r) => [r.frame, r.take]), [[0, undefined], [1, 2]]);
+    assert.deepEqual(job.lines, job.records.map((r) => JSON.stringify(r)));
+    assert.equal(job.lines[1], JSON.stringify(again));
   });
 
   it("world_to_camera_opencv is the hand-computed OpenCV pose: x_cam = R·x_world + t, +Z ahead, +Y down", async () => {
