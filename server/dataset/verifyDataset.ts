@@ -13,7 +13,6 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import Database from "better-sqlite3";
 import sharp from "sharp";
 import { LAYERS, type LayerFile } from "../../protocol/layers.js";
 import type { ImageFormat } from "../../protocol/grab.js";
@@ -80,14 +79,10 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
     if (report.problems.length < MAX_PROBLEMS_KEPT) report.problems.push(line === undefined ? { file, message } : { file, line, message });
   };
 
-  // Read through a read-only connection of our own (the queue has no listing of its jobs), closed before
-  // the queue's: the last connection to close removes the WAL files, so verify leaves the folder as it was.
-  let db: Database.Database | undefined;
+  const { queue } = inspected;
   try {
-    db = new Database(path.join(root, QUEUE_FILE), { readonly: true, fileMustExist: true });
-    const stateOf = db.prepare("SELECT state FROM jobs WHERE id = ?").pluck();
-    const counts = db.prepare("SELECT COUNT(*) AS jobs, COALESCE(SUM(state = 'done'), 0) AS done FROM jobs").get() as { jobs: number; done: number };
-    report.jobs = counts.jobs;
+    const counts = await queue.counts();
+    report.jobs = counts.total;
     report.jobsDone = counts.done;
     let manifest: RunManifestData | undefined;
     try {
@@ -120,7 +115,7 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
       }
 
       let job = jobs.get(record.job);
-      if (!job) jobs.set(record.job, (job = { state: (stateOf.get(record.job) as string | undefined) ?? null, frames: new Map() }));
+      if (!job) jobs.set(record.job, (job = { state: await queue.state(record.job), frames: new Map() }));
       const earlier = job.frames.get(record.frame);
       if (earlier !== undefined) problem(FRAMES_INDEX, line, `job ${record.job} frame ${record.frame} is also on line ${earlier}: each (job, frame) has one line`);
       else job.frames.set(record.frame, line);
@@ -141,7 +136,7 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
     await Promise.all(running);
 
     // Every done job has all its frames.
-    for (const { id, spec } of db.prepare("SELECT id, spec FROM jobs WHERE state = 'done' ORDER BY seq").iterate() as Iterable<{ id: string; spec: string }>) {
+    for (const { id, spec } of queue.doneJobs()) {
       const frames = jobs.get(id)?.frames ?? new Map<number, number>();
       const rule = frameCount(spec);
       if (rule.atLeastOne) {
@@ -158,8 +153,7 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
       }
     }
   } finally {
-    db?.close();
-    await inspected.queue.close();
+    await queue.close();
   }
   // By line (files of a few lines are checked at once, so they are found slightly out of order); then the jobs' own.
   report.problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));

@@ -48,6 +48,22 @@ function registerTests(): void {
       await q.close(); // closing twice is harmless
     });
 
+    it("doneJobs lists exactly the done jobs, in queue order, with their specs as queued", async () => {
+      const q = new SqliteQueue(":memory:");
+      try {
+        await q.add([makeJob("a", 1), makeJob("b", 2), makeJob("c", 3)]);
+        for (let i = 0; i < 3; i++) {
+          const lease = (await q.take("s1"))!;
+          if (lease.job.id !== "b") assert.ok(await q.complete(lease.token));
+        }
+        const done = [...q.doneJobs()];
+        assert.deepEqual(done.map((j) => j.id), ["a", "c"]);
+        assert.deepEqual(JSON.parse(done[1]!.spec), makeJob("c", 3));
+      } finally {
+        await q.close();
+      }
+    });
+
     it("rejects a forged token that names a real job, and a lease's token swapped onto another job", async () => {
       const q = new SqliteQueue(":memory:");
       try {
