@@ -15,7 +15,7 @@ import { ImageFormat } from "../protocol/grab.js";
 import { parseLayerList, type LayerName } from "../protocol/layers.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
-import { fmt, printTable, quiet, roundDeep } from "./report.js";
+import { fmt, lowerMedian, printTable, quiet, roundDeep } from "./report.js";
 import { defaultBrowsers } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
 import { IMAGE_CHECK_DEPTHS, type ImageCheckDepth } from "../server/capture/checkImage.js";
@@ -161,7 +161,7 @@ async function compareBrowsers(choices: string[], opts: ThroughputOptions, code:
       }
     }
   }
-  const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const middle = (xs: number[]) => lowerMedian(xs, (x) => x);
   console.log(`\nbrowsers, frames/s (median of ${opts.repeat} interleaved runs; ${opts.sessions} session(s) in ${opts.browsers} browser(s), ${opts.width}×${opts.height} ${opts.format}):`);
   for (const choice of choices) console.log(`  ${choice}: ${names[choice]}`);
   const rows: (string | number)[][] = [["scene / way", ...choices, ...choices.slice(1).map((c) => `${c} / ${choices[0]}`), "all runs"]];

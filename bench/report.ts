@@ -144,6 +144,11 @@ export function startPhase(): { stop(): PhaseMeasure } {
 
 // ---------- printing ----------
 
+/** The median of `items` by `value`, the lower middle one for an even count: how the bench picks the run it reports. */
+export function lowerMedian<T>(items: readonly T[], value: (item: T) => number): T {
+  return [...items].sort((a, b) => value(a) - value(b))[Math.floor((items.length - 1) / 2)]!;
+}
+
 export const fmt = (x: number | undefined | null, digits = 1): string =>
   x === undefined || x === null || !Number.isFinite(x) ? "-" : x.toFixed(digits);
 

@@ -26,7 +26,7 @@ import { findBrowser } from "../harness/findBrowser.js";
 import { buildClientInChild } from "./buildClientChild.js";
 import { gateTakes } from "./farmGate.js";
 import { benchScene, orbit, orbitJobs, split, type SceneName } from "./scenes.js";
-import { fmt, printTable, roundDeep, startPhase, waitQuiet, type PhaseMeasure } from "./report.js";
+import { fmt, lowerMedian, printTable, roundDeep, startPhase, waitQuiet, type PhaseMeasure } from "./report.js";
 
 export interface ThroughputOptions {
   sessions: number;
@@ -353,7 +353,7 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
 }
 
 /** The median run by frames/s (the lower middle one for an even count). */
-const median = (runs: WayResult[]) => [...runs].sort((a, b) => a.fps - b.fps)[Math.floor((runs.length - 1) / 2)]!;
+const median = (runs: WayResult[]) => lowerMedian(runs, (w) => w.fps);
 
 // ---------- output ----------
 
