@@ -7,6 +7,7 @@ import { io, type Socket } from "socket.io-client";
 import { PNG } from "pngjs";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import zlib from "node:zlib";
 import sharp from "sharp";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -27,28 +28,13 @@ export interface FakeSessionsConfig {
   imageFile?: string;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type: string, data: Buffer): Buffer {
+/** A PNG chunk: length, type, data and the right CRC (tests build damaged PNGs from these too). */
+export function pngChunk(type: string, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, "latin1");
   const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+  crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), data])), 0);
   return Buffer.concat([head, data, crc]);
 }
 
@@ -71,7 +57,7 @@ export function makePng(width: number, height: number, target: number): Buffer {
   if (pad === 0) return plain;
   // Printable filler (base64 of random bytes): no NUL in tEXt text, and incompressible like real pixels.
   const filler = randomBytes(Math.ceil((pad * 3) / 4)).toString("base64").slice(0, pad);
-  const text = chunk("tEXt", Buffer.concat([Buffer.from("Comment\0", "latin1"), Buffer.from(filler, "latin1")]));
+  const text = pngChunk("tEXt", Buffer.concat([Buffer.from("Comment\0", "latin1"), Buffer.from(filler, "latin1")]));
   return Buffer.concat([plain.subarray(0, iend), text, plain.subarray(iend)]);
 }
 

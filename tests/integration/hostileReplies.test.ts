@@ -24,6 +24,7 @@ import { packBoxes3d, type Box3dWire, type GrabReply, type GrabRequest } from ".
 import type { SceneElement } from "../../protocol/elements.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
+import { pngChunk } from "../../bench/fakeSessions.js";
 import { chromiumArgs } from "../../harness/chromiumFlags.js";
 import { checkDataset, startFarm, tempFiles, type FarmUnderTest } from "./farmHarness.js";
 
@@ -46,21 +47,13 @@ const reply = (image: Buffer, width: number, height: number, extra: Partial<Grab
 
 /** A PNG with right CRCs whose image data inflates to `rows` rows of a `width`-wide RGBA image. */
 function pngWithRows(width: number, height: number, rows: number): Buffer {
-  const crcChunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
-    return out;
-  };
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 6, 0, 0, 0], 8);
   const data = Buffer.alloc((1 + width * 4) * rows); // filter type 0 on every row, black pixels
   return Buffer.concat([
-    Buffer.from("89504e470d0a1a0a", "hex"), crcChunk("IHDR", ihdr), crcChunk("IDAT", zlib.deflateSync(data)), crcChunk("IEND", Buffer.alloc(0)),
+    Buffer.from("89504e470d0a1a0a", "hex"), pngChunk("IHDR", ihdr), pngChunk("IDAT", zlib.deflateSync(data)), pngChunk("IEND", Buffer.alloc(0)),
   ]);
 }
 

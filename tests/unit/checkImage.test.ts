@@ -13,6 +13,7 @@ import { chromiumArgs } from "../../harness/chromiumFlags.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { LIMITS, type ImageFormat } from "../../protocol/grab.js";
 import { checkImage, ImageCheckError, imageSize, MAX_CHUNKS, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
+import { pngChunk } from "../../bench/fakeSessions.js";
 
 const W = 37;
 const H = 21;
@@ -66,14 +67,7 @@ function chunksOf(bytes: Buffer): Chunk[] {
 }
 
 /** A chunk with a correct CRC. */
-function chunk({ type, data }: Chunk): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, "latin1");
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
-}
+const chunk = ({ type, data }: Chunk): Buffer => pngChunk(type, data);
 
 const SIGNATURE = Buffer.from("89504e470d0a1a0a", "hex");
 const buildPng = (chunks: Chunk[]) => Buffer.concat([SIGNATURE, ...chunks.map(chunk)]);
