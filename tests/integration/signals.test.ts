@@ -16,8 +16,8 @@ import { startRun } from "../../server/runFarm.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const FRAMES = 80;
-const argsFor = (out: string, extra: string[] = []) =>
-  ["--sessions", "2", "--demo", String(FRAMES), "--frames-per-job", "4", "--width", "160", "--height", "120", "--out", out, "--no-progress", ...extra];
+const argsFor = (out: string, extra: string[] = [], frames = FRAMES) =>
+  ["--sessions", "2", "--demo", String(frames), "--frames-per-job", "4", "--width", "160", "--height", "120", "--out", out, "--no-progress", ...extra];
 
 interface Row {
   id: string;
@@ -213,7 +213,9 @@ describe("npm run farm", { timeout: 200_000 }, () => {
   // farm must notice that its parent is gone and stop as gracefully as on a signal of its own.
   it("a SIGTERM to npm's own pid (docker stop) stops the farm: no browser left, interrupted jobs back uncounted", { timeout: 180_000 }, () =>
     withOut(async (out) => {
-      const npm = spawn("npm", ["run", "farm", "--", ...argsFor(out)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true });
+      // More frames than the others: the farm notices its parent is gone on a 500 ms poll, and a quick
+      // machine rendered all 80 before that (the stop then found no job running).
+      const npm = spawn("npm", ["run", "farm", "--", ...argsFor(out, [], 8 * FRAMES)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], detached: true });
       let output = "";
       npm.stdout.on("data", (d) => (output += d));
       npm.stderr.on("data", (d) => (output += d));
