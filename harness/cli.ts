@@ -13,6 +13,8 @@ import { LIMITS } from "../protocol/grab.js";
 import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
 import { RENDER_DEFAULTS } from "../server/runFarm.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
+import { MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
+import { parseRunSeed } from "../server/dispatch/randomizeFrame.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -45,8 +47,11 @@ const program = new Command("tabfarm")
   // its tabs on one thread; two browsers for two tabs on 2 cores gave +13 % frames/s (median of 3).
   .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over (default: one per core, at most one per tab)").argParser(int("--browsers", 1, 64)))
   .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))
-  .addOption(new Option("--frames-per-job <n>", "demo frames per job").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(10))
-  .option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs")
+  .addOption(new Option("--frames-per-job <n>", "frames per job of --demo and --template").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(10))
+  .addOption(new Option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs").conflicts("template"))
+  .addOption(new Option("--template <file>", "one job as a .json file, without id and frames (scene, settings, \"randomize\"), rendered --frames times").conflicts("jobs"))
+  .addOption(new Option("--frames <n>", "frames to render from --template, in jobs of --frames-per-job").argParser(int("--frames", 1, MAX_TEMPLATE_FRAMES)))
+  .addOption(new Option("--seed <n>", "the run's seed: every frame's randomizer draws derive from it, its job id and its index (default: the dataset's, else random and printed)").argParser(argument(parseRunSeed)))
   .option("--replace-pending", "on resume, jobs whose id is queued but whose spec was edited replace the queued spec if still pending", false)
   .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
   .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
@@ -77,7 +82,9 @@ const program = new Command("tabfarm")
   .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RENDER_DEFAULTS.inFlight))
   .option("--no-progress", "no progress bar or progress lines")
   .option("--verbose", "print browser console errors", false)
-  .action(async (raw) => {
+  .action(async (raw, command: Command) => {
+    if (raw.template && raw.frames === undefined) command.error("error: --template needs --frames <n> (how many frames to render)", { exitCode: 2 });
+    if (raw.frames !== undefined && !raw.template) command.error("error: --frames counts the frames of a --template; give one (or use --demo <frames>)", { exitCode: 2 });
     const options: FarmCommandOptions = {
       ...raw,
       gl: raw.gl as GlBackend,

@@ -9,6 +9,7 @@ import type { ClassEntry } from "../server/capture/ClassTable.js";
 import { startRun, type RunSummary } from "../server/runFarm.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { openJobsFile } from "../server/jobs/readJobsFile.js";
+import { readTemplate, templateJobs } from "../server/jobs/templateJobs.js";
 import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
 import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
 import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
@@ -28,6 +29,11 @@ export interface FarmCommandOptions {
   demo: number;
   framesPerJob: number;
   jobs?: string;
+  /** --template: one job (no id, no frames) rendered `frames` times, in jobs of framesPerJob. */
+  template?: string;
+  frames?: number;
+  /** --seed; absent: the dataset's, else random. */
+  seed?: number;
   handler?: string;
   plugins?: string;
   out: string;
@@ -64,7 +70,8 @@ export interface FarmCommandOptions {
 
 export class FarmError extends Error {}
 
-function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | AsyncIterable<JobSpec>> | Iterable<JobSpec> {
+async function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | AsyncIterable<JobSpec>> {
+  if (options.template) return templateJobs(await readTemplate(path.resolve(options.template)), { frames: options.frames!, framesPerJob: options.framesPerJob });
   if (!options.jobs) return demoJobs(options.demo, options.framesPerJob);
   const file = path.resolve(options.jobs);
   return /\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file);
@@ -104,6 +111,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
+    seed: options.seed, template: options.template ? { frames_per_job: options.framesPerJob } : undefined,
     recordedOptions: options, log: say, stop,
     onFrames: (n, session) => {
       frames += n;

@@ -6,6 +6,7 @@ import { jobIdProblem } from "./names.js";
 import { ImageFormat, LIMITS } from "./grab.js";
 import { LayerListSchema, resolveLayers, type LayerName } from "./layers.js";
 import { instanceProblem, labelProblem } from "./instances.js";
+import { RandomizeListSchema, randomizerKeyProblems } from "./randomize.js";
 
 // Job ids become folder names in the dataset: the rule is protocol/names.ts, shared with the dataset writer.
 export const JobId = z.string().superRefine((id, ctx) => {
@@ -80,7 +81,22 @@ export const JobSpecSchema = z.strictObject({
   layers: LayerListSchema.optional(),
   /** Short form: true adds the depth layer, false leaves it out (also when the run asks for it). */
   depth: z.boolean().optional(),
+  /**
+   * Props drawn afresh for every frame, from the frame's seed (protocol/randomize.ts), applied after the
+   * frame's own `update` and `camera`; the drawn values go in its line's `randomized`.
+   */
+  randomize: RandomizeListSchema.optional(),
 }).superRefine((job, ctx) => {
+  // A job without a scene renders the run's: its keys are checked when the run starts (runFarm).
+  if (job.randomize && job.scene) {
+    for (const problem of randomizerKeyProblems(job.randomize, job.scene)) {
+      ctx.addIssue({ code: "custom", path: ["randomize", ...problem.path], message: problem.message });
+    }
+  }
+  const cameraFrame = job.randomize?.some((r) => "camera" in r) ? job.frames?.findIndex((f) => f.camera) ?? -1 : -1;
+  if (cameraFrame >= 0) {
+    ctx.addIssue({ code: "custom", path: ["frames", cameraFrame, "camera"], message: "a camera randomizer poses every frame: leave out the frames' camera, or the randomizer" });
+  }
   if (job.depth === false && job.layers?.includes("depth")) {
     ctx.addIssue({ code: "custom", path: ["depth"], input: job.depth, message: 'must not be false when "layers" names depth (say one or the other)' });
   }

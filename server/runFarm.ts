@@ -14,7 +14,8 @@ import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
 import { renderDeclarativeJob, type RenderDefaults } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
 import { DatasetOpenError, openDataset, QUEUE_FILE, type OpenDataset } from "./dataset/openDataset.js";
-import { readRunManifest, RunManifest } from "./dataset/RunManifest.js";
+import { readRunManifest, RunManifest, type TemplateEntry } from "./dataset/RunManifest.js";
+import { randomizerKeyProblems } from "../protocol/randomize.js";
 import type { ClassEntry } from "./capture/ClassTable.js";
 
 class UnknownJobError extends DatasetOpenError {
@@ -71,6 +72,10 @@ export interface RunOptions {
   depth?: boolean;
   /** The run's class table (--classes); labels not in it get the next free ids as frames show them. */
   classes?: ClassEntry[];
+  /** The run's seed (--seed); absent: the dataset's, else a random one (RunManifest). */
+  seed?: number;
+  /** The jobs are a template's, cut this way (a resume must cut them the same way). */
+  template?: TemplateEntry;
   /** The options manifest.json records for this run (the command line's); default: these. Secrets are left out. */
   recordedOptions?: object;
   host?: string;
@@ -158,7 +163,7 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const { jobs: _jobs, handler, ...settings } = options;
   const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
   // After compact: the class table is restored from the lines of done jobs only.
-  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, log });
+  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed: options.seed, template: options.template, log });
   try {
     return await serveRun(opened, options, log, { jobIsDone, manifest, defaults, linesAtStart: compacted.kept });
   } catch (err) {
@@ -182,7 +187,8 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   const { jobIsDone, manifest, defaults } = setup;
 
   // Queueing a million jobs takes a minute: a stop is honoured between jobs (what was committed stays, adds are idempotent).
-  const added = options.jobs ? await queue.add(untilStopped(options.jobs, options.stop), { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
+  const jobs = options.jobs && randomizingTheRunScene(untilStopped(options.jobs, options.stop), defaults.scene);
+  const added = jobs ? await queue.add(jobs, { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
   options.stop?.throwIfAborted();
   const startCounts = await queue.counts();
   log(
@@ -236,7 +242,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     sessions: [...farm.sessions.values()].map((s) => ({ id: s.id, worker: s.info.worker, renderer: s.info.renderer })),
   }));
   const dispatch = dispatchJobs({
-    farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs,
+    farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed,
     onJobDone: (_job, count, session) => {
       frames += count;
       jobsDone++;
@@ -273,6 +279,18 @@ async function endManifest(manifest: RunManifest, queue: JobQueue, linesInIndex:
   if (manifest.ended) return;
   const c = await queue.counts().catch(() => undefined); // a failing queue must not keep the run from ending
   manifest.finish(c && { jobs_total: c.total, jobs_done: c.done, jobs_failed: c.failed, frames: linesInIndex });
+}
+
+/**
+ * The jobs, each one that randomizes the run's scene (it has none of its own) checked against it: a
+ * key the scene lacks stops the queueing before anything renders (the schema checks a job's own scene).
+ */
+async function* randomizingTheRunScene(jobs: AsyncIterable<JobSpec>, scene: SceneElement): AsyncGenerator<JobSpec> {
+  for await (const job of jobs) {
+    const problem = !job.scene && job.randomize ? randomizerKeyProblems(job.randomize, scene)[0] : undefined;
+    if (problem) throw new Error(`job ${job.id}: randomize.${problem.path.join(".")}: ${problem.message} (the job has no scene of its own, so it renders the run's)`);
+    yield job;
+  }
 }
 
 async function* untilStopped<T>(items: Iterable<T> | AsyncIterable<T>, stop: AbortSignal | undefined): AsyncGenerator<T> {

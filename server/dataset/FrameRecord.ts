@@ -29,6 +29,13 @@ export interface FrameRecord {
   /** With mask, class or boxes: every instance visible in the frame, by id ascending (possibly none). */
   instances?: FrameInstance[];
   params: Record<string, unknown>;
+  /**
+   * The frame's seed, from the run's seed, the job id and the frame index (server/dispatch/randomizeFrame.ts):
+   * the same on every attempt, so a re-rendered frame draws the same values. Absent in lines written before seeds.
+   */
+  seed?: number;
+  /** The values the job's randomizers drew for this frame, by "key.prop" (and "camera.position", "camera.fov"). */
+  randomized?: Record<string, unknown>;
   session: string;
   render_ms: number;
   encode_ms: number;
@@ -39,5 +46,5 @@ export interface FrameRecord {
 /** The fields tabfarm writes on a line (some only with some layers): a handler's `extra` fields may not reuse them. */
 export const FRAME_RECORD_FIELDS: ReadonlySet<string> = new Set([
   "job", "frame", "file", "width", "height", "format", "layers", "depth_file", "depth_scale", "K", "cameraToWorld",
-  "world_to_camera_opencv", "fov", "near", "far", "instances", "params", "session", "render_ms", "encode_ms", "attempt",
+  "world_to_camera_opencv", "fov", "near", "far", "instances", "params", "seed", "randomized", "session", "render_ms", "encode_ms", "attempt",
 ]);

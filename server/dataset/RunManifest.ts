@@ -6,6 +6,7 @@
 //
 // Written whole and atomically (writeSmallFile): at the start of a run, soon after the class table
 // grows or a new browser joins (at most one write a second), and at the end.
+import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { LAYER_NAMES, LAYERS, MAX_ID, type LayerDeclaration, type LayerName } from "../../protocol/layers.js";
@@ -65,7 +66,19 @@ export interface RunManifestData {
   updated: string;
   layers: Partial<Record<LayerName, LayerDescription>>;
   classes: ClassEntry[];
+  /**
+   * The dataset's seed: every frame's seed derives from it (server/dispatch/randomizeFrame.ts). Kept
+   * across resumes, so a job rendered again draws what its first attempt drew. Absent in manifests
+   * written before seeds.
+   */
+  seed?: number;
+  /** How --template runs split the template's frames into jobs (a resume must split them the same way). */
+  template?: TemplateEntry;
   runs: RunEntry[];
+}
+
+export interface TemplateEntry {
+  frames_per_job: number;
 }
 
 /** Option names whose values are never written to disk. */
@@ -233,6 +246,10 @@ export interface RunManifestOptions {
   layers: readonly LayerName[];
   /** The class table the run was given (--classes); labels the dataset already has keep their ids. */
   classes?: readonly ClassEntry[];
+  /** --seed: must match the dataset's seed when it has one; absent: the dataset's, else a random one. */
+  seed?: number;
+  /** The run expands a --template into jobs this way. */
+  template?: TemplateEntry;
   /** The dataset's manifest.json as readRunManifest read it before the run touched anything; undefined when it has none. */
   previous: RunManifestData | undefined;
   log?: (line: string) => void;
@@ -257,8 +274,10 @@ export class RunManifest {
   static async start(options: RunManifestOptions): Promise<RunManifest> {
     const file = path.join(options.root, RUN_MANIFEST_FILE);
     removeStaleTemps(options.root);
+    const seed = runSeed(file, options.previous, options.seed, options.log ?? console.log);
+    checkTemplateSplit(file, options.previous, options.template);
     const classes = await restoreClassTable(options.root, options.previous, options.classes ?? []);
-    const manifest = new RunManifest(file, options.previous, options, classes);
+    const manifest = new RunManifest(file, options.previous, options, classes, seed);
     try {
       manifest.writeNow();
     } catch (err) {
@@ -268,7 +287,7 @@ export class RunManifest {
     return manifest;
   }
 
-  private constructor(file: string, previous: RunManifestData | undefined, options: RunManifestOptions, classes: ClassEntry[]) {
+  private constructor(file: string, previous: RunManifestData | undefined, options: RunManifestOptions, classes: ClassEntry[], readonly seed: number) {
     this.file = file;
     this.log = options.log ?? ((line) => console.log(line));
     const now = new Date().toISOString();
@@ -281,6 +300,8 @@ export class RunManifest {
       updated: now,
       layers: { ...previous?.layers },
       classes,
+      seed,
+      ...(options.template ?? previous?.template ? { template: options.template ?? previous?.template } : {}),
       runs: [...(previous?.runs ?? []), this.run],
     };
     this.addLayers(options.layers);
@@ -372,6 +393,45 @@ export class RunManifest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The dataset's seed and template split
+
+/**
+ * The run's seed: the dataset's (manifest.json) when it has one, which a different --seed may not
+ * change (a job resumed under another seed would draw other values than its first frames did); else
+ * --seed; else a random one, printed so the run can be repeated.
+ */
+function runSeed(file: string, previous: RunManifestData | undefined, given: number | undefined, log: (line: string) => void): number {
+  const recorded = previous?.seed;
+  if (recorded !== undefined) {
+    if (given !== undefined && given !== recorded) {
+      throw new DatasetOpenError(
+        `--seed ${given}: this dataset was rendered with seed ${recorded} (${file}), and a job resumed under another seed would draw ` +
+          `other values than its first frames did. Leave --seed out (seed ${recorded} is used) or choose another --out.`,
+      );
+    }
+    log(`seed: ${recorded} (the dataset's, from ${RUN_MANIFEST_FILE})`);
+    return recorded;
+  }
+  if (given !== undefined) {
+    log(`seed: ${given}`);
+    return given;
+  }
+  const drawn = randomInt(0, 2 ** 48 - 1);
+  log(`seed: ${drawn} (random; pass --seed ${drawn} to draw the same values in another dataset)`);
+  return drawn;
+}
+
+/** A resume must cut the template into the same jobs: other cuts would render frames twice under other job ids. */
+function checkTemplateSplit(file: string, previous: RunManifestData | undefined, template: TemplateEntry | undefined): void {
+  const before = previous?.template?.frames_per_job;
+  if (template === undefined || before === undefined || before === template.frames_per_job) return;
+  throw new DatasetOpenError(
+    `--frames-per-job ${template.frames_per_job}: this dataset's template frames were cut into jobs of ${before} (${file}); ` +
+      `other cuts would render frames again under other job ids. Use --frames-per-job ${before} or choose another --out.`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading and restoring
 
 const unreadable = (file: string, fault: string) =>
@@ -400,6 +460,11 @@ export function readRunManifest(root: string): RunManifestData | undefined {
   if (typeof data.created !== "string") throw unreadable(file, `"created" must be a date string`);
   if (!Array.isArray(data.runs) || !data.runs.every((r) => typeof r === "object" && r !== null && !Array.isArray(r))) throw unreadable(file, `"runs" must be a list of runs`);
   if (typeof data.layers !== "object" || data.layers === null || Array.isArray(data.layers)) throw unreadable(file, `"layers" must be an object of layer declarations`);
+  if (data.seed !== undefined && !(Number.isSafeInteger(data.seed) && data.seed >= 0)) throw unreadable(file, `"seed" must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
+  const perJob = data.template?.frames_per_job;
+  if (data.template !== undefined && !(typeof data.template === "object" && data.template !== null && Number.isSafeInteger(perJob) && (perJob as number) >= 1)) {
+    throw unreadable(file, `"template" must be {"frames_per_job": a whole number ≥ 1}`);
+  }
   try {
     data.classes = classEntriesFrom(data.classes ?? [], `${RUN_MANIFEST_FILE}: classes`);
   } catch (err) {

@@ -246,7 +246,7 @@ const isVector = (value: unknown, length: number) => isMatrix([value], 1, length
  * What is wrong with a record's fields (none: an empty list): the fields every tabfarm line has had
  * (job, frame, file, width, height, format, K, cameraToWorld, params, session, render_ms, encode_ms,
  * attempt), and, when present, those layers added (layers, depth_file/depth_scale, instances, the
- * OpenCV pose, fov/near/far). Each problem names the field.
+ * OpenCV pose, fov/near/far) and seeds added (seed, randomized). Each problem names the field.
  */
 export function frameRecordProblems(record: FrameRecord): string[] {
   const problems: string[] = [];
@@ -294,6 +294,8 @@ export function frameRecordProblems(record: FrameRecord): string[] {
     const pose = record.world_to_camera_opencv as unknown;
     field("world_to_camera_opencv", isObject(pose) && isMatrix(pose.R, 3, 3) && isVector(pose.t, 3), "{R: 3×3, t: 3 numbers}");
   }
+  if (has("seed")) field("seed", isWhole(record.seed, 0), "the frame's seed, a whole number ≥ 0");
+  if (has("randomized")) field("randomized", isObject(record.randomized), "an object of drawn values by \"key.prop\"");
   for (const name of ["fov", "near", "far"]) if (has(name)) field(name, typeof record[name] === "number" && (record[name] as number) > 0 && Number.isFinite(record[name]), "a number > 0");
   if (has("instances")) {
     const sized = isWhole(record.width, 1, LIMITS.maxImageSide) && isWhole(record.height, 1, LIMITS.maxImageSide);

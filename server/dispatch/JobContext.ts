@@ -9,6 +9,7 @@ import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import { FRAME_RECORD_FIELDS, type FrameRecord } from "../dataset/FrameRecord.js";
 import { MAX_FRAME_LINE_BYTES } from "../dataset/readDataset.js";
 import type { GrabbedFrame } from "../session/Session.js";
+import { frameSeed } from "./randomizeFrame.js";
 
 export class LeaseLostError extends Error {}
 
@@ -17,6 +18,8 @@ export interface SaveFrameOptions {
   index?: number;
   /** Extra fields for the frame's metadata line (must be JSON). */
   extra?: Record<string, unknown>;
+  /** The values randomizers drew for this frame (its line's `randomized`). */
+  randomized?: Record<string, unknown>;
 }
 
 export class JobContext {
@@ -45,9 +48,20 @@ export class JobContext {
      * (a boolean) when the caller knows the lease cannot have ended yet, which spares a query per frame.
      */
     private readonly leaseIsCurrent: () => boolean | Promise<boolean>,
+    /** The run's seed (--seed, or the dataset's): frame seeds derive from it (frameSeed). */
+    readonly runSeed = 0,
   ) {
     this.id = spec.id;
     this.params = spec.params ?? {};
+  }
+
+  /**
+   * The seed of frame `index` of this job: the same on every attempt and every machine, so a frame
+   * rendered again draws the same values. Handlers may seed their own draws with it (rngFor in
+   * server/dispatch/randomizeFrame.ts); every frame's line records it as `seed`.
+   */
+  frameSeed(index: number): number {
+    return frameSeed(this.runSeed, this.id, index);
   }
 
   /** Aborted when the lease is lost (expired and taken by another session) or the session went away. */
@@ -111,6 +125,8 @@ export class JobContext {
       far: frame.camera.far,
       ...(frame.instances ? { instances: frame.instances } : {}),
       params: this.params,
+      seed: this.frameSeed(index),
+      ...(options.randomized ? { randomized: options.randomized } : {}),
       session: this.sessionId,
       render_ms: round(frame.renderMs),
       encode_ms: round(frame.encodeMs),

@@ -20,6 +20,8 @@ export interface DispatchOptions {
   queue: JobQueue;
   dataset: DatasetWriter;
   run: JobRunner;
+  /** The run's seed: every job's frame seeds derive from it (JobContext.frameSeed). */
+  runSeed: number;
   /** Lease TTL (ms); heartbeats go out at a third of it. */
   leaseTtlMs: number;
   log: (line: string) => void;
@@ -270,7 +272,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
           continue;
         }
         const watch = new LeaseWatch(queue, lease, leaseTtlMs, takenAt);
-        const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => watch.isCurrent());
+        const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => watch.isCurrent(), options.runSeed);
         active.set(lease.token, job);
         const running = runLease(session, lease, job, watch);
         await Promise.race([job.allIssued, running]);

@@ -9,6 +9,7 @@ import type { Session } from "../session/Session.js";
 import type { JobContext } from "./JobContext.js";
 import { InFlight } from "./InFlight.js";
 import { FARM_CAMERA_KEY, START_POSE, poseProps, withFarmCamera } from "./farmCamera.js";
+import { drawFrame } from "./randomizeFrame.js";
 
 export interface RenderDefaults {
   width: number;
@@ -48,16 +49,22 @@ export async function renderDeclarativeJob(session: Session, job: JobContext, de
   } else {
     session.update({ key: FARM_CAMERA_KEY, ...START_POSE }); // the last job moved it
   }
-  // The scene is shared by the next job only if this one leaves it as it found it; updates don't.
+  // The scene is shared by the next job only if this one leaves it as it found it; updates and randomizers don't.
   const frames = spec.frames?.length ? spec.frames : [{}];
-  if (frames.some((f) => f.update?.length)) shownScene.delete(session);
+  const randomizers = spec.randomize ?? [];
+  if (randomizers.length || frames.some((f) => f.update?.length)) shownScene.delete(session);
 
   const window = new InFlight(defaults.inFlight);
   for (const [index, frame] of frames.entries()) {
     job.signal.throwIfAborted();
     if (frame.camera) session.update({ key: FARM_CAMERA_KEY, ...poseProps(frame.camera) });
     if (frame.update?.length) session.update(frame.update);
-    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality, layers }).then((f) => job.saveFrame(f, { index })));
+    // Drawn from the frame's seed, so every attempt at this frame draws the same values.
+    const drawn = randomizers.length ? drawFrame(randomizers, job.frameSeed(index)) : undefined;
+    if (drawn?.patches.length) session.update(drawn.patches);
+    if (drawn?.camera) session.update({ key: FARM_CAMERA_KEY, ...poseProps(drawn.camera) });
+    const randomized = drawn?.randomized;
+    await window.add(session.grabRender({ key: FARM_CAMERA_KEY, format, quality, layers }).then((f) => job.saveFrame(f, { index, randomized })));
   }
   job.markAllIssued();
   await window.drain();

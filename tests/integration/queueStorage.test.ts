@@ -49,7 +49,7 @@ describe("the queue's file system fills", () => {
       await farm.listen();
       const defaults = { width: 160, height: 120, format: "png", scene: demoScene(), inFlight: 2, layers: ["rgb"] } satisfies RenderDefaults;
       const dispatch = dispatchJobs({
-        farm, queue, dataset, leaseTtlMs: 3000, log, writeProbeMs: 500, maxWriteStallMs: 60_000,
+        farm, queue, dataset, leaseTtlMs: 3000, log, writeProbeMs: 500, maxWriteStallMs: 60_000, runSeed: 1,
         run: (session, job) => renderDeclarativeJob(session, job, defaults),
         onJobDone: (id, n) => {
           frames += n;

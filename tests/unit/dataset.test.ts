@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { JobContext } from "../../server/dispatch/JobContext.js";
+import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
 import type { GrabbedFrame } from "../../server/session/Session.js";
 import { MAX_ID } from "../../protocol/layers.js";
 import { MAX_LABEL_CHARS } from "../../protocol/instances.js";
@@ -687,12 +688,25 @@ describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line"
   it("extra fields that are the line's own (instances, depth_file, … which would misdescribe its files) are refused before anything is written", async () => {
     const root = freshRoot();
     const job = context(root);
-    for (const extra of [{ instances: [] }, { depth_file: "images/x.png", depth_scale: 1 }, { layers: {}, step: 1 }, { job: "other" }]) {
+    for (const extra of [{ instances: [] }, { depth_file: "images/x.png", depth_scale: 1 }, { layers: {}, step: 1 }, { job: "other" }, { seed: 1 }, { randomized: {} }]) {
       await assert.rejects(job.saveFrame(frame({ layers: ["rgb"], files: {}, instances: undefined }), { extra }), /job j1 frame 0: extra field\(s\) .* are the line's own fields; name them otherwise/, JSON.stringify(extra));
     }
     assert.equal(fs.existsSync(path.join(root, "images")), false);
     const record = await job.saveFrame(frame(), { extra: { step: 3, instances_note: "x" } });
     assert.deepEqual([record.step, record.instances_note, record.instances], [3, "x", instances]);
+  });
+
+  it("every line carries its frame's seed, from the run's seed, the job and the index, and the values randomizers drew", async () => {
+    const job = new JobContext({ id: "j9" }, 1, "s1", new DatasetWriter(freshRoot()), () => true, 77);
+    const first = await job.saveFrame(frame(), { index: 0, randomized: { "box.color": "#ffffff" } });
+    const second = await job.saveFrame(frame(), { index: 1 });
+    assert.equal(first.seed, frameSeed(77, "j9", 0));
+    assert.equal(second.seed, frameSeed(77, "j9", 1));
+    assert.notEqual(first.seed, second.seed);
+    assert.equal(job.frameSeed(1), second.seed, "a handler seeds its own draws with what the line records");
+    assert.deepEqual(first.randomized, { "box.color": "#ffffff" });
+    assert.equal(Object.hasOwn(second, "randomized"), false);
+    assert.equal(JSON.parse(job.lines[0]).seed, first.seed);
   });
 
   it("a line readers could not read back is not kept: longer than readFrameLines reads (65,535 instances with boxes), or no JSON", async () => {
@@ -703,7 +717,7 @@ describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line"
     }));
     const job = context(freshRoot());
     await assert.rejects(job.saveFrame(frame({ instances: many })), /job j1 frame 0: its frames\.jsonl line would be \d+ bytes \(65535 instances\), over the 67108864-byte limit/);
-    await assert.rejects(job.saveFrame(frame(), { index: 1, extra: { seed: 10n } }), /job j1 frame 1: its frames\.jsonl line is not JSON \(.*BigInt/);
+    await assert.rejects(job.saveFrame(frame(), { index: 1, extra: { my_seed: 10n } }), /job j1 frame 1: its frames\.jsonl line is not JSON \(.*BigInt/);
     assert.deepEqual(job.records, []);
   });
 

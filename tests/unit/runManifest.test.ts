@@ -237,6 +237,50 @@ describe("manifest.json: resume", () => {
   });
 });
 
+describe("manifest.json: the dataset's seed", () => {
+  it("a new dataset takes --seed, or a random one it prints; a resume keeps it, and refuses another --seed", async () => {
+    const lines: string[] = [];
+    const given = freshRoot();
+    const a = await start(given, { seed: 2 ** 53 - 1, log: (l) => lines.push(l) });
+    a.finish(undefined);
+    assert.equal(a.seed, 2 ** 53 - 1);
+    assert.equal(readJson(given).seed, 2 ** 53 - 1);
+    const resumed = await start(given, { log: (l) => lines.push(l) });
+    resumed.finish(undefined);
+    assert.equal(resumed.seed, 2 ** 53 - 1, "no --seed on resume: the dataset's");
+    assert.match(lines.at(-1)!, /seed: 9007199254740991 \(the dataset's/);
+    const same = await start(given, { seed: 2 ** 53 - 1 });
+    same.finish(undefined);
+    await assert.rejects(start(given, { seed: 0 }), (err: unknown) => {
+      assert.ok(err instanceof DatasetOpenError);
+      assert.match(err.message, /--seed 0: this dataset was rendered with seed 9007199254740991/);
+      return true;
+    });
+    assert.equal(readJson(given).runs.length, 3, "the refused start appended no run");
+
+    const drawn = new Set<number>();
+    for (let i = 0; i < 3; i++) {
+      const root = freshRoot();
+      const m = await start(root, { log: (l) => lines.push(l) });
+      m.finish(undefined);
+      assert.ok(Number.isSafeInteger(m.seed) && m.seed >= 0);
+      assert.equal(readJson(root).seed, m.seed);
+      assert.match(lines.at(-1)!, new RegExp(`seed: ${m.seed} \\(random; pass --seed ${m.seed}`));
+      drawn.add(m.seed);
+    }
+    assert.equal(drawn.size, 3, "random seeds differ");
+  });
+
+  it("a template's cut into jobs is kept; a resume with another --frames-per-job is refused", async () => {
+    const root = freshRoot();
+    (await start(root, { template: { frames_per_job: 5 } })).finish(undefined);
+    assert.deepEqual(readJson(root).template, { frames_per_job: 5 });
+    (await start(root)).finish(undefined); // a run without --template keeps the record
+    assert.deepEqual(readJson(root).template, { frames_per_job: 5 });
+    await assert.rejects(start(root, { template: { frames_per_job: 4 } }), /--frames-per-job 4: this dataset's template frames were cut into jobs of 5/);
+  });
+});
+
 describe("manifest.json that can't be used refuses the start, naming the file and the fault", () => {
   const cases: Array<[string, (file: string) => void, RegExp]> = [
     ["not JSON (a torn write by something else)", (f) => fs.writeFileSync(f, '{"format":"tabfarm-manif'), /cannot be read: not valid JSON/],
@@ -247,6 +291,10 @@ describe("manifest.json that can't be used refuses the start, naming the file an
     ["runs not a list", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], runs: {} })), /"runs" must be a list/],
     ["a class id out of range", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [{ id: 70000, label: "a" }], runs: [] })), /class table is wrong: manifest\.json: classes: \[0\]: the id of 'a' must be a whole number from 1 to 65535/],
     ["a label given twice", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [{ id: 1, label: "a" }, { id: 2, label: "a" }], runs: [] })), /label 'a' is given twice/],
+    ["a seed that is not a whole number ≥ 0", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], seed: -1, runs: [] })), /"seed" must be a whole number from 0/],
+    ["a seed as a string", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], seed: "5", runs: [] })), /"seed" must be a whole number/],
+    ["a template cut of 0 frames", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], template: { frames_per_job: 0 }, runs: [] })), /"template" must be/],
+    ["a template that is not an object", (f) => fs.writeFileSync(f, JSON.stringify({ format: "tabfarm-manifest", version: 1, created: "x", layers: {}, classes: [], template: null, runs: [] })), /"template" must be/],
     ["a folder", (f) => fs.mkdirSync(f), /cannot be read: .*(it is a folder|not a regular file)/],
     ["a symbolic link", (f) => fs.symlinkSync("/etc/hostname", f), /cannot be read: too many symbolic links \(ELOOP\)/],
   ];

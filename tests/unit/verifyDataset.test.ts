@@ -15,6 +15,7 @@ import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { npyHeader } from "../../server/capture/layers.js";
 import { RUN_MANIFEST_FILE, RunManifest } from "../../server/dataset/RunManifest.js";
+import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
 
 const W = 8;
 const H = 6;
@@ -284,6 +285,16 @@ describe("verify: each fault on its own", () => {
     classes[5 * W + 6] = 1; // where the mask has id 2 (unlabelled)
     fs.writeFileSync(path.join(out, "images/layered/000000.class.png"), await grey16(classes));
     await onlyProblem(out, { file: "images/layered/000000.class.png", line: 1, message: /has class 1 at \(6, 5\), where the mask has id 2, whose class in the line's instances is 0/ });
+  });
+
+  it("a seed that is not the frame's under the dataset's seed (a re-render would draw other values), and one that is no seed", async () => {
+    const out = copyOfGood();
+    fs.writeFileSync(path.join(out, RUN_MANIFEST_FILE), JSON.stringify({ ...JSON.parse(manifest({})), seed: 5 }));
+    editLine(out, 1, (r) => void (r.seed = frameSeed(5, "layered", 0)));
+    editLine(out, 2, (r) => void (r.seed = frameSeed(5, "layered", 0)));
+    await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /"seed" \d+ is not frame 1 of job layered's seed under the dataset's seed 5 \(manifest\.json\)/ });
+    editLine(out, 2, (r) => void (r.seed = -1 as number));
+    await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /"seed" must be the frame's seed, a whole number ≥ 0, got -1/ });
   });
 
   it("a wrong size", async () => {
