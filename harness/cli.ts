@@ -8,6 +8,7 @@ import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
 import { defaultBrowsers } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
+import { runExport } from "./exportCommand.js";
 import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { LIMITS } from "../protocol/grab.js";
 import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
@@ -137,6 +138,19 @@ program
   .requiredOption("--out <dir>", "dataset folder")
   .option("--json", "print the report as one JSON object (the first 1000 problems, all counted)", false)
   .action(async (o) => void (process.exitCode = await printVerify(o.out, { json: o.json })));
+
+program
+  .command("export")
+  .description(
+    "write a dataset that `verify` passes as WebDataset .tar shards (one sample per frame) and/or COCO detection JSON. " +
+      "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, or not a dataset",
+  )
+  .requiredOption("--out <dir>", "dataset folder")
+  .option("--webdataset <dir>", "write shards shard-000000.tar … into this folder (created if missing; not inside --out)")
+  .option("--shard-size <size>", "largest shard: bytes or e.g. 500MB, 1GB, 64MiB (1KB to 1TB; a bigger sample gets a shard of its own)", "1GB")
+  .option("--coco <file>", "write COCO detection JSON (images, annotations with bbox, area and RLE mask, categories) to this file (not inside --out)")
+  .option("--overwrite", "remove the shard-*.tar files already in the --webdataset folder, and replace an existing --coco file", false)
+  .action(async (o) => void (process.exitCode = await runExport(o)));
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),
