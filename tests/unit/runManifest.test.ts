@@ -411,6 +411,30 @@ describe("a run's manifest.json through startRun (a fake session, no browser)", 
     assert.equal(readJson(out).runs[0].options.handler, "function renderMine");
   });
 
+  it("a job without a scene randomizes the run's: a key the run's scene lacks refuses the start, naming job and field; one it has is drawn", async () => {
+    const out = path.join(base, `run${++count}`);
+    const scene = { tag: "Group", key: "root", children: [{ tag: "Box", key: "box" }] };
+    const bad = { id: "r2", randomize: [{ key: "box", prop: "color", hsv: {} }, { key: "bx", prop: "position", uniform: [0, 1] }] };
+    await assert.rejects(
+      startRun({ out, clientDir: clientDir(), scene, seed: 9, log: () => {}, jobs: [{ id: "r1" }, bad] as never }),
+      /job r2: randomize\.1\.key: no element with key "bx".*\(the job has no scene of its own, so it renders the run's\)/,
+    );
+    // The lock is released; the good job queued before the bad one renders with the run's scene.
+    const token = "t";
+    const run = await startRun({ out, clientDir: clientDir(), scene, token, width: 16, height: 12, log: () => {}, jobs: [{ id: "r3", randomize: [{ key: "box", prop: "color", hsv: {} }] }] });
+    const session = await fakeSession({ port: Number(new URL(run.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
+    try {
+      assert.equal((await run.finished).counts.failed, 0);
+    } finally {
+      session.close();
+      await run.close();
+    }
+    const lines = fs.readFileSync(path.join(out, "frames.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const r3 = lines.find((l) => l.job === "r3");
+    assert.match(r3.randomized["box.color"], /^#[0-9a-f]{6}$/);
+    assert.equal(readJson(out).seed, 9, "the dataset keeps the seed of its first start");
+  });
+
   it("an unreadable manifest.json refuses the run before resume touches the dataset, and releases the lock", async () => {
     const out = path.join(base, `run${++count}`);
     fs.mkdirSync(out);
