@@ -142,7 +142,8 @@ export function fsFloor(dir: string, files: number, perDir: number, bytes: Uint8
 
 export type IngestResult = Record<string, IngestTrial | number | string>;
 
-async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildProcess; imageBytes: number }> {
+/** Fake sessions (bench/fakeSessions.ts) in a child process, so their CPU and memory are not the server's. */
+export async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildProcess; imageBytes: number }> {
   const child = fork(path.join(HERE, "fakeSessions.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const imageBytes = await new Promise<number>((resolve, reject) => {
     child.once("error", reject);
@@ -155,6 +156,15 @@ async function startFakes(config: FakeSessionsConfig): Promise<{ child: ChildPro
   });
   child.removeAllListeners("exit");
   return { child, imageBytes };
+}
+
+/** Resolves once the farm has registered `sessions` sessions (a fake's hello reaches the farm a little after it connects). */
+export async function untilSessionsJoined(farm: { sessions: { size: number } }, sessions: number, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (farm.sessions.size < sessions) {
+    if (Date.now() > until) throw new Error(`only ${farm.sessions.size}/${sessions} fake sessions said hello`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 async function trial(sessions: number, o: IngestOptions, cleanup: string[], check: ImageCheckDepth | "default" = "default"): Promise<IngestTrial> {
@@ -190,11 +200,7 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
     child = fakes.child;
     // The floor writes files of the same size (their content does not matter to the file system).
     const floorFile = Buffer.alloc(fakes.imageBytes, 0x5a);
-    const until = Date.now() + 30_000;
-    while (run.farm.sessions.size < sessions) {
-      if (Date.now() > until) throw new Error(`only ${run.farm.sessions.size}/${sessions} fake sessions said hello`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilSessionsJoined(run.farm, sessions);
     await waitQuiet();
     const before = fsFloor(floorDir("before"), o.frames, o.framesPerJob, floorFile);
     const main0 = mainThreadCpuMs();

@@ -4,12 +4,13 @@ import fs from "node:fs";
 
 // ---------- this process: CPU and RSS ----------
 
-/** Samples process.memoryUsage().rss every `everyMs` until stop(); returns the peak in bytes. */
-export function rssSampler(everyMs = 100): { stop(): number; peak(): number } {
+/** Samples process.memoryUsage().rss every `everyMs` until stop(); returns the peak in bytes. `onSample` sees every sample. */
+export function rssSampler(everyMs = 100, onSample?: (rssBytes: number) => void): { stop(): number; peak(): number } {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => {
     const rss = process.memoryUsage().rss;
     if (rss > peak) peak = rss;
+    onSample?.(rss);
   }, everyMs);
   timer.unref();
   return {
@@ -140,6 +141,17 @@ export function startPhase(): { stop(): PhaseMeasure } {
       };
     },
   };
+}
+
+/** Least-squares slope of y against x (e.g. RSS against frames written): growth per unit of x. */
+export function slope(points: [number, number][]): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0, den = 0;
+  for (const [x, y] of points) (num += (x - mx) * (y - my)), (den += (x - mx) ** 2);
+  return den === 0 ? 0 : num / den;
 }
 
 // ---------- printing ----------

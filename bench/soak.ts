@@ -7,7 +7,7 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { descendants } from "./chaos.js";
-import { kindOf } from "./report.js";
+import { kindOf, slope } from "./report.js";
 import { countFrameLines } from "../server/dataset/readDataset.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -86,14 +86,4 @@ export async function benchSoak(o: SoakOptions): Promise<Record<string, number>>
     ),
     tabs_recycled: (output.match(/rendered \d+ frames; replacing it/g) ?? []).length,
   };
-}
-
-function slope(points: [number, number][]): number {
-  const n = points.length;
-  if (n < 2) return 0;
-  const mx = points.reduce((a, [x]) => a + x, 0) / n;
-  const my = points.reduce((a, [, y]) => a + y, 0) / n;
-  let num = 0, den = 0;
-  for (const [x, y] of points) (num += (x - mx) * (y - my)), (den += (x - mx) ** 2);
-  return den === 0 ? 0 : num / den;
 }
