@@ -1,10 +1,11 @@
-// npm run bench -- [throughput|queue|ingest|chaos] [options]
+// npm run bench -- [throughput|queue|ingest|chaos|soak|template] [options]
 //   throughput (default)  raw in-page loop vs the seed's one-grab-at-a-time pattern vs the farm, + a sessions sweep,
 //                         + the farm with rgb alone vs rgb,depth,mask,normal (--layers-compare)
 //   queue                 the durable queue against an in-memory one (bench/queue.ts)
 //   ingest                fake sessions answering grabs at once with a pre-encoded PNG: what the server can take in
 //   chaos                 bench/chaos.ts when present
 //   soak                  a long run (--frames 20000): server RSS growth, browser memory, tabs recycled
+//   template              a randomized template of 200 and --frames (2000) frames, fake sessions: server RSS flat in N?
 // The last line of output is always one JSON object with the figures.
 import path from "node:path";
 import fs from "node:fs";
@@ -239,6 +240,23 @@ async function soak(o: CliOptions): Promise<void> {
   console.log(JSON.stringify(roundDeep(r)));
 }
 
+async function template(o: CliOptions): Promise<void> {
+  const { benchTemplate, printTemplate } = await import("./template.js");
+  const given = (name: string) => program.getOptionValueSource(name) === "cli";
+  const large = o.frames ?? (o.quick ? 1000 : 2000);
+  if (large < 2) program.error("error: template: --frames must be at least 2 (it is compared with a smaller count, at most a tenth of it)");
+  const opts = {
+    small: Math.max(1, Math.min(o.quick ? 100 : 200, Math.floor(large / 10))), large, rounds: Math.max(3, o.repeat ?? 3), framesPerJob: o.framesPerJob,
+    sessions: given("sessions") ? o.sessions : 4, inFlight: o.inFlight,
+    // Queued only, 100× apart: RSS rises until SQLite's page cache (16 MB) and the heap are warm, then stays.
+    queueOnly: o.quick ? [20_000, 200_000] : [20_000, 2_000_000],
+    keep: o.keep, log: (line: string) => console.error(line),
+  };
+  const r = await benchTemplate(opts);
+  printTemplate(r, opts);
+  console.log(JSON.stringify(roundDeep({ bench: "template", ...r, commit: commit() })));
+}
+
 function notAvailable(what: string, file: string): void {
   console.log(`${what} bench: not available (${path.relative(process.cwd(), file) || file} is missing)`);
   console.log(JSON.stringify({ bench: what, available: false }));
@@ -247,9 +265,9 @@ function notAvailable(what: string, file: string): void {
 const program = new Command()
   .name("npm run bench --")
   .description("tabfarm benchmarks; the last line of output is one JSON object with the figures")
-  .argument("[bench]", "throughput | queue | ingest | chaos | soak", "throughput")
+  .argument("[bench]", "throughput | queue | ingest | chaos | soak | template", "throughput")
   .option("--sessions <n>", "sessions (headless tabs) for the three-way comparison", int("--sessions"), 2)
-  .option("--frames <n>", "frames per way and scene (default: light 600, heavy 80, sweep 300; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000)", int("--frames"))
+  .option("--frames <n>", "frames per way and scene (default: light 600, heavy 80, sweep 300; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000); template: the large count (2000; --quick 1000)", int("--frames"))
   .option("--scenes <list>", "scenes to run: light,heavy", sceneList, ["light", "heavy"] as SceneName[])
   .option("--sweep <list>", "farm session counts for the sweep (light scene), 'none' to skip; ingest: fake session counts (default 4,8)", intList("--sweep"))
   .option("--width <px>", "image width", int("--width"), 640)
@@ -260,7 +278,7 @@ const program = new Command()
   .option("--browsers <n>", "Chromium processes to spread the tabs over, the same for all three ways (default: as the CLI, one per core, at most one per tab)", int("--browsers"))
   .addOption(new Option("--encode <where>", "farm: encode in the browser or on the server (raw RGBA sent, sharp)").choices(["browser", "server"]).default("browser"))
   .option("--png-level <0-9>", "farm with --encode server: zlib level", (v) => Number(v))
-  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the median run; ingest --checks: rounds (default 3, --quick 1)", int("--repeat"))
+  .option("--repeat <n>", "throughput: run each way n times, interleaved, and report the median run; ingest --checks: rounds (default 3, --quick 1); template: rounds (at least 3)", int("--repeat"))
   .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
   .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
   .option("--checks <list>", `ingest: compare these depths of the server's image check (${IMAGE_CHECK_DEPTHS.join(",")}), interleaved, --repeat rounds`, checkList)
@@ -284,8 +302,10 @@ const program = new Command()
         return chaos(o);
       case "soak":
         return soak(o);
+      case "template":
+        return template(o);
       default:
-        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos | soak`);
+        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos | soak | template`);
     }
   });
 
