@@ -139,6 +139,9 @@ export const NormalSchema = z
     if (clamp) checkBounds(clamp as [Components, Components], ctx, ["clamp"], mean);
   });
 
+/** What is wrong with a hole in a list (`[1, , 3]`, from a job module): JSON has none, and JSON.stringify would write null. */
+export const LIST_HOLE_PROBLEM = "is a hole in the list (as in [1, , 3]), which JSON cannot hold; give a value or null";
+
 /** Why `value` is not plain JSON (finite numbers, strings, booleans, null, arrays, plain objects), found without recursion. */
 function jsonProblem(root: unknown): { path: PropertyKey[]; message: string } | undefined {
   const stack: { value: unknown; path: PropertyKey[] }[] = [{ value: root, path: [] }];
@@ -150,14 +153,19 @@ function jsonProblem(root: unknown): { path: PropertyKey[]; message: string } | 
       return { path, message: `${value} is not a JSON number (numbers must be finite)` };
     }
     if (Array.isArray(value)) {
-      value.forEach((item, i) => stack.push({ value: item, path: [...path, i] }));
+      // An index loop, not forEach (which skips holes): [1, , 3] would otherwise be stored as [1, null, 3].
+      // It stops at the first hole, so a huge sparse list costs no more than its entries.
+      for (let i = 0; i < value.length; i++) {
+        if (!Object.hasOwn(value, i)) return { path: [...path, i], message: LIST_HOLE_PROBLEM };
+        stack.push({ value: value[i], path: [...path, i] });
+      }
       continue;
     }
     if (typeof value === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(value))) {
       for (const [k, item] of Object.entries(value)) stack.push({ value: item, path: [...path, k] });
       continue;
     }
-    return { path, message: `a ${typeof value} is not a JSON value` };
+    return { path, message: `${value === undefined ? "undefined" : `a ${typeof value}`} is not a JSON value` };
   }
   return undefined;
 }
@@ -259,6 +267,13 @@ function fixedOrRange(bound: z.ZodType<number>) {
 }
 const fovWithin = `fov must be above 0 and at most ${MAX_FOV} degrees`;
 
+/**
+ * Smallest orbit radius, relative to the target's largest coordinate (and at least this much near the
+ * origin): a camera this close still moves off its target in float64 by about 2^32 steps of rounding,
+ * so its view direction is well defined (three.js's lookAt needs position ≠ target).
+ */
+export const MIN_ORBIT_RADIUS_RATIO = 1e-6;
+
 /** Elevation bands the `shell` names stand for, in degrees. */
 export const SHELLS = { sphere: [-90, 90], hemisphere: [0, 90] } as const satisfies Record<string, readonly [number, number]>;
 
@@ -280,8 +295,19 @@ export const OrbitSchema = z
     if (orbit.shell !== undefined && orbit.elevation !== undefined) {
       ctx.addIssue({ code: "custom", path: ["shell"], input: orbit.shell, message: "give shell or elevation, not both (shell names an elevation range)" });
     }
-    const farthest = typeof orbit.radius === "number" ? orbit.radius : orbit.radius[1];
-    (orbit.target ?? [0, 0, 0]).forEach((t, i) => {
+    const target = orbit.target ?? [0, 0, 0];
+    const [nearest, farthest] = typeof orbit.radius === "number" ? [orbit.radius, orbit.radius] : orbit.radius;
+    const largest = Math.max(...target.map(Math.abs));
+    const least = MIN_ORBIT_RADIUS_RATIO * Math.max(1, largest);
+    if (nearest < least) {
+      const ratio = MIN_ORBIT_RADIUS_RATIO.toExponential();
+      const why = largest > 1 ? `the smallest this target allows (${ratio} × its largest coordinate, ${largest})` : "the smallest orbit radius";
+      ctx.addIssue({
+        code: "custom", path: typeof orbit.radius === "number" ? ["radius"] : ["radius", 0], input: nearest,
+        message: `radius ${nearest} is below ${least}, ${why}: any closer and rounding could put the camera on the point it looks at`,
+      });
+    }
+    target.forEach((t, i) => {
       if (!Number.isFinite(Math.abs(t) + farthest)) {
         ctx.addIssue({ code: "custom", path: ["target", i], input: t, message: `target ${t} plus radius ${farthest} is beyond the largest finite number` });
       }

@@ -159,18 +159,46 @@ function drawElementProp(r: ElementRandomizer, rng: RandomGenerator): unknown {
 /** The index drawn by `u` in [0, 1): equal odds, or odds proportional to `weights` (zero-weight options never). */
 function pickIndex(count: number, weights: readonly number[] | undefined, u: number): number {
   if (!weights) return Math.min(count - 1, Math.floor(u * count));
-  const largest = Math.max(...weights);
-  const scaled = weights.map((w) => w / largest); // so the sum cannot overflow
-  const target = u * scaled.reduce((a, b) => a + b, 0);
-  let sum = 0;
-  let last = 0;
-  for (let i = 0; i < count; i++) {
-    if (scaled[i] === 0) continue;
-    last = i;
-    sum += scaled[i];
-    if (target < sum) return i;
+  const { sums, lastWithWeight } = cumulativeWeights(weights);
+  const target = u * sums[count - 1];
+  // The first option whose running sum passes the target (one with weight: a zero weight adds nothing to the sum).
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (target < sums[mid]) hi = mid;
+    else lo = mid + 1;
   }
-  return last; // rounding left target at the sum: the last option with weight
+  return lo < count ? lo : lastWithWeight; // rounding left target at the sum: the last option with weight
+}
+
+interface CumulativeWeights {
+  /** Running sums of the weights scaled by the largest (so the sum cannot overflow), added in order. */
+  sums: Float64Array;
+  lastWithWeight: number;
+}
+
+// A job's randomizers stay the same objects for all its frames: the sums are built once per
+// randomizer, not on every draw (256 choices of 10,000 options would cost tens of ms per frame).
+// Keyed by the parsed weights array, which nothing edits after the schema made it.
+const cumulativeCache = new WeakMap<readonly number[], CumulativeWeights>();
+
+function cumulativeWeights(weights: readonly number[]): CumulativeWeights {
+  let cached = cumulativeCache.get(weights);
+  if (cached) return cached;
+  let largest = 0;
+  for (const w of weights) largest = Math.max(largest, w);
+  const sums = new Float64Array(weights.length);
+  let sum = 0;
+  let lastWithWeight = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const scaled = weights[i] / largest;
+    if (scaled !== 0) lastWithWeight = i;
+    sums[i] = sum += scaled;
+  }
+  cached = { sums, lastWithWeight };
+  cumulativeCache.set(weights, cached);
+  return cached;
 }
 
 /** "#rrggbb" (lowercase) of hue h in degrees, saturation s and value v in 0…1. */

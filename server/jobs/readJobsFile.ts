@@ -1,12 +1,13 @@
 // Reads a JSONL jobs file (one job per line) and validates every line before anything is queued.
 // All-or-nothing: a file with any bad line yields no jobs, and the error lists every problem found,
 // so a user fixes the whole file in one pass instead of one line per run.
-import type { Stats } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { constants, type Stats } from "node:fs";
+import { open, stat as statOf, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
 import type { z } from "zod";
 import { JobSpecSchema, MAX_JOB_DATA_DEPTH, type JobSpec } from "../../protocol/job.js";
 import { caseFoldedName, jobIdProblem } from "../../protocol/names.js";
+import { LIST_HOLE_PROBLEM } from "../../protocol/randomize.js";
 import { readBoundedLines } from "./boundedLines.js";
 
 /** Per-run limits; they can only tighten the protocol's hard caps (LIMITS), which the schema enforces. */
@@ -204,23 +205,43 @@ async function* jobLines(path: string, handle: FileHandle, limits: JobLimits | u
   }
 }
 
-/** Opens `path` for reading if it is a regular file; anything else is a JobInputError saying what it is. */
-export async function openRegularFile(path: string, what = "jobs file"): Promise<{ handle: FileHandle; stat: Stats }> {
-  const refuse = (message: string) => new JobInputError(path, [{ message }]);
+/**
+ * Opens `path` for reading if it is a regular file; anything else is a JobInputError saying what it
+ * is, ending with `advice` (what to give instead). Opened non-blocking, so a FIFO is refused at once
+ * instead of waiting for a writer (and holding a libuv thread); reads of a regular file ignore the flag.
+ */
+export async function openRegularFile(
+  path: string,
+  what = "jobs file",
+  advice = "give a .jsonl file or a .ts/.js module",
+): Promise<{ handle: FileHandle; stat: Stats }> {
+  const refuse = (why: string) => new JobInputError(path, [{ message: `cannot read the ${what}: ${why}` }]);
+  const notRegular = (stat: Stats) => refuse(`it is ${stat.isDirectory() ? "a directory" : `not a regular file but ${describeFileType(stat)}`}; ${advice}`);
   let handle: FileHandle;
   try {
-    handle = await open(path, "r");
+    handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    // A socket cannot be opened at all (ENXIO); say what it is rather than "no such device or address".
+    const kind = code === "ENXIO" ? await statOf(path).catch(() => undefined) : undefined;
+    if (kind && !kind.isFile()) throw notRegular(kind);
     const why = code === "ENOENT" ? "no such file" : code === "EACCES" || code === "EPERM" ? "permission denied" : (err as Error).message;
-    throw refuse(`cannot read the ${what}: ${why}`);
+    throw refuse(why);
   }
   const stat = await handle.stat();
   if (!stat.isFile()) {
     await handle.close();
-    throw refuse(`cannot read the ${what}: it is ${stat.isDirectory() ? "a directory" : "not a regular file"}; give a .jsonl file or a .ts/.js module`);
+    throw notRegular(stat);
   }
   return { handle, stat };
+}
+
+function describeFileType(stat: Stats): string {
+  if (stat.isFIFO()) return "a named pipe (FIFO)";
+  if (stat.isSocket()) return "a socket";
+  if (stat.isCharacterDevice()) return "a character device";
+  if (stat.isBlockDevice()) return "a block device";
+  return "an unknown kind of file";
 }
 
 function describeBytes(bytes: number): string {
@@ -370,13 +391,17 @@ function checkLimits(job: Record<string, unknown>, limits: JobLimits | undefined
   return problems;
 }
 
+/** Stands for a hole in a list (`[1, , 3]`) on inspectData's stack. */
+const HOLE = Symbol("hole");
+
 /**
  * Walks the whole value (params and element props included, which the schema leaves open) for data
  * that would not survive the queue's JSON round trip: non-finite numbers, `__proto__` keys, nesting
- * deeper than MAX_JOB_DATA_DEPTH (reported apart, as `tooDeep`, by top-level field), and —
- * for module jobs — functions, bigints, class instances and cycles. This runs on every value of every
- * job, so it is iterative (deep nesting cannot overflow the stack), keeps paths as parent links
- * instead of copied arrays, and only tracks cycles for module data (parsed JSON cannot have any).
+ * deeper than MAX_JOB_DATA_DEPTH (reported apart, as `tooDeep`, by top-level field), and — for
+ * module jobs — functions, bigints, class instances, cycles, and holes or undefined in lists. This
+ * runs on every value of every job, so it is iterative (deep nesting cannot overflow the stack), keeps
+ * paths as parent links instead of copied arrays, and only tracks cycles for module data (parsed
+ * JSON cannot have any).
  */
 function inspectData(root: unknown, source: "json" | "module"): { problems: JobProblem[]; tooDeep: JobProblem[] } {
   const problems: JobProblem[] = [];
@@ -400,7 +425,12 @@ function inspectData(root: unknown, source: "json" | "module"): { problems: JobP
       done.add(leave);
       continue;
     }
-    if (typeof value === "number") {
+    if (value === HOLE) {
+      problems.push({ field: fieldOf(at), message: LIST_HOLE_PROBLEM });
+    } else if (value === undefined && typeof at?.key === "number") {
+      // In an object an undefined field is as good as absent; a list would keep its place as null.
+      problems.push({ field: fieldOf(at), message: "must be JSON data, got undefined (a list would store it as null)" });
+    } else if (typeof value === "number") {
       if (!Number.isFinite(value)) {
         // JSON itself has no NaN/Infinity: from a file, this is a literal like 1e999 that overflowed.
         const why = source === "json" ? " (the number is out of range)" : "";
@@ -438,11 +468,20 @@ function inspectData(root: unknown, source: "json" | "module"): { problems: JobP
         onPath.add(value);
         stack.push({ value: undefined, at, depth, leave: value });
       }
-      const keys = Object.keys(value);
       // Pushed in reverse so problems come out in document order.
+      if (isArray) {
+        // By index, not Object.keys (which skips holes: [1, , 3] would be stored as [1, null, 3]), and
+        // only up to the first hole, so a huge sparse list costs no more than its entries.
+        let end = 0;
+        while (end < value.length && Object.hasOwn(value, end)) end++;
+        if (end < value.length) stack.push({ value: HOLE, at: { key: end, parent: at }, depth: depth + 1 });
+        for (let i = end - 1; i >= 0; i--) stack.push({ value: value[i], at: { key: i, parent: at }, depth: depth + 1 });
+        continue;
+      }
+      const keys = Object.keys(value);
       for (let k = keys.length - 1; k >= 0; k--) {
         const key = keys[k];
-        const child: PathNode = { key: isArray ? k : key, parent: at };
+        const child: PathNode = { key, parent: at };
         if (key === "__proto__") {
           // JSON.parse makes it an own key; copying it anywhere (zod does) would set a prototype instead.
           problems.push({ field: fieldOf(child), message: 'the key "__proto__" is not allowed' });

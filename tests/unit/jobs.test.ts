@@ -3,6 +3,9 @@
 import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
 import { execFile } from "node:child_process";
+import { once } from "node:events";
+import { constants as fsConstants } from "node:fs";
+import { createServer } from "node:net";
 import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,6 +154,40 @@ describe("readJobsFile: good input", () => {
     await assert.rejects(loadJobsModule(dir), { name: "JobInputError", message: new RegExp(`cannot read the jobs module: it is a directory`) });
     await assert.rejects(loadJobsModule(join(dir, "gone.ts")), { message: /gone\.ts: cannot read the jobs module: no such file/ });
     await assert.rejects(readJobsFile("/dev/null"), { message: /\/dev\/null: cannot read the jobs file: it is not a regular file/ });
+  });
+
+  /** What `reading` fails with, or "hung" after 3 s; a blocked open of `fifo` is then given a writer so the test process can end. */
+  async function refusedWithin3s(reading: Promise<unknown>, fifo?: string): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung after 3 s"), 3000)));
+    const outcome = await Promise.race([reading.then(() => "read", (err: unknown) => err), hung]);
+    clearTimeout(timer);
+    if (outcome === "hung after 3 s" && fifo) {
+      const writer = await open(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+      await writer.close();
+      await reading.catch(() => undefined);
+    }
+    return outcome;
+  }
+
+  it("a FIFO or a socket is refused at once, saying what it is (not waited on until something writes to it)", async () => {
+    const fifo = join(dir, `jobs-fifo-${++fileCount}.jsonl`);
+    await run("mkfifo", [fifo]);
+    const socketPath = join(dir, `jobs-${++fileCount}.sock`);
+    const server = createServer().listen(socketPath);
+    await once(server, "listening");
+    try {
+      for (const [path, kind] of [[fifo, "a named pipe \\(FIFO\\)"], [socketPath, "a socket"]]) {
+        const refusal = new RegExp(`cannot read the jobs (file|module): it is not a regular file but ${kind}; give a \\.jsonl file`);
+        for (const read of [readJobsFile, loadJobsModule]) {
+          const outcome = await refusedWithin3s(read(path) as Promise<unknown>, path === fifo ? fifo : undefined);
+          assert.ok(outcome instanceof JobInputError, `${read.name}(${kind}): ${String(outcome)}`);
+          assert.match(outcome.message, refusal);
+        }
+      }
+    } finally {
+      server.close();
+    }
   });
 });
 
@@ -474,6 +511,25 @@ describe("loadJobsModule", () => {
     await assert.rejects(collect(await loadJobsModule(notObject)), /job at index 0: must be an object, got "just-an-id"/);
     const cyclic = await fixture("mjs", `const p = {}; p.self = p;\nexport default [{ id: "c", params: p }];\n`);
     await assert.rejects(collect(await loadJobsModule(cyclic)), /params\.self: is a circular reference/);
+  });
+
+  it("a hole or an undefined in a list (which the queue would store as null) is refused anywhere, naming the field", async () => {
+    const path = await fixture(
+      "mjs",
+      `const scene = { tag: "DefaultScene", key: "root", children: [{ tag: "Box", key: "box", points: [1, , 3] }] };\n` +
+        `const far = [1, 2]; far[2 ** 32 - 2] = 3;\n` +
+        `export default [{ id: "h", scene, frames: [{}, , {}], params: { a: [0, undefined], b: far, c: { gone: undefined } } }];\n`,
+    );
+    await assert.rejects(collect(await loadJobsModule(path)), (err: unknown) => {
+      assert.ok(err instanceof JobInputError);
+      assert.deepEqual(err.issues.map((i) => [i.field, i.message]), [
+        ["scene.children[0].points[1]", "is a hole in the list (as in [1, , 3]), which JSON cannot hold; give a value or null"],
+        ["frames[1]", "is a hole in the list (as in [1, , 3]), which JSON cannot hold; give a value or null"],
+        ["params.a[1]", "must be JSON data, got undefined (a list would store it as null)"],
+        ["params.b[2]", "is a hole in the list (as in [1, , 3]), which JSON cannot hold; give a value or null"],
+      ], "an undefined field of an object (params.c.gone) is as good as absent");
+      return true;
+    });
   });
 
   it("the run's limits apply to module jobs too", async () => {

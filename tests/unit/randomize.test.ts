@@ -99,6 +99,13 @@ describe("randomizer schema", () => {
     refused(box({ choice: Array(10_001).fill(1) }), ["choice"], /at most 10000 options/);
     refused(box({ choice: [1, NaN] }), ["choice", 1], /not a JSON number/);
     refused(box({ choice: [{ a: [1, undefined] }] }), ["choice", 0, "a", 1], /undefined is not a JSON value/);
+    // Holes read as undefined but forEach and Object.keys skip them; JSON.stringify would write null.
+    refused(box({ choice: [[1, , 3]] }), ["choice", 0, 1], /hole in the list/);
+    refused(box({ choice: ["ok", { a: [[0, , 2]] }] }), ["choice", 1, "a", 0, 1], /hole in the list/);
+    const far: number[] = [0];
+    far[2 ** 32 - 2] = 1; // found at index 1 without walking four billion indices
+    const farIssues = RandomizeListSchema.safeParse([box({ choice: [far] })]).error?.issues;
+    assert.deepEqual(farIssues?.map((i) => i.path), [[0, "choice", 0, 1]]);
     refused(box({ choice: [() => 1] }), ["choice", 0], /function is not a JSON value/);
     refused(box({ choice: [new Date(0)] }), ["choice", 0], /not a JSON value/);
     refused(box({ choice: [1, 2, 3], weights: [1, 2] }), ["weights"], /^weights has 2 entries but choice has 3/);
@@ -176,6 +183,12 @@ describe("randomizer schema", () => {
     refused(orbit({ target: [0, 0] }), [...at, "target"], /./);
     refused(orbit({ target: [0, NaN, 0] }), [...at, "target", 1], /NaN/);
     refused(orbit({ target: [1.7e308, 0, 0], radius: 1e308 }), [...at, "target", 0], /beyond the largest finite number/);
+    // A radius lost in the rounding of the target's coordinates would put the camera on the point it looks at.
+    refused(orbit({ target: [1e9, 1e9, 1e9], radius: 1e-9 }), [...at, "radius"], /radius 1e-9 is below 1000, the smallest this target allows \(1e-6 × its largest coordinate/);
+    refused(orbit({ target: [0, -2e9, 0], radius: [1999, 1e4] }), [...at, "radius", 0], /radius 1999 is below 2000/);
+    refused(orbit({ radius: [1e-7, 1] }), [...at, "radius", 0], /radius 1e-7 is below 0.000001, the smallest orbit radius/);
+    parse([orbit({ target: [0, -2e9, 0], radius: [2000, 1e4] })]);
+    parse([orbit({ target: [0.5, 0, 0], radius: 1e-6 })]);
     refused(orbit({ distance: 3 }), at, /Unrecognized key: "distance"/);
     refused({ camera: { orbit: { radius: 1 }, fov: 30 } }, ["camera"], /Unrecognized key: "fov"/);
     refused({ camera: {} }, [...at], /expected object/);
@@ -375,6 +388,9 @@ function near(actual: number, expected: number, standardError: number, what: str
 /** A fraction of n draws near probability p (binomial standard error). */
 const nearFraction = (hits: number, n: number, p: number, what: string) => near(hits / n, p, Math.sqrt((p * (1 - p)) / n), what);
 
+/** Digest of the weighted picks below, drawn by the first (linear-scan) pickIndex. */
+const PINNED_WEIGHTED_PICKS = "476bdb9fd30ac13f";
+
 describe("sampler distributions (5,000 draws each)", () => {
   it("uniform: every component in range, mean and variance of the uniform", () => {
     const lo = [-1, 0, -1, 10];
@@ -419,6 +435,17 @@ describe("sampler distributions (5,000 draws each)", () => {
 
     const huge = drawMany([box({ choice: ["x", "y"], weights: [1.7e308, 1.7e308] })], 2000).map((d) => d.randomized["box.position"]);
     nearFraction(huge.filter((x) => x === "x").length, huge.length, 0.5, "weights whose sum overflows");
+  });
+
+  it("choice: weighted draws are pinned (the same seed picks the same option as it always did, whatever the weights' shape)", () => {
+    const shapes: number[][] = [
+      [0, 0, 1, 0, 0], [0.2, 1e-9, 3], [1e308, 1e308, 1e308], [1e-300, 1, 1e-300], [5e-324, 0, 5e-324], [1e308, 5e-324, 1],
+      [3, 0, 0, 0, 2, 0], Array.from({ length: 10 }, () => 0.1), Array.from({ length: 97 }, (_, i) => (i % 3 ? i * 0.1 : 0)),
+      Array.from({ length: 1000 }, (_, i) => 1 / (i + 1)), Array.from({ length: 1000 }, (_, i) => (i === 999 ? 1 : 1e-17)),
+    ];
+    const list = parse(shapes.map((weights, r) => ({ key: "box", prop: `p${r}`, choice: weights.map((_, i) => i), weights })));
+    const picks = drawMany(list, 2000).map((d) => shapes.map((_, r) => d.randomized[`box.p${r}`]).join(",")).join(";");
+    assert.equal(createHash("sha256").update(picks).digest("hex").slice(0, 16), PINNED_WEIGHTED_PICKS);
   });
 
   it("hsv: lowercase #rrggbb whose hue, saturation and value land in their ranges, spread over them", () => {
