@@ -145,8 +145,8 @@ async function runTrial(t: Extract<WorkerTask, { kind: "run" }>): Promise<RunTri
   const samples: [frames: number, rssMb: number][] = [];
   const rss = rssSampler(50, (bytes) => samples.push([written, bytes / MB]));
   const run = await startRun({
-    out: t.out, clientDir: t.clientDir, jobs: jobs(), inFlight: t.inFlight, seed: 1,
-    template: { frames_per_job: t.framesPerJob }, log: (line) => lines.push(line), onFrames: (count) => (written += count),
+    out: t.out, clientDir: t.clientDir, inFlight: t.inFlight, seed: 1,
+    template: { spec: template, frames: t.frames, framesPerJob: t.framesPerJob }, log: (line) => lines.push(line), onFrames: (count) => (written += count),
   });
   const gate = gateTakes(run.queue);
   let fakes: ChildProcess | undefined;

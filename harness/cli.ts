@@ -14,7 +14,7 @@ import { LIMITS } from "../protocol/grab.js";
 import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
 import { RENDER_DEFAULTS } from "../server/runFarm.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
-import { MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
+import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
 import { parseRunSeed } from "../server/dispatch/randomizeFrame.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
@@ -48,9 +48,9 @@ const program = new Command("tabfarm")
   // its tabs on one thread; two browsers for two tabs on 2 cores gave +13 % frames/s (median of 3).
   .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over (default: one per core, at most one per tab)").argParser(int("--browsers", 1, 64)))
   .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))
-  .addOption(new Option("--frames-per-job <n>", "frames per job of --demo and --template").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(10))
+  .addOption(new Option("--frames-per-job <n>", "frames per job of --demo and --template").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(DEFAULT_FRAMES_PER_JOB))
   .addOption(new Option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs").conflicts("template"))
-  .addOption(new Option("--template <file>", "one job as a .json file, without id and frames (scene, settings, \"randomize\"), rendered --frames times").conflicts("jobs"))
+  .addOption(new Option("--template <file>", "one job as a .json file, without id and frames (scene, settings, \"randomize\"), rendered --frames times").conflicts(["jobs", "demo"]))
   .addOption(new Option("--frames <n>", "frames to render from --template, in jobs of --frames-per-job").argParser(int("--frames", 1, MAX_TEMPLATE_FRAMES)))
   .addOption(new Option("--seed <n>", "the run's seed: every frame's randomizer draws derive from it, its job id and its index (default: the dataset's, else random and printed)").argParser(argument(parseRunSeed)))
   .option("--replace-pending", "on resume, jobs whose id is queued but whose spec was edited replace the queued spec if still pending", false)
@@ -89,6 +89,7 @@ const program = new Command("tabfarm")
     const options: FarmCommandOptions = {
       ...raw,
       gl: raw.gl as GlBackend,
+      framesPerJobGiven: command.getOptionValueSource("framesPerJob") !== "default",
       browsers: raw.browsers ?? defaultBrowsers(raw.sessions),
       out: raw.out ?? path.join("out", timestamp()),
     };

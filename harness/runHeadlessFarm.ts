@@ -6,10 +6,10 @@ import type { JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { LayerName } from "../protocol/layers.js";
 import type { ClassEntry } from "../server/capture/ClassTable.js";
-import { startRun, type RunSummary } from "../server/runFarm.js";
+import { startRun, type RunOptions, type RunSummary } from "../server/runFarm.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { openJobsFile } from "../server/jobs/readJobsFile.js";
-import { readTemplate, templateJobs } from "../server/jobs/templateJobs.js";
+import { readTemplate } from "../server/jobs/templateJobs.js";
 import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
 import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
 import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
@@ -32,6 +32,8 @@ export interface FarmCommandOptions {
   /** --template: one job (no id, no frames) rendered `frames` times, in jobs of framesPerJob. */
   template?: string;
   frames?: number;
+  /** --frames-per-job was given (not its default): a template resume otherwise keeps the dataset's cut. */
+  framesPerJobGiven?: boolean;
   /** --seed; absent: the dataset's, else random. */
   seed?: number;
   handler?: string;
@@ -70,11 +72,15 @@ export interface FarmCommandOptions {
 
 export class FarmError extends Error {}
 
-async function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec> | AsyncIterable<JobSpec>> {
-  if (options.template) return templateJobs(await readTemplate(path.resolve(options.template)), { frames: options.frames!, framesPerJob: options.framesPerJob });
-  if (!options.jobs) return demoJobs(options.demo, options.framesPerJob);
+/** The run's jobs: a jobs file or module, a template (its jobs are cut by the run: runFarm), or the demo. */
+async function jobSource(options: FarmCommandOptions): Promise<Pick<RunOptions, "jobs" | "template">> {
+  if (options.template) {
+    const file = path.resolve(options.template);
+    return { template: { spec: await readTemplate(file), frames: options.frames!, framesPerJob: options.framesPerJobGiven ? options.framesPerJob : undefined, file: options.template } };
+  }
+  if (!options.jobs) return { jobs: demoJobs(options.demo, options.framesPerJob) };
   const file = path.resolve(options.jobs);
-  return /\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file);
+  return { jobs: await (/\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file)) };
 }
 
 /**
@@ -85,7 +91,7 @@ async function jobSource(options: FarmCommandOptions): Promise<Iterable<JobSpec>
 export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: string) => console.log(line), stop?: AbortSignal): Promise<RunSummary> {
   const stopped = untilAborted(stop);
   // Inputs first: a bad jobs file must fail before anything starts.
-  const jobs = await Promise.race([jobSource(options), stopped]); // checking a big jobs file takes a while: a signal does not wait for it
+  const source = await Promise.race([jobSource(options), stopped]); // checking a big jobs file takes a while: a signal does not wait for it
   const userHandler = options.handler ? await loadHandlerModule(path.resolve(options.handler)) : undefined;
   const handler: JobRunner | undefined = userHandler && (async (session, job) => void (await userHandler(session, job)));
   // The browser next, so that a setup error comes before any work and the first lines say which browser and why.
@@ -104,14 +110,14 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   const say = bars ? (line: string) => bars.log(`${line}\n`) : log;
   let frames = 0;
   const run = await startRun({
-    out: options.out, clientDir, jobs, handler,
+    out: options.out, clientDir, ...source, handler,
     width: options.width, height: options.height, format: options.format, quality: options.quality,
     host: options.host, port: options.port, token: options.token,
     leaseTtlMs: options.leaseTtl, maxAttempts: options.maxAttempts, grabTimeoutMs: options.grabTimeout,
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
-    seed: options.seed, template: options.template ? { frames_per_job: options.framesPerJob } : undefined,
+    seed: options.seed,
     recordedOptions: options, log: say, stop,
     onFrames: (n, session) => {
       frames += n;

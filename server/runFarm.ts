@@ -14,8 +14,10 @@ import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
 import { renderDeclarativeJob, type RenderDefaults } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
 import { DatasetOpenError, openDataset, QUEUE_FILE, type OpenDataset } from "./dataset/openDataset.js";
-import { readRunManifest, RunManifest, type TemplateEntry } from "./dataset/RunManifest.js";
-import { randomizerKeyProblems } from "../protocol/randomize.js";
+import { readRunManifest, RunManifest } from "./dataset/RunManifest.js";
+import { randomizerKeyProblems, type Randomizer } from "../protocol/randomize.js";
+import { templateJobs, type Template } from "./jobs/templateJobs.js";
+import { formatPath } from "./jobs/readJobsFile.js";
 import type { ClassEntry } from "./capture/ClassTable.js";
 
 class UnknownJobError extends DatasetOpenError {
@@ -74,8 +76,11 @@ export interface RunOptions {
   classes?: ClassEntry[];
   /** The run's seed (--seed); absent: the dataset's, else a random one (RunManifest). */
   seed?: number;
-  /** The jobs are a template's, cut this way (a resume must cut them the same way). */
-  template?: TemplateEntry;
+  /**
+   * Render a template (instead of `jobs`): `frames` frames in jobs of `framesPerJob` (absent: the dataset's
+   * cut, else 10), cut as every earlier run of the dataset cut them (RunManifest, templateJobs).
+   */
+  template?: { spec: Template; frames: number; framesPerJob?: number; /** Its file, for messages. */ file?: string };
   /** The options manifest.json records for this run (the command line's); default: these. Secrets are left out. */
   recordedOptions?: object;
   host?: string;
@@ -123,6 +128,7 @@ export interface Run {
 
 export async function startRun(options: RunOptions): Promise<Run> {
   const log = options.log ?? ((line: string) => console.log(line));
+  checkTemplate(options); // before the dataset is opened: a bad template leaves nothing behind
   const leaseTtlMs = options.leaseTtlMs ?? 30_000;
   // Checks --out, refuses a folder that is not a tabfarm dataset, and takes the dataset's lock: resume
   // below runs only on our own dataset, with no other farm writing it.
@@ -163,7 +169,8 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const { jobs: _jobs, handler, ...settings } = options;
   const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
   // After compact: the class table is restored from the lines of done jobs only.
-  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed: options.seed, template: options.template, log });
+  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed: options.seed,
+    template: options.template && { frames: options.template.frames, framesPerJob: options.template.framesPerJob }, log });
   try {
     return await serveRun(opened, options, log, { jobIsDone, manifest, defaults, linesAtStart: compacted.kept });
   } catch (err) {
@@ -187,7 +194,8 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   const { jobIsDone, manifest, defaults } = setup;
 
   // Queueing a million jobs takes a minute: a stop is honoured between jobs (what was committed stays, adds are idempotent).
-  const jobs = options.jobs && randomizingTheRunScene(untilStopped(options.jobs, options.stop), defaults.scene);
+  const given = options.template ? templateJobs(options.template.spec, manifest.templateSplit!) : options.jobs;
+  const jobs = given && checkedForTheRun(untilStopped(given, options.stop), defaults.scene, options.handler !== undefined);
   const added = jobs ? await queue.add(jobs, { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
   options.stop?.throwIfAborted();
   const startCounts = await queue.counts();
@@ -281,14 +289,38 @@ async function endManifest(manifest: RunManifest, queue: JobQueue, linesInIndex:
   manifest.finish(c && { jobs_total: c.total, jobs_done: c.done, jobs_failed: c.failed, frames: linesInIndex });
 }
 
+/** Why `randomize` can't be drawn in this run (undefined: it can); `where` names the job or template. */
+function randomizeProblem(randomize: readonly Randomizer[] | undefined, ownScene: SceneElement | undefined, runScene: SceneElement, handler: boolean): string | undefined {
+  if (!randomize?.length) return undefined;
+  if (handler) {
+    return "randomize: a --handler renders the job itself, so nothing would draw these; draw them in the handler " +
+      "(drawFrame(job.spec.randomize, job.frameSeed(i)) from server/dispatch/randomizeFrame.ts; save with {randomized}) and name them otherwise, e.g. in params";
+  }
+  if (ownScene) return undefined; // checked against its own scene when the job was read (protocol/job.ts)
+  const problem = randomizerKeyProblems(randomize, runScene)[0];
+  if (!problem) return undefined;
+  const key = (randomize[problem.path[0] as number] as { key?: string }).key;
+  return `${formatPath(["randomize", ...problem.path])}: no element with key ${JSON.stringify(key)} in the run's scene (there is no scene of its own to randomize)`;
+}
+
+/** A template the run can't render refuses the start. */
+function checkTemplate(options: RunOptions): void {
+  if (!options.template) return;
+  if (options.jobs) throw new Error("a run renders either jobs or a template, not both");
+  const { spec, file } = options.template;
+  const problem = randomizeProblem(spec.randomize, spec.scene, renderDefaults(options).scene, options.handler !== undefined);
+  if (problem) throw new Error(`${file ?? "template"}: ${problem}`);
+}
+
 /**
- * The jobs, each one that randomizes the run's scene (it has none of its own) checked against it: a
- * key the scene lacks stops the queueing before anything renders (the schema checks a job's own scene).
+ * The jobs, each checked for what only the run can tell: randomizers drawn by a run that has a handler
+ * (which would ignore them), or keys the run's scene lacks in a job without a scene of its own. A bad
+ * job stops the queueing before anything renders.
  */
-async function* randomizingTheRunScene(jobs: AsyncIterable<JobSpec>, scene: SceneElement): AsyncGenerator<JobSpec> {
+async function* checkedForTheRun(jobs: AsyncIterable<JobSpec>, scene: SceneElement, handler: boolean): AsyncGenerator<JobSpec> {
   for await (const job of jobs) {
-    const problem = !job.scene && job.randomize ? randomizerKeyProblems(job.randomize, scene)[0] : undefined;
-    if (problem) throw new Error(`job ${job.id}: randomize.${problem.path.join(".")}: ${problem.message} (the job has no scene of its own, so it renders the run's)`);
+    const problem = randomizeProblem(job.randomize, job.scene, scene, handler);
+    if (problem) throw new Error(`job ${job.id}: ${problem}`);
     yield job;
   }
 }

@@ -15,6 +15,8 @@ import { ClassTable, type ClassEntry } from "../capture/ClassTable.js";
 import { DatasetOpenError, describeFsError, RUN_MANIFEST_FILE } from "./openDataset.js";
 import { FRAMES_INDEX } from "./DatasetWriter.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
+import { frameSeed } from "../dispatch/randomizeFrame.js";
+import { DEFAULT_FRAMES_PER_JOB, type TemplateSplit } from "../jobs/templateJobs.js";
 import { readFrameLines } from "./readDataset.js";
 import { labelProblem, shortJson } from "../../protocol/instances.js";
 import type { FrameRecord } from "./FrameRecord.js";
@@ -72,13 +74,21 @@ export interface RunManifestData {
    * written before seeds.
    */
   seed?: number;
-  /** How --template runs split the template's frames into jobs (a resume must split them the same way). */
+  /** How --template runs cut the template's frames into jobs (a resume cuts them the same way). */
   template?: TemplateEntry;
   runs: RunEntry[];
 }
 
 export interface TemplateEntry {
   frames_per_job: number;
+  /** The --frames of every template run, ascending: jobs end there too (templateJobs' cuts). */
+  frames: number[];
+}
+
+/** A template run's request: --frames, and --frames-per-job when given (absent: the dataset's cut, else the default). */
+export interface TemplateRequest {
+  frames: number;
+  framesPerJob?: number;
 }
 
 /** Option names whose values are never written to disk. */
@@ -248,8 +258,8 @@ export interface RunManifestOptions {
   classes?: readonly ClassEntry[];
   /** --seed: must match the dataset's seed when it has one; absent: the dataset's, else a random one. */
   seed?: number;
-  /** The run expands a --template into jobs this way. */
-  template?: TemplateEntry;
+  /** The run renders a --template. */
+  template?: TemplateRequest;
   /** The dataset's manifest.json as readRunManifest read it before the run touched anything; undefined when it has none. */
   previous: RunManifestData | undefined;
   log?: (line: string) => void;
@@ -261,6 +271,8 @@ export class RunManifest {
   private readonly run: RunEntry;
   /** The run's class table: pass it to the Farm; every id it hands out is recorded here. */
   readonly classes: ClassTable;
+  /** With a template: how to cut its frames into jobs (templateJobs), the same way as every earlier run. */
+  readonly templateSplit?: TemplateSplit;
   private timer?: NodeJS.Timeout;
   private lastWrite = 0;
   private readonly log: (line: string) => void;
@@ -274,10 +286,10 @@ export class RunManifest {
   static async start(options: RunManifestOptions): Promise<RunManifest> {
     const file = path.join(options.root, RUN_MANIFEST_FILE);
     removeStaleTemps(options.root);
-    const seed = runSeed(file, options.previous, options.seed, options.log ?? console.log);
-    checkTemplateSplit(file, options.previous, options.template);
+    const seed = await runSeed(options.root, options.previous, options.seed, options.log ?? console.log);
+    const template = options.template && templateEntry(file, options.previous?.template, options.template);
     const classes = await restoreClassTable(options.root, options.previous, options.classes ?? []);
-    const manifest = new RunManifest(file, options.previous, options, classes, seed);
+    const manifest = new RunManifest(file, options.previous, options, classes, seed, template);
     try {
       manifest.writeNow();
     } catch (err) {
@@ -287,7 +299,14 @@ export class RunManifest {
     return manifest;
   }
 
-  private constructor(file: string, previous: RunManifestData | undefined, options: RunManifestOptions, classes: ClassEntry[], readonly seed: number) {
+  /**
+   * @param seed the run's seed (runSeed)
+   * @param template this run's template cut (templateEntry), when it renders one
+   */
+  private constructor(
+    file: string, previous: RunManifestData | undefined, options: RunManifestOptions, classes: ClassEntry[],
+    readonly seed: number, template: TemplateEntry | undefined,
+  ) {
     this.file = file;
     this.log = options.log ?? ((line) => console.log(line));
     const now = new Date().toISOString();
@@ -301,10 +320,14 @@ export class RunManifest {
       layers: { ...previous?.layers },
       classes,
       seed,
-      ...(options.template ?? previous?.template ? { template: options.template ?? previous?.template } : {}),
+      ...(template ?? previous?.template ? { template: template ?? previous?.template } : {}),
       runs: [...(previous?.runs ?? []), this.run],
     };
     this.addLayers(options.layers);
+    if (template && options.template) {
+      const { frames_per_job, frames } = template;
+      this.templateSplit = { frames: options.template.frames, framesPerJob: frames_per_job, cuts: frames };
+    }
     this.classes = new ClassTable(classes.map((c) => [c.label, c.id]));
     this.classes.onAdd = () => this.changed();
   }
@@ -396,39 +419,80 @@ export class RunManifest {
 // The dataset's seed and template split
 
 /**
- * The run's seed: the dataset's (manifest.json) when it has one, which a different --seed may not
- * change (a job resumed under another seed would draw other values than its first frames did); else
- * --seed; else a random one, printed so the run can be repeated.
+ * The run's seed. Frames already drawn bind it: when frames.jsonl has a line with a seed, the seed (--seed,
+ * else manifest.json's) must be the one that drew it — a job resumed under another seed would draw other
+ * values than its first frames did, whatever manifest.json says (lost, edited). Without such a line nothing
+ * is bound yet: --seed, else manifest.json's, else a random one, printed so the run can be repeated.
  */
-function runSeed(file: string, previous: RunManifestData | undefined, given: number | undefined, log: (line: string) => void): number {
+async function runSeed(root: string, previous: RunManifestData | undefined, given: number | undefined, log: (line: string) => void): Promise<number> {
   const recorded = previous?.seed;
-  if (recorded !== undefined) {
-    if (given !== undefined && given !== recorded) {
+  const drawnBy = await firstSeededLine(root);
+  if (drawnBy) {
+    const { line, job, frame, seed: lineSeed } = drawnBy;
+    const where = `${FRAMES_INDEX} line ${line} (job ${job} frame ${frame}, seed ${lineSeed})`;
+    const seed = given ?? recorded;
+    if (seed === undefined) {
       throw new DatasetOpenError(
-        `--seed ${given}: this dataset was rendered with seed ${recorded} (${file}), and a job resumed under another seed would draw ` +
-          `other values than its first frames did. Leave --seed out (seed ${recorded} is used) or choose another --out.`,
+        `${path.join(root, RUN_MANIFEST_FILE)}: records no seed, but ${where} was drawn with one: pass the --seed its frames were drawn with ` +
+          `(printed when they were rendered), or restore ${RUN_MANIFEST_FILE}.`,
       );
     }
-    log(`seed: ${recorded} (the dataset's, from ${RUN_MANIFEST_FILE})`);
-    return recorded;
+    if (frameSeed(seed, job, frame) !== lineSeed) {
+      const source = given !== undefined ? `--seed ${given}` : `${path.join(root, RUN_MANIFEST_FILE)}: its seed ${recorded}`;
+      const known = recorded !== undefined && recorded !== seed && frameSeed(recorded, job, frame) === lineSeed ? ` this dataset was rendered with seed ${recorded}:` : "";
+      throw new DatasetOpenError(
+        `${source}:${known} it did not draw ${where}, and a job resumed under another seed would draw other values than its first frames did. ` +
+          `${known ? `Leave --seed out (seed ${recorded} is used)` : "Pass the --seed its frames were drawn with"} or choose another --out.`,
+      );
+    }
+    log(`seed: ${seed} (${given !== undefined ? "--seed" : `the dataset's, from ${RUN_MANIFEST_FILE}`}; it drew the dataset's frames)`);
+    return seed;
   }
   if (given !== undefined) {
-    log(`seed: ${given}`);
+    log(`seed: ${given}${recorded !== undefined && recorded !== given ? ` (replaces ${recorded}, which drew no frame yet)` : ""}`);
     return given;
+  }
+  if (recorded !== undefined) {
+    log(`seed: ${recorded} (the dataset's, from ${RUN_MANIFEST_FILE})`);
+    return recorded;
   }
   const drawn = randomInt(0, 2 ** 48 - 1);
   log(`seed: ${drawn} (random; pass --seed ${drawn} to draw the same values in another dataset)`);
   return drawn;
 }
 
-/** A resume must cut the template into the same jobs: other cuts would render frames twice under other job ids. */
-function checkTemplateSplit(file: string, previous: RunManifestData | undefined, template: TemplateEntry | undefined): void {
-  const before = previous?.template?.frames_per_job;
-  if (template === undefined || before === undefined || before === template.frames_per_job) return;
-  throw new DatasetOpenError(
-    `--frames-per-job ${template.frames_per_job}: this dataset's template frames were cut into jobs of ${before} (${file}); ` +
-      `other cuts would render frames again under other job ids. Use --frames-per-job ${before} or choose another --out.`,
-  );
+/** The first line of frames.jsonl that records its frame's seed (lines written before seeds have none). */
+async function firstSeededLine(root: string): Promise<{ line: number; job: string; frame: number; seed: number } | undefined> {
+  for await (const { line, record } of readFrameLines(root)) {
+    const seed = record?.seed;
+    if (record && Number.isSafeInteger(seed) && seed! >= 0 && Number.isSafeInteger(record.frame) && record.frame >= 0) {
+      return { line, job: record.job, frame: record.frame, seed: seed! };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * This run's template cut: the dataset's frames per job (another --frames-per-job would render frames again
+ * under other job ids: refused), and the frame counts of every run so far, this one's included. A run may
+ * grow the template, never shrink it (the jobs of the larger count are queued already).
+ */
+function templateEntry(file: string, before: TemplateEntry | undefined, request: TemplateRequest): TemplateEntry {
+  const perJob = request.framesPerJob ?? before?.frames_per_job ?? DEFAULT_FRAMES_PER_JOB;
+  if (before && before.frames_per_job !== perJob) {
+    throw new DatasetOpenError(
+      `--frames-per-job ${perJob}: this dataset's template frames were cut into jobs of ${before.frames_per_job} (${file}); ` +
+        `other cuts would render frames again under other job ids. Leave --frames-per-job out (or give ${before.frames_per_job}), or choose another --out.`,
+    );
+  }
+  const most = Math.max(0, ...(before?.frames ?? []));
+  if (request.frames < most) {
+    throw new DatasetOpenError(
+      `--frames ${request.frames}: this dataset's template already has ${most} frames (${file}), queued or rendered; a template run grows, ` +
+        `never shrinks: give --frames ${most} or more, or choose another --out.`,
+    );
+  }
+  return { frames_per_job: perJob, frames: [...new Set([...(before?.frames ?? []), request.frames])].sort((a, b) => a - b) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,9 +525,12 @@ export function readRunManifest(root: string): RunManifestData | undefined {
   if (!Array.isArray(data.runs) || !data.runs.every((r) => typeof r === "object" && r !== null && !Array.isArray(r))) throw unreadable(file, `"runs" must be a list of runs`);
   if (typeof data.layers !== "object" || data.layers === null || Array.isArray(data.layers)) throw unreadable(file, `"layers" must be an object of layer declarations`);
   if (data.seed !== undefined && !(Number.isSafeInteger(data.seed) && data.seed >= 0)) throw unreadable(file, `"seed" must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
-  const perJob = data.template?.frames_per_job;
-  if (data.template !== undefined && !(typeof data.template === "object" && data.template !== null && Number.isSafeInteger(perJob) && (perJob as number) >= 1)) {
-    throw unreadable(file, `"template" must be {"frames_per_job": a whole number ≥ 1}`);
+  if (data.template !== undefined) {
+    const { frames_per_job: perJob, frames } = (data.template ?? {}) as Partial<TemplateEntry>;
+    const whole = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 1;
+    if (!whole(perJob) || !Array.isArray(frames) || frames.length > 100_000 || !frames.every(whole)) {
+      throw unreadable(file, `"template" must be {"frames_per_job": a whole number ≥ 1, "frames": a list of whole numbers ≥ 1}`);
+    }
   }
   try {
     data.classes = classEntriesFrom(data.classes ?? [], `${RUN_MANIFEST_FILE}: classes`);

@@ -97,6 +97,11 @@ export class JobContext {
     // A field of the line's own would be overwritten, or (depth_file, instances) misdescribe the frame's files.
     const clashing = Object.keys(options.extra ?? {}).filter((name) => FRAME_RECORD_FIELDS.has(name));
     if (clashing.length) throw new Error(`job ${this.id} frame ${index}: extra field(s) ${clashing.join(", ")} are the line's own fields; name them otherwise. Frame not written`);
+    // Readers (verify, export) take `randomized` as drawn values by name: anything else would be a line they refuse.
+    const { randomized } = options;
+    if (randomized !== undefined && (typeof randomized !== "object" || randomized === null || Array.isArray(randomized))) {
+      throw new Error(`job ${this.id} frame ${index}: randomized must be an object of drawn values by name ("box.color": "#…"), got ${Array.isArray(randomized) ? "a list" : typeof randomized}. Frame not written`);
+    }
     this.nextIndex = Math.max(this.nextIndex, index + 1);
     const file = this.dataset.framePath(this.id, index, frame.format);
     const current = this.leaseIsCurrent();

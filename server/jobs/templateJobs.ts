@@ -9,6 +9,8 @@ import { JobInputError, MAX_LINE_BYTES, openRegularFile, validateJob, type JobIs
 
 /** Most frames a template run may ask for: ids hold the first frame's index in FRAME_DIGITS digits. */
 export const MAX_TEMPLATE_FRAMES = 100_000_000;
+/** Frames per job of the demo and of templates, unless --frames-per-job (or, for a template, the dataset) says otherwise. */
+export const DEFAULT_FRAMES_PER_JOB = 10;
 const FRAME_DIGITS = 8;
 /** A template is one job: as large as a job line may be. */
 const MAX_TEMPLATE_BYTES = MAX_LINE_BYTES;
@@ -23,7 +25,7 @@ export type Template = Omit<JobSpec, "id" | "frames">;
 
 /** Reads and checks a template file (one JSON object, any layout); throws JobInputError naming the file and every field at fault. */
 export async function readTemplate(file: string): Promise<Template> {
-  const { handle, stat } = await openRegularFile(file, "template");
+  const { handle, stat } = await openRegularFile(file, "template", "give a .json file holding one job without id and frames");
   let text: string;
   try {
     if (stat.size > MAX_TEMPLATE_BYTES) throw new JobInputError(file, [{ message: `is ${stat.size} bytes; a template may be at most ${MAX_TEMPLATE_BYTES} bytes` }]);
@@ -51,19 +53,30 @@ export async function readTemplate(file: string): Promise<Template> {
   return template;
 }
 
+/**
+ * How a template's frames are cut into jobs: every `framesPerJob` frames, and also at every frame count an
+ * earlier run of the dataset asked for (`cuts`), so that growing `--frames` keeps the jobs already queued
+ * as they are (a short last job keeps its frames) and starts a job of its own at the old end.
+ */
 export interface TemplateSplit {
   /** Frames to render in all. */
   frames: number;
-  /** Frames per job (the last job may hold fewer). */
+  /** Frames per job (a job before a cut, or the last one, may hold fewer). */
   framesPerJob: number;
+  /** Frame counts of earlier runs: a job also ends there. */
+  cuts?: readonly number[];
 }
 
-/** The jobs of `frames` frames of `template`, `framesPerJob` per job, generated one at a time. */
+/** The jobs of `split.frames` frames of `template`, generated one at a time. */
 export function* templateJobs(template: Template, split: TemplateSplit): Generator<JobSpec> {
   const { frames, framesPerJob } = checkSplit(split);
-  for (let first = 0; first < frames; first += framesPerJob) {
-    const count = Math.min(framesPerJob, frames - first);
-    yield { ...template, id: `frame-${String(first).padStart(FRAME_DIGITS, "0")}`, frames: Array.from({ length: count }, () => ({})) };
+  const cuts = [...new Set(split.cuts ?? [])].filter((n) => n > 0 && n < frames).sort((a, b) => a - b);
+  let nextCut = 0;
+  for (let first = 0; first < frames; ) {
+    while (nextCut < cuts.length && cuts[nextCut] <= first) nextCut++;
+    const end = Math.min(frames, first + framesPerJob - (first % framesPerJob), cuts[nextCut] ?? Infinity);
+    yield { ...template, id: `frame-${String(first).padStart(FRAME_DIGITS, "0")}`, frames: Array.from({ length: end - first }, () => ({})) };
+    first = end;
   }
 }
 

@@ -50,7 +50,7 @@ describe("seeded randomizers (real CLI and Chromium)", { timeout: 600_000 }, () 
       assert.equal(records.length, FRAMES);
       const manifest = JSON.parse(fs.readFileSync(path.join(a, "manifest.json"), "utf8")) as RunManifestData;
       assert.equal(manifest.seed, SEED);
-      assert.deepEqual(manifest.template, { frames_per_job: PER_JOB });
+      assert.deepEqual(manifest.template, { frames_per_job: PER_JOB, frames: [FRAMES] });
       assert.deepEqual([...new Set(records.map((r) => r.job))].sort(), ["frame-00000000", "frame-00000002", "frame-00000004", "frame-00000006"]);
       for (const r of records) {
         assert.equal(r.seed, frameSeed(SEED, r.job, r.frame), "the line's seed is the frame's, from (run seed, job, frame)");
@@ -105,6 +105,9 @@ describe("seeded randomizers (real CLI and Chromium)", { timeout: 600_000 }, () 
       const otherCut = await runFarmCli([...args(template, b), "--frames-per-job", "4"]);
       assert.equal(otherCut.code, 2, otherCut.output);
       assert.match(otherCut.output, /--frames-per-job 4: this dataset's template frames were cut into jobs of 2/);
+      const fewer = await runFarmCli([...args(template, b), "--frames", "3"]);
+      assert.equal(fewer.code, 2, fewer.output);
+      assert.match(fewer.output, /--frames 3: this dataset's template already has 8 frames/);
     });
   });
 

@@ -15,6 +15,8 @@ import {
   ClassTableError, classEntriesFrom, readClassesOption, readRunManifest, recordableOptions, RUN_MANIFEST_FILE, RunManifest, type RunManifestData,
 } from "../../server/dataset/RunManifest.js";
 import { startRun } from "../../server/runFarm.js";
+import { DEFAULT_FRAMES_PER_JOB } from "../../server/jobs/templateJobs.js";
+import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
 import { fakeSession } from "../integration/fakeSession.js";
 
 let base: string;
@@ -238,7 +240,7 @@ describe("manifest.json: resume", () => {
 });
 
 describe("manifest.json: the dataset's seed", () => {
-  it("a new dataset takes --seed, or a random one it prints; a resume keeps it, and refuses another --seed", async () => {
+  it("a new dataset takes --seed, or a random one it prints; a resume keeps it", async () => {
     const lines: string[] = [];
     const given = freshRoot();
     const a = await start(given, { seed: 2 ** 53 - 1, log: (l) => lines.push(l) });
@@ -249,14 +251,6 @@ describe("manifest.json: the dataset's seed", () => {
     resumed.finish(undefined);
     assert.equal(resumed.seed, 2 ** 53 - 1, "no --seed on resume: the dataset's");
     assert.match(lines.at(-1)!, /seed: 9007199254740991 \(the dataset's/);
-    const same = await start(given, { seed: 2 ** 53 - 1 });
-    same.finish(undefined);
-    await assert.rejects(start(given, { seed: 0 }), (err: unknown) => {
-      assert.ok(err instanceof DatasetOpenError);
-      assert.match(err.message, /--seed 0: this dataset was rendered with seed 9007199254740991/);
-      return true;
-    });
-    assert.equal(readJson(given).runs.length, 3, "the refused start appended no run");
 
     const drawn = new Set<number>();
     for (let i = 0; i < 3; i++) {
@@ -271,13 +265,56 @@ describe("manifest.json: the dataset's seed", () => {
     assert.equal(drawn.size, 3, "random seeds differ");
   });
 
-  it("a template's cut into jobs is kept; a resume with another --frames-per-job is refused", async () => {
+  it("frames drawn bind the seed: another --seed, a lost or edited manifest.json seed is refused, naming the line; no frame drawn binds nothing", async () => {
     const root = freshRoot();
-    (await start(root, { template: { frames_per_job: 5 } })).finish(undefined);
-    assert.deepEqual(readJson(root).template, { frames_per_job: 5 });
+    (await start(root, { seed: 5 })).finish(undefined);
+    // Nothing drawn yet: another seed replaces it (a start that rendered nothing does not pin its seed).
+    const lines: string[] = [];
+    const replaced = await start(root, { seed: 6, log: (l) => lines.push(l) });
+    replaced.finish(undefined);
+    assert.equal(replaced.seed, 6);
+    assert.match(lines.at(-1)!, /seed: 6 \(replaces 5, which drew no frame yet\)/);
+
+    // A frame drawn with seed 6 (a line written before seeds comes first: it binds nothing).
+    fs.writeFileSync(path.join(root, "frames.jsonl"), [
+      JSON.stringify({ job: "old", frame: 0, file: "images/old/000000.png" }),
+      JSON.stringify({ job: "j", frame: 3, file: "images/j/000003.png", seed: frameSeed(6, "j", 3) }),
+    ].join("\n") + "\n");
+    const same = await start(root, { log: (l) => lines.push(l) });
+    same.finish(undefined);
+    assert.equal(same.seed, 6);
+    await assert.rejects(start(root, { seed: 7 }), (err: unknown) => {
+      assert.ok(err instanceof DatasetOpenError);
+      assert.match(err.message, /^--seed 7: this dataset was rendered with seed 6: it did not draw frames\.jsonl line 2 \(job j frame 3, seed \d+\).*Leave --seed out \(seed 6 is used\)/);
+      return true;
+    });
+    const manifestText = fs.readFileSync(manifestPath(root), "utf8");
+    fs.writeFileSync(manifestPath(root), manifestText.replace(/"seed": 6/, '"seed": 8')); // edited by hand
+    await assert.rejects(start(root), /manifest\.json: its seed 8: it did not draw frames\.jsonl line 2 .*Pass the --seed its frames were drawn with/);
+    const rescued = await start(root, { seed: 6 }); // the lines' seed, given: accepted, and recorded again
+    rescued.finish(undefined);
+    assert.equal(readJson(root).seed, 6);
+    fs.rmSync(manifestPath(root)); // lost (its own error message advises moving a bad one away)
+    await assert.rejects(start(root), /records no seed, but frames\.jsonl line 2 \(job j frame 3, seed \d+\) was drawn with one: pass the --seed/);
+    (await start(root, { seed: 6 })).finish(undefined);
+  });
+
+  it("a template's cut is kept: the same frames per job, and a job ending at every earlier --frames; it grows, never shrinks", async () => {
+    const root = freshRoot();
+    const first = await start(root, { template: { frames: 7, framesPerJob: 5 } });
+    first.finish(undefined);
+    assert.deepEqual(first.templateSplit, { frames: 7, framesPerJob: 5, cuts: [7] });
+    assert.deepEqual(readJson(root).template, { frames_per_job: 5, frames: [7] });
     (await start(root)).finish(undefined); // a run without --template keeps the record
-    assert.deepEqual(readJson(root).template, { frames_per_job: 5 });
-    await assert.rejects(start(root, { template: { frames_per_job: 4 } }), /--frames-per-job 4: this dataset's template frames were cut into jobs of 5/);
+    assert.deepEqual(readJson(root).template, { frames_per_job: 5, frames: [7] });
+    const grown = await start(root, { template: { frames: 12 } }); // --frames-per-job left out: the dataset's
+    grown.finish(undefined);
+    assert.deepEqual(grown.templateSplit, { frames: 12, framesPerJob: 5, cuts: [7, 12] });
+    await assert.rejects(start(root, { template: { frames: 12, framesPerJob: 4 } }), /--frames-per-job 4: this dataset's template frames were cut into jobs of 5/);
+    await assert.rejects(start(root, { template: { frames: 11 } }), /--frames 11: this dataset's template already has 12 frames/);
+    const fresh = await start(freshRoot(), { template: { frames: 3 } });
+    fresh.finish(undefined);
+    assert.equal(fresh.templateSplit!.framesPerJob, DEFAULT_FRAMES_PER_JOB);
   });
 });
 
@@ -417,7 +454,7 @@ describe("a run's manifest.json through startRun (a fake session, no browser)", 
     const bad = { id: "r2", randomize: [{ key: "box", prop: "color", hsv: {} }, { key: "bx", prop: "position", uniform: [0, 1] }] };
     await assert.rejects(
       startRun({ out, clientDir: clientDir(), scene, seed: 9, log: () => {}, jobs: [{ id: "r1" }, bad] as never }),
-      /job r2: randomize\.1\.key: no element with key "bx".*\(the job has no scene of its own, so it renders the run's\)/,
+      /^Error: job r2: randomize\[1\]\.key: no element with key "bx" in the run's scene \(there is no scene of its own to randomize\)$/,
     );
     // The lock is released; the good job queued before the bad one renders with the run's scene.
     const token = "t";
