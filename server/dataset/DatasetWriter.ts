@@ -10,7 +10,8 @@ import { randomBytes } from "node:crypto";
 import type { FrameRecord } from "./FrameRecord.js";
 import { assertSafeName, insideRoot } from "./safeName.js";
 import { WritePool } from "./WritePool.js";
-import { FRAMES_INDEX, readFrameLines } from "./readDataset.js";
+import { FRAMES_INDEX, MAX_FRAME_LINE_BYTES, readFrameLines } from "./readDataset.js";
+import { readBoundedLines } from "../jobs/boundedLines.js";
 
 export { FRAMES_INDEX };
 const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fs.constants;
@@ -23,8 +24,8 @@ export class DatasetWriteError extends Error {
     super(`cannot write ${what}: ${(cause as Error)?.message ?? cause}`);
   }
 }
-/** File extension per image format, and of the layers' own files (protocol/layers.ts: png, npy). */
-const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp", npy: "npy" };
+/** File extension per image format, and of the layers' own files (protocol/layers.ts: png, npy); export names members with it too. */
+export const EXT: Record<string, string> = { png: "png", jpeg: "jpg", webp: "webp", npy: "npy" };
 
 export interface DatasetWriterOptions {
   /** Writer threads creating image files (default 1; threads are shared by writers with the same count). */
@@ -152,8 +153,10 @@ export class DatasetWriter {
   }
 
   /**
-   * Rewrites frames.jsonl keeping, for each (job, frame), the last line whose job is done.
-   * Returns how many lines were kept and dropped. Lines that are not records (a torn last line) are dropped.
+   * Rewrites frames.jsonl keeping, for each (job, frame), the last line whose job is done, copied as it
+   * was written (its bytes, less a "\r" before the newline), in file order. Returns how many lines were
+   * kept and dropped. Lines that are not records (a torn last line) are dropped. Reads the file twice
+   * and holds a few bytes per frame, never the lines.
    * Runs inside the append chain, so no append can land in the file while it is being replaced.
    */
   compact(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
@@ -163,41 +166,165 @@ export class DatasetWriter {
   }
 
   private async compactNow(isDone: (job: string) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
-    const index = fs.lstatSync(this.indexPath, { throwIfNoEntry: false });
-    if (!index) return { kept: 0, dropped: 0 };
-    if (!index.isFile()) throw new Error(`${this.indexPath} is not a regular file (a link or a folder); not rewritten`);
-    const latest = new Map<string, string>();
-    const doneCache = new Map<string, boolean>();
-    let total = 0;
-    let unterminated = false;
-    for await (const { record, unterminated: last } of readFrameLines(this.root)) {
-      total++;
-      if (!record) continue;
-      let done = doneCache.get(record.job);
-      if (done === undefined) doneCache.set(record.job, (done = await isDone(record.job))); // may throw: nothing is written then
-      if (!done) continue;
-      unterminated ||= last === true;
-      const id = `${record.job}\u0000${record.frame}`;
-      latest.delete(id); // re-insert so the map keeps the order of the last write
-      latest.set(id, JSON.stringify(record));
-    }
+    const read = fs.lstatSync(this.indexPath, { throwIfNoEntry: false, bigint: true });
+    if (!read) return { kept: 0, dropped: 0 };
+    if (!read.isFile()) throw new Error(`${this.indexPath} is not a regular file (a link or a folder); not rewritten`);
+    // Two passes over the file, so what is held is a few bytes per frame, never the lines themselves.
+    const { keep, total, unterminated } = await linesToKeep(this.root, isDone);
     // A crash can leave a whole last line without its newline; the next append would glue onto it.
-    if (latest.size === total && !unterminated) return { kept: total, dropped: 0 };
-    await replaceFile(this.indexPath, latest.size ? [...latest.values()].join("\n") + "\n" : "");
-    return { kept: latest.size, dropped: total - latest.size };
+    if (keep.size === total && !unterminated) return { kept: total, dropped: 0 };
+    await replaceFile(this.indexPath, (temp) => copyLines(this.indexPath, read, keep, temp));
+    return { kept: keep.size, dropped: total - keep.size };
   }
 }
 
 /**
- * Replaces `file` with `text`: the old file stays whole until the new one is complete and on disk (a full
- * disk or a crash while writing never costs a line already there), and a failed write leaves no temp file.
+ * Compaction's first pass: which lines of `<root>/frames.jsonl` to keep, i.e. for each (job, frame) of a
+ * done job the last line (the kept lines in file order are the order of the last writes). `total`
+ * counts the lines read (blank ones are not); `unterminated`: the last one has no newline.
+ * isDone is asked once per job and may throw: nothing is written then.
  */
-async function replaceFile(file: string, text: string): Promise<void> {
+async function linesToKeep(root: string, isDone: (job: string) => boolean | Promise<boolean>) {
+  const jobs = new Map<string, LastLineOfFrames | false>(); // false: the job is not done, its lines are dropped
+  let total = 0;
+  let lastRecordLine = 0;
+  let unterminated = false;
+  for await (const { line, record, unterminated: last } of readFrameLines(root)) {
+    total++;
+    unterminated ||= last === true;
+    if (!record) continue;
+    let frames = jobs.get(record.job);
+    if (frames === undefined) {
+      frames = (await isDone(record.job)) ? new LastLineOfFrames() : false;
+      jobs.set(record.job, frames);
+    }
+    if (frames) frames.set(record.frame, line);
+    lastRecordLine = line;
+  }
+  const keep = new LineSet(lastRecordLine);
+  for (const frames of jobs.values()) if (frames) frames.addTo(keep);
+  return { keep, total, unterminated };
+}
+
+/**
+ * One done job's frames → the number of each one's last line. A job's frames are numbered from 0, so they
+ * are held in an array by frame (8–16 bytes a frame) while it stays at least about half full; a frame far
+ * past the others (a line tabfarm did not write) goes to a Map instead.
+ */
+class LastLineOfFrames {
+  private dense: number[] = [];
+  private sparse: Map<number, number> | undefined;
+  private count = 0;
+
+  set(frame: number, line: number): void {
+    if (this.sparse?.has(frame)) this.sparse.set(frame, line);
+    else if (frame < this.dense.length || frame <= 2 * this.count + 32) {
+      if (this.dense[frame] === undefined) this.count++;
+      // A literal has room for exactly one frame: a job of one frame (--frames-per-job 1) then holds 8 bytes, not 136 (V8 grows [] to 17).
+      if (frame === 0 && this.dense.length === 0) this.dense = [line];
+      else this.dense[frame] = line;
+    } else {
+      (this.sparse ??= new Map()).set(frame, line);
+      this.count++;
+    }
+  }
+
+  addTo(lines: LineSet): void {
+    this.dense.forEach((line) => lines.add(line)); // forEach skips the holes
+    this.sparse?.forEach((line) => lines.add(line));
+  }
+}
+
+/** A set of line numbers (from 1 to `maxLine`), one bit each. */
+class LineSet {
+  private readonly bits: Uint8Array;
+  size = 0;
+
+  constructor(maxLine: number) {
+    this.bits = new Uint8Array(Math.floor(maxLine / 8) + 1);
+  }
+
+  add(line: number): void {
+    const mask = 1 << line % 8;
+    const byte = Math.floor(line / 8);
+    if (this.bits[byte]! & mask) return;
+    this.bits[byte] = this.bits[byte]! | mask;
+    this.size++;
+  }
+
+  has(line: number): boolean {
+    return (this.bits[Math.floor(line / 8)]! & (1 << line % 8)) !== 0;
+  }
+}
+
+/** Compaction writes in chunks of this size: the lines are never all in memory at once. */
+const WRITE_CHUNK_BYTES = 2 ** 20;
+
+/**
+ * Compaction's second pass: copies the lines of `index` that `keep` names, in file order, to `out`, each
+ * as it was read (without "\r") plus "\n". `read` is the file's stat before the first pass: a file changed
+ * since (written by another process) throws rather than be replaced by a copy of lines it no longer has.
+ */
+async function copyLines(index: string, read: fs.BigIntStats, keep: LineSet, out: fsp.FileHandle): Promise<void> {
+  const changed = () => new Error(`${index} changed while it was being compacted (another process writing it?); not rewritten`);
+  const source = await fsp.open(index, READ_INDEX);
+  try {
+    if (!sameFile(read, await source.stat({ bigint: true }))) throw changed();
+    const chunk = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
+    let used = 0;
+    let copied = 0;
+    for await (const raw of readBoundedLines(source, MAX_FRAME_LINE_BYTES)) {
+      if (!keep.has(raw.line)) continue;
+      if (!("bytes" in raw)) throw changed(); // a kept line was a record when the first pass read it
+      if (used + raw.bytes.length + 1 > chunk.length) {
+        await writeAll(out, chunk.subarray(0, used));
+        used = 0;
+      }
+      if (raw.bytes.length + 1 > chunk.length) await writeAll(out, Buffer.concat([raw.bytes, NEWLINE]));
+      else {
+        used += raw.bytes.copy(chunk, used);
+        chunk[used++] = 0x0a;
+      }
+      copied++;
+    }
+    await writeAll(out, chunk.subarray(0, used));
+    // Also through its name: a file renamed over it meanwhile would be lost by the rename that follows.
+    if (copied !== keep.size || !sameFile(read, fs.lstatSync(index, { bigint: true, throwIfNoEntry: false }))) throw changed();
+  } finally {
+    await source.close();
+  }
+}
+
+const NEWLINE = Buffer.from("\n");
+const { O_RDONLY, O_NONBLOCK } = fs.constants;
+/** As readDataset opens the index: no link followed, no wait on a FIFO. */
+const READ_INDEX = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+
+/** The same file with the same bytes, as far as the file system tells: same inode, size and times. */
+function sameFile(a: fs.BigIntStats, b: fs.BigIntStats | undefined): boolean {
+  return !!b && a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/** Writes all of `bytes` (a write may take only part of them); each write is awaited, so reading waits on the disk. */
+async function writeAll(out: fsp.FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length; ) {
+    const { bytesWritten } = await out.write(bytes, at, bytes.length - at);
+    if (bytesWritten === 0) throw new Error("the file system took no bytes of a write");
+    at += bytesWritten;
+  }
+}
+
+/**
+ * Replaces `file` with what `write` writes to a temp file beside it: the old file stays whole until the new
+ * one is complete and on disk (a full disk or a crash while writing never costs a line already there), and
+ * a failed write leaves no temp file.
+ */
+async function replaceFile(file: string, write: (temp: fsp.FileHandle) => Promise<void>): Promise<void> {
   const temp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     const handle = await fsp.open(temp, "wx");
     try {
-      await handle.writeFile(text);
+      await write(handle);
       await handle.sync();
     } finally {
       await handle.close();

@@ -2,6 +2,8 @@
 // and what JobContext.saveFrame writes for a frame (its layer files and frames.jsonl line), on real
 // files in a temp folder.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -484,6 +486,69 @@ describe("DatasetWriter.compact", () => {
         }
       });
     assert.deepEqual(frames, [0, 1, 2]);
+  });
+
+  it("keeps the last line of each (job, frame) of done jobs, byte for byte, in file order, whatever the mix of lines", async () => {
+    const line = (job: string, frame: number, attempt = 1) => JSON.stringify(record(job, frame, { attempt }));
+    const body = [
+      line("a", 0), line("b", 0), line("a", 1), "", line("x", 0), '{"job":"a"}', "not json", line("a", 0, 2),
+      line("s", 2 ** 40), line("s", 5), line("s", 1_000_000), `${line("s", 5, 2)}\r`, "[1]",
+      line("t", 40), ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((f) => line("t", f)), line("t", 40, 2), line("c", 0),
+    ];
+    const kept = [line("b", 0), line("a", 1), line("a", 0, 2), line("s", 2 ** 40), line("s", 1_000_000), line("s", 5, 2),
+      ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((f) => line("t", f)), line("t", 40, 2), line("c", 0)];
+    for (const [ending, last, keptToo] of [["a torn last line", line("c", 1).slice(0, 30), []], ["a whole last line without its newline", line("c", 1), [line("c", 1)]]] as const) {
+      const d = new DatasetWriter(freshRoot());
+      fs.writeFileSync(d.indexPath, [...body, last].join("\n"));
+      const asked: string[] = [];
+      const result = await d.compact((job) => (asked.push(job), job !== "x"));
+      const expected = [...kept, ...keptToo];
+      const lines = body.filter((l) => l !== "").length + 1; // blank lines are not counted
+      assert.deepEqual(result, { kept: expected.length, dropped: lines - expected.length }, ending);
+      assert.equal(await readFile(d.indexPath, "utf8"), `${expected.join("\n")}\n`, ending);
+      assert.deepEqual(asked, ["a", "b", "x", "s", "t", "c"], "isDone asked once per job, in order of first line");
+      assert.deepEqual(await listAll(d.root), [FRAMES_INDEX], "no temp file left");
+    }
+  });
+
+  it("holds a few bytes per frame, not the lines: 200,000 lines compact in a process whose heap is capped at 48 MB", async () => {
+    // The old compaction held every kept line (≈ 100 MB here) and joined them into one string: over the cap, the child dies.
+    const d = new DatasetWriter(freshRoot());
+    const out = fs.openSync(d.indexPath, "w");
+    const lines = (job: number, attempt: number) => Array.from({ length: 10 }, (_, f) => JSON.stringify(record(`j${String(job).padStart(6, "0")}`, f, { attempt }))).join("\n") + "\n";
+    const expected = createHash("sha256"); // of what compaction must leave
+    for (let job = 0; job < 20_000; job++) {
+      fs.writeSync(out, lines(job, 1));
+      if (job !== 5 && job !== 7) expected.update(lines(job, 1));
+    }
+    fs.writeSync(out, lines(7, 2)); // job 7 re-run: its first 10 lines are dropped; job 5 is not done: 10 more
+    expected.update(lines(7, 2));
+    fs.closeSync(out);
+    const child = `const [url, root] = process.argv.slice(1);
+      const { DatasetWriter } = await import(url);
+      const result = await new DatasetWriter(root).compact((job) => job !== "j000005");
+      (await import("node:fs")).writeSync(1, JSON.stringify(result));
+      process.exit(0);`;
+    const run = spawnSync(process.execPath, ["--import", "tsx", "--max-old-space-size=48", "--input-type=module", "-e", child,
+      new URL("../../server/dataset/DatasetWriter.ts", import.meta.url).href, d.root], { encoding: "utf8", timeout: 120_000 });
+    assert.equal(run.status, 0, `the compacting process failed (${run.signal ?? run.status}): ${run.stderr.slice(-600)}`);
+    assert.deepEqual(JSON.parse(run.stdout), { kept: 199_990, dropped: 20 });
+    const written = createHash("sha256");
+    for await (const chunk of fs.createReadStream(d.indexPath)) written.update(chunk);
+    assert.equal(written.digest("hex"), expected.digest("hex"), "the kept lines, byte for byte, in order");
+  });
+
+  it("throws rather than rewrite frames.jsonl changed by another process between its two reads, which keeps that change", async () => {
+    const d = new DatasetWriter(freshRoot());
+    await d.appendRecords([record("a", 0), record("a", 0, { attempt: 2 })]);
+    const foreign = `${JSON.stringify(record("z", 0))}\n`;
+    const compacting = d.compact(() => {
+      fs.appendFileSync(d.indexPath, foreign); // not through the writer's append chain
+      return true;
+    });
+    await assert.rejects(compacting, /frames\.jsonl changed while it was being compacted/);
+    assert.ok((await readFile(d.indexPath, "utf8")).endsWith(foreign));
+    assert.deepEqual(await listAll(d.root), [FRAMES_INDEX], "no temp file left");
   });
 });
 
