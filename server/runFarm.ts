@@ -289,7 +289,7 @@ async function endManifest(manifest: RunManifest, queue: JobQueue, linesInIndex:
   manifest.finish(c && { jobs_total: c.total, jobs_done: c.done, jobs_failed: c.failed, frames: linesInIndex });
 }
 
-/** Why `randomize` can't be drawn in this run (undefined: it can); `where` names the job or template. */
+/** Why a job's or template's `randomize` can't be drawn in this run (undefined: it can). */
 function randomizeProblem(randomize: readonly Randomizer[] | undefined, ownScene: SceneElement | undefined, runScene: SceneElement, handler: boolean): string | undefined {
   if (!randomize?.length) return undefined;
   if (handler) {
