@@ -34,6 +34,8 @@ export interface FrameLine {
    * checks them.
    */
   record?: FrameRecord;
+  /** The line's text as written, without its newline (or "\r\n"): set with `record` (export copies it unchanged). */
+  text?: string;
   /** Why the line is not a record: too long, not JSON (a torn last line says so), no job or frame. */
   error?: string;
   /** The file's last line, without a newline after it (a write cut off just before its "\n"). */
@@ -53,8 +55,9 @@ export function parseFrameLine(bytes: Uint8Array, line: number, unterminated = f
   const at = unterminated ? { line, unterminated } : { line };
   let value: unknown;
   let fault: string | undefined;
+  let text = "";
   try {
-    const text = utf8.decode(bytes);
+    text = utf8.decode(bytes);
     try {
       value = JSON.parse(text);
     } catch (err) {
@@ -76,7 +79,7 @@ export function parseFrameLine(bytes: Uint8Array, line: number, unterminated = f
   if (typeof frame !== "number" || !Number.isSafeInteger(frame) || frame < 0) {
     return { ...at, error: `"frame" must be a whole number ≥ 0, got ${describe(frame)}` };
   }
-  return { ...at, record: value as FrameRecord };
+  return { ...at, record: value as FrameRecord, text };
 }
 
 /** Opens frames.jsonl for reading, or undefined when there is none; refuses a link, a folder or a FIFO by name. */

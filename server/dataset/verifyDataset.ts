@@ -224,9 +224,9 @@ const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
  * path must be plain and relative ("images/j/000000.png": not absolute, no `..`, no `.` or empty part,
  * no backslash, every part a safe name); each folder on the way is checked once per run with lstat (a real folder, not a
  * link), and the file itself is opened with O_NOFOLLOW (a link there fails) and O_NONBLOCK (a FIFO
- * does not block), then must be a regular file.
+ * does not block), then must be a regular file. `export` reads the files it copies with it too.
  */
-class DatasetFiles {
+export class DatasetFiles {
   /** Folder (relative path) → why it can't hold files, or undefined when it is a real folder. */
   private readonly folders = new Map<string, Promise<string | undefined>>();
 
