@@ -20,6 +20,16 @@ export function exitCodeFor(signal: StopSignal): number {
   return 128 + os.constants.signals[signal];
 }
 
+/** What the signal handlers say the command does: on the first signal, and on a second one (exit at once). */
+export interface StopMessages {
+  stopping: string;
+  atOnce: string;
+}
+const FARM_STOP_MESSAGES: StopMessages = {
+  stopping: "returning running jobs to the queue, closing the browsers",
+  atOnce: "running jobs stay leased; the next run returns them",
+};
+
 /**
  * Installs the handlers; returns the AbortSignal the farm watches (its reason is a FarmStopped).
  * `exitNow` is called on a second signal.
@@ -33,15 +43,16 @@ export function stopOnSignals(
   log: (line: string) => void,
   exitNow: (code: number) => void = (code) => process.exit(code),
   watchParent = process.env.npm_lifecycle_event !== undefined,
+  says: StopMessages = FARM_STOP_MESSAGES,
 ): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: StopSignal) => {
     if (controller.signal.aborted) {
-      log(`tabfarm: ${signal} again; exiting at once (running jobs stay leased; the next run returns them)`);
+      log(`tabfarm: ${signal} again; exiting at once (${says.atOnce})`);
       exitNow(exitCodeFor(signal));
       return;
     }
-    log(`tabfarm: ${signal}: stopping (returning running jobs to the queue, closing the browsers); send it again to exit at once`);
+    log(`tabfarm: ${signal}: stopping (${says.stopping}); send it again to exit at once`);
     controller.abort(new FarmStopped(signal));
   };
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
