@@ -144,14 +144,28 @@ program
   .command("export")
   .description(
     "write a dataset that `verify` passes as WebDataset .tar shards (one sample per frame) and/or COCO detection JSON. " +
-      "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, or not a dataset",
+      "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, not a dataset, or the export could not be written; " +
+      "128 + the signal's number when stopped by SIGINT, SIGTERM or SIGHUP (nothing written)",
   )
   .requiredOption("--out <dir>", "dataset folder")
   .option("--webdataset <dir>", "write shards shard-000000.tar … into this folder (created if missing; not inside --out)")
   .option("--shard-size <size>", "largest shard: bytes or e.g. 500MB, 1GB, 64MiB (1KB to 1TB; a bigger sample gets a shard of its own)", "1GB")
   .option("--coco <file>", "write COCO detection JSON (images, annotations with bbox, area and RLE mask, categories) to this file (not inside --out)")
   .option("--overwrite", "remove the shard-*.tar files already in the --webdataset folder, and replace an existing --coco file", false)
-  .action(async (o) => void (process.exitCode = await runExport(o)));
+  .action(async (o) => {
+    // A signal stops the export and its cleanup runs: no shard, no partial file, no folder it created is left.
+    const signal = stopOnSignals((line) => console.error(line), undefined, undefined, {
+      stopping: "removing what this export wrote",
+      atOnce: "a staging folder .tabfarm-export-* may be left in the --webdataset folder; the next export there removes it",
+    });
+    try {
+      process.exitCode = await runExport({ ...o, signal });
+    } catch (err) {
+      if (!(err instanceof FarmStopped)) throw err;
+      console.error(`tabfarm: export ${err.message}; nothing was written`);
+      process.exitCode = exitCodeFor(err.signal);
+    }
+  });
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

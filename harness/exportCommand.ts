@@ -1,14 +1,16 @@
 // `export --out DIR [--webdataset DEST [--shard-size 1GB]] [--coco FILE.json] [--overwrite]`: writes a dataset
 // that `verify` passes as WebDataset shards (server/export/webdataset.ts) and/or COCO JSON (server/export/coco.ts).
-// The targets are checked first (bad ones throw: the CLI exits 2), then the dataset is verified (problems:
-// exit 1, nothing written), then the exports read exactly the lines verify passed.
+// The targets are checked and their missing folders created first (bad ones throw: the CLI exits 2), then the
+// dataset is verified (problems: exit 1, nothing written), then the exports read exactly the lines verify
+// passed. An export that fails or is stopped (`signal`) leaves no file, and removes the folders it created.
 import fs from "node:fs";
 import path from "node:path";
 import { formatProblem, verifyDataset } from "../server/dataset/verifyDataset.js";
 import { readHolder } from "../server/dataset/datasetLock.js";
 import { writeCoco } from "../server/export/coco.js";
-import { ExportRefused, exportTargetOutside } from "../server/export/exportSource.js";
+import { createFolders, ExportRefused, exportTarget, removeCreatedFolders, throwIfStopped } from "../server/export/exportSource.js";
 import { checkShardFolder, DEFAULT_SHARD_BYTES, parseShardSize, writeWebDataset } from "../server/export/webdataset.js";
+import { untilAborted } from "./shutdown.js";
 
 export interface ExportCommandOptions {
   out: string;
@@ -17,12 +19,14 @@ export interface ExportCommandOptions {
   shardSize?: string;
   coco?: string;
   overwrite?: boolean;
+  /** Stops the export (runExport throws its reason, e.g. a FarmStopped from stopOnSignals) once aborted. */
+  signal?: AbortSignal;
 }
 
 /** Problems of a failed verify that export prints before refusing. */
 export const EXPORT_PROBLEMS_SHOWN = 5;
 
-/** Runs `export`; returns the exit code (0 written, 1 the dataset has problems). Bad options or targets throw. */
+/** Runs `export`; returns the exit code (0 written, 1 the dataset has problems). Bad options or targets, write failures and stops throw. */
 export async function runExport(options: ExportCommandOptions, log = (line: string) => console.log(line), note = (line: string) => console.error(line)): Promise<number> {
   if (options.webdataset === undefined && options.coco === undefined) {
     throw new ExportRefused("export: give --webdataset DEST, --coco FILE.json, or both");
@@ -36,35 +40,49 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
   }
   // The targets are checked before the (slow) verify. A missing --out holds no target; verify then names it.
   const root = realPathOrSelf(options.out);
-  const dest = options.webdataset === undefined ? undefined : exportTargetOutside(root, options.webdataset, "--webdataset");
-  const coco = options.coco === undefined ? undefined : exportTargetOutside(root, options.coco, "--coco");
-  if (dest !== undefined) checkShardFolder(dest, overwrite);
-  if (coco !== undefined) checkCocoFile(coco, overwrite);
-  if (dest !== undefined && coco !== undefined && (coco === dest || coco.startsWith(dest + path.sep))) {
+  const dest = options.webdataset === undefined ? undefined : exportTarget(root, options.webdataset, "--webdataset", "folder");
+  const coco = options.coco === undefined ? undefined : exportTarget(root, options.coco, "--coco", "file");
+  if (dest !== undefined) checkShardFolder(dest.path, overwrite);
+  if (coco !== undefined) checkCocoFile(coco.path, overwrite);
+  if (dest !== undefined && coco !== undefined && (coco.path === dest.path || coco.path.startsWith(dest.path + path.sep))) {
     throw new ExportRefused(`--coco ${options.coco}: is inside the --webdataset folder; write it elsewhere`);
   }
 
-  const report = await verifyDataset(options.out);
-  const holder = readHolder(report.root);
-  if (holder) note(`export: note: a farm (pid ${holder.pid} on host ${holder.host}, since ${holder.started}) holds this dataset's lock; only the ${report.lines} line(s) verified now are exported`);
-  if (report.problemCount > 0) {
-    for (const problem of report.problems.slice(0, EXPORT_PROBLEMS_SHOWN)) log(formatProblem(problem));
-    if (report.problemCount > EXPORT_PROBLEMS_SHOWN) log(`… and ${report.problemCount - EXPORT_PROBLEMS_SHOWN} more problem(s) (\`verify --out ${options.out}\` lists them)`);
-    log("export reads only a dataset that `verify` passes: fix or re-render, then export again");
-    return 1;
-  }
+  // Also before verify: a target the file system can't hold (read-only, full, under /proc) fails fast.
+  const created: string[] = [];
+  let succeeded = false;
+  try {
+    if (dest !== undefined) created.push(...createFolders(dest.missing, options.webdataset!, "--webdataset"));
+    if (coco !== undefined) created.push(...createFolders(coco.missing, options.coco!, "--coco"));
 
-  if (dest !== undefined) {
-    const written = await writeWebDataset(report.root, dest, { shardBytes, overwrite, lines: report.lines });
-    log(`export: ${dest}: ${written.shards} shard(s), ${written.samples} sample(s), ${written.bytes} bytes`);
+    const report = await Promise.race([verifyDataset(options.out), untilAborted(options.signal)]);
+    const holder = readHolder(report.root);
+    if (holder) note(`export: note: a farm (pid ${holder.pid} on host ${holder.host}, since ${holder.started}) holds this dataset's lock; only the ${report.lines} line(s) verified now are exported`);
+    if (report.problemCount > 0) {
+      for (const problem of report.problems.slice(0, EXPORT_PROBLEMS_SHOWN)) log(formatProblem(problem));
+      if (report.problemCount > EXPORT_PROBLEMS_SHOWN) log(`… and ${report.problemCount - EXPORT_PROBLEMS_SHOWN} more problem(s) (\`verify --out ${options.out}\` lists them)`);
+      log("export reads only a dataset that `verify` passes: fix or re-render, then export again");
+      return 1;
+    }
+    throwIfStopped(options.signal);
+
+    if (dest !== undefined) {
+      const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, lines: report.lines, signal: options.signal });
+      log(`export: ${dest.path}: ${shards.shards} shard(s), ${shards.samples} sample(s), ${shards.bytes} bytes`);
+    }
+    if (coco !== undefined) {
+      const json = await writeCoco(report.root, coco.path, { lines: report.lines, signal: options.signal });
+      if (json.unlabelled > 0) log(`export: ${json.unlabelled} instances have no class (no label): left out of COCO (give elements a "label")`);
+      if (json.labelledWithoutClass > 0) log(`export: ${json.labelledWithoutClass} instances have a label but no class (their lines were not written by a farm): left out of COCO`);
+      if (json.framesWithoutMask > 0) log(`export: ${json.framesWithoutMask} frame(s) have no mask file: their annotations have bbox and area but no segmentation (render with --layers mask)`);
+      log(`export: ${coco.path}: ${json.images} image(s), ${json.annotations} annotation(s), ${json.categories} categor${json.categories === 1 ? "y" : "ies"}`);
+    }
+    succeeded = true;
+    return 0;
+  } finally {
+    // The folders made for an export that failed, each only if empty (whole shards written before COCO failed stay).
+    if (!succeeded) removeCreatedFolders(created);
   }
-  if (coco !== undefined) {
-    const written = await writeCoco(report.root, coco, { lines: report.lines });
-    if (written.unlabelled > 0) log(`export: ${written.unlabelled} instances have no label: left out of COCO (give elements a "label")`);
-    if (written.framesWithoutMask > 0) log(`export: ${written.framesWithoutMask} frame(s) have no mask file: their annotations have bbox and area but no segmentation (render with --layers mask)`);
-    log(`export: ${coco}: ${written.images} image(s), ${written.annotations} annotation(s), ${written.categories} categor${written.categories === 1 ? "y" : "ies"}`);
-  }
-  return 0;
 }
 
 /** Refuses a COCO target that is a folder, or an existing file unless `overwrite`. */

@@ -1,32 +1,37 @@
 // `export --coco FILE.json`: the dataset as COCO detection JSON. images: one per frame (frames.jsonl order,
-// ids from 1), file_name the rgb path relative to the dataset folder; annotations: one per labelled instance
-// of a frame's `instances`, bbox exactly the instance's [x, y, w, h], area its visible pixels, and the
-// instance's pixels of the mask as COCO compressed RLE (./cocoRle.ts); categories: the class table
-// (manifest.json's, and any class a line names). Instances without a label have no category: left out, counted.
+// ids from 1), file_name the rgb path relative to the dataset folder; annotations: one per instance of a
+// frame's `instances` that has a class, bbox exactly the instance's [x, y, w, h], area its visible pixels,
+// and the instance's pixels of the mask as COCO compressed RLE (./cocoRle.ts); categories: every class id
+// there is (manifest.json's class table, and every class an instance has), named by the table, else by an
+// instance's label when a class table would take it, else "class <id>": every category_id is a category.
+// Instances without a class (the farm gives one to every labelled element) are left out, counted.
 //
 // Streamed: the images in one pass over frames.jsonl, the annotations in a second, one mask decoded at a
 // time; the JSON goes to FILE.partial through a 1 MiB buffer and is renamed to FILE when complete.
-import fs from "node:fs";
 import type fsp from "node:fs/promises";
-import path from "node:path";
 import sharp from "sharp";
-import type { FrameRecord } from "../dataset/FrameRecord.js";
-import { frameClasses, readRunManifest } from "../dataset/RunManifest.js";
+import { readRunManifest } from "../dataset/RunManifest.js";
+import { labelProblem } from "../../protocol/instances.js";
+import type { FrameInstance } from "../session/Session.js";
 import { instanceRuns, runsToCocoString } from "./cocoRle.js";
-import { readDatasetFile, verifiedRecords, writeThenRename } from "./exportSource.js";
+import { readDatasetFile, throwIfStopped, verifiedLines, writeThenRename } from "./exportSource.js";
 
 export interface CocoOptions {
   /** Frames to export: the first `lines` lines of frames.jsonl (those `verify` passed). */
   lines: number;
+  /** Stops the export (it throws the signal's reason; no file, no partial file is left) once aborted. */
+  signal?: AbortSignal;
 }
 
 export interface CocoResult {
   images: number;
   annotations: number;
   categories: number;
-  /** Instances left out: they have no label, so no category. */
+  /** Instances left out: no class (the farm gives every labelled element one), and no label. */
   unlabelled: number;
-  /** Frames with labelled instances but no mask file: their annotations have no segmentation. */
+  /** Instances left out: a label but no class (a line not written by a farm). */
+  labelledWithoutClass: number;
+  /** Frames with instances that have a class but no mask file: their annotations have no segmentation. */
   framesWithoutMask: number;
 }
 
@@ -45,11 +50,27 @@ class BufferedText {
   }
 }
 
-/** The instances of a line that have a category (a label and its class), and how many do not. */
-function labelledInstances(record: FrameRecord) {
-  const all = record.instances ?? [];
-  const labelled = all.filter((i) => typeof i.label === "string" && typeof i.class === "number");
-  return { labelled, unlabelled: all.length - labelled.length };
+type ClassedInstance = FrameInstance & { class: number };
+const hasClass = (instance: FrameInstance): instance is ClassedInstance => typeof instance.class === "number";
+
+/** The categories: every class id seen, named by the class table, else by the first label a class table would take. */
+class Categories {
+  private readonly names = new Map<number, string>();
+  private readonly unnamed = new Set<number>();
+  constructor(table: { id: number; label: string }[]) {
+    for (const { id, label } of table) this.names.set(id, label);
+  }
+  add({ class: id, label }: ClassedInstance): void {
+    if (this.names.has(id)) return;
+    if (labelProblem(label) === undefined) {
+      this.names.set(id, label!);
+      this.unnamed.delete(id);
+    } else this.unnamed.add(id);
+  }
+  sorted(): { id: number; name: string; supercategory: string }[] {
+    const all: [number, string][] = [...this.names, ...[...this.unnamed].map((id): [number, string] => [id, `class ${id}`])];
+    return all.sort(([a], [b]) => a - b).map(([id, name]) => ({ id, name, supercategory: "" }));
+  }
 }
 
 /** A 16-bit grey PNG's samples (instance ids), top row first. */
@@ -61,34 +82,41 @@ async function decodeMask(bytes: Buffer, width: number, height: number, file: st
 
 /** Writes the COCO JSON of the dataset at `root` (a verified one) to `file`. */
 export async function writeCoco(root: string, file: string, options: CocoOptions): Promise<CocoResult> {
-  const result: CocoResult = { images: 0, annotations: 0, categories: 0, unlabelled: 0, framesWithoutMask: 0 };
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const result: CocoResult = { images: 0, annotations: 0, categories: 0, unlabelled: 0, labelledWithoutClass: 0, framesWithoutMask: 0 };
   await writeThenRename(file, async (handle) => {
     const out = new BufferedText(handle);
     const info = { description: "tabfarm dataset", date_created: new Date().toISOString(), tabfarm_dataset: root };
     await out.write(`{"info":${JSON.stringify(info)},"licenses":[],"images":[`);
-    // Every class a line names is in manifest.json's table too unless the manifest lagged behind a crash.
-    const categories = new Map((readRunManifest(root)?.classes ?? []).map((c) => [c.id, c.label]));
-    for await (const record of verifiedRecords(root, options.lines)) {
+    // Every class a line names is in manifest.json's table too unless the manifest lagged behind a crash,
+    // or the line was written by hand (verify takes any label string).
+    const categories = new Categories(readRunManifest(root)?.classes ?? []);
+    for await (const { record } of verifiedLines(root, options.lines)) {
+      throwIfStopped(options.signal);
       const image = { id: ++result.images, file_name: record.file, width: record.width, height: record.height, tabfarm_job: record.job, tabfarm_frame: record.frame };
       await out.write(`${result.images > 1 ? "," : ""}\n${JSON.stringify(image)}`);
-      for (const { id, label } of frameClasses(record)) categories.set(id, label);
+      for (const instance of record.instances ?? []) if (hasClass(instance)) categories.add(instance);
     }
     await out.write(`],"annotations":[`);
     let imageId = 0;
-    for await (const record of verifiedRecords(root, options.lines)) {
+    for await (const { record } of verifiedLines(root, options.lines)) {
+      throwIfStopped(options.signal);
       imageId++;
-      const { labelled, unlabelled } = labelledInstances(record);
-      result.unlabelled += unlabelled;
-      if (labelled.length === 0) continue;
+      const all = record.instances ?? [];
+      const classed = all.filter(hasClass);
+      for (const instance of all) {
+        if (hasClass(instance)) continue;
+        if (instance.label === undefined) result.unlabelled++;
+        else result.labelledWithoutClass++;
+      }
+      if (classed.length === 0) continue;
       const maskFile = record.layers?.mask;
       let runs: Map<number, number[]> | undefined;
       if (maskFile === undefined) result.framesWithoutMask++;
       else {
         const mask = await decodeMask(await readDatasetFile(root, maskFile), record.width, record.height, maskFile);
-        runs = instanceRuns(mask, record.width, record.height, labelled.map((i) => i.id));
+        runs = instanceRuns(mask, record.width, record.height, classed.map((i) => i.id));
       }
-      for (const instance of labelled) {
+      for (const instance of classed) {
         const counts = runs?.get(instance.id);
         const annotation = {
           id: ++result.annotations,
@@ -104,7 +132,7 @@ export async function writeCoco(root: string, file: string, options: CocoOptions
         await out.write(`${result.annotations > 1 ? "," : ""}\n${JSON.stringify(annotation)}`);
       }
     }
-    const sorted = [...categories].sort(([a], [b]) => a - b).map(([id, name]) => ({ id, name, supercategory: "" }));
+    const sorted = categories.sorted();
     result.categories = sorted.length;
     await out.write(`],"categories":${JSON.stringify(sorted)}}\n`);
     await out.flush();

@@ -1,50 +1,70 @@
 // What both exports (WebDataset shards, COCO JSON) share: the frames they read (those `verify` passed, no
-// more), the dataset's files by the paths lines give, and where an export may be written (never inside
-// the dataset folder: a farm resuming there, or `verify`, must find only its own files).
+// more), the dataset's files by the paths lines give, where an export may be written (never inside the
+// dataset folder: a farm resuming there, or `verify`, must find only its own files), the folders it
+// creates on the way, and how a file is written so that a link or a stale file in its way is never
+// written through.
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { FRAMES_INDEX, readFrameLines } from "../dataset/readDataset.js";
+import { DatasetFiles } from "../dataset/verifyDataset.js";
 
 /** A refusal before anything is written: a bad target or option (the CLI exits 2 with its message). */
 export class ExportRefused extends Error {}
 
+/** A verified line: its record and its text as written (without its newline). */
+export interface VerifiedLine {
+  record: FrameRecord;
+  text: string;
+}
+
 /**
- * The first `lines` records of the dataset at `root`: the lines `verify` read and passed. Lines a farm
+ * The first `lines` lines of the dataset at `root`: the lines `verify` read and passed. Lines a farm
  * appends after that are not exported (they were not verified). Throws if a line is not a record (the
  * dataset changed since it was verified).
  */
-export async function* verifiedRecords(root: string, lines: number): AsyncGenerator<FrameRecord> {
+export async function* verifiedLines(root: string, lines: number): AsyncGenerator<VerifiedLine> {
   let read = 0;
   if (lines <= 0) return;
-  for await (const { line, record, error } of readFrameLines(root)) {
-    if (!record) throw new Error(`${path.join(root, FRAMES_INDEX)}:${line}: ${error} (the dataset changed after it was verified)`);
-    yield record;
+  for await (const { line, record, text, error } of readFrameLines(root)) {
+    if (!record || text === undefined) throw new Error(`${path.join(root, FRAMES_INDEX)}:${line}: ${error} (the dataset changed after it was verified)`);
+    yield { record, text };
     if (++read === lines) return;
   }
   throw new Error(`${path.join(root, FRAMES_INDEX)}: has ${read} line(s), but verify read ${lines} (the dataset changed after it was verified)`);
 }
 
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
-
-/** A file of the dataset by the path a (verified) line gives: opened without following a link or waiting on a FIFO. */
+/**
+ * A file of the dataset by the path a (verified) line gives, read as verify reads it: no folder on the
+ * way and not the file itself may be a link, and a FIFO is not waited on. Each call checks the folders
+ * afresh (a folder swapped for a link after verify is refused, naming it).
+ */
 export async function readDatasetFile(root: string, relative: string): Promise<Buffer> {
-  const handle = await fsp.open(path.join(root, relative), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  try {
-    if (!(await handle.stat()).isFile()) throw new Error(`${relative} is not a regular file (the dataset changed after it was verified)`);
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
+  const read = await new DatasetFiles(root).read(relative, () => undefined);
+  if ("fault" in read) throw new Error(`${path.join(root, relative)}: ${read.fault} (the dataset changed after it was verified)`);
+  return read.bytes;
+}
+
+/** Where an export will be written: its absolute path, and the folders on the way that don't exist yet. */
+export interface ExportTarget {
+  /** The target's absolute path, through the links of the folders that exist. */
+  path: string;
+  /** The folders that don't exist yet, outermost first: created by createFolders. */
+  missing: string[];
 }
 
 /**
- * The absolute path `target` will have (through links of the folders that exist), refused when it is the
- * dataset folder `root` (a real path) or inside it. `what` names the option ("--webdataset").
+ * Where `target` will be, refused when it is the dataset folder `root` (a real path) or inside it, or
+ * (`kind` "file") when it ends in a path separator. `what` names the option ("--webdataset"). Writes nothing.
  */
-export function exportTargetOutside(root: string, target: string, what: string): string {
+export function exportTarget(root: string, target: string, what: string, kind: "folder" | "file"): ExportTarget {
   if (typeof target !== "string" || target.trim() === "") throw new ExportRefused(`${what} ${JSON.stringify(target)}: an empty path names nothing`);
+  // path.resolve drops a trailing "/" (and resolves a last "." or ".."): "newdir/" would be written as a file named newdir.
+  const last = target.split(path.sep).at(-1);
+  if (kind === "file" && (last === "" || last === "." || last === "..")) {
+    throw new ExportRefused(`${what} ${target}: names a folder (it ends in ${JSON.stringify(last || path.sep)}); give a file name (e.g. ${path.join(target, "coco.json")})`);
+  }
   const full = path.resolve(target);
   // Resolve links through the part that exists; the rest is created as named.
   let existing = full;
@@ -64,16 +84,59 @@ export function exportTargetOutside(root: string, target: string, what: string):
   if (real === root || real.startsWith(root + path.sep)) {
     throw new ExportRefused(`${what} ${target}: is inside the dataset folder ${root}; write exports elsewhere (the dataset folder holds only what the farm writes)`);
   }
-  return real;
+  const folders = kind === "folder" ? rest : rest.slice(0, -1);
+  const missing = folders.map((_, i) => path.join(resolved, ...folders.slice(0, i + 1)));
+  return { path: real, missing };
+}
+
+/**
+ * Creates `folders` (outermost first) one level at a time; returns those it created. Not fs.mkdir's
+ * `recursive`: that loops forever at 100 % CPU where every mkdir answers ENOENT (under /proc), and
+ * reports ENOENT for a read-only or full disk. A failure removes what it created and throws ExportRefused
+ * naming `target` and the real error.
+ */
+export function createFolders(folders: string[], target: string, what: string): string[] {
+  const created: string[] = [];
+  for (const folder of folders) {
+    try {
+      fs.mkdirSync(folder);
+      created.push(folder);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST" && fs.lstatSync(folder).isDirectory()) continue; // made meanwhile
+      removeCreatedFolders(created);
+      throw new ExportRefused(`${what} ${target}: cannot create the folder ${folder}: ${(err as Error).message}`);
+    }
+  }
+  return created;
+}
+
+/** Removes folders createFolders made, innermost first, each only if empty (never what someone put there). */
+export function removeCreatedFolders(created: string[]): void {
+  for (const folder of [...created].reverse()) {
+    try {
+      fs.rmdirSync(folder);
+    } catch {
+      // not empty (someone's files, or whole shards) or gone: left as it is
+    }
+  }
 }
 
 /** What a file being written is called until it is complete: "<name>.partial". */
 export const PARTIAL = ".partial";
 
-/** Writes `file` as `file.partial`, renamed over `file` when `write` finished; the partial file is removed if it fails. */
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+/** Creates a new file only: never opens an existing one, nor follows a link (symbolic or hard, both are "existing"). */
+const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
+/**
+ * Writes `file` as `file.partial`, renamed over `file` when `write` finished; the partial file is removed
+ * if it fails. A `file.partial` already there (a killed export's, or a link someone left) is removed
+ * first, never opened: opening it would write through a link into whatever it names.
+ */
 export async function writeThenRename<T>(file: string, write: (handle: fsp.FileHandle) => Promise<T>): Promise<T> {
   const partial = file + PARTIAL;
-  const handle = await fsp.open(partial, "w", 0o644);
+  await fsp.rm(partial, { force: true });
+  const handle = await fsp.open(partial, CREATE_NEW, 0o644);
   try {
     const result = await write(handle);
     await handle.sync();
@@ -85,4 +148,9 @@ export async function writeThenRename<T>(file: string, write: (handle: fsp.FileH
     await fsp.rm(partial, { force: true });
     throw err;
   }
+}
+
+/** Throws the abort reason (a FarmStopped for a signal) once `signal` is aborted: checked between pieces of work. */
+export function throwIfStopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason;
 }

@@ -8,23 +8,30 @@
 // bigger than that gets a shard of its own). Each sample is packed by tar-stream into memory (one frame's
 // files at a time), measured, then appended to the shard file; a shard ends with tar's two zero blocks.
 // Entries are reproducible (mtime 0, mode 0644, uid/gid 0, no user names): the same dataset exported twice
-// gives byte-identical shards. A shard is written as shard-NNNNNN.tar.partial and renamed when complete.
+// gives byte-identical shards.
+//
+// An export is whole or absent: the shards are written into a staging folder inside DEST
+// (.tabfarm-export-<pid>-<random>/) and moved into DEST only once all are written. An export that fails or
+// is stopped by a signal removes its staging folder; one killed outright (SIGKILL, a crash) leaves it, and
+// the next export into DEST removes it (it knows it by its name, and its process is gone).
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import tar from "tar-stream";
 import { LAYERS } from "../../protocol/layers.js";
+import { EXT } from "../dataset/DatasetWriter.js";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { recordFiles } from "../dataset/readDataset.js";
-import { ExportRefused, PARTIAL, readDatasetFile, verifiedRecords, writeThenRename } from "./exportSource.js";
+import { createFolders, ExportRefused, PARTIAL, readDatasetFile, removeCreatedFolders, throwIfStopped, verifiedLines, type VerifiedLine, writeThenRename } from "./exportSource.js";
 
 export const DEFAULT_SHARD_BYTES = 1e9;
 export const MIN_SHARD_BYTES = 1e3;
 export const MAX_SHARD_BYTES = 1e12;
 
-const UNITS: Record<string, number> = {
-  "": 1, b: 1,
-  kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
-  kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40,
+const UNITS: Record<string, bigint> = {
+  "": 1n, b: 1n,
+  kb: 10n ** 3n, mb: 10n ** 6n, gb: 10n ** 9n, tb: 10n ** 12n,
+  kib: 2n ** 10n, mib: 2n ** 20n, gib: 2n ** 30n, tib: 2n ** 40n,
 };
 
 /**
@@ -33,14 +40,16 @@ const UNITS: Record<string, number> = {
  * from 1 KB to 1 TB. Throws an Error saying what it takes otherwise.
  */
 export function parseShardSize(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
+  const match = /^\s*([0-9]+)(?:\.([0-9]+))?\s*([a-z]*)\s*$/i.exec(text);
+  const unit = match && Object.hasOwn(UNITS, match[3]!.toLowerCase()) ? UNITS[match[3]!.toLowerCase()] : undefined;
   const takes = "give bytes, or a number with B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), e.g. 1GB or 64MiB";
   if (!match || unit === undefined) throw new Error(`'${text}' is not a size: ${takes}`);
-  if (unit === 1 && match[1]!.includes(".")) throw new Error(`'${text}' is not a whole number of bytes: ${takes}`);
-  const bytes = Math.floor(Number(match[1]) * unit);
-  if (!(bytes >= MIN_SHARD_BYTES && bytes <= MAX_SHARD_BYTES)) throw new Error(`'${text}' is ${bytes} bytes; a shard size is from 1KB (1000 bytes) to 1TB`);
-  return bytes;
+  const [, whole, decimals = ""] = match;
+  if (unit === 1n && match[2] !== undefined) throw new Error(`'${text}' is not a whole number of bytes: ${takes}`);
+  // Exactly, from the digits: 1.001KB is 1001 bytes (a float gives 1000.9999…); only a real fraction of a byte is dropped.
+  const bytes = (BigInt(whole! + decimals) * unit!) / 10n ** BigInt(decimals.length);
+  if (!(bytes >= BigInt(MIN_SHARD_BYTES) && bytes <= BigInt(MAX_SHARD_BYTES))) throw new Error(`'${text}' is ${bytes} bytes; a shard size is from 1KB (1000 bytes) to 1TB`);
+  return Number(bytes);
 }
 
 /** A frame's sample key: "<job>/<frame as 6 digits>", with any "." of the job id as "%2E" (a key holds no dot). */
@@ -53,20 +62,50 @@ export function sampleMembers(record: FrameRecord): { name: string; file?: strin
   const key = sampleKey(record.job, record.frame);
   const members: { name: string; file?: string }[] = recordFiles(record).map(({ layer, path: file }) => {
     const declared = LAYERS[layer].file!.ext;
-    // rgb's extension is the run's format, as the file has it (png, jpg, webp).
-    const ext = declared === "format" ? path.extname(file).slice(1) : declared;
+    // rgb's extension is the line's format's, as the farm names its files (png, jpg, webp): not the file
+    // name's, which an old or hand-made line may give in upper case or without one (WebDataset decodes by it).
+    const ext = declared === "format" ? formatExt(record) : declared;
     return { name: `${key}.${layer}.${ext}`, file };
   });
   members.push({ name: `${key}.json` });
   return members;
 }
 
+function formatExt(record: FrameRecord): string {
+  const format = String(record.format);
+  if (!Object.hasOwn(EXT, format) || format === "npy") throw new Error(`${record.job}/${record.frame}: "format" ${JSON.stringify(record.format)} is not png, jpeg or webp (the dataset changed after it was verified)`);
+  return EXT[format]!;
+}
+
 export const shardName = (index: number) => `shard-${String(index).padStart(6, "0")}.tar`;
 const isShardFile = (name: string) => name.startsWith("shard-") && name.endsWith(".tar");
 
+/** The staging folder an export writes its shards into: ".tabfarm-export-<pid>-<8 hex digits>". */
+const STAGING = /^\.tabfarm-export-(\d+)-[0-9a-f]{8}$/;
+const stagingName = () => `.tabfarm-export-${process.pid}-${randomBytes(4).toString("hex")}`;
+
+/** The staging folders in `dest` (real folders with a staging name), with whether their process still runs. */
+function stagingFolders(dest: string): { name: string; running: boolean }[] {
+  return fs.readdirSync(dest).flatMap((name) => {
+    const match = STAGING.exec(name);
+    if (!match || !fs.lstatSync(path.join(dest, name)).isDirectory()) return [];
+    return [{ name, running: processRuns(Number(match[1])) }];
+  });
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // there, but someone else's
+  }
+}
+
 /**
- * Refuses a DEST that can't take shards: a file, or a folder already holding shard-*.tar files (a second
- * export must not mix with stale shards) unless `overwrite`. Writes nothing.
+ * Refuses a DEST that can't take shards: a file, a folder already holding shard-*.tar files (a second
+ * export must not mix with stale shards) unless `overwrite`, or one another running export is writing
+ * into. Writes nothing.
  */
 export function checkShardFolder(dest: string, overwrite: boolean, what = "--webdataset"): void {
   const stat = fs.statSync(dest, { throwIfNoEntry: false });
@@ -81,6 +120,12 @@ export function checkShardFolder(dest: string, overwrite: boolean, what = "--web
         `a new export must not mix with them: give another folder, or --overwrite to remove them first`,
     );
   }
+  const running = stagingFolders(dest).find((s) => s.running);
+  if (running) {
+    throw new ExportRefused(
+      `${what} ${dest}: another export (pid ${STAGING.exec(running.name)![1]}) is writing into it (${running.name}); wait for it, or remove that folder if no export runs`,
+    );
+  }
 }
 
 /** Tar's end of archive: two zero blocks. */
@@ -93,7 +138,7 @@ interface PackedSample {
   length: number;
 }
 
-async function packSample(root: string, record: FrameRecord): Promise<PackedSample> {
+async function packSample(root: string, { record, text }: VerifiedLine): Promise<PackedSample> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const collected = (async () => {
@@ -101,7 +146,8 @@ async function packSample(root: string, record: FrameRecord): Promise<PackedSamp
   })();
   try {
     for (const member of sampleMembers(record)) {
-      const bytes = member.file === undefined ? Buffer.from(JSON.stringify(record)) : await readDatasetFile(root, member.file);
+      // The json member is the line as written: a re-serialised record would lose digits of big integers and "1.50"'s zero.
+      const bytes = member.file === undefined ? Buffer.from(text) : await readDatasetFile(root, member.file);
       pack.entry({ ...ENTRY, name: member.name, size: bytes.length }, bytes);
     }
     pack.finalize();
@@ -125,10 +171,12 @@ async function packSample(root: string, record: FrameRecord): Promise<PackedSamp
 export interface WebDatasetOptions {
   /** Largest shard in bytes (one sample bigger than that gets a shard of its own). */
   shardBytes: number;
-  /** Remove the shard-*.tar files DEST holds first. */
+  /** Replace the shard-*.tar files DEST holds (removed only once the new shards are all written). */
   overwrite: boolean;
   /** Frames to export: the first `lines` lines of frames.jsonl (those `verify` passed). */
   lines: number;
+  /** Stops the export (it throws the signal's reason, leaving DEST as it was) once aborted. */
+  signal?: AbortSignal;
 }
 
 export interface WebDatasetResult {
@@ -137,20 +185,44 @@ export interface WebDatasetResult {
   bytes: number;
 }
 
-/** Writes the frames of the dataset at `root` (a verified one) as shards into `dest` (checked by checkShardFolder). */
+/**
+ * Writes the frames of the dataset at `root` (a verified one) as shards into `dest` (checked by
+ * checkShardFolder; created if missing, its parent must exist). On a failure or a stop, DEST is as it was.
+ */
 export async function writeWebDataset(root: string, dest: string, options: WebDatasetOptions): Promise<WebDatasetResult> {
-  fs.mkdirSync(dest, { recursive: true });
-  for (const name of fs.readdirSync(dest)) {
-    // Old shards (with --overwrite) and a killed export's partial shards: ours to remove, nothing else is.
-    const partialShard = name.endsWith(PARTIAL) && isShardFile(name.slice(0, -PARTIAL.length));
-    if ((options.overwrite && isShardFile(name)) || partialShard) fs.rmSync(path.join(dest, name));
-  }
-  const result: WebDatasetResult = { shards: 0, samples: 0, bytes: 0 };
-  const records = verifiedRecords(root, options.lines);
-  let pending = await nextSample(root, records);
+  const created = fs.existsSync(dest) ? [] : createFolders([dest], dest, "--webdataset");
+  let staging: string | undefined;
   try {
+    // A killed export's leftovers: ours to remove, nothing else is. (Partial shards in DEST are an older tabfarm's.)
+    for (const { name, running } of stagingFolders(dest)) if (!running) fs.rmSync(path.join(dest, name), { recursive: true });
+    for (const name of fs.readdirSync(dest)) {
+      if (name.endsWith(PARTIAL) && isShardFile(name.slice(0, -PARTIAL.length))) fs.rmSync(path.join(dest, name));
+    }
+    staging = path.join(dest, stagingName());
+    fs.mkdirSync(staging);
+    const result = await writeShards(root, staging, options);
+    throwIfStopped(options.signal);
+    // All written: old shards out (with --overwrite), the new ones in, the staging folder gone.
+    if (options.overwrite) for (const name of fs.readdirSync(dest)) if (isShardFile(name)) fs.rmSync(path.join(dest, name));
+    for (let i = 0; i < result.shards; i++) fs.renameSync(path.join(staging, shardName(i)), path.join(dest, shardName(i)));
+    fs.rmdirSync(staging);
+    return result;
+  } catch (err) {
+    // An export cut short is no export: its finished shards would pass for a whole one.
+    if (staging !== undefined) fs.rmSync(staging, { recursive: true, force: true });
+    removeCreatedFolders(created);
+    throw err;
+  }
+}
+
+/** Writes the shards into `folder` (the staging folder), shard-000000.tar on. */
+async function writeShards(root: string, folder: string, options: WebDatasetOptions): Promise<WebDatasetResult> {
+  const result: WebDatasetResult = { shards: 0, samples: 0, bytes: 0 };
+  const lines = verifiedLines(root, options.lines);
+  try {
+    let pending = await nextSample(root, lines, options.signal);
     while (pending) {
-      const file = path.join(dest, shardName(result.shards));
+      const file = path.join(folder, shardName(result.shards));
       await writeThenRename(file, async (handle) => {
         let bytes = 0;
         // A shard takes samples while they fit (and always its first one).
@@ -159,23 +231,21 @@ export async function writeWebDataset(root: string, dest: string, options: WebDa
           if (bytesWritten !== pending.length) throw new Error(`${file}${PARTIAL}: wrote ${bytesWritten} of ${pending.length} bytes (is the disk full?)`);
           bytes += pending.length;
           result.samples++;
-          pending = await nextSample(root, records);
+          pending = await nextSample(root, lines, options.signal);
         }
         await handle.write(Buffer.alloc(END_OF_ARCHIVE));
         result.bytes += bytes + END_OF_ARCHIVE;
       });
       result.shards++;
     }
-  } catch (err) {
-    // An export cut short is no export: its finished shards would pass for a whole one.
-    for (let i = 0; i < result.shards; i++) fs.rmSync(path.join(dest, shardName(i)), { force: true });
-    await records.return(undefined);
-    throw err;
+  } finally {
+    await lines.return(undefined);
   }
   return result;
 }
 
-async function nextSample(root: string, records: AsyncGenerator<FrameRecord>): Promise<PackedSample | undefined> {
-  const next = await records.next();
+async function nextSample(root: string, lines: AsyncGenerator<VerifiedLine>, signal: AbortSignal | undefined): Promise<PackedSample | undefined> {
+  throwIfStopped(signal);
+  const next = await lines.next();
   return next.done ? undefined : packSample(root, next.value);
 }

@@ -3,7 +3,7 @@
 // and unlabelled objects, --classes; and a 197-character job id with 65 dots — its escaped key is too long for a
 // plain tar header, so tar-stream writes a pax one — one JPEG frame with its own layers depth32 and class).
 // What export writes is read back independently: the shards by Python's tarfile, the COCO RLE masks by a
-// decoder written in Python from pycocotools' maskApi.c, against masks decoded here with sharp.
+// decoder written in Python from pycocotools' maskApi.c (../pythonCoco.ts), against masks decoded here with sharp.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -17,6 +17,7 @@ import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 import { writeCoco } from "../../server/export/coco.js";
 import { writeWebDataset } from "../../server/export/webdataset.js";
+import { pythonRle, type RleCase } from "../pythonCoco.js";
 
 const W = 64;
 const H = 48;
@@ -178,39 +179,9 @@ describe("export --webdataset (CLI)", () => {
   });
 });
 
-/** Decodes each annotation's RLE in Python (numpy; pycocotools' rleFrString and rleDecode rewritten) and compares with the masks given as raw uint16. */
-function pythonRleMismatches(cases: { counts: string; size: [number, number]; mask: string; id: number }[]): string[] {
-  const script = `
-import json, sys
-import numpy as np
-def runs(s):
-    cnts, p = [], 0
-    while p < len(s):
-        x, k, more = 0, 0, 1
-        while more:
-            c = ord(s[p]) - 48
-            x |= (c & 0x1f) << (5 * k)
-            more = c & 0x20
-            p += 1; k += 1
-            if not more and (c & 0x10): x |= -1 << (5 * k)
-        if len(cnts) > 2: x += cnts[-2]
-        cnts.append(x)
-    return cnts
-bad = []
-for c in json.load(sys.stdin):
-    h, w = c["size"]
-    flat = np.zeros(h * w, dtype=bool)
-    at, value = 0, False
-    for n in runs(c["counts"]):
-        flat[at:at + n] = value
-        at += n; value = not value
-    if at != h * w: bad.append("%s id %d: runs cover %d of %d pixels" % (c["mask"], c["id"], at, h * w)); continue
-    decoded = flat.reshape((h, w), order="F")
-    mask = np.fromfile(c["mask"], dtype="<u2").reshape((h, w))
-    if not np.array_equal(decoded, mask == c["id"]): bad.append("%s id %d: %d pixels differ" % (c["mask"], c["id"], int((decoded != (mask == c["id"])).sum())))
-print(json.dumps(bad))
-`;
-  return JSON.parse(execFileSync("python3", ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" }));
+/** The annotations whose RLE does not decode (pycocotools' rules, ../pythonCoco.ts) to the instance's pixels of its mask. */
+function pythonRleMismatches(cases: RleCase[]): string[] {
+  return pythonRle(cases).flatMap((result, i) => (result.decodesRight ? [] : [`${cases[i]!.ids} id ${cases[i]!.id}`]));
 }
 
 describe("export --coco (CLI)", () => {
@@ -220,7 +191,7 @@ describe("export --coco (CLI)", () => {
     assert.equal(code, 0, output);
     const unlabelled = records.flatMap((r) => r.instances ?? []).filter((i) => i.label === undefined).length;
     assert.ok(unlabelled >= 1, "the scene has an unlabelled object in view");
-    assert.match(output, new RegExp(`export: ${unlabelled} instances have no label: left out of COCO \\(give elements a "label"\\)`));
+    assert.match(output, new RegExp(`export: ${unlabelled} instances have no class \\(no label\\): left out of COCO \\(give elements a "label"\\)`));
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ["train.json"], "no partial file left");
     const coco = JSON.parse(fs.readFileSync(file, "utf8"));
     assert.deepEqual(coco.categories, [{ id: 1, name: "ball", supercategory: "" }, { id: 2, name: "crate", supercategory: "" }]);
@@ -228,7 +199,7 @@ describe("export --coco (CLI)", () => {
     assert.equal(typeof coco.info.date_created, "string");
     assert.deepEqual(coco.images, records.map((r, i) => ({ id: i + 1, file_name: r.file, width: W, height: H, tabfarm_job: r.job, tabfarm_frame: r.frame })));
 
-    const expected = records.flatMap((r, i) => (r.instances ?? []).filter((inst) => inst.label !== undefined).map((inst) => ({ r, imageId: i + 1, inst })));
+    const expected = records.flatMap((r, i) => (r.instances ?? []).filter((inst) => inst.class !== undefined).map((inst) => ({ r, imageId: i + 1, inst })));
     assert.equal(coco.annotations.length, expected.length);
     assert.match(output, new RegExp(`train\\.json: 7 image\\(s\\), ${expected.length} annotation\\(s\\), 2 categories`));
     const cases: Parameters<typeof pythonRleMismatches>[0] = [];
@@ -241,7 +212,7 @@ describe("export --coco (CLI)", () => {
       assert.deepEqual(a.segmentation.size, [H, W]);
       const raw = path.join(base, `mask-${imageId}.u16`);
       if (!fs.existsSync(raw)) fs.writeFileSync(raw, await sharp(path.join(out, r.layers.mask!)).toColourspace("grey16").raw({ depth: "ushort" }).toBuffer());
-      cases.push({ counts: a.segmentation.counts, size: a.segmentation.size, mask: raw, id: inst.id });
+      cases.push({ counts: a.segmentation.counts, width: W, height: H, ids: raw, id: inst.id });
     }
     assert.deepEqual(pythonRleMismatches(cases), []);
     // The check itself catches a wrong mask: the same RLEs against another id.
@@ -261,14 +232,15 @@ describe("an export cut short", () => {
     fs.cpSync(out, changed, { recursive: true });
     fs.rmSync(path.join(changed, records.at(-2)!.layers.mask!));
     const dest = path.join(base, "wds-cut");
-    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, lines: records.length }), /ENOENT.*000002\.mask\.png/);
-    assert.deepEqual(fs.readdirSync(dest), [], "the shards written before the fault are removed, and the partial one");
+    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, lines: records.length }), /000002\.mask\.png: is missing/);
+    assert.ok(!fs.existsSync(dest), "the shards written before the fault are removed, the partial one, and the folder it made");
     const file = path.join(base, "cut.json");
-    await assert.rejects(writeCoco(changed, file, { lines: records.length }), /ENOENT.*000002\.mask\.png/);
+    await assert.rejects(writeCoco(changed, file, { lines: records.length }), /000002\.mask\.png: is missing/);
     assert.ok(!fs.existsSync(file) && !fs.existsSync(`${file}.partial`));
     // frames.jsonl shorter than when it was verified.
+    fs.mkdirSync(dest);
     await assert.rejects(writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: false, lines: records.length + 1 }), /has 7 line\(s\), but verify read 8 \(the dataset changed after it was verified\)/);
-    assert.deepEqual(fs.readdirSync(dest), []);
+    assert.deepEqual(fs.readdirSync(dest), [], "a folder it did not make is left, empty");
   });
 });
 

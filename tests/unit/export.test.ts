@@ -6,8 +6,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
-import { exportTargetOutside } from "../../server/export/exportSource.js";
+import { createFolders, exportTarget, removeCreatedFolders } from "../../server/export/exportSource.js";
 import { checkShardFolder, parseShardSize, sampleKey, sampleMembers } from "../../server/export/webdataset.js";
+
+const exportTargetOutside = (root: string, target: string, what: string) => exportTarget(root, target, what, "folder").path;
 
 describe("--shard-size", () => {
   it("takes bytes, and B/KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (powers of 1024) in any case", () => {
@@ -15,6 +17,19 @@ describe("--shard-size", () => {
       ["1GB", 1e9], ["1gb", 1e9], ["500MB", 5e8], ["64KiB", 65_536], ["64kib", 65_536], ["1KB", 1000], ["1000", 1000],
       ["1000B", 1000], ["250000000", 2.5e8], ["1.5GiB", 1.5 * 2 ** 30], ["2 MiB", 2 * 2 ** 20], ["1TB", 1e12], ["0.5TB", 5e11],
       ["1.0001KB", 1000], [" 3MB ", 3e6], ["1000KB", 1e6],
+    ];
+    for (const [text, bytes] of cases) assert.equal(parseShardSize(text), bytes, text);
+  });
+
+  it("decimals are exact, from the digits: every 1.000KB … 6.999KB, binary units, only a real fraction of a byte dropped", () => {
+    const wrong: string[] = [];
+    for (let bytes = 1000; bytes < 7000; bytes++) {
+      const text = `${Math.floor(bytes / 1000)}.${String(bytes % 1000).padStart(3, "0")}KB`;
+      if (parseShardSize(text) !== bytes) wrong.push(`${text} → ${parseShardSize(text)}`);
+    }
+    assert.deepEqual(wrong, []);
+    const cases: [string, number][] = [
+      ["1.0009765625KiB", 1025], ["1.0001KiB", 1024], ["1.1MiB", 1_153_433], ["0.999999999999TB", 999_999_999_999], ["1.000000000001KB", 1000], ["00001.5KB", 1500],
     ];
     for (const [text, bytes] of cases) assert.equal(parseShardSize(text), bytes, text);
   });
@@ -71,6 +86,10 @@ describe("export targets", () => {
         assert.throws(() => exportTargetOutside(root, target, "--webdataset"), /^Error: --webdataset .*: is inside the dataset folder .*\/out; write exports elsewhere/, target);
       }
       assert.throws(() => exportTargetOutside(root, "", "--coco"), /--coco "": an empty path names nothing/);
+      // A file target ending in a separator names a folder (path.resolve would drop the "/").
+      for (const target of [path.join(base, "new") + "/", path.join(base, "new") + "//", `${base}/`, `${base}/new/.`, `${base}/new/..`, ".", ".."]) {
+        assert.throws(() => exportTarget(root, target, "--coco", "file"), /--coco .*: names a folder \(it ends in "(\/|\.|\.\.)"\); give a file name \(e\.g\. .*coco\.json\)/, target);
+      }
       // A link to a folder that does not exist yet inside the dataset: writing through it would land there.
       fs.symlinkSync(path.join(root, "later"), path.join(base, "dangling"));
       assert.throws(() => exportTargetOutside(root, path.join(base, "dangling"), "--webdataset"), /cannot be resolved \(ENOENT; a link to nowhere\?\)/);
@@ -78,6 +97,31 @@ describe("export targets", () => {
       for (const target of [base, path.join(base, "out-shards"), path.join(base, "outside", "deep", "coco.json")]) {
         assert.equal(exportTargetOutside(root, target, "--webdataset"), target);
       }
+      // The folders to create, outermost first: a folder target's own, a file target's parents only.
+      assert.deepEqual(exportTarget(root, path.join(base, "a", "b"), "--webdataset", "folder").missing, [path.join(base, "a"), path.join(base, "a", "b")]);
+      assert.deepEqual(exportTarget(root, path.join(base, "a", "b", "c.json"), "--coco", "file").missing, [path.join(base, "a"), path.join(base, "a", "b")]);
+      assert.deepEqual(exportTarget(root, path.join(base, "c.json"), "--coco", "file").missing, []);
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it("creates missing folders one level at a time, naming the target and the real error; removes only the empty ones it made", () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-export-unit-"));
+    try {
+      const folders = [path.join(base, "a"), path.join(base, "a", "b"), path.join(base, "a", "c")];
+      fs.mkdirSync(folders[0]!); // already there: not created, so never removed
+      assert.deepEqual(createFolders(folders, "T", "--webdataset"), folders.slice(1));
+      fs.writeFileSync(path.join(folders[2]!, "someone's"), "");
+      removeCreatedFolders(folders.slice(1));
+      assert.deepEqual(fs.readdirSync(folders[0]!), ["c"], "b (empty) removed, c (not empty) and a (not made) left");
+      // procfs answers ENOENT to every mkdir (recursive mkdir loops forever on it); a file in the way: ENOTDIR.
+      assert.throws(() => createFolders(["/proc/tabfarm-unit", "/proc/tabfarm-unit/x"], "/proc/tabfarm-unit/x", "--webdataset"), /^Error: --webdataset \/proc\/tabfarm-unit\/x: cannot create the folder \/proc\/tabfarm-unit: ENOENT/);
+      const file = path.join(base, "file");
+      fs.writeFileSync(file, "");
+      const made = path.join(base, "made");
+      assert.throws(() => createFolders([made, path.join(file, "x")], "T", "--coco"), /--coco T: cannot create the folder .*file\/x: ENOTDIR/);
+      assert.ok(!fs.existsSync(made), "what it made before the failure is removed");
     } finally {
       fs.rmSync(base, { recursive: true, force: true });
     }
@@ -99,6 +143,12 @@ describe("export targets", () => {
       checkShardFolder(dest, true);
       fs.mkdirSync(path.join(dest, "shard-000009.tar"));
       assert.throws(() => checkShardFolder(dest, true), /shard-000009\.tar is not a file; move it away/);
+      // A staging folder of a running export (this process's pid); a dead one's is no obstacle.
+      const other = path.join(base, "other");
+      fs.mkdirSync(path.join(other, ".tabfarm-export-99999999-0123abcd"), { recursive: true });
+      checkShardFolder(other, false);
+      fs.mkdirSync(path.join(other, `.tabfarm-export-${process.pid}-0123abcd`));
+      assert.throws(() => checkShardFolder(other, false), new RegExp(`another export \\(pid ${process.pid}\\) is writing into it \\(\\.tabfarm-export-${process.pid}-0123abcd\\); wait for it, or remove that folder if no export runs`));
     } finally {
       fs.rmSync(base, { recursive: true, force: true });
     }
