@@ -132,14 +132,14 @@ async function waitReady(farm: Farm, tabs: number, opened: Tabs): Promise<void> 
       if (opened.count === 0) return void (await new Promise((r) => setTimeout(r, 2000)));
       const ready = await Promise.all(
         Array.from({ length: opened.count }, (_, i) =>
-          opened.evaluate(i, () => Boolean((window as unknown as { tabfarm?: { benchReady?: () => boolean } }).tabfarm?.benchReady?.()), undefined).catch(() => false),
+          opened.evaluate(i, async () => Boolean((await (window as unknown as BenchWindow).tabfarm?.loadBench?.())?.benchReady()), undefined).catch(() => false),
         ),
       );
       if (ready.every(Boolean)) return;
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`bench: ${tabs} tab(s) did not connect and mount their canvas within 120 s (is this client build missing bench/rawLoop?)`);
+  throw new Error(`bench: ${tabs} tab(s) did not connect and mount their canvas within 120 s (is this client build missing its bench chunk, bench/rawLoop?)`);
 }
 
 async function openTabs(farm: Farm, url: string, tabs: number, browsers: number, o: ThroughputOptions, open: TabOpener): Promise<Tabs> {
@@ -154,6 +154,11 @@ async function openTabs(farm: Farm, url: string, tabs: number, browsers: number,
 }
 
 // ---------- way 1: the raw in-page loop ----------
+
+/** What a tab page offers the bench: its in-page loop, a chunk loaded on request (client/src/bench/rawLoop.ts). */
+interface BenchWindow {
+  tabfarm?: { loadBench?: () => Promise<{ benchReady: () => boolean; rawLoop: (a: unknown) => Promise<RawLoopResult> }> };
+}
 
 interface RawLoopResult {
   frames: number; ms: number; settleMs: number; renderMs: number; encodeWaitMs: number; encodeWorkerMs: number; firstFrameMs: number; bytes: number;
@@ -175,7 +180,7 @@ export async function runRaw(
       chunks.map((poses, i) =>
         tabs.evaluate(
           i,
-          (args) => (window as unknown as { tabfarm: { rawLoop: (a: unknown) => Promise<RawLoopResult> } }).tabfarm.rawLoop(args),
+          async (args) => (await (window as unknown as BenchWindow).tabfarm!.loadBench!()).rawLoop(args),
           { scene, poses, width: o.width, height: o.height, format: o.format, only: extra.only, encoder: extra.encoder },
         ),
       ),

@@ -10,14 +10,20 @@ import { browserInfo } from "./session/probeWebgl.js";
 import { connectSession } from "./session/connection.js";
 import { showStatus } from "./session/statusView.js";
 import { registerComponent, knownTags } from "./scene/registry.js";
-import "./bench/rawLoop.js"; // npm run bench: window.tabfarm.rawLoop (the in-page floor)
 
 const params = new URLSearchParams(location.search);
 const info = browserInfo(params.get("worker") ?? "");
 
 // For user scripts and tests: register components at run time, list tags. The layer diagnostics
-// (window.tabfarmLayers) are a separate chunk, fetched only when a test asks: tabs do not load them.
-Object.assign(window, { tabfarm: { registerComponent, knownTags, info, loadLayerDiagnostics: () => import("./capture/layerProbe.js") } });
+// (window.tabfarmLayers) and the bench's in-page loop are separate chunks, fetched only when a test or
+// `npm run bench` asks: tab pages do not load them.
+Object.assign(window, {
+  tabfarm: {
+    registerComponent, knownTags, info,
+    loadLayerDiagnostics: () => import("./capture/layerProbe.js"),
+    loadBench: () => import("./bench/rawLoop.js"),
+  },
+});
 
 if (!info.webgl) {
   showStatus("WebGL is not available in this browser: tabfarm cannot render here.");

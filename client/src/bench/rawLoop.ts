@@ -1,5 +1,5 @@
-// Benchmark hook (npm run bench): the naive in-page floor, with no server and no queue.
-// window.tabfarm.rawLoop({scene, poses, width, height, format}) sets the scene with a CameraView,
+// Benchmark hook (npm run bench): the naive in-page floor, with no server and no queue. A chunk of its
+// own: `(await window.tabfarm.loadBench()).rawLoop({scene, poses, width, height, format})` sets the scene with a CameraView,
 // then per pose: update the camera → wait for React's commit → render + readPixels → encode in the
 // same EncoderPool the session uses, AWAITED (no overlap: render, read, encode, then the next frame).
 // It goes through sceneStore ops exactly like a session does, so the React/scene cost is the same.
@@ -156,18 +156,3 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
 
 /** True once the R3F canvas is mounted (what a grab needs before it can render). */
 export const benchReady = (): boolean => Boolean(glContext.gl && glContext.scene);
-
-// main.tsx assigns `window.tabfarm = {...}` after its imports ran (so after this module), replacing the
-// object: keep the hooks on whatever object is assigned, whichever order things happen in.
-const hooks = { rawLoop, benchReady };
-type Hooked = Record<string, unknown>;
-const w = window as unknown as { tabfarm?: Hooked };
-let current: Hooked = Object.assign(w.tabfarm ?? {}, hooks);
-Object.defineProperty(window, "tabfarm", {
-  configurable: true,
-  enumerable: true,
-  get: () => current,
-  set: (value: Hooked) => {
-    current = value && typeof value === "object" ? Object.assign(value, hooks) : value;
-  },
-});
