@@ -29,7 +29,12 @@ export async function readTemplate(file: string): Promise<Template> {
   let text: string;
   try {
     if (stat.size > MAX_TEMPLATE_BYTES) throw new JobInputError(file, [{ message: `is ${stat.size} bytes; a template may be at most ${MAX_TEMPLATE_BYTES} bytes` }]);
-    text = (await handle.readFile("utf8")).replace(/^\uFEFF/, "");
+    const bytes = await handle.readFile();
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes).replace(/^\uFEFF/, "");
+    } catch {
+      throw new JobInputError(file, [{ message: "is not UTF-8 text (a binary file, or another encoding such as UTF-16)" }]);
+    }
   } finally {
     await handle.close();
   }
@@ -37,7 +42,7 @@ export async function readTemplate(file: string): Promise<Template> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new JobInputError(file, [{ message: `not valid JSON: ${(err as Error).message}` }]);
+    throw new JobInputError(file, [{ message: `not valid JSON: ${withLineAndColumn((err as Error).message, text)}` }]);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new JobInputError(file, [{ message: "must be one JSON object: a job without \"id\" and \"frames\"" }]);
@@ -47,10 +52,23 @@ export async function readTemplate(file: string): Promise<Template> {
     .map((field) => ({ field, message: `not allowed in a template: ${GIVEN_BY_EXPANSION[field]}` }));
   // The template is checked as the job it becomes (one frame: the count does not change what is valid).
   const checked = validateJob({ ...value, id: "template", frames: [{}] }, { source: "json" });
-  if (!checked.ok) issues.push(...checked.problems.filter((p) => !p.field?.startsWith("frames")));
-  if (issues.length) throw new JobInputError(file, issues.map(({ field, message }) => ({ message: field ? `${field}: ${message}` : message })));
-  const { id: _id, frames: _frames, ...template } = (checked as { job: JobSpec }).job;
+  // Problems of the id and frames the check put there are the expansion's, not the template's (a
+  // template's own "frames" or "id" is reported above); every other field's are.
+  const ours = (field: string | undefined) => field === "id" || field === "frames" || /^frames[[.]/.test(field ?? "");
+  if (!checked.ok) issues.push(...checked.problems.filter((p) => !ours(p.field)));
+  if (!checked.ok && issues.length === 0) issues.push(...checked.problems); // never accept what the check refused
+  if (issues.length || !checked.ok) throw new JobInputError(file, issues.map(({ field, message }) => ({ message: field ? `${field}: ${message}` : message })));
+  const { id: _id, frames: _frames, ...template } = checked.job;
   return template;
+}
+
+/** A JSON.parse message with "at position N" given as line and column too (templates are often pretty-printed). */
+function withLineAndColumn(message: string, text: string): string {
+  return message.replace(/at position (\d+)/, (whole, n: string) => {
+    const before = text.slice(0, Number(n));
+    const line = before.split("\n").length;
+    return `${whole} (line ${line}, column ${Number(n) - before.lastIndexOf("\n")})`;
+  });
 }
 
 /**

@@ -63,6 +63,15 @@ describe("readTemplate", () => {
     await refused(JSON.stringify({ ...GOOD, randomize: [{ key: "ghost", prop: "color", hsv: {} }] }), /randomize\[0\]\.key: no element with key "ghost"/);
   });
 
+  it("refuses a misspelt field (frames_per_job, framesPerJob: not the template's, not a crash), a file not UTF-8, and says where JSON breaks", async () => {
+    await refused(JSON.stringify({ ...GOOD, framesPerJob: 5 }), /framesPerJob: unknown field/);
+    await refused(JSON.stringify({ ...GOOD, frames_per_job: 5 }), /frames_per_job: unknown field/);
+    const utf16 = path.join(dir, "utf16.json");
+    fs.writeFileSync(utf16, Buffer.from("\uFEFF" + JSON.stringify(GOOD), "utf16le"));
+    await assert.rejects(readTemplate(utf16), /is not UTF-8 text/);
+    await refused('{\n  "width": 3,\n  "height": 4 x\n}', /not valid JSON: .*\(line 3, column \d+\)/);
+  });
+
   it("refuses a folder, a missing file and a file over the size of a job", async () => {
     await assert.rejects(readTemplate(dir), /cannot read the template: it is a directory/);
     await assert.rejects(readTemplate(path.join(dir, "none.json")), /cannot read the template: no such file/);
