@@ -145,7 +145,7 @@ program
   .description(
     "write a dataset that `verify` passes as WebDataset .tar shards (one sample per frame) and/or COCO detection JSON. " +
       "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, not a dataset, or the export could not be written; " +
-      "128 + the signal's number when stopped by SIGINT, SIGTERM or SIGHUP (nothing written)",
+      "128 + the signal's number when stopped by SIGINT, SIGTERM or SIGHUP (what it had not finished is removed)",
   )
   .requiredOption("--out <dir>", "dataset folder")
   .option("--webdataset <dir>", "write shards shard-000000.tar … into this folder (created if missing; not inside --out)")
@@ -162,7 +162,7 @@ program
       process.exitCode = await runExport({ ...o, signal });
     } catch (err) {
       if (!(err instanceof FarmStopped)) throw err;
-      console.error(`tabfarm: export ${err.message}; nothing was written`);
+      console.error(`tabfarm: export ${err.message}; what it had not finished was removed`);
       process.exitCode = exitCodeFor(err.signal);
     }
   });

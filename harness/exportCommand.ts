@@ -8,7 +8,7 @@ import path from "node:path";
 import { formatProblem, verifyDataset } from "../server/dataset/verifyDataset.js";
 import { readHolder } from "../server/dataset/datasetLock.js";
 import { writeCoco } from "../server/export/coco.js";
-import { createFolders, ExportRefused, exportTarget, removeCreatedFolders, throwIfStopped } from "../server/export/exportSource.js";
+import { createFolders, ExportRefused, exportTarget, indexIdentity, removeCreatedFolders, throwIfStopped } from "../server/export/exportSource.js";
 import { checkShardFolder, DEFAULT_SHARD_BYTES, parseShardSize, writeWebDataset } from "../server/export/webdataset.js";
 import { untilAborted } from "./shutdown.js";
 
@@ -50,12 +50,16 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
 
   // Also before verify: a target the file system can't hold (read-only, full, under /proc) fails fast.
   const created: string[] = [];
+  /** Targets written completely (each is whole or absent; with both, the first may be written when the second fails). */
+  const written: string[] = [];
   let succeeded = false;
   try {
     if (dest !== undefined) created.push(...createFolders(dest.missing, options.webdataset!, "--webdataset"));
     if (coco !== undefined) created.push(...createFolders(coco.missing, options.coco!, "--coco"));
 
+    const identity = indexIdentity(root); // before verify reads it: the exports read the file verify read
     const report = await Promise.race([verifyDataset(options.out), untilAborted(options.signal)]);
+    const index = { lines: report.lines, identity };
     const holder = readHolder(report.root);
     if (holder) note(`export: note: a farm (pid ${holder.pid} on host ${holder.host}, since ${holder.started}) holds this dataset's lock; only the ${report.lines} line(s) verified now are exported`);
     if (report.problemCount > 0) {
@@ -67,11 +71,12 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
     throwIfStopped(options.signal);
 
     if (dest !== undefined) {
-      const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, lines: report.lines, signal: options.signal });
+      const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, index, signal: options.signal });
       log(`export: ${dest.path}: ${shards.shards} shard(s), ${shards.samples} sample(s), ${shards.bytes} bytes`);
+      written.push(`the shards in ${dest.path}`);
     }
     if (coco !== undefined) {
-      const json = await writeCoco(report.root, coco.path, { lines: report.lines, signal: options.signal });
+      const json = await writeCoco(report.root, coco.path, { index, signal: options.signal });
       if (json.unlabelled > 0) log(`export: ${json.unlabelled} instances have no class (no label): left out of COCO (give elements a "label")`);
       if (json.labelledWithoutClass > 0) log(`export: ${json.labelledWithoutClass} instances have a label but no class (their lines were not written by a farm): left out of COCO`);
       if (json.framesWithoutMask > 0) log(`export: ${json.framesWithoutMask} frame(s) have no mask file: their annotations have bbox and area but no segmentation (render with --layers mask)`);
@@ -82,6 +87,7 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
   } finally {
     // The folders made for an export that failed, each only if empty (whole shards written before COCO failed stay).
     if (!succeeded) removeCreatedFolders(created);
+    if (!succeeded && written.length) note(`export: ${written.join(" and ")} had been written completely before the export ended; kept`);
   }
 }
 

@@ -305,8 +305,11 @@ function sameFile(a: fs.BigIntStats, b: fs.BigIntStats | undefined): boolean {
   return !!b && a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
-/** Writes all of `bytes` (a write may take only part of them); each write is awaited, so reading waits on the disk. */
-async function writeAll(out: fsp.FileHandle, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes all of `bytes` at the handle's position (a write may take only part of them, e.g. on a full disk);
+ * each write is awaited, so a reader feeding it waits on the disk.
+ */
+export async function writeAll(out: fsp.FileHandle, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length; ) {
     const { bytesWritten } = await out.write(bytes, at, bytes.length - at);
     if (bytesWritten === 0) throw new Error("the file system took no bytes of a write");

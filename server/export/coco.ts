@@ -11,14 +11,15 @@
 import type fsp from "node:fs/promises";
 import sharp from "sharp";
 import { readRunManifest } from "../dataset/RunManifest.js";
+import { writeAll } from "../dataset/DatasetWriter.js";
 import { labelProblem } from "../../protocol/instances.js";
 import type { FrameInstance } from "../session/Session.js";
 import { instanceRuns, runsToCocoString } from "./cocoRle.js";
-import { readDatasetFile, throwIfStopped, verifiedLines, writeThenRename } from "./exportSource.js";
+import { readDatasetFile, throwIfStopped, verifiedLines, writeThenRename, type VerifiedIndex } from "./exportSource.js";
 
 export interface CocoOptions {
-  /** Frames to export: the first `lines` lines of frames.jsonl (those `verify` passed). */
-  lines: number;
+  /** Frames to export: the lines of frames.jsonl `verify` passed. */
+  index: VerifiedIndex;
   /** Stops the export (it throws the signal's reason; no file, no partial file is left) once aborted. */
   signal?: AbortSignal;
 }
@@ -45,7 +46,7 @@ class BufferedText {
   }
   async flush(): Promise<void> {
     if (this.text === "") return;
-    await this.handle.write(this.text);
+    await writeAll(this.handle, Buffer.from(this.text));
     this.text = "";
   }
 }
@@ -90,7 +91,7 @@ export async function writeCoco(root: string, file: string, options: CocoOptions
     // Every class a line names is in manifest.json's table too unless the manifest lagged behind a crash,
     // or the line was written by hand (verify takes any label string).
     const categories = new Categories(readRunManifest(root)?.classes ?? []);
-    for await (const { record } of verifiedLines(root, options.lines)) {
+    for await (const { record } of verifiedLines(root, options.index)) {
       throwIfStopped(options.signal);
       const image = { id: ++result.images, file_name: record.file, width: record.width, height: record.height, tabfarm_job: record.job, tabfarm_frame: record.frame };
       await out.write(`${result.images > 1 ? "," : ""}\n${JSON.stringify(image)}`);
@@ -98,7 +99,7 @@ export async function writeCoco(root: string, file: string, options: CocoOptions
     }
     await out.write(`],"annotations":[`);
     let imageId = 0;
-    for await (const { record } of verifiedLines(root, options.lines)) {
+    for await (const { record } of verifiedLines(root, options.index)) {
       throwIfStopped(options.signal);
       imageId++;
       const all = record.instances ?? [];

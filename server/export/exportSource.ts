@@ -19,14 +19,32 @@ export interface VerifiedLine {
   text: string;
 }
 
+/** What `verify` passed: the first `lines` lines of frames.jsonl, as the file was when verify began (its identity). */
+export interface VerifiedIndex {
+  lines: number;
+  /** frames.jsonl's device and inode before verify read it; undefined when there was none. */
+  identity: string | undefined;
+}
+
+/** frames.jsonl's identity (device and inode): appends keep it; a rewrite (a farm's compaction) changes it. */
+export function indexIdentity(root: string): string | undefined {
+  const stat = fs.statSync(path.join(root, FRAMES_INDEX), { throwIfNoEntry: false });
+  return stat && `${stat.dev}:${stat.ino}`;
+}
+
 /**
- * The first `lines` lines of the dataset at `root`: the lines `verify` read and passed. Lines a farm
- * appends after that are not exported (they were not verified). Throws if a line is not a record (the
- * dataset changed since it was verified).
+ * The lines `verify` read and passed. Lines a farm appends after that are not exported (they were not
+ * verified). Every pass first checks that frames.jsonl is the file verify read: a farm that compacts it
+ * (at its start and end) replaces it, and a later pass would read other lines at the same numbers. Throws
+ * if it was replaced or a line is not a record (the dataset changed since it was verified).
  */
-export async function* verifiedLines(root: string, lines: number): AsyncGenerator<VerifiedLine> {
+export async function* verifiedLines(root: string, index: VerifiedIndex): AsyncGenerator<VerifiedLine> {
+  const { lines } = index;
   let read = 0;
   if (lines <= 0) return;
+  if (indexIdentity(root) !== index.identity) {
+    throw new Error(`${path.join(root, FRAMES_INDEX)}: was replaced after it was verified (a farm compacted it?): export again`);
+  }
   for await (const { line, record, text, error } of readFrameLines(root)) {
     if (!record || text === undefined) throw new Error(`${path.join(root, FRAMES_INDEX)}:${line}: ${error} (the dataset changed after it was verified)`);
     yield { record, text };

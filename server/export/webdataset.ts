@@ -19,10 +19,10 @@ import fs from "node:fs";
 import path from "node:path";
 import tar from "tar-stream";
 import { LAYERS } from "../../protocol/layers.js";
-import { EXT } from "../dataset/DatasetWriter.js";
+import { EXT, writeAll } from "../dataset/DatasetWriter.js";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { recordFiles } from "../dataset/readDataset.js";
-import { createFolders, ExportRefused, PARTIAL, readDatasetFile, removeCreatedFolders, throwIfStopped, verifiedLines, type VerifiedLine, writeThenRename } from "./exportSource.js";
+import { createFolders, ExportRefused, PARTIAL, readDatasetFile, removeCreatedFolders, throwIfStopped, verifiedLines, type VerifiedIndex, type VerifiedLine, writeThenRename } from "./exportSource.js";
 
 export const DEFAULT_SHARD_BYTES = 1e9;
 export const MIN_SHARD_BYTES = 1e3;
@@ -173,8 +173,8 @@ export interface WebDatasetOptions {
   shardBytes: number;
   /** Replace the shard-*.tar files DEST holds (removed only once the new shards are all written). */
   overwrite: boolean;
-  /** Frames to export: the first `lines` lines of frames.jsonl (those `verify` passed). */
-  lines: number;
+  /** Frames to export: the lines of frames.jsonl `verify` passed. */
+  index: VerifiedIndex;
   /** Stops the export (it throws the signal's reason, leaving DEST as it was) once aborted. */
   signal?: AbortSignal;
 }
@@ -218,7 +218,7 @@ export async function writeWebDataset(root: string, dest: string, options: WebDa
 /** Writes the shards into `folder` (the staging folder), shard-000000.tar on. */
 async function writeShards(root: string, folder: string, options: WebDatasetOptions): Promise<WebDatasetResult> {
   const result: WebDatasetResult = { shards: 0, samples: 0, bytes: 0 };
-  const lines = verifiedLines(root, options.lines);
+  const lines = verifiedLines(root, options.index);
   try {
     let pending = await nextSample(root, lines, options.signal);
     while (pending) {
@@ -227,13 +227,12 @@ async function writeShards(root: string, folder: string, options: WebDatasetOpti
         let bytes = 0;
         // A shard takes samples while they fit (and always its first one).
         while (pending && (bytes === 0 || bytes + pending.length + END_OF_ARCHIVE <= options.shardBytes)) {
-          const { bytesWritten } = await handle.writev(pending.chunks);
-          if (bytesWritten !== pending.length) throw new Error(`${file}${PARTIAL}: wrote ${bytesWritten} of ${pending.length} bytes (is the disk full?)`);
+          for (const chunk of pending.chunks) await writeAll(handle, chunk);
           bytes += pending.length;
           result.samples++;
           pending = await nextSample(root, lines, options.signal);
         }
-        await handle.write(Buffer.alloc(END_OF_ARCHIVE));
+        await writeAll(handle, Buffer.alloc(END_OF_ARCHIVE));
         result.bytes += bytes + END_OF_ARCHIVE;
       });
       result.shards++;

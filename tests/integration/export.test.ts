@@ -17,6 +17,7 @@ import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 import { writeCoco } from "../../server/export/coco.js";
 import { writeWebDataset } from "../../server/export/webdataset.js";
+import { indexIdentity } from "../../server/export/exportSource.js";
 import { pythonRle, type RleCase } from "../pythonCoco.js";
 
 const W = 64;
@@ -84,6 +85,9 @@ print(json.dumps(shards))
 `;
   return JSON.parse(execFileSync("python3", ["-c", script, dest], { encoding: "utf8", maxBuffer: 64 * 2 ** 20 }));
 }
+
+/** What verify passed: the first `lines` lines of the frames.jsonl `root` has now. */
+const verified = (root: string, lines: number) => ({ lines, identity: indexIdentity(root) });
 
 const sha256 = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 const keyOf = (r: FrameRecord) => `${r.job.replaceAll(".", "%2E")}/${String(r.frame).padStart(6, "0")}`;
@@ -232,14 +236,14 @@ describe("an export cut short", () => {
     fs.cpSync(out, changed, { recursive: true });
     fs.rmSync(path.join(changed, records.at(-2)!.layers.mask!));
     const dest = path.join(base, "wds-cut");
-    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, lines: records.length }), /000002\.mask\.png: is missing/);
+    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, index: verified(changed, records.length) }), /000002\.mask\.png: is missing/);
     assert.ok(!fs.existsSync(dest), "the shards written before the fault are removed, the partial one, and the folder it made");
     const file = path.join(base, "cut.json");
-    await assert.rejects(writeCoco(changed, file, { lines: records.length }), /000002\.mask\.png: is missing/);
+    await assert.rejects(writeCoco(changed, file, { index: verified(changed, records.length) }), /000002\.mask\.png: is missing/);
     assert.ok(!fs.existsSync(file) && !fs.existsSync(`${file}.partial`));
     // frames.jsonl shorter than when it was verified.
     fs.mkdirSync(dest);
-    await assert.rejects(writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: false, lines: records.length + 1 }), /has 7 line\(s\), but verify read 8 \(the dataset changed after it was verified\)/);
+    await assert.rejects(writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: false, index: verified(out, records.length + 1) }), /has 7 line\(s\), but verify read 8 \(the dataset changed after it was verified\)/);
     assert.deepEqual(fs.readdirSync(dest), [], "a folder it did not make is left, empty");
   });
 });

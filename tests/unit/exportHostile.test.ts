@@ -16,7 +16,7 @@ import { verifyDataset } from "../../server/dataset/verifyDataset.js";
 import { RUN_MANIFEST_FILE } from "../../server/dataset/RunManifest.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import type { FrameInstance } from "../../server/session/Session.js";
-import { ExportRefused } from "../../server/export/exportSource.js";
+import { ExportRefused, indexIdentity } from "../../server/export/exportSource.js";
 import { parseShardSize, writeWebDataset } from "../../server/export/webdataset.js";
 import { writeCoco } from "../../server/export/coco.js";
 import { runExport } from "../../harness/exportCommand.js";
@@ -160,6 +160,9 @@ for shard in sorted(n for n in os.listdir(dest) if n.endswith(".tar")):
 print(json.dumps(out))
 `, dest);
 }
+
+/** What verify passed: the first `lines` lines of the frames.jsonl `root` has now. */
+const verified = (root: string, lines: number) => ({ lines, identity: indexIdentity(root) });
 
 const sha256 = (bytes: Buffer) => crypto.createHash("sha256").update(bytes).digest("hex");
 /** WebDataset's split of a member name (webdataset's base_plus_ext): the key is up to the first dot of the file name. */
@@ -305,10 +308,10 @@ describe("WebDataset shards of odd datasets verify passes", () => {
     const extra = fs.readFileSync(path.join(grown, "frames.jsonl"), "utf8").split("\n")[0]!.replace('"frame":0', '"frame":7');
     fs.appendFileSync(path.join(grown, "frames.jsonl"), `${extra}\n`);
     const dest = fresh("wds");
-    const written = await writeWebDataset(grown, dest, { shardBytes: 1e9, overwrite: false, lines: records.length });
+    const written = await writeWebDataset(grown, dest, { shardBytes: 1e9, overwrite: false, index: verified(grown, records.length) });
     assert.equal(written.samples, records.length);
     const coco = fresh("coco") + ".json";
-    assert.equal((await writeCoco(grown, coco, { lines: records.length })).images, records.length);
+    assert.equal((await writeCoco(grown, coco, { index: verified(grown, records.length) })).images, records.length);
   });
 
   it("a folder of the dataset turned into a link after verify is not followed (verify refuses one; export must too)", async () => {
@@ -321,7 +324,7 @@ describe("WebDataset shards of odd datasets verify passes", () => {
     fs.rmSync(path.join(swapped, "images", "masked"), { recursive: true });
     fs.symlinkSync(outside, path.join(swapped, "images", "masked"));
     const dest2 = fresh("wds");
-    await assert.rejects(writeWebDataset(swapped, dest2, { shardBytes: 1e9, overwrite: false, lines: records.length }), /masked/);
+    await assert.rejects(writeWebDataset(swapped, dest2, { shardBytes: 1e9, overwrite: false, index: verified(swapped, records.length) }), /masked/);
     assert.deepEqual(fs.existsSync(dest2) ? fs.readdirSync(dest2) : [], []);
   });
 
@@ -334,10 +337,10 @@ describe("WebDataset shards of odd datasets verify passes", () => {
       if (kind === "link") fs.symlinkSync(path.join(out, records[4]!.layers.mask!), file);
       else execFileSync("mkfifo", [file]);
       const dest = fresh("wds");
-      await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, lines: records.length }), /000000\.mask\.png/);
+      await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1000, overwrite: false, index: verified(changed, records.length) }), /000000\.mask\.png/);
       assert.ok(!fs.existsSync(dest), "the folder it made is removed, with nothing in it");
       const coco = fresh("coco") + ".json";
-      await assert.rejects(writeCoco(changed, coco, { lines: records.length }), /000000\.mask\.png/);
+      await assert.rejects(writeCoco(changed, coco, { index: verified(changed, records.length) }), /000000\.mask\.png/);
       assert.ok(!fs.existsSync(coco) && !fs.existsSync(`${coco}.partial`));
     }
   });
@@ -352,7 +355,7 @@ describe("WebDataset shards of odd datasets verify passes", () => {
     try {
       // Room for about half the shards.
       const whole = fresh("wds");
-      const { bytes } = await writeWebDataset(big, whole, { shardBytes: 1000, overwrite: false, lines: frames.length });
+      const { bytes } = await writeWebDataset(big, whole, { shardBytes: 1000, overwrite: false, index: verified(big, frames.length) });
       const filler = path.join(disk, "filler");
       fillDisk(filler);
       fs.truncateSync(filler, fs.statSync(filler).size - Math.floor(bytes / 2));
@@ -539,10 +542,10 @@ describe("export targets that are odd", () => {
     const changed = fresh("changed");
     fs.cpSync(out, changed, { recursive: true });
     fs.rmSync(path.join(changed, "images", "j", "000000.mask.png"));
-    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1e9, overwrite: true, lines: 1 }), /000000\.mask\.png: is missing/);
+    await assert.rejects(writeWebDataset(changed, dest, { shardBytes: 1e9, overwrite: true, index: verified(changed, 1) }), /000000\.mask\.png: is missing/);
     assert.deepEqual(fs.readdirSync(dest).sort(), ["shard-000000.tar", "shard-000007.tar"]);
     assert.equal(fs.readFileSync(path.join(dest, "shard-000000.tar"), "utf8"), "old");
-    await writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: true, lines: 1 });
+    await writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: true, index: verified(out, 1) });
     assert.deepEqual(fs.readdirSync(dest), ["shard-000000.tar"], "all old shards replaced");
   });
 
@@ -597,10 +600,10 @@ describe("an export stopped by a signal", () => {
     const stop = new AbortController();
     stop.abort(new Error("stopped by a test"));
     const dest = fresh("wds");
-    await assert.rejects(writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: false, lines: 1, signal: stop.signal }), /stopped by a test/);
+    await assert.rejects(writeWebDataset(out, dest, { shardBytes: 1e9, overwrite: false, index: verified(out, 1), signal: stop.signal }), /stopped by a test/);
     assert.ok(!fs.existsSync(dest));
     const coco = fresh("coco") + ".json";
-    await assert.rejects(writeCoco(out, coco, { lines: 1, signal: stop.signal }), /stopped by a test/);
+    await assert.rejects(writeCoco(out, coco, { index: verified(out, 1), signal: stop.signal }), /stopped by a test/);
     assert.ok(!fs.existsSync(coco) && !fs.existsSync(`${coco}.partial`));
     const parent = fresh("made");
     await assert.rejects(exportDataset({ out, webdataset: path.join(parent, "wds"), coco: path.join(parent, "c", "coco.json"), signal: stop.signal }), /stopped by a test/);
@@ -636,7 +639,7 @@ describe("an export stopped by a signal", () => {
       child.kill(signal);
       const { code } = await exited;
       assert.equal(code, exitCode, `${signal}: ${output()}`);
-      assert.match(output(), /export stopped by SIG(TERM|INT); nothing was written/);
+      assert.match(output(), /export stopped by SIG(TERM|INT); what it had not finished was removed/);
       left[signal] = fs.existsSync(dest) ? fs.readdirSync(dest).sort() : "no folder";
     }
     assert.deepEqual(left, { SIGTERM: "no folder", SIGINT: "no folder" }, "what each stopped export left");
