@@ -6,7 +6,7 @@ import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
 import { layersWithDepth, type LayerName } from "../protocol/layers.js";
 import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
-import { describeChangedJobs } from "./queue/changedJobs.js";
+import { ChangedJobError, describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
 import type { Session } from "./session/Session.js";
@@ -196,7 +196,18 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   // Queueing a million jobs takes a minute: a stop is honoured between jobs (what was committed stays, adds are idempotent).
   const given = options.template ? templateJobs(options.template.spec, manifest.templateSplit!) : options.jobs;
   const jobs = given && checkedForTheRun(untilStopped(given, options.stop), defaults.scene, options.handler !== undefined);
-  const added = jobs ? await queue.add(jobs, { replacePending: options.replacePending }) : { added: 0, duplicates: 0 };
+  // A template's job ids mean one spec: a queued one that differs (a template, cut or manifest.json changed
+  // since) would lose or repeat frames, so the start is refused rather than reported.
+  const added = jobs
+    ? await queue.add(jobs, { replacePending: options.replacePending, refuseChanged: options.template !== undefined }).catch((err: unknown) => {
+        if (!(err instanceof ChangedJobError)) throw err;
+        throw new DatasetOpenError(
+          `--out ${out}: template job ${err.id} is queued (${err.state}) with other frames or settings than this template and cut give: ` +
+            `the template, --frames-per-job or manifest.json's record of the cut changed since it was queued, or a jobs file used that id. ` +
+            `Rendering on would lose or repeat frames: restore what changed, or render into another --out.`,
+        );
+      })
+    : { added: 0, duplicates: 0 };
   options.stop?.throwIfAborted();
   const startCounts = await queue.counts();
   log(

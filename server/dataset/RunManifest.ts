@@ -16,7 +16,8 @@ import { DatasetOpenError, describeFsError, RUN_MANIFEST_FILE } from "./openData
 import { FRAMES_INDEX } from "./DatasetWriter.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 import { frameSeed } from "../dispatch/randomizeFrame.js";
-import { DEFAULT_FRAMES_PER_JOB, type TemplateSplit } from "../jobs/templateJobs.js";
+import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES, type TemplateSplit } from "../jobs/templateJobs.js";
+import { LIMITS } from "../../protocol/grab.js";
 import { readFrameLines } from "./readDataset.js";
 import { labelProblem, shortJson } from "../../protocol/instances.js";
 import type { FrameRecord } from "./FrameRecord.js";
@@ -28,6 +29,8 @@ const VERSION = 1;
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 /** Distinct browser/renderer pairs kept per run: tabs are peers, and a manifest must stay small. */
 const MAX_BROWSERS_PER_RUN = 32;
+/** Most template runs of different --frames a dataset records (each is a cut its jobs keep). */
+const MAX_TEMPLATE_CUTS = 10_000;
 /** At most one coalesced write per this many ms. */
 const WRITE_INTERVAL_MS = 1000;
 
@@ -485,14 +488,18 @@ function templateEntry(file: string, before: TemplateEntry | undefined, request:
         `other cuts would render frames again under other job ids. Leave --frames-per-job out (or give ${before.frames_per_job}), or choose another --out.`,
     );
   }
-  const most = Math.max(0, ...(before?.frames ?? []));
+  const most = (before?.frames ?? []).reduce((a, b) => Math.max(a, b), 0);
   if (request.frames < most) {
     throw new DatasetOpenError(
       `--frames ${request.frames}: this dataset's template already has ${most} frames (${file}), queued or rendered; a template run grows, ` +
         `never shrinks: give --frames ${most} or more, or choose another --out.`,
     );
   }
-  return { frames_per_job: perJob, frames: [...new Set([...(before?.frames ?? []), request.frames])].sort((a, b) => a - b) };
+  const frames = [...new Set([...(before?.frames ?? []), request.frames])].sort((a, b) => a - b);
+  if (frames.length > MAX_TEMPLATE_CUTS) {
+    throw new DatasetOpenError(`--frames ${request.frames}: this dataset's template has grown ${MAX_TEMPLATE_CUTS} times, the most ${file} records; choose another --out`);
+  }
+  return { frames_per_job: perJob, frames };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,9 +534,12 @@ export function readRunManifest(root: string): RunManifestData | undefined {
   if (data.seed !== undefined && !(Number.isSafeInteger(data.seed) && data.seed >= 0)) throw unreadable(file, `"seed" must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
   if (data.template !== undefined) {
     const { frames_per_job: perJob, frames } = (data.template ?? {}) as Partial<TemplateEntry>;
-    const whole = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 1;
-    if (!whole(perJob) || !Array.isArray(frames) || frames.length > 100_000 || !frames.every(whole)) {
-      throw unreadable(file, `"template" must be {"frames_per_job": a whole number ≥ 1, "frames": a list of whole numbers ≥ 1}`);
+    const whole = (n: unknown, max: number) => Number.isSafeInteger(n) && (n as number) >= 1 && (n as number) <= max;
+    if (!whole(perJob, LIMITS.maxFramesPerJob) || !Array.isArray(frames) || frames.length > MAX_TEMPLATE_CUTS || !frames.every((n) => whole(n, MAX_TEMPLATE_FRAMES))) {
+      throw unreadable(
+        file,
+        `"template" must be {"frames_per_job": a whole number from 1 to ${LIMITS.maxFramesPerJob}, "frames": a list of at most ${MAX_TEMPLATE_CUTS} whole numbers from 1 to ${MAX_TEMPLATE_FRAMES}}`,
+      );
     }
   }
   try {

@@ -45,6 +45,11 @@ export interface AddOptions {
    * changed by an add; they are only reported.
    */
   replacePending?: boolean;
+  /**
+   * A job whose id is queued with another spec throws a ChangedJobError (server/queue/changedJobs.ts)
+   * instead: for sources whose ids must mean one spec (a template's jobs). Jobs added in earlier batches stay.
+   */
+  refuseChanged?: boolean;
 }
 
 export interface QueueCounts {

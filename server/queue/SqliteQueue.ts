@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
-import { countChanged, noChangedJobs, specDiffers } from "./changedJobs.js";
+import { ChangedJobError, countChanged, noChangedJobs, specDiffers } from "./changedJobs.js";
 import { leaseClock } from "./JobQueue.js";
 import type {
   AddOptions,
@@ -61,7 +61,7 @@ export class SqliteQueue implements JobQueue {
   private readonly now: () => number;
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
-  private readonly insertBatch: (rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => number;
+  private readonly insertBatch: (rows: JobSpec[], changed: ChangedJobs, options: AddOptions) => number;
   private readonly takeTx: (owner: string) => Lease | null;
   private readonly countsTx: () => QueueCounts;
 
@@ -120,7 +120,7 @@ export class SqliteQueue implements JobQueue {
       // Both are read-then-write, so both run IMMEDIATE: the write lock is taken before the read, so two
       // processes can't pick the same oldest job or the same next_seq (a deferred transaction would read,
       // then fail to upgrade with SQLITE_BUSY, which busy_timeout does not retry).
-      this.insertBatch = db.transaction((rows: JobSpec[], changed: ChangedJobs, replacePending: boolean) => {
+      this.insertBatch = db.transaction((rows: JobSpec[], changed: ChangedJobs, { replacePending, refuseChanged }: AddOptions) => {
         let seq = this.stmt.getMeta.get("next_seq") as number;
         const now = this.now();
         let added = 0;
@@ -135,7 +135,8 @@ export class SqliteQueue implements JobQueue {
           // Known id: an edited job is reported, and replaced only while nobody has started it.
           const queued = this.stmt.specAndState.get(job.id) as { spec: string; state: JobState };
           if (!specDiffers(job, queued.spec)) continue;
-          const replace = replacePending && queued.state === "pending";
+          if (refuseChanged) throw new ChangedJobError(job.id, queued.state); // rolls this batch back
+          const replace = replacePending === true && queued.state === "pending";
           if (replace) this.stmt.replacePendingSpec.run({ id: job.id, spec, now });
           countChanged(changed, job.id, queued.state, replace);
         }
@@ -178,19 +179,18 @@ export class SqliteQueue implements JobQueue {
     let seen = 0;
     let batch: JobSpec[] = [];
     const changed = noChangedJobs();
-    const replacePending = options.replacePending ?? false;
     const push = (job: JobSpec) => {
       if (typeof job?.id !== "string" || job.id === "") throw new TypeError(`job #${seen} has no string id`);
       batch.push(job);
       seen++;
       if (batch.length >= ADD_BATCH) {
-        added += this.insertBatch(batch, changed, replacePending);
+        added += this.insertBatch(batch, changed, options);
         batch = [];
       }
     };
     if (Symbol.asyncIterator in jobs) for await (const job of jobs) push(job);
     else for (const job of jobs) push(job);
-    if (batch.length > 0) added += this.insertBatch(batch, changed, replacePending);
+    if (batch.length > 0) added += this.insertBatch(batch, changed, options);
     return { added, duplicates: seen - added, ...(changed.count > 0 ? { changed } : {}) };
   }
 

@@ -3,6 +3,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { JobSpec } from "../../protocol/job.js";
+import { ChangedJobError } from "../../server/queue/changedJobs.js";
 import type { AddResult, JobQueue, QueueOptions } from "../../server/queue/JobQueue.js";
 
 export type MakeQueue = (opts: QueueOptions & { now: () => number }) => Promise<JobQueue>;
@@ -171,6 +172,19 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.equal(await q.state("done"), "done");
         // Adding the replaced spec again is no longer a change.
         assert.equal((await q.add([makeJob("retried", 2)], { replacePending: true })).changed, undefined);
+      }));
+
+    it("add with refuseChanged throws a ChangedJobError naming a known id whose spec differs, adding nothing of that batch", () =>
+      withQueue({}, async (q) => {
+        await q.add([makeJob("a", 1), makeJob("b", 1)]);
+        assert.deepEqual(await q.add([makeJob("a", 1), makeJob("b", 1)], { refuseChanged: true }), { added: 0, duplicates: 2 }, "the same specs are no change");
+        await assert.rejects(q.add([makeJob("new", 1), makeJob("b", 2)], { refuseChanged: true }), (err: unknown) => {
+          assert.ok(err instanceof ChangedJobError);
+          assert.deepEqual([err.id, err.state], ["b", "pending"]);
+          return true;
+        });
+        assert.equal(await q.state("new"), null, "the batch with the changed job added nothing");
+        assert.deepEqual((await takeOrFail(q, "s1")).job, makeJob("a", 1));
       }));
 
     // Ids are folder names: "Job-A" and "job-a" are one folder on macOS and Windows. The loaders refuse such a

@@ -102,7 +102,7 @@ describe("hostile: template files that are not plain files", () => {
     for (const [name, content] of bad) {
       const file = path.join(dir, name);
       fs.writeFileSync(file, content);
-      await assert.rejects(readTemplate(file), (err: unknown) => err instanceof JobInputError && err.message.includes(file) && /not valid JSON/.test(err.message), name);
+      await assert.rejects(readTemplate(file), (err: unknown) => err instanceof JobInputError && err.message.includes(file) && /not valid JSON|is not UTF-8 text/.test(err.message), name);
     }
   });
 });
