@@ -15,7 +15,7 @@ import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
 import { RENDER_DEFAULTS } from "../server/runFarm.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
 import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
-import { parseRunSeed } from "../server/dispatch/randomizeFrame.js";
+import { parseRunSeed } from "../server/dataset/seeds.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -47,8 +47,9 @@ const program = new Command("tabfarm")
   // Measured (README, Benchmarks): on SwiftShader each browser has one GPU process that runs every GL call of
   // its tabs on one thread; two browsers for two tabs on 2 cores gave +13 % frames/s (median of 3).
   .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over (default: one per core, at most one per tab)").argParser(int("--browsers", 1, 64)))
-  .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs)").argParser(int("--demo", 1, 10_000_000)).default(100))
-  .addOption(new Option("--frames-per-job <n>", "frames per job of --demo and --template").argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)).default(DEFAULT_FRAMES_PER_JOB))
+  .addOption(new Option("--demo <frames>", "frames of the built-in orbit demo (when no --jobs or --template)").argParser(int("--demo", 1, 10_000_000)).default(100))
+  // No commander default: a template resume left without it keeps the dataset's cut (RunManifest); the demo uses DEFAULT_FRAMES_PER_JOB.
+  .addOption(new Option("--frames-per-job <n>", `frames per job of --demo and --template (default ${DEFAULT_FRAMES_PER_JOB}; a template resume: the dataset's)`).argParser(int("--frames-per-job", 1, LIMITS.maxFramesPerJob)))
   .addOption(new Option("--jobs <file>", "jobs to render: a .jsonl file (one job per line) or a .ts/.js module exporting jobs").conflicts("template"))
   .addOption(new Option("--template <file>", "one job as a .json file, without id and frames (scene, settings, \"randomize\"), rendered --frames times").conflicts(["jobs", "demo"]))
   .addOption(new Option("--frames <n>", "frames to render from --template, in jobs of --frames-per-job").argParser(int("--frames", 1, MAX_TEMPLATE_FRAMES)))
@@ -89,7 +90,6 @@ const program = new Command("tabfarm")
     const options: FarmCommandOptions = {
       ...raw,
       gl: raw.gl as GlBackend,
-      framesPerJobGiven: command.getOptionValueSource("framesPerJob") !== "default",
       browsers: raw.browsers ?? defaultBrowsers(raw.sessions),
       out: raw.out ?? path.join("out", timestamp()),
     };

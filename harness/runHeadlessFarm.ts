@@ -9,7 +9,7 @@ import type { ClassEntry } from "../server/capture/ClassTable.js";
 import { startRun, type RunOptions, type RunSummary } from "../server/runFarm.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { openJobsFile } from "../server/jobs/readJobsFile.js";
-import { readTemplate } from "../server/jobs/templateJobs.js";
+import { DEFAULT_FRAMES_PER_JOB, readTemplate } from "../server/jobs/templateJobs.js";
 import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
 import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
 import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
@@ -27,13 +27,12 @@ export interface FarmCommandOptions {
   sessions: number;
   browsers: number;
   demo: number;
-  framesPerJob: number;
+  /** --frames-per-job; absent: DEFAULT_FRAMES_PER_JOB for the demo, the dataset's cut (else the default) for a template. */
+  framesPerJob?: number;
   jobs?: string;
   /** --template: one job (no id, no frames) rendered `frames` times, in jobs of framesPerJob. */
   template?: string;
   frames?: number;
-  /** --frames-per-job was given (not its default): a template resume otherwise keeps the dataset's cut. */
-  framesPerJobGiven?: boolean;
   /** --seed; absent: the dataset's, else random. */
   seed?: number;
   handler?: string;
@@ -76,9 +75,9 @@ export class FarmError extends Error {}
 async function jobSource(options: FarmCommandOptions): Promise<Pick<RunOptions, "jobs" | "template">> {
   if (options.template) {
     const file = path.resolve(options.template);
-    return { template: { spec: await readTemplate(file), frames: options.frames!, framesPerJob: options.framesPerJobGiven ? options.framesPerJob : undefined, file: options.template } };
+    return { template: { spec: await readTemplate(file), frames: options.frames!, framesPerJob: options.framesPerJob, file: options.template } };
   }
-  if (!options.jobs) return { jobs: demoJobs(options.demo, options.framesPerJob) };
+  if (!options.jobs) return { jobs: demoJobs(options.demo, options.framesPerJob ?? DEFAULT_FRAMES_PER_JOB) };
   const file = path.resolve(options.jobs);
   return { jobs: await (/\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file)) };
 }

@@ -3,13 +3,15 @@ import { z } from "zod";
 
 export const FiniteNumber = z.number().refine(Number.isFinite, "must be a finite number");
 export const Vec3 = z.tuple([FiniteNumber, FiniteNumber, FiniteNumber]);
+/** Largest vertical field of view of a camera pose, in degrees. */
+export const MAX_FOV = 179;
 export const Matrix4 = z.array(FiniteNumber).length(16, "matrix must hold 16 numbers (column-major, camera-to-world)");
 
 /** A pose: position + lookAt (or rotation, Euler XYZ radians), or a full camera-to-world matrix. */
 export const CameraPoseSchema = z.union([
   z.strictObject({
     matrix: Matrix4,
-    fov: FiniteNumber.positive().max(179).optional(),
+    fov: FiniteNumber.positive().max(MAX_FOV).optional(),
     near: FiniteNumber.positive().optional(),
     far: FiniteNumber.positive().optional(),
   }),
@@ -18,7 +20,7 @@ export const CameraPoseSchema = z.union([
     lookAt: Vec3.optional(),
     rotation: Vec3.optional(),
     up: Vec3.optional(),
-    fov: FiniteNumber.positive().max(179).optional(),
+    fov: FiniteNumber.positive().max(MAX_FOV).optional(),
     near: FiniteNumber.positive().optional(),
     far: FiniteNumber.positive().optional(),
   }),

@@ -6,7 +6,7 @@ import { jobIdProblem } from "./names.js";
 import { ImageFormat, LIMITS } from "./grab.js";
 import { LayerListSchema, resolveLayers, type LayerName } from "./layers.js";
 import { instanceProblem, labelProblem } from "./instances.js";
-import { RandomizeListSchema, randomizerKeyProblems } from "./randomize.js";
+import { isCameraRandomizer, RandomizeListSchema, randomizerKeyProblems } from "./randomize.js";
 
 // Job ids become folder names in the dataset: the rule is protocol/names.ts, shared with the dataset writer.
 export const JobId = z.string().superRefine((id, ctx) => {
@@ -93,7 +93,7 @@ export const JobSpecSchema = z.strictObject({
       ctx.addIssue({ code: "custom", path: ["randomize", ...problem.path], message: problem.message });
     }
   }
-  const cameraFrame = job.randomize?.some((r) => "camera" in r) ? job.frames?.findIndex((f) => f.camera) ?? -1 : -1;
+  const cameraFrame = job.randomize?.some(isCameraRandomizer) ? job.frames?.findIndex((f) => f.camera) ?? -1 : -1;
   if (cameraFrame >= 0) {
     ctx.addIssue({ code: "custom", path: ["frames", cameraFrame, "camera"], message: "a camera randomizer poses every frame: leave out the frames' camera, or the randomizer" });
   }

@@ -5,14 +5,14 @@
 // two forms (a number or a list of numbers; an element or a camera randomizer) the form is picked by
 // looking at the value, not with z.union, whose failure is one unhelpful "Invalid input".
 import { z } from "zod";
-import { FiniteNumber, Vec3 } from "./camera.js";
+import { FiniteNumber, MAX_FOV, Vec3 } from "./camera.js";
 import { ElementKey, isReservedKey, RESERVED_KEY_PREFIX, type SceneElement } from "./elements.js";
 
 export const MAX_RANDOMIZERS = 256;
 export const MAX_VECTOR_COMPONENTS = 16;
 export const MAX_CHOICES = 10_000;
-/** Largest fov a drawn pose may have: the same bound as a job's own camera poses (protocol/camera.ts). */
-export const MAX_FOV = 179;
+/** Largest fov a drawn pose may have: a camera pose's (protocol/camera.ts). */
+export { MAX_FOV };
 
 /**
  * Props a randomizer may not set: the element's identity and tree (key, tag, children), its mask

@@ -6,7 +6,6 @@
 //
 // Written whole and atomically (writeSmallFile): at the start of a run, soon after the class table
 // grows or a new browser joins (at most one write a second), and at the end.
-import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { LAYER_NAMES, LAYERS, MAX_ID, type LayerDeclaration, type LayerName } from "../../protocol/layers.js";
@@ -15,7 +14,7 @@ import { ClassTable, type ClassEntry } from "../capture/ClassTable.js";
 import { DatasetOpenError, describeFsError, RUN_MANIFEST_FILE } from "./openDataset.js";
 import { FRAMES_INDEX } from "./DatasetWriter.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
-import { frameSeed } from "../dispatch/randomizeFrame.js";
+import { frameSeed, isFrameSeed, isRunSeed, randomRunSeed, RUN_SEED_MAX } from "./seeds.js";
 import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES, type TemplateSplit } from "../jobs/templateJobs.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { readFrameLines } from "./readDataset.js";
@@ -459,7 +458,7 @@ async function runSeed(root: string, previous: RunManifestData | undefined, give
     log(`seed: ${recorded} (the dataset's, from ${RUN_MANIFEST_FILE})`);
     return recorded;
   }
-  const drawn = randomInt(0, 2 ** 48 - 1);
+  const drawn = randomRunSeed();
   log(`seed: ${drawn} (random; pass --seed ${drawn} to draw the same values in another dataset)`);
   return drawn;
 }
@@ -468,8 +467,9 @@ async function runSeed(root: string, previous: RunManifestData | undefined, give
 async function firstSeededLine(root: string): Promise<{ line: number; job: string; frame: number; seed: number } | undefined> {
   for await (const { line, record } of readFrameLines(root)) {
     const seed = record?.seed;
-    if (record && Number.isSafeInteger(seed) && seed! >= 0 && Number.isSafeInteger(record.frame) && record.frame >= 0) {
-      return { line, job: record.job, frame: record.frame, seed: seed! };
+    // (readFrameLines checked job and frame: a record's are a string and a whole number ≥ 0.)
+    if (record && isFrameSeed(seed)) {
+      return { line, job: record.job, frame: record.frame, seed };
     }
   }
   return undefined;
@@ -531,7 +531,7 @@ export function readRunManifest(root: string): RunManifestData | undefined {
   if (typeof data.created !== "string") throw unreadable(file, `"created" must be a date string`);
   if (!Array.isArray(data.runs) || !data.runs.every((r) => typeof r === "object" && r !== null && !Array.isArray(r))) throw unreadable(file, `"runs" must be a list of runs`);
   if (typeof data.layers !== "object" || data.layers === null || Array.isArray(data.layers)) throw unreadable(file, `"layers" must be an object of layer declarations`);
-  if (data.seed !== undefined && !(Number.isSafeInteger(data.seed) && data.seed >= 0)) throw unreadable(file, `"seed" must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
+  if (data.seed !== undefined && !isRunSeed(data.seed)) throw unreadable(file, `"seed" must be a whole number from 0 to ${RUN_SEED_MAX}`);
   if (data.template !== undefined) {
     const { frames_per_job: perJob, frames } = (data.template ?? {}) as Partial<TemplateEntry>;
     const whole = (n: unknown, max: number) => Number.isSafeInteger(n) && (n as number) >= 1 && (n as number) <= max;

@@ -13,6 +13,7 @@ import { FILE_LAYERS, LAYER_NAMES, LAYERS, MAX_ID, type LayerName } from "../../
 import { LIMITS } from "../../protocol/grab.js";
 import { fileNameProblem } from "../../protocol/names.js";
 import { readBoundedLines, type RawLine } from "../jobs/boundedLines.js";
+import { FRAME_SEED_MAX, isFrameSeed } from "./seeds.js";
 import type { FrameRecord } from "./FrameRecord.js";
 
 export const FRAMES_INDEX = "frames.jsonl";
@@ -297,7 +298,7 @@ export function frameRecordProblems(record: FrameRecord): string[] {
     const pose = record.world_to_camera_opencv as unknown;
     field("world_to_camera_opencv", isObject(pose) && isMatrix(pose.R, 3, 3) && isVector(pose.t, 3), "{R: 3×3, t: 3 numbers}");
   }
-  if (has("seed")) field("seed", isWhole(record.seed, 0), "the frame's seed, a whole number ≥ 0");
+  if (has("seed")) field("seed", isFrameSeed(record.seed), `the frame's seed, a whole number from 0 to ${FRAME_SEED_MAX}`);
   if (has("randomized")) field("randomized", isObject(record.randomized), "an object of drawn values by \"key.prop\"");
   for (const name of ["fov", "near", "far"]) if (has(name)) field(name, typeof record[name] === "number" && (record[name] as number) > 0 && Number.isFinite(record[name]), "a number > 0");
   if (has("instances")) {

@@ -22,7 +22,7 @@ import type { FrameRecord } from "./FrameRecord.js";
 import { FRAMES_INDEX, frameRecordProblems, readFrameLines, recordFiles, type RecordFile } from "./readDataset.js";
 import { inspectDataset, QUEUE_FILE } from "./openDataset.js";
 import { ClassAgreement, frameClasses, readRunManifest, RUN_MANIFEST_FILE, type RunManifestData } from "./RunManifest.js";
-import { frameSeed } from "../dispatch/randomizeFrame.js";
+import { frameSeed, isFrameSeed } from "./seeds.js";
 
 /** Problems kept for the report; more are counted, not kept (a broken 100k-frame dataset has 100k). */
 export const MAX_PROBLEMS_KEPT = 1000;
@@ -112,7 +112,8 @@ export async function verifyDataset(out: string, options: VerifyOptions = {}): P
       for (const message of fieldProblems) problem(FRAMES_INDEX, line, message);
       // A seed that is not the frame's would not draw the values a re-render draws (frames before seeds have none).
       // (Only a well-formed seed of a well-formed frame: the others are field problems above.)
-      const checkable = Number.isSafeInteger(record.seed) && record.seed! >= 0 && Number.isSafeInteger(record.frame) && record.frame >= 0 && typeof record.job === "string";
+      // (readFrameLines checked job and frame: a record's are a string and a whole number ≥ 0.)
+      const checkable = isFrameSeed(record.seed);
       if (checkable && manifest?.seed !== undefined && record.seed !== frameSeed(manifest.seed, record.job, record.frame)) {
         problem(FRAMES_INDEX, line, `"seed" ${JSON.stringify(record.seed)} is not frame ${record.frame} of job ${record.job}'s seed under the dataset's seed ${manifest.seed} (${RUN_MANIFEST_FILE})`);
       }

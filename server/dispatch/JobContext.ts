@@ -9,7 +9,7 @@ import type { DatasetWriter } from "../dataset/DatasetWriter.js";
 import { FRAME_RECORD_FIELDS, type FrameRecord } from "../dataset/FrameRecord.js";
 import { MAX_FRAME_LINE_BYTES } from "../dataset/readDataset.js";
 import type { GrabbedFrame } from "../session/Session.js";
-import { frameSeed } from "./randomizeFrame.js";
+import { frameSeed } from "../dataset/seeds.js";
 
 export class LeaseLostError extends Error {}
 
@@ -49,7 +49,7 @@ export class JobContext {
      */
     private readonly leaseIsCurrent: () => boolean | Promise<boolean>,
     /** The run's seed (--seed, or the dataset's): frame seeds derive from it (frameSeed). */
-    readonly runSeed = 0,
+    readonly runSeed: number,
   ) {
     this.id = spec.id;
     this.params = spec.params ?? {};

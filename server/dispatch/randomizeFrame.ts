@@ -4,65 +4,15 @@
 // Reproducible by construction: a frame's seed depends only on (run seed, job id, frame index), and
 // each randomizer draws from its own stream of that seed, so a job re-rendered after a crash or a
 // retry draws the same values, and adding or reordering randomizers leaves the others' values alone.
-import { createHash } from "node:crypto";
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
 import type { NodePatch } from "../../protocol/elements.js";
+import { FRAME_SEED_MAX, isFrameSeed, sha256 } from "../dataset/seeds.js";
 import {
   CAMERA_RECORD, HSV_DEFAULTS, isCameraRandomizer, randomizedName, SHELLS,
   type ElementRandomizer, type Orbit, type Randomizer,
 } from "../../protocol/randomize.js";
-
-/** Largest run seed: a JSON number carries every whole number up to 2^53−1 exactly. */
-export const RUN_SEED_MAX = Number.MAX_SAFE_INTEGER;
-/**
- * Frame seeds have 48 bits: exact in JSON, and 100k frames of a run practically never share one
- * (birthday bound ≈ n²/2^49), which 32 bits would not give.
- */
-export const FRAME_SEED_BYTES = 6;
-
-/** The run seed written as `value` (a --seed flag): plain decimal digits, 0 … 2^53−1. Throws a RangeError saying why not. */
-export function parseRunSeed(value: string): number {
-  const why = runSeedProblem(value);
-  if (why) throw new RangeError(`seed ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} ${why}`);
-  return Number(value);
-}
-
-function runSeedProblem(value: string): string | undefined {
-  const wanted = `(write a whole number from 0 to ${RUN_SEED_MAX} in decimal digits)`;
-  if (value.length === 0) return `is empty ${wanted}`;
-  const notDigit = [...value].find((ch) => ch < "0" || ch > "9");
-  if (notDigit !== undefined) {
-    const what =
-      notDigit === "-" ? "is negative"
-      : notDigit === "." ? "is not a whole number"
-      : /\s/.test(notDigit) ? "has whitespace"
-      : `has ${JSON.stringify(notDigit)}, which is not a decimal digit`;
-    return `${what} ${wanted}`;
-  }
-  if (BigInt(value) > BigInt(RUN_SEED_MAX)) return `is above ${RUN_SEED_MAX} (2^53−1, the largest whole number a JSON number holds exactly)`;
-  return undefined;
-}
-
-function sha256(text: string): Buffer {
-  return createHash("sha256").update(text, "utf8").digest();
-}
-
-function checkWhole(name: string, value: number, max: number): void {
-  if (!Number.isSafeInteger(value) || value < 0 || value > max) throw new RangeError(`${name} must be a whole number from 0 to ${max} (is ${value})`);
-}
-
-/**
- * The seed of frame `frame` (0-based) of job `jobId` in a run with seed `runSeed`: the first 6 bytes
- * of sha256("tabfarm-frame\0<runSeed>\0<jobId>\0<frame>"), an integer below 2^48. The two numbers
- * hold no "\0", so the job id is exactly what lies between the second and the last separator.
- */
-export function frameSeed(runSeed: number, jobId: string, frame: number): number {
-  checkWhole("run seed", runSeed, RUN_SEED_MAX);
-  checkWhole("frame index", frame, RUN_SEED_MAX);
-  return sha256(`tabfarm-frame\0${runSeed}\0${jobId}\0${frame}`).readUIntBE(0, FRAME_SEED_BYTES);
-}
 
 /**
  * The generator of stream `streamName` of a frame: pure-rand's xoroshiro128+ started from four
@@ -70,7 +20,7 @@ export function frameSeed(runSeed: number, jobId: string, frame: number): number
  * stream ("key.prop", or "camera"). Mutable: every draw advances it.
  */
 export function rngFor(seed: number, streamName: string): RandomGenerator {
-  checkWhole("frame seed", seed, 2 ** (8 * FRAME_SEED_BYTES) - 1);
+  if (!isFrameSeed(seed)) throw new RangeError(`frame seed must be a whole number from 0 to ${FRAME_SEED_MAX} (is ${seed})`);
   const digest = sha256(`tabfarm-rng\0${seed}\0${streamName}`);
   return xoroshiro128plusFromState([0, 4, 8, 12].map((offset) => digest.readInt32BE(offset)));
 }

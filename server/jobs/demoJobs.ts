@@ -19,7 +19,7 @@ export function demoScene(): SceneElement {
 }
 
 /** `frames` camera poses on a circle (radius 6, height 3) looking at the scene's centre, `perJob` per job. */
-export function* demoJobs(frames: number, perJob = 10): Generator<JobSpec> {
+export function* demoJobs(frames: number, perJob: number): Generator<JobSpec> {
   const digits = Math.max(4, String(Math.ceil(frames / perJob)).length);
   for (let start = 0, j = 0; start < frames; start += perJob, j++) {
     const poses = [];

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import type { RunManifestData } from "../../server/dataset/RunManifest.js";
-import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
+import { frameSeed } from "../../server/dataset/seeds.js";
 import { readFrames, runFarmCli, spawnFarmCli, withTempDir } from "./cli.js";
 
 const COLOURS = ["#e4572e", "#669bbc", "#f3a712"];

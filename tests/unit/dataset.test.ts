@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { DatasetWriteError, DatasetWriter, FRAMES_INDEX } from "../../server/dataset/DatasetWriter.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { JobContext } from "../../server/dispatch/JobContext.js";
-import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
+import { frameSeed } from "../../server/dataset/seeds.js";
 import type { GrabbedFrame } from "../../server/session/Session.js";
 import { MAX_ID } from "../../protocol/layers.js";
 import { MAX_LABEL_CHARS } from "../../protocol/instances.js";
@@ -662,7 +662,7 @@ describe("JobContext.saveFrame: a frame's layer files and its frames.jsonl line"
     instances,
     ...over,
   });
-  const context = (root: string, id = "j1") => new JobContext({ id, params: { seed: 3 } }, 2, "s7", new DatasetWriter(root), () => true);
+  const context = (root: string, id = "j1") => new JobContext({ id, params: { seed: 3 } }, 2, "s7", new DatasetWriter(root), () => true, 1);
 
   it("writes every layer's file beside the image and names each in `layers` (rgb too); keeps file, depth_file, depth_scale", async () => {
     const root = freshRoot();

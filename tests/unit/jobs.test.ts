@@ -979,7 +979,7 @@ describe("renderDeclarativeJob: layers asked per grab, mask ids the same on a fr
     children: [{ tag: "Group", key: "shelf", children: [{ tag: "Box", key: "crate", label: "crate" }, { tag: "Sphere", key: "ball" }] }, { tag: "Box", key: "floor", instance: 7 }],
   };
   const run = async (session: Session, spec: JobSpec, layers: LayerName[] = ["rgb", "mask"]) => {
-    const job = new JobContext(spec, 1, "s1", new DatasetWriter(join(dir, `render-${++fileCount}`)), () => true);
+    const job = new JobContext(spec, 1, "s1", new DatasetWriter(join(dir, `render-${++fileCount}`)), () => true, 1);
     await renderDeclarativeJob(session, job, { ...renderDefaults({ layers }), width: 4, height: 3 });
   };
   const measured: JobSpec = { id: "measured", scene, frames: [{ camera: { position: [0, 0, 4] } }, { camera: { position: [1, 0, 4] } }] };

@@ -128,7 +128,7 @@ describe("JobContext.saveFrame and the lease", () => {
     const root = path.join(base, "current");
     const dataset = new DatasetWriter(root);
     const answers: (boolean | Promise<boolean>)[] = [true, Promise.resolve(true), true];
-    const job = new JobContext(makeJob("j1"), 1, "s1", dataset, () => answers.shift()!);
+    const job = new JobContext(makeJob("j1"), 1, "s1", dataset, () => answers.shift()!, 1);
     await job.saveFrame(frame());
     await job.saveFrame(frame());
     await job.saveFrame(frame(), { index: 0 }); // saved again: one record per frame
@@ -141,7 +141,7 @@ describe("JobContext.saveFrame and the lease", () => {
     it(`a lost lease (${lost instanceof Promise ? "from a query" : "answered at once"}) writes nothing and aborts the job`, async () => {
       const root = path.join(base, `lost-${lost instanceof Promise ? "query" : "sync"}`);
       const dataset = new DatasetWriter(root);
-      const job = new JobContext(makeJob("j2"), 1, "s1", dataset, () => lost);
+      const job = new JobContext(makeJob("j2"), 1, "s1", dataset, () => lost, 1);
       await assert.rejects(job.saveFrame(frame()), (err: Error) => err instanceof LeaseLostError && /lease is no longer held/.test(err.message));
       assert.ok(job.signal.aborted);
       assert.deepEqual(job.records, []);
@@ -155,7 +155,7 @@ describe("JobContext.saveFrame and the lease", () => {
     const root = path.join(base, "ended");
     const dataset = new DatasetWriter(root);
     let answer!: (current: boolean) => void;
-    const job = new JobContext(makeJob("j4"), 1, "s1", dataset, () => new Promise<boolean>((resolve) => (answer = resolve)));
+    const job = new JobContext(makeJob("j4"), 1, "s1", dataset, () => new Promise<boolean>((resolve) => (answer = resolve)), 1);
     const unawaited = job.saveFrame(frame()); // in flight when the handler returns
     job.end();
     answer(true);
@@ -168,7 +168,7 @@ describe("JobContext.saveFrame and the lease", () => {
     const root = path.join(base, "cancelled");
     const dataset = new DatasetWriter(root);
     let answer!: (current: boolean) => void;
-    const job = new JobContext(makeJob("j3"), 1, "s1", dataset, () => new Promise<boolean>((resolve) => (answer = resolve)));
+    const job = new JobContext(makeJob("j3"), 1, "s1", dataset, () => new Promise<boolean>((resolve) => (answer = resolve)), 1);
     const saving = job.saveFrame(frame());
     job.cancel("session s1 disconnected");
     answer(true);

@@ -13,7 +13,8 @@ import {
 import type { SceneElement } from "../../protocol/elements.js";
 import { CameraPoseSchema, type CameraPose } from "../../protocol/camera.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
-import { drawFrame, frameSeed, hsvToHex, parseRunSeed, rngFor, RUN_SEED_MAX } from "../../server/dispatch/randomizeFrame.js";
+import { drawFrame, hsvToHex, rngFor } from "../../server/dispatch/randomizeFrame.js";
+import { frameSeed, parseRunSeed, RUN_SEED_MAX } from "../../server/dataset/seeds.js";
 
 /** The randomize list of the issue's example job. */
 const EXAMPLE = [

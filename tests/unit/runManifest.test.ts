@@ -16,7 +16,7 @@ import {
 } from "../../server/dataset/RunManifest.js";
 import { startRun } from "../../server/runFarm.js";
 import { DEFAULT_FRAMES_PER_JOB } from "../../server/jobs/templateJobs.js";
-import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
+import { frameSeed } from "../../server/dataset/seeds.js";
 import { fakeSession } from "../integration/fakeSession.js";
 
 let base: string;

@@ -15,7 +15,7 @@ import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { npyHeader } from "../../server/capture/layers.js";
 import { RUN_MANIFEST_FILE, RunManifest } from "../../server/dataset/RunManifest.js";
-import { frameSeed } from "../../server/dispatch/randomizeFrame.js";
+import { frameSeed } from "../../server/dataset/seeds.js";
 
 const W = 8;
 const H = 6;
@@ -294,7 +294,7 @@ describe("verify: each fault on its own", () => {
     editLine(out, 2, (r) => void (r.seed = frameSeed(5, "layered", 0)));
     await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /"seed" \d+ is not frame 1 of job layered's seed under the dataset's seed 5 \(manifest\.json\)/ });
     editLine(out, 2, (r) => void (r.seed = -1 as number));
-    await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /"seed" must be the frame's seed, a whole number ≥ 0, got -1/ });
+    await onlyProblem(out, { file: FRAMES_INDEX, line: 2, message: /"seed" must be the frame's seed, a whole number from 0 to 281474976710655, got -1/ });
   });
 
   it("a wrong size", async () => {
