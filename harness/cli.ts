@@ -156,7 +156,7 @@ program
     // A signal stops the export and its cleanup runs: no shard, no partial file, no folder it created is left.
     const signal = stopOnSignals((line) => console.error(line), undefined, undefined, {
       stopping: "removing what this export wrote",
-      atOnce: "a staging folder .tabfarm-export-* may be left in the --webdataset folder; the next export there removes it",
+      atOnce: "a staging folder .tabfarm-export-* and the lock .tabfarm-export.lock may be left in the --webdataset folder, the lock FILE.lock beside the --coco FILE; the next export there removes them",
     });
     try {
       process.exitCode = await runExport({ ...o, signal });

@@ -1,15 +1,17 @@
 // `export --out DIR [--webdataset DEST [--shard-size 1GB]] [--coco FILE.json] [--overwrite]`: writes a dataset
 // that `verify` passes as WebDataset shards (server/export/webdataset.ts) and/or COCO JSON (server/export/coco.ts).
-// The targets are checked and their missing folders created first (bad ones throw: the CLI exits 2), then the
-// dataset is verified (problems: exit 1, nothing written), then the exports read exactly the lines verify
-// passed. An export that fails or is stopped (`signal`) leaves no file, and removes the folders it created.
+// The targets are checked, their missing folders created and each claimed for this export (./exportClaim.ts:
+// another export writing it is refused) first (bad ones throw: the CLI exits 2), then the dataset is verified
+// (problems: exit 1, nothing written), then the exports read exactly the lines verify passed. An export that
+// fails or is stopped (`signal`) leaves no file, and removes the folders it created; its claims end with it.
 import fs from "node:fs";
 import path from "node:path";
 import { formatProblem, verifyDataset } from "../server/dataset/verifyDataset.js";
 import { readHolder } from "../server/dataset/datasetLock.js";
-import { writeCoco } from "../server/export/coco.js";
+import { checkCocoFile, claimCocoFile, writeCoco } from "../server/export/coco.js";
+import type { ExportClaim } from "../server/export/exportClaim.js";
 import { createFolders, ExportRefused, exportTarget, indexIdentity, removeCreatedFolders, throwIfStopped } from "../server/export/exportSource.js";
-import { checkShardFolder, DEFAULT_SHARD_BYTES, parseShardSize, writeWebDataset } from "../server/export/webdataset.js";
+import { checkShardFolder, claimShardFolder, DEFAULT_SHARD_BYTES, parseShardSize, writeWebDataset } from "../server/export/webdataset.js";
 import { untilAborted } from "./shutdown.js";
 
 export interface ExportCommandOptions {
@@ -50,12 +52,16 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
 
   // Also before verify: a target the file system can't hold (read-only, full, under /proc) fails fast.
   const created: string[] = [];
+  const claims: { dest?: ExportClaim; coco?: ExportClaim } = {};
   /** Targets written completely (each is whole or absent; with both, the first may be written when the second fails). */
   const written: string[] = [];
   let succeeded = false;
   try {
     if (dest !== undefined) created.push(...createFolders(dest.missing, options.webdataset!, "--webdataset"));
     if (coco !== undefined) created.push(...createFolders(coco.missing, options.coco!, "--coco"));
+    // Claimed before verify: of two exports to one target, the second is refused before its (slow) verify.
+    if (dest !== undefined) claims.dest = claimShardFolder(dest.path);
+    if (coco !== undefined) claims.coco = claimCocoFile(coco.path);
 
     const identity = indexIdentity(root); // before verify reads it: the exports read the file verify read
     const report = await Promise.race([verifyDataset(options.out), untilAborted(options.signal)]);
@@ -71,12 +77,12 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
     throwIfStopped(options.signal);
 
     if (dest !== undefined) {
-      const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, index, signal: options.signal });
+      const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, index, signal: options.signal, claim: claims.dest });
       log(`export: ${dest.path}: ${shards.shards} shard(s), ${shards.samples} sample(s), ${shards.bytes} bytes`);
       written.push(`the shards in ${dest.path}`);
     }
     if (coco !== undefined) {
-      const json = await writeCoco(report.root, coco.path, { index, signal: options.signal });
+      const json = await writeCoco(report.root, coco.path, { index, overwrite, signal: options.signal, claim: claims.coco });
       if (json.unlabelled > 0) log(`export: ${json.unlabelled} instances have no class (no label): left out of COCO (give elements a "label")`);
       if (json.labelledWithoutClass > 0) log(`export: ${json.labelledWithoutClass} instances have a label but no class (their lines were not written by a farm): left out of COCO`);
       if (json.framesWithoutMask > 0) log(`export: ${json.framesWithoutMask} frame(s) have no mask file: their annotations have bbox and area but no segmentation (render with --layers mask)`);
@@ -85,18 +91,12 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
     succeeded = true;
     return 0;
   } finally {
+    claims.dest?.release(); // before the folders: DEST holds its lock file
+    claims.coco?.release();
     // The folders made for an export that failed, each only if empty (whole shards written before COCO failed stay).
     if (!succeeded) removeCreatedFolders(created);
     if (!succeeded && written.length) note(`export: ${written.join(" and ")} had been written completely before the export ended; kept`);
   }
-}
-
-/** Refuses a COCO target that is a folder, or an existing file unless `overwrite`. */
-function checkCocoFile(file: string, overwrite: boolean): void {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
-  if (!stat) return;
-  if (!stat.isFile()) throw new ExportRefused(`--coco ${file}: is not a file`);
-  if (!overwrite) throw new ExportRefused(`--coco ${file}: already exists; give another name, or --overwrite to replace it`);
 }
 
 function realPathOrSelf(folder: string): string {

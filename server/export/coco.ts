@@ -7,7 +7,10 @@
 // Instances without a class (the farm gives one to every labelled element) are left out, counted.
 //
 // Streamed: the images in one pass over frames.jsonl, the annotations in a second, one mask decoded at a
-// time; the JSON goes to FILE.partial through a 1 MiB buffer and is renamed to FILE when complete.
+// time; the JSON goes to FILE.partial through a 1 MiB buffer and is renamed to FILE when complete. One export
+// writes FILE at a time: it holds FILE's claim (FILE.lock, ./exportClaim.ts), so a FILE.partial there is a
+// dead export's (removed), never a live one's.
+import fs from "node:fs";
 import type fsp from "node:fs/promises";
 import sharp from "sharp";
 import { readRunManifest } from "../dataset/RunManifest.js";
@@ -15,14 +18,30 @@ import { writeAll } from "../dataset/DatasetWriter.js";
 import { labelProblem } from "../../protocol/instances.js";
 import type { FrameInstance } from "../session/Session.js";
 import { instanceRuns, runsToCocoString } from "./cocoRle.js";
-import { readDatasetFile, throwIfStopped, verifiedLines, writeThenRename, type VerifiedIndex } from "./exportSource.js";
+import { claimTarget, cocoFileLock, type ExportClaim } from "./exportClaim.js";
+import { ExportRefused, readDatasetFile, throwIfStopped, verifiedLines, writeThenRename, type VerifiedIndex } from "./exportSource.js";
 
 export interface CocoOptions {
   /** Frames to export: the lines of frames.jsonl `verify` passed. */
   index: VerifiedIndex;
   /** Stops the export (it throws the signal's reason; no file, no partial file is left) once aborted. */
   signal?: AbortSignal;
+  /** Replace FILE if it exists; else an existing FILE is refused (checked again right before FILE is renamed into place). */
+  overwrite?: boolean;
+  /** FILE's claim, when the caller took it (runExport does, before verify); else writeCoco claims FILE while it writes. */
+  claim?: ExportClaim;
 }
+
+/** Refuses a COCO target that is not a file, or an existing file unless `overwrite`. Writes nothing. */
+export function checkCocoFile(file: string, overwrite: boolean): void {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) return;
+  if (!stat.isFile()) throw new ExportRefused(`--coco ${file}: is not a file`);
+  if (!overwrite) throw new ExportRefused(`--coco ${file}: already exists; give another name, or --overwrite to replace it`);
+}
+
+/** Claims `file` for one export: refuses while another export writes it. */
+export const claimCocoFile = (file: string): ExportClaim => claimTarget(cocoFileLock(file), "--coco", file, "file");
 
 export interface CocoResult {
   images: number;
@@ -81,8 +100,17 @@ async function decodeMask(bytes: Buffer, width: number, height: number, file: st
   return new Uint16Array(Uint8Array.from(data).buffer);
 }
 
-/** Writes the COCO JSON of the dataset at `root` (a verified one) to `file`. */
+/** Writes the COCO JSON of the dataset at `root` (a verified one) to `file` (its folder must exist). */
 export async function writeCoco(root: string, file: string, options: CocoOptions): Promise<CocoResult> {
+  const claim = options.claim ?? claimCocoFile(file);
+  try {
+    return await writeClaimedCoco(root, file, options);
+  } finally {
+    if (claim !== options.claim) claim.release();
+  }
+}
+
+async function writeClaimedCoco(root: string, file: string, options: CocoOptions): Promise<CocoResult> {
   const result: CocoResult = { images: 0, annotations: 0, categories: 0, unlabelled: 0, labelledWithoutClass: 0, framesWithoutMask: 0 };
   await writeThenRename(file, async (handle) => {
     const out = new BufferedText(handle);
@@ -137,6 +165,8 @@ export async function writeCoco(root: string, file: string, options: CocoOptions
     result.categories = sorted.length;
     await out.write(`],"categories":${JSON.stringify(sorted)}}\n`);
     await out.flush();
+    // A FILE that came while this was written (not by an export: FILE is claimed) is not replaced without --overwrite.
+    checkCocoFile(file, options.overwrite ?? false);
   });
   return result;
 }

@@ -7,7 +7,10 @@
 // two before — in 5-bit groups, low first, each as a character 48 + group (+32 when more groups follow;
 // bit 16 of the last group is the sign).
 
-/** Column-major runs of a mask of `height` rows and `width` columns where `isOn(index)` (row-major index) holds. */
+/**
+ * Column-major runs of a mask of `height` rows and `width` columns where `isOn(index)` (row-major index) holds.
+ * Used only by the tests, as the plain reference instanceRuns is checked against (export uses instanceRuns).
+ */
 export function maskRuns(width: number, height: number, isOn: (rowMajorIndex: number) => boolean): number[] {
   const counts: number[] = [];
   let on = false;
@@ -75,7 +78,10 @@ export function runsToCocoString(counts: readonly number[]): string {
   return text;
 }
 
-/** pycocotools' rleFrString: the runs of a compressed RLE's `counts` string. Throws on a character outside its alphabet. */
+/**
+ * pycocotools' rleFrString: the runs of a compressed RLE's `counts` string. Throws on a character outside its alphabet.
+ * Used only by the tests, to read back what runsToCocoString wrote (export writes COCO, never reads it).
+ */
 export function cocoStringToRuns(text: string): number[] {
   const counts: number[] = [];
   let p = 0;

@@ -10,7 +10,11 @@ import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { FRAMES_INDEX, readFrameLines } from "../dataset/readDataset.js";
 import { DatasetFiles } from "../dataset/verifyDataset.js";
 
-/** A refusal before anything is written: a bad target or option (the CLI exits 2 with its message). */
+/**
+ * A refusal: a bad target or option, another export writing the same target, or more shards than names
+ * sort in order; what the export had written is removed. The CLI prints "tabfarm: " and its message, and
+ * exits 2 (as for any error export throws: a write failure too); the class tells a caller it was refused.
+ */
 export class ExportRefused extends Error {}
 
 /** A verified line: its record and its text as written (without its newline). */
@@ -148,8 +152,9 @@ const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 
 /**
  * Writes `file` as `file.partial`, renamed over `file` when `write` finished; the partial file is removed
- * if it fails. A `file.partial` already there (a killed export's, or a link someone left) is removed
- * first, never opened: opening it would write through a link into whatever it names.
+ * if it fails. The caller holds the target's claim (./exportClaim.ts), so a `file.partial` already there
+ * is no live export's (a killed export's, or a link someone left): it is removed first, never opened
+ * (opening it would write through a link into whatever it names).
  */
 export async function writeThenRename<T>(file: string, write: (handle: fsp.FileHandle) => Promise<T>): Promise<T> {
   const partial = file + PARTIAL;

@@ -1,8 +1,11 @@
 // `export --webdataset DEST`: the dataset as .tar shards in WebDataset's convention. One sample per frame:
-// its key is "<job>/<frame as 6 digits>" (a "." in the job id written as "%2E": WebDataset takes a member's
-// key up to the first dot of its file name; job ids never hold "%" or "/", so keys can't collide); its
-// members are "<key>.<layer>.<ext>" for every file the frame wrote (rgb.png or rgb.jpg/rgb.webp, depth.png,
-// depth32.npy, mask.png, class.png, normal.png) and "<key>.json", the frame's frames.jsonl record.
+// its key is "<job>/<frame as 6 digits>", a "." in the job id written as "%2E" (job ids never hold "%" or
+// "/", so keys can't collide). WebDataset itself would cope (its base_plus_ext splits at the first dot of
+// the file name, keeping dots in the folder part), but the issue asks for keys without dots, and other
+// readers split at the first dot of the whole path (a `tar` listing split at the first dot of each name,
+// loaders that take the key up to it): "j.v2/000000.rgb.png" would be key "j" there. Its members are
+// "<key>.<layer>.<ext>" for every file the frame wrote (rgb.png or rgb.jpg/rgb.webp, depth.png, depth32.npy,
+// mask.png, class.png, normal.png) and "<key>.json", the frame's frames.jsonl record.
 //
 // Shards hold whole samples: a new one starts before a sample would take it past the shard size (a sample
 // bigger than that gets a shard of its own). Each sample is packed by tar-stream into memory (one frame's
@@ -10,10 +13,14 @@
 // Entries are reproducible (mtime 0, mode 0644, uid/gid 0, no user names): the same dataset exported twice
 // gives byte-identical shards.
 //
+// Shard names have 6 digits (shard-000000.tar …), so that sorting them by name (ls, a glob, sorted(glob))
+// is their order: an export that would need shard 1,000,000 is refused (a larger --shard-size needs fewer).
+//
 // An export is whole or absent: the shards are written into a staging folder inside DEST
 // (.tabfarm-export-<pid>-<random>/) and moved into DEST only once all are written. An export that fails or
 // is stopped by a signal removes its staging folder; one killed outright (SIGKILL, a crash) leaves it, and
-// the next export into DEST removes it (it knows it by its name, and its process is gone).
+// the next export into DEST removes it. One export writes into DEST at a time: it holds DEST's claim
+// (DEST/.tabfarm-export.lock, ./exportClaim.ts), so a staging folder its holder did not make is a dead one's.
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -22,6 +29,7 @@ import { LAYERS } from "../../protocol/layers.js";
 import { EXT, writeAll } from "../dataset/DatasetWriter.js";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { recordFiles } from "../dataset/readDataset.js";
+import { claimTarget, shardFolderLock, type ExportClaim } from "./exportClaim.js";
 import { createFolders, ExportRefused, PARTIAL, readDatasetFile, removeCreatedFolders, throwIfStopped, verifiedLines, type VerifiedIndex, type VerifiedLine, writeThenRename } from "./exportSource.js";
 
 export const DEFAULT_SHARD_BYTES = 1e9;
@@ -77,35 +85,27 @@ function formatExt(record: FrameRecord): string {
   return EXT[format]!;
 }
 
-export const shardName = (index: number) => `shard-${String(index).padStart(6, "0")}.tar`;
+/** Shards an export may write: their names have 6 digits, and shard-1000000.tar would sort before shard-999999.tar. */
+export const MAX_SHARDS = 1_000_000;
+
+/** The name of shard `index` (from 0); ExportRefused from shard MAX_SHARDS on. */
+export function shardName(index: number): string {
+  if (index >= MAX_SHARDS) throw new ExportRefused("more than 1,000,000 shards: give a larger --shard-size");
+  return `shard-${String(index).padStart(6, "0")}.tar`;
+}
 const isShardFile = (name: string) => name.startsWith("shard-") && name.endsWith(".tar");
 
 /** The staging folder an export writes its shards into: ".tabfarm-export-<pid>-<8 hex digits>". */
-const STAGING = /^\.tabfarm-export-(\d+)-[0-9a-f]{8}$/;
+const STAGING = /^\.tabfarm-export-\d+-[0-9a-f]{8}$/;
 const stagingName = () => `.tabfarm-export-${process.pid}-${randomBytes(4).toString("hex")}`;
 
-/** The staging folders in `dest` (real folders with a staging name), with whether their process still runs. */
-function stagingFolders(dest: string): { name: string; running: boolean }[] {
-  return fs.readdirSync(dest).flatMap((name) => {
-    const match = STAGING.exec(name);
-    if (!match || !fs.lstatSync(path.join(dest, name)).isDirectory()) return [];
-    return [{ name, running: processRuns(Number(match[1])) }];
-  });
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // there, but someone else's
-  }
-}
+/** The staging folders in `dest`: real folders (not links) with a staging name. */
+const stagingFolders = (dest: string) => fs.readdirSync(dest).filter((name) => STAGING.test(name) && fs.lstatSync(path.join(dest, name)).isDirectory());
 
 /**
- * Refuses a DEST that can't take shards: a file, a folder already holding shard-*.tar files (a second
- * export must not mix with stale shards) unless `overwrite`, or one another running export is writing
- * into. Writes nothing.
+ * Refuses a DEST that can't take shards: a file, or a folder already holding shard-*.tar files (a second
+ * export must not mix with stale shards) unless `overwrite`. Writes nothing. (Another export writing into
+ * DEST is refused by DEST's claim.)
  */
 export function checkShardFolder(dest: string, overwrite: boolean, what = "--webdataset"): void {
   const stat = fs.statSync(dest, { throwIfNoEntry: false });
@@ -120,13 +120,10 @@ export function checkShardFolder(dest: string, overwrite: boolean, what = "--web
         `a new export must not mix with them: give another folder, or --overwrite to remove them first`,
     );
   }
-  const running = stagingFolders(dest).find((s) => s.running);
-  if (running) {
-    throw new ExportRefused(
-      `${what} ${dest}: another export (pid ${STAGING.exec(running.name)![1]}) is writing into it (${running.name}); wait for it, or remove that folder if no export runs`,
-    );
-  }
 }
+
+/** Claims `dest` (an existing folder) for one export: refuses while another export writes into it. */
+export const claimShardFolder = (dest: string): ExportClaim => claimTarget(shardFolderLock(dest), "--webdataset", dest, "folder");
 
 /** Tar's end of archive: two zero blocks. */
 const END_OF_ARCHIVE = 1024;
@@ -177,6 +174,8 @@ export interface WebDatasetOptions {
   index: VerifiedIndex;
   /** Stops the export (it throws the signal's reason, leaving DEST as it was) once aborted. */
   signal?: AbortSignal;
+  /** DEST's claim, when the caller took it (runExport does, before verify); else writeWebDataset claims DEST while it writes. */
+  claim?: ExportClaim;
 }
 
 export interface WebDatasetResult {
@@ -191,10 +190,13 @@ export interface WebDatasetResult {
  */
 export async function writeWebDataset(root: string, dest: string, options: WebDatasetOptions): Promise<WebDatasetResult> {
   const created = fs.existsSync(dest) ? [] : createFolders([dest], dest, "--webdataset");
+  let claim: ExportClaim | undefined;
   let staging: string | undefined;
   try {
-    // A killed export's leftovers: ours to remove, nothing else is. (Partial shards in DEST are an older tabfarm's.)
-    for (const { name, running } of stagingFolders(dest)) if (!running) fs.rmSync(path.join(dest, name), { recursive: true });
+    claim = options.claim ?? claimShardFolder(dest);
+    // A killed export's leftovers (DEST is claimed: no live export's): ours to remove, nothing else is.
+    // (Partial shards in DEST are an older tabfarm's.)
+    for (const name of stagingFolders(dest)) fs.rmSync(path.join(dest, name), { recursive: true });
     for (const name of fs.readdirSync(dest)) {
       if (name.endsWith(PARTIAL) && isShardFile(name.slice(0, -PARTIAL.length))) fs.rmSync(path.join(dest, name));
     }
@@ -202,14 +204,18 @@ export async function writeWebDataset(root: string, dest: string, options: WebDa
     fs.mkdirSync(staging);
     const result = await writeShards(root, staging, options);
     throwIfStopped(options.signal);
+    // Shards that came while these were written (not by an export: DEST is claimed) must not be mixed with.
+    checkShardFolder(dest, options.overwrite);
     // All written: old shards out (with --overwrite), the new ones in, the staging folder gone.
     if (options.overwrite) for (const name of fs.readdirSync(dest)) if (isShardFile(name)) fs.rmSync(path.join(dest, name));
     for (let i = 0; i < result.shards; i++) fs.renameSync(path.join(staging, shardName(i)), path.join(dest, shardName(i)));
     fs.rmdirSync(staging);
+    if (claim !== options.claim) claim.release();
     return result;
   } catch (err) {
     // An export cut short is no export: its finished shards would pass for a whole one.
     if (staging !== undefined) fs.rmSync(staging, { recursive: true, force: true });
+    if (claim !== options.claim) claim?.release(); // before DEST, which holds its lock file
     removeCreatedFolders(created);
     throw err;
   }

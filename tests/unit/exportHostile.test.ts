@@ -645,7 +645,7 @@ describe("an export stopped by a signal", () => {
     assert.deepEqual(left, { SIGTERM: "no folder", SIGINT: "no folder" }, "what each stopped export left");
   });
 
-  it("SIGKILL mid-export: no shard in DEST (only the staging folder); the next export removes that folder and writes a whole export", async () => {
+  it("SIGKILL mid-export: no shard in DEST (only the staging folder and the lock); the next export takes the lock over, removes that folder and writes a whole export", async () => {
     const dest = fresh("wds");
     const { child, exited } = await exportUntilMidway(out, dest);
     child.kill("SIGKILL");
@@ -653,6 +653,7 @@ describe("an export stopped by a signal", () => {
     const left = fs.readdirSync(dest);
     assert.equal(left.filter((n) => n.startsWith("shard-")).length, 0, `no shard in DEST: ${left}`);
     assert.equal(left.filter((n) => /^\.tabfarm-export-\d+-[0-9a-f]{8}$/.test(n)).length, 1, `the staging folder: ${left}`);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dest, ".tabfarm-export.lock"), "utf8")).pid, child.pid, "its lock, naming a process that is gone");
     const { code } = await exportDataset({ out, webdataset: dest, shardSize: "1KB" });
     assert.equal(code, 0);
     const names = fs.readdirSync(dest);
@@ -681,5 +682,70 @@ describe("export targets the file system can't hold", () => {
     }));
     assert.deepEqual(results.map((r) => [r.target, r.code]), [["--webdataset /proc/tabfarm-hostile-wds", 2], ["--coco /proc/tabfarm-hostile/coco.json", 2]], JSON.stringify(results));
     for (const { target, output } of results) assert.match(output, /^tabfarm: .*\/proc\/tabfarm-hostile/m, target);
+  });
+});
+
+describe("one export per target", () => {
+  let out: string;
+  let frames: number;
+  before(async () => {
+    out = fresh("claimed");
+    // Masks to decode: a COCO export takes long enough for a file to appear while it writes.
+    const specs: FrameSpec[] = Array.from({ length: 40 }, (_, i) => ({ job: "j", frame: i, width: 64, height: 48, ids: idsFrom(64, 48, (x) => (x % 3) + 1), labels: { 1: { label: "a", class: 1 }, 2: { label: "b", class: 2 }, 3: { label: "c", class: 3 } } }));
+    frames = (await makeDataset(out, specs)).length;
+  });
+  const liveLock = () => JSON.stringify({ pid: process.pid, host: os.hostname(), started: "2026-01-01T00:00:00Z" });
+  /** Runs `then` once `ready()` holds, looking every millisecond (bounded: 20,000 looks). */
+  async function when(ready: () => boolean, then: () => void): Promise<void> {
+    for (let i = 0; i < 20_000 && !ready(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.ok(ready(), "the export got that far");
+    then();
+  }
+
+  it("a target another live export has claimed is refused before verify (ExportRefused naming its pid and lock file), and nothing of the other's is touched", async () => {
+    const dest = fresh("wds");
+    fs.mkdirSync(path.join(dest, `.tabfarm-export-${process.pid}-0123abcd`), { recursive: true });
+    fs.writeFileSync(path.join(dest, ".tabfarm-export.lock"), liveLock());
+    const notADataset = fresh("nothing"); // verify would refuse it: the claim is refused first
+    await assert.rejects(exportDataset({ out: notADataset, webdataset: dest }), (err: Error) =>
+      err instanceof ExportRefused && err.message === `--webdataset ${dest}: another export (pid ${process.pid}) is writing into it; wait for it, or remove ${dest}/.tabfarm-export.lock if no export runs`);
+    assert.deepEqual(fs.readdirSync(dest).sort(), [`.tabfarm-export-${process.pid}-0123abcd`, ".tabfarm-export.lock"]);
+
+    const file = path.join(fresh("coco"), "coco.json");
+    fs.mkdirSync(path.dirname(file));
+    fs.writeFileSync(`${file}.lock`, liveLock());
+    fs.writeFileSync(`${file}.partial`, "being written");
+    await assert.rejects(exportDataset({ out, coco: file }), (err: Error) =>
+      err instanceof ExportRefused && err.message === `--coco ${file}: another export (pid ${process.pid}) is writing it; wait for it, or remove ${file}.lock if no export runs`);
+    assert.equal(fs.readFileSync(`${file}.partial`, "utf8"), "being written", "the live export's partial file is not removed");
+    assert.ok(!fs.existsSync(file));
+  });
+
+  it("with DEST claimed, a staging folder not its own is a dead export's, whatever pid it names: removed", async () => {
+    const dest = fresh("wds");
+    fs.mkdirSync(path.join(dest, `.tabfarm-export-${process.pid}-0123abcd`), { recursive: true });
+    assert.equal((await exportDataset({ out, webdataset: dest })).code, 0);
+    assert.deepEqual(fs.readdirSync(dest), ["shard-000000.tar"], "the staging folder and the lock gone");
+  });
+
+  it("shards that appear in DEST while an export writes (not an export's): refused without --overwrite, DEST left as it was", async () => {
+    const dest = fresh("wds");
+    const running = writeWebDataset(out, dest, { shardBytes: 1000, overwrite: false, index: verified(out, frames) });
+    const staged = () => fs.existsSync(dest) && fs.readdirSync(dest).some((n) => n.startsWith(".tabfarm-export-") && n !== ".tabfarm-export.lock" && fs.existsSync(path.join(dest, n, "shard-000001.tar")));
+    await when(staged, () => fs.writeFileSync(path.join(dest, "shard-000000.tar"), "copied in"));
+    await assert.rejects(running, (err: Error) => err instanceof ExportRefused && /already holds 1 shard\(s\) \(shard-000000\.tar\); a new export must not mix with them/.test(err.message));
+    assert.deepEqual(fs.readdirSync(dest), ["shard-000000.tar"]);
+    assert.equal(fs.readFileSync(path.join(dest, "shard-000000.tar"), "utf8"), "copied in");
+  });
+
+  it("a COCO FILE that appears while an export writes it: refused without --overwrite, FILE kept, no partial file, no lock", async () => {
+    const folder = fresh("coco");
+    fs.mkdirSync(folder);
+    const file = path.join(folder, "coco.json");
+    const running = writeCoco(out, file, { index: verified(out, frames) });
+    await when(() => fs.existsSync(`${file}.partial`), () => fs.writeFileSync(file, "someone's"));
+    await assert.rejects(running, (err: Error) => err instanceof ExportRefused && err.message === `--coco ${file}: already exists; give another name, or --overwrite to replace it`);
+    assert.deepEqual(fs.readdirSync(folder), ["coco.json"]);
+    assert.equal(fs.readFileSync(file, "utf8"), "someone's");
   });
 });
