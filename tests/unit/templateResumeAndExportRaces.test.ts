@@ -1,5 +1,7 @@
-// Second hostile review of issue 14 (seeded randomizers, --template, exports): attacks on round 1's fixes and
-// on what round 1 did not try. Runs use startRun with a fake session (no browser), as randomizeHostile does.
+// Template runs resumed and grown in every way a dataset allows (several steps, manifest.json lost or
+// edited, a jobs file on the same --out): every frame rendered exactly once or the start refused; and
+// exports raced against each other. Runs use startRun with a fake session (no browser), as
+// randomizedRuns.test.ts does. (Written as the second hostile review of issue 14.)
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
@@ -57,7 +59,7 @@ const editManifest = (out: string, edit: (m: Record<string, any>) => void) => {
   fs.writeFileSync(manifestFile(out), JSON.stringify(m));
 };
 
-describe("round 2: a template grown in several steps renders every frame exactly once", () => {
+describe("a template grown in several steps renders every frame exactly once", () => {
   it("--frames 3 → 4 → 4 → 9 → 10 in jobs of 2: cuts pile up (the same N twice, --frames-per-job given again explicitly)", async () => {
     const out = fresh("steps");
     await runToEnd({ out, seed: 1, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
@@ -68,7 +70,7 @@ describe("round 2: a template grown in several steps renders every frame exactly
   });
 });
 
-describe("round 2: the template cut follows the queue, not only manifest.json", () => {
+describe("the template cut follows the queue, not only manifest.json", () => {
   /** Either the start is refused naming what is wrong, or every template frame up to `frames` is rendered exactly once. */
   async function eachFrameOnce(out: string, template: { frames: number; framesPerJob?: number }, seed?: number): Promise<void> {
     const refused = await runToEnd({ out, seed, template: { spec: TEMPLATE, ...template } }).then(() => undefined, (err: unknown) => err as Error);
@@ -127,7 +129,7 @@ describe("round 2: the template cut follows the queue, not only manifest.json", 
   });
 });
 
-describe("round 2: a template start that is refused", () => {
+describe("a template start that is refused", () => {
   it("refused before anything was queued (a --handler given a template with randomize): its --frames does not pin the template, a smaller --frames runs next", async () => {
     const out = fresh("refused-pins");
     const refused = await runToEnd({ out, seed: 4, template: { spec: TEMPLATE, frames: 1000, framesPerJob: 2 }, handler: async () => undefined }).then(
@@ -142,7 +144,7 @@ describe("round 2: a template start that is refused", () => {
   });
 });
 
-describe("round 2: a template and a jobs file on the same --out", () => {
+describe("a template and a jobs file on the same --out", () => {
   it("a jobs-file job named frame-00000000 (1 frame, its own scene), then --template --frames 4 in jobs of 2: refused, or template frames 0…3 all rendered", async () => {
     const out = fresh("jobs-then-template");
     await runToEnd({ out, seed: 3, jobs: [{ id: "frame-00000000", scene: SCENE, frames: [{}] } as JobSpec] });
@@ -179,7 +181,7 @@ function shardMembers(dest: string): string[] {
   return names;
 }
 
-describe("round 2: two exports into the same target at once", () => {
+describe("two exports into the same target at once", () => {
   let dataset: string;
   before(async () => {
     dataset = fresh("export-source");
@@ -225,7 +227,7 @@ describe("round 2: two exports into the same target at once", () => {
   });
 });
 
-describe("round 2: the line that binds the seed", () => {
+describe("the line that binds the seed", () => {
   it("a line before the first real one with a seed but a bogus frame (-1, 1.5, \"0\") does not bind the dataset to another seed", async () => {
     const out = fresh("bogus-first");
     await runToEnd({ out, seed: 5, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
@@ -240,7 +242,7 @@ describe("round 2: the line that binds the seed", () => {
   });
 });
 
-describe("round 2: shard names past shard-999999", () => {
+describe("shard names past shard-999999", () => {
   // The fix chosen: shard 1,000,000 is refused (a 7-digit name would sort before shard-999999.tar), so every
   // name an export writes sorts in order; the names past it are not names at all.
   it("shard 1,000,000 sorts after shard 999,999 (ls, glob and sorted(glob) order shards by name): it is refused, every shard name below sorts in order", () => {
@@ -252,7 +254,7 @@ describe("round 2: shard names past shard-999999", () => {
   });
 });
 
-describe("round 2: verify of a dataset whose manifest.json is gone", () => {
+describe("verify of a dataset whose manifest.json is gone", () => {
   it("lines are not reported for a seed nobody recorded; nothing else changes", async () => {
     const out = fresh("verify-no-manifest");
     await runToEnd({ out, seed: 11, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });

@@ -1,7 +1,7 @@
-// Hostile review of seeded randomizers and --template (issue 14): inputs of each class the first tests
-// did not try — template files that are not files, a template run grown or resumed, a dataset whose
-// seed is lost or edited, a handler given randomizers, values JSON cannot hold, a camera lost in
-// rounding, record names, and draws in a fresh process. Runs use startRun with a fake session (no browser).
+// Runs with randomizers, templates and seeds, through startRun with a fake session (no browser): template
+// files that are not files, a template run grown or resumed, a dataset whose seed is lost or edited, a
+// handler given randomizers, values JSON cannot hold, a camera lost in rounding, record names, and draws in
+// a fresh process. (Written as the first hostile review of issue 14.)
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -58,7 +58,7 @@ async function runToEnd(options: Omit<RunOptions, "clientDir" | "token" | "log">
 /** The template frame each line of a --template dataset holds: job frame-00000120's frame f is frame 120 + f. */
 const templateFrames = (out: string) => readFrameRecords(out).map((r) => Number(r.job.slice("frame-".length)) + r.frame).sort((a, b) => a - b);
 
-describe("hostile: template files that are not plain files", () => {
+describe("template files that are not plain files", () => {
   it("a FIFO is refused at once, not waited on until some process writes to it", async () => {
     const fifo = path.join(fresh("fifo"), "template.json");
     fs.mkdirSync(path.dirname(fifo));
@@ -108,7 +108,7 @@ describe("hostile: template files that are not plain files", () => {
   });
 });
 
-describe("hostile: a template run grown or cut again", () => {
+describe("a template run grown or cut again", () => {
   it("--frames 3 then --frames 4 (jobs of 2) renders template frames 0…3, each once: the short last job does not keep frame 3 out", async () => {
     const out = fresh("grow");
     const spec = TEMPLATE as Template;
@@ -119,7 +119,7 @@ describe("hostile: a template run grown or cut again", () => {
   });
 });
 
-describe("hostile: a dataset keeps the seed its lines were drawn with", () => {
+describe("a dataset keeps the seed its lines were drawn with", () => {
   async function seededDataset(): Promise<string> {
     const out = fresh("seeded");
     await runToEnd({ out, seed: 5, template: { spec: TEMPLATE as Template, frames: 2, framesPerJob: 2 } });
@@ -162,7 +162,7 @@ describe("hostile: a dataset keeps the seed its lines were drawn with", () => {
   });
 });
 
-describe("hostile: randomizers a run cannot apply", () => {
+describe("randomizers a run cannot apply", () => {
   it("a handler run given jobs with randomizers neither drops them silently: refused, or each line records its draws", async () => {
     const out = fresh("handler");
     const job = { id: "h", scene: SCENE, frames: [{}], randomize: TEMPLATE.randomize } as JobSpec;
@@ -225,7 +225,7 @@ describe("hostile: randomizers a run cannot apply", () => {
   });
 });
 
-describe("hostile: values a job module can pass", () => {
+describe("values a job module can pass", () => {
   it("a hole in a nested choice option is refused like the undefined it reads as (not written as null)", () => {
     // eslint-disable-next-line no-sparse-arrays
     const sparse = [1, , 3];
@@ -245,7 +245,7 @@ describe("hostile: values a job module can pass", () => {
   });
 });
 
-describe("hostile: camera orbits at the edges", () => {
+describe("camera orbits at the edges", () => {
   it("an orbit whose radius is lost in the target's rounding is refused (the camera would sit on the point it looks at)", () => {
     const orbit = { target: [1e9, 1e9, 1e9], radius: 1e-9 };
     const result = RandomizeListSchema.safeParse([{ camera: { orbit } }]);
@@ -256,7 +256,7 @@ describe("hostile: camera orbits at the edges", () => {
   });
 });
 
-describe("hostile: record names and streams", () => {
+describe("record names and streams", () => {
   it("keys with dots never share a record name (or stream) with another (key, prop): props have no dots", () => {
     const list = parse([
       { key: "a.b", prop: "c", uniform: [0, 1] },
@@ -274,7 +274,7 @@ describe("hostile: record names and streams", () => {
   });
 });
 
-describe("hostile: seeds", () => {
+describe("seeds", () => {
   it("--seed with leading zeros is the number it spells; 100,000 zeros before it are fine, 100,000 nines are refused at once", () => {
     assert.equal(parseRunSeed("007"), 7);
     assert.equal(parseRunSeed("0".repeat(100_000) + "7"), 7);

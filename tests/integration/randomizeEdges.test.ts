@@ -1,5 +1,5 @@
-// Hostile review of randomizers with the real CLI and Chromium: cameras drawn on the poles, props drawn
-// with shapes the page's components do not expect, and flags that do not go together with --template.
+// Randomizers at their edges with the real CLI and Chromium: cameras drawn on the poles, props drawn with
+// shapes the page's components do not expect, and flags that do not go together with --template.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -12,7 +12,7 @@ const orbitJob = (id: string, elevation: number) => ({
   randomize: [{ camera: { orbit: { radius: 3, elevation: [elevation, elevation] } } }],
 });
 
-describe("hostile: randomizers on a real page", { timeout: 300_000 }, () => {
+describe("randomizers on a real page", { timeout: 300_000 }, () => {
   it("cameras drawn on both poles look at the target; props drawn in shapes components ignore leave the tab rendering", async () => {
     await withTempDir("tabfarm-randomize-hostile-", async (dir) => {
       const jobs = [
