@@ -13,12 +13,11 @@ import type { JobSpec } from "../../protocol/job.js";
 import { drawFrame } from "../../server/dispatch/randomizeFrame.js";
 import { frameSeed, parseRunSeed } from "../../server/dataset/seeds.js";
 import { JobInputError, validateJob } from "../../server/jobs/readJobsFile.js";
-import { readTemplate, templateJobs, type Template } from "../../server/jobs/templateJobs.js";
-import { startRun, type RunOptions } from "../../server/runFarm.js";
+import { readTemplate, type Template } from "../../server/jobs/templateJobs.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 import { DatasetOpenError } from "../../server/dataset/openDataset.js";
 import { verifyDataset } from "../../server/dataset/verifyDataset.js";
-import { fakeSession } from "../integration/fakeSession.js";
+import { runToEnd, templateFrames } from "./fakeRun.js";
 
 let base: string;
 before(() => (base = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-randomize-hostile-"))));
@@ -33,30 +32,7 @@ const TEMPLATE = {
 };
 const parse = (list: unknown): Randomizer[] => RandomizeListSchema.parse(list);
 
-function clientDir(): string {
-  const dir = path.join(base, "client");
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, "index.html"), "<!doctype html>");
-  return dir;
-}
 
-/** One run to its end with a fake session (16×12 PNGs), as `npm run farm` would run it with these options. */
-async function runToEnd(options: Omit<RunOptions, "clientDir" | "token" | "log">): Promise<string[]> {
-  const lines: string[] = [];
-  const token = "hostile-token";
-  const run = await startRun({ width: 16, height: 12, ...options, clientDir: clientDir(), token, log: (line) => lines.push(line) });
-  const session = await fakeSession({ port: Number(new URL(run.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
-  try {
-    await run.finished;
-  } finally {
-    session.close();
-    await run.close();
-  }
-  return lines;
-}
-
-/** The template frame each line of a --template dataset holds: job frame-00000120's frame f is frame 120 + f. */
-const templateFrames = (out: string) => readFrameRecords(out).map((r) => Number(r.job.slice("frame-".length)) + r.frame).sort((a, b) => a - b);
 
 describe("template files that are not plain files", () => {
   it("a FIFO is refused at once, not waited on until some process writes to it", async () => {
@@ -112,9 +88,9 @@ describe("a template run grown or cut again", () => {
   it("--frames 3 then --frames 4 (jobs of 2) renders template frames 0…3, each once: the short last job does not keep frame 3 out", async () => {
     const out = fresh("grow");
     const spec = TEMPLATE as Template;
-    await runToEnd({ out, seed: 7, template: { spec, frames: 3, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 7, template: { spec, frames: 3, framesPerJob: 2 } });
     assert.deepEqual(templateFrames(out), [0, 1, 2]);
-    await runToEnd({ out, template: { spec, frames: 4 } }); // --frames-per-job left out: the dataset's
+    await runToEnd(base, { out, template: { spec, frames: 4 } }); // --frames-per-job left out: the dataset's
     assert.deepEqual(templateFrames(out), [0, 1, 2, 3], "the dataset holds every frame --frames 4 asked for");
   });
 });
@@ -122,14 +98,14 @@ describe("a template run grown or cut again", () => {
 describe("a dataset keeps the seed its lines were drawn with", () => {
   async function seededDataset(): Promise<string> {
     const out = fresh("seeded");
-    await runToEnd({ out, seed: 5, template: { spec: TEMPLATE as Template, frames: 2, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 5, template: { spec: TEMPLATE as Template, frames: 2, framesPerJob: 2 } });
     const [line] = readFrameRecords(out);
     assert.equal(line.seed, frameSeed(5, line.job, line.frame));
     return out;
   }
   /** Either the start is refused naming the seed, or the run goes on under the lines' seed 5 and verify stays clean. */
   async function keepsSeedFive(out: string, options: { seed?: number }): Promise<void> {
-    const started: string[] | Error = await runToEnd({ out, ...options, jobs: [{ id: "more", scene: SCENE, randomize: TEMPLATE.randomize } as JobSpec] }).then(
+    const started: string[] | Error = await runToEnd(base, { out, ...options, jobs: [{ id: "more", scene: SCENE, randomize: TEMPLATE.randomize } as JobSpec] }).then(
       (log) => log,
       (err: unknown) => err as Error,
     );
@@ -166,7 +142,7 @@ describe("randomizers a run cannot apply", () => {
   it("a handler run given jobs with randomizers neither drops them silently: refused, or each line records its draws", async () => {
     const out = fresh("handler");
     const job = { id: "h", scene: SCENE, frames: [{}], randomize: TEMPLATE.randomize } as JobSpec;
-    const started = await runToEnd({
+    const started = await runToEnd(base, {
       out, seed: 3, jobs: [job],
       handler: async function grabOnce(session, context) {
         session.set({ ...SCENE, children: [...SCENE.children, { tag: "CameraView", key: "cam", width: 16, height: 12 }] });
@@ -186,7 +162,7 @@ describe("randomizers a run cannot apply", () => {
     const out = fresh("handler-record");
     const given: Record<string, unknown> = { list: ["x"], text: "not an object", numbers: [1, 2], fine: { "box.color": "#ffffff" } };
     const errors: string[] = [];
-    await runToEnd({
+    await runToEnd(base, {
       out, seed: 3, maxAttempts: 1, jobs: Object.keys(given).map((id) => ({ id })) as JobSpec[],
       handler: async function saveWithRecord(session, context) {
         session.set({ ...SCENE, children: [...SCENE.children, { tag: "CameraView", key: "cam", width: 16, height: 12 }] });
@@ -206,20 +182,20 @@ describe("randomizers a run cannot apply", () => {
   it("a job without a scene that randomizes a key the run's scene lacks stops the start, naming job and field; the dataset stays usable", async () => {
     const out = fresh("runscene");
     const jobs = [{ id: "ok", frames: [{}] }, { id: "ghostly", frames: [{}], randomize: [{ key: "ghost", prop: "color", hsv: {} }] }] as JobSpec[];
-    const refusal = await runToEnd({ out, seed: 1, jobs }).then(() => undefined, (err: unknown) => err as Error);
+    const refusal = await runToEnd(base, { out, seed: 1, jobs }).then(() => undefined, (err: unknown) => err as Error);
     assert.match(String(refusal), /job ghostly: randomize.*0.*key: no element with key "ghost"/);
     assert.doesNotMatch(refusal!.message, /in the job's scene/, `the job has no scene: the message must not say the key is missing from it (${refusal!.message})`);
     assert.deepEqual(readFrameRecords(out), [], "nothing rendered");
-    await runToEnd({ out, jobs: [{ id: "fine", frames: [{}], randomize: [{ key: "box", prop: "color", hsv: {} }] } as JobSpec], scene: SCENE });
+    await runToEnd(base, { out, jobs: [{ id: "fine", frames: [{}], randomize: [{ key: "box", prop: "color", hsv: {} }] } as JobSpec], scene: SCENE });
     assert.equal(readFrameRecords(out).length >= 1, true, "the lock was released and the next start runs");
   });
 
   it("a start refused before anything rendered does not pin its random seed: the next start may choose --seed", async () => {
     const out = fresh("pinned");
     const bad = [{ id: "ghostly", frames: [{}], randomize: [{ key: "ghost", prop: "color", hsv: {} }] }] as JobSpec[];
-    await assert.rejects(runToEnd({ out, jobs: bad }), /no element with key "ghost"/);
+    await assert.rejects(runToEnd(base, { out, jobs: bad }), /no element with key "ghost"/);
     assert.deepEqual(readFrameRecords(out), [], "nothing rendered under the first start's seed");
-    await runToEnd({ out, seed: 5, jobs: [{ id: "fixed", scene: SCENE, frames: [{}], randomize: TEMPLATE.randomize } as JobSpec] });
+    await runToEnd(base, { out, seed: 5, jobs: [{ id: "fixed", scene: SCENE, frames: [{}], randomize: TEMPLATE.randomize } as JobSpec] });
     const [line] = readFrameRecords(out);
     assert.equal(line.seed, frameSeed(5, "fixed", 0));
   });

@@ -9,12 +9,11 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { JobSpec } from "../../protocol/job.js";
 import type { Template } from "../../server/jobs/templateJobs.js";
-import { startRun, type RunOptions } from "../../server/runFarm.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
-import { fakeSession } from "../integration/fakeSession.js";
 import { runExport } from "../../harness/exportCommand.js";
 import { shardName } from "../../server/export/webdataset.js";
 import { verifyDataset } from "../../server/dataset/verifyDataset.js";
+import { runToEnd, templateFrames } from "./fakeRun.js";
 import { frameSeed } from "../../server/dataset/seeds.js";
 
 let base: string;
@@ -26,31 +25,7 @@ const fresh = (name: string) => path.join(base, `${name}-${++count}`);
 const SCENE = { tag: "DefaultScene", key: "root", children: [{ tag: "Box", key: "box" }] };
 const TEMPLATE = { scene: SCENE, width: 16, height: 12, randomize: [{ key: "box", prop: "color", hsv: {} }] } as Template;
 
-function clientDir(): string {
-  const dir = path.join(base, "client");
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, "index.html"), "<!doctype html>");
-  return dir;
-}
 
-/** One run to its end with a fake session (16×12 PNGs). */
-async function runToEnd(options: Omit<RunOptions, "clientDir" | "token" | "log">): Promise<string[]> {
-  const lines: string[] = [];
-  const token = "round2-token";
-  const run = await startRun({ width: 16, height: 12, ...options, clientDir: clientDir(), token, log: (line) => lines.push(line) });
-  const session = await fakeSession({ port: Number(new URL(run.url).port), token, worker: "fake", answer: "png", width: 16, height: 12 });
-  try {
-    await run.finished;
-  } finally {
-    session.close();
-    await run.close();
-  }
-  return lines;
-}
-
-/** Template frame of every line (job frame-00000120's frame f is frame 120 + f), sorted, duplicates kept. */
-const templateFrames = (out: string) =>
-  readFrameRecords(out).filter((r) => r.job.startsWith("frame-")).map((r) => Number(r.job.slice("frame-".length)) + r.frame).sort((a, b) => a - b);
 const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 const manifestFile = (out: string) => path.join(out, "manifest.json");
 const editManifest = (out: string, edit: (m: Record<string, any>) => void) => {
@@ -62,9 +37,9 @@ const editManifest = (out: string, edit: (m: Record<string, any>) => void) => {
 describe("a template grown in several steps renders every frame exactly once", () => {
   it("--frames 3 → 4 → 4 → 9 → 10 in jobs of 2: cuts pile up (the same N twice, --frames-per-job given again explicitly)", async () => {
     const out = fresh("steps");
-    await runToEnd({ out, seed: 1, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 1, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
     for (const frames of [4, 4, 9, 10]) {
-      await runToEnd({ out, template: { spec: TEMPLATE, frames, framesPerJob: frames === 9 ? 2 : undefined } });
+      await runToEnd(base, { out, template: { spec: TEMPLATE, frames, framesPerJob: frames === 9 ? 2 : undefined } });
       assert.deepEqual(templateFrames(out), upTo(frames), `after --frames ${frames}`);
     }
   });
@@ -73,7 +48,7 @@ describe("a template grown in several steps renders every frame exactly once", (
 describe("the template cut follows the queue, not only manifest.json", () => {
   /** Either the start is refused naming what is wrong, or every template frame up to `frames` is rendered exactly once. */
   async function eachFrameOnce(out: string, template: { frames: number; framesPerJob?: number }, seed?: number): Promise<void> {
-    const refused = await runToEnd({ out, seed, template: { spec: TEMPLATE, ...template } }).then(() => undefined, (err: unknown) => err as Error);
+    const refused = await runToEnd(base, { out, seed, template: { spec: TEMPLATE, ...template } }).then(() => undefined, (err: unknown) => err as Error);
     if (refused) {
       assert.match(refused.message, /frames|template|manifest/, `refused, but not clearly: ${refused.stack}`);
       assert.equal(refused.constructor.name, "DatasetOpenError", `refused with a bare ${refused.constructor.name} (a stack trace, not a dataset error): ${refused.message}`);
@@ -84,15 +59,15 @@ describe("the template cut follows the queue, not only manifest.json", () => {
 
   it("manifest.json moved away (as its unreadable-file message advises), then --frames 3 → 4 in jobs of 2: frame 3 is not lost", async () => {
     const out = fresh("moved");
-    await runToEnd({ out, seed: 2, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 2, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
     fs.renameSync(manifestFile(out), manifestFile(out) + ".bak");
     await eachFrameOnce(out, { frames: 4, framesPerJob: 2 }, 2); // the seed its lines were drawn with: the seed check passes
   });
 
   it("manifest.json's template.frames hand-edited: unsorted and repeated cuts are the same cuts; a dropped cut does not lose a frame", async () => {
     const out = fresh("edited-cuts");
-    await runToEnd({ out, seed: 2, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
-    await runToEnd({ out, template: { spec: TEMPLATE, frames: 4 } });
+    await runToEnd(base, { out, seed: 2, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
+    await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 4 } });
     editManifest(out, (m) => void (m.template.frames = [4, 3, 3, 4]));
     await eachFrameOnce(out, { frames: 5 });
     assert.deepEqual(JSON.parse(fs.readFileSync(manifestFile(out), "utf8")).template.frames, [3, 4, 5], "kept sorted, once each");
@@ -102,16 +77,16 @@ describe("the template cut follows the queue, not only manifest.json", () => {
 
   it("manifest.json's frames_per_job hand-edited (2 → 3): no frame rendered twice under other job ids", async () => {
     const out = fresh("edited-perjob");
-    await runToEnd({ out, seed: 2, template: { spec: TEMPLATE, frames: 4, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 2, template: { spec: TEMPLATE, frames: 4, framesPerJob: 2 } });
     editManifest(out, (m) => void (m.template.frames_per_job = 3));
     await eachFrameOnce(out, { frames: 6 });
   });
 
   it("manifest.json's frames_per_job hand-edited above the per-job limit: a dataset error naming manifest.json, not a RangeError", async () => {
     const out = fresh("huge-perjob");
-    await runToEnd({ out, seed: 2, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 2, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
     editManifest(out, (m) => void (m.template.frames_per_job = 1_000_000));
-    const refused = await runToEnd({ out, template: { spec: TEMPLATE, frames: 3 } }).then(() => undefined, (err: unknown) => err as Error);
+    const refused = await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 3 } }).then(() => undefined, (err: unknown) => err as Error);
     assert.ok(refused, "a cut of 1,000,000 frames per job is above LIMITS.maxFramesPerJob: it cannot be used");
     // The lock is released: the next start (with the cut fixed) runs.
     editManifest(out, (m) => void (m.template.frames_per_job = 2));
@@ -121,9 +96,9 @@ describe("the template cut follows the queue, not only manifest.json", () => {
 
   it("manifest.json's template.frames hand-edited above --frames' maximum: the refusal does not ask for an impossible --frames", async () => {
     const out = fresh("huge-cut");
-    await runToEnd({ out, seed: 2, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 2, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
     editManifest(out, (m) => void (m.template.frames = [2, 200_000_000]));
-    const refused = await runToEnd({ out, template: { spec: TEMPLATE, frames: 3 } }).then(() => undefined, (err: unknown) => err as Error);
+    const refused = await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 3 } }).then(() => undefined, (err: unknown) => err as Error);
     assert.ok(refused);
     assert.doesNotMatch(refused.message, /give --frames 200000000 or more/, `asks for more than the 100,000,000 --frames allows: ${refused.message}`);
   });
@@ -132,13 +107,13 @@ describe("the template cut follows the queue, not only manifest.json", () => {
 describe("a template start that is refused", () => {
   it("refused before anything was queued (a --handler given a template with randomize): its --frames does not pin the template, a smaller --frames runs next", async () => {
     const out = fresh("refused-pins");
-    const refused = await runToEnd({ out, seed: 4, template: { spec: TEMPLATE, frames: 1000, framesPerJob: 2 }, handler: async () => undefined }).then(
+    const refused = await runToEnd(base, { out, seed: 4, template: { spec: TEMPLATE, frames: 1000, framesPerJob: 2 }, handler: async () => undefined }).then(
       () => undefined,
       (err: unknown) => err as Error,
     );
     assert.match(String(refused), /randomize/, "a handler would draw nothing: refused");
     assert.deepEqual(readFrameRecords(out), []);
-    const next = await runToEnd({ out, template: { spec: TEMPLATE, frames: 2 } }).then(() => undefined, (err: unknown) => err as Error);
+    const next = await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 2 } }).then(() => undefined, (err: unknown) => err as Error);
     assert.equal(next, undefined, `nothing was queued or rendered, yet: ${next?.message}`);
     assert.deepEqual(templateFrames(out), upTo(2));
   });
@@ -147,8 +122,8 @@ describe("a template start that is refused", () => {
 describe("a template and a jobs file on the same --out", () => {
   it("a jobs-file job named frame-00000000 (1 frame, its own scene), then --template --frames 4 in jobs of 2: refused, or template frames 0…3 all rendered", async () => {
     const out = fresh("jobs-then-template");
-    await runToEnd({ out, seed: 3, jobs: [{ id: "frame-00000000", scene: SCENE, frames: [{}] } as JobSpec] });
-    const refused = await runToEnd({ out, template: { spec: TEMPLATE, frames: 4, framesPerJob: 2 } }).then(() => undefined, (err: unknown) => err as Error);
+    await runToEnd(base, { out, seed: 3, jobs: [{ id: "frame-00000000", scene: SCENE, frames: [{}] } as JobSpec] });
+    const refused = await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 4, framesPerJob: 2 } }).then(() => undefined, (err: unknown) => err as Error);
     if (refused) return assert.match(refused.message, /frame-00000000/);
     const lines = readFrameRecords(out).filter((r) => r.job === "frame-00000000");
     assert.equal(lines.length, 2, `template frame 1 (job frame-00000000 frame 1) was never rendered: the jobs file's job of that id was taken for it`);
@@ -157,9 +132,9 @@ describe("a template and a jobs file on the same --out", () => {
 
   it("a template, then a jobs file, then the template grown: the cut survives the jobs-file run", async () => {
     const out = fresh("template-jobs-template");
-    await runToEnd({ out, seed: 3, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
-    await runToEnd({ out, jobs: [{ id: "other", scene: SCENE, frames: [{}] } as JobSpec] });
-    await runToEnd({ out, template: { spec: TEMPLATE, frames: 4 } });
+    await runToEnd(base, { out, seed: 3, template: { spec: TEMPLATE, frames: 3, framesPerJob: 2 } });
+    await runToEnd(base, { out, jobs: [{ id: "other", scene: SCENE, frames: [{}] } as JobSpec] });
+    await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 4 } });
     assert.deepEqual(templateFrames(out), upTo(4));
   });
 });
@@ -185,7 +160,7 @@ describe("two exports into the same target at once", () => {
   let dataset: string;
   before(async () => {
     dataset = fresh("export-source");
-    await runToEnd({ out: dataset, seed: 9, template: { spec: TEMPLATE, frames: 6, framesPerJob: 2 } });
+    await runToEnd(base, { out: dataset, seed: 9, template: { spec: TEMPLATE, frames: 6, framesPerJob: 2 } });
   });
   const quiet = { log: () => undefined, note: () => undefined };
   const exportTo = (options: Omit<Parameters<typeof runExport>[0], "out">) =>
@@ -193,9 +168,9 @@ describe("two exports into the same target at once", () => {
 
   it("--webdataset DEST from two datasets at once (20 frames in one shard, 2 frames in shards of 1KB): DEST is one export's shards, not a mix, or one is refused", async () => {
     const small = fresh("export-small");
-    await runToEnd({ out: small, seed: 9, jobs: [{ id: "small", scene: SCENE, frames: [{}, {}] } as JobSpec] });
+    await runToEnd(base, { out: small, seed: 9, jobs: [{ id: "small", scene: SCENE, frames: [{}, {}] } as JobSpec] });
     const big = fresh("export-big");
-    await runToEnd({ out: big, seed: 9, template: { spec: TEMPLATE, frames: 20, framesPerJob: 5 } });
+    await runToEnd(base, { out: big, seed: 9, template: { spec: TEMPLATE, frames: 20, framesPerJob: 5 } });
     const dest = fresh("same-dest");
     // Both pass the target check before either has a staging folder; the one with less to do finishes first.
     const outcomes = await Promise.all([
@@ -230,12 +205,12 @@ describe("two exports into the same target at once", () => {
 describe("the line that binds the seed", () => {
   it("a line before the first real one with a seed but a bogus frame (-1, 1.5, \"0\") does not bind the dataset to another seed", async () => {
     const out = fresh("bogus-first");
-    await runToEnd({ out, seed: 5, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 5, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
     const index = path.join(out, "frames.jsonl");
     const [first] = readFrameRecords(out);
     const bogus = [-1, 1.5, "0"].map((frame) => JSON.stringify({ ...first, frame, seed: frameSeed(99, first.job, 0) }) + "\n");
     fs.writeFileSync(index, bogus.join("") + fs.readFileSync(index, "utf8"));
-    const log = await runToEnd({ out, template: { spec: TEMPLATE, frames: 3 } }).then((l) => l, (err: unknown) => err as Error);
+    const log = await runToEnd(base, { out, template: { spec: TEMPLATE, frames: 3 } }).then((l) => l, (err: unknown) => err as Error);
     assert.ok(Array.isArray(log), `refused: ${(log as Error).message}`);
     assert.deepEqual(templateFrames(out), upTo(3));
     assert.ok(readFrameRecords(out).every((r) => r.seed === frameSeed(5, r.job, r.frame)));
@@ -257,7 +232,7 @@ describe("shard names past shard-999999", () => {
 describe("verify of a dataset whose manifest.json is gone", () => {
   it("lines are not reported for a seed nobody recorded; nothing else changes", async () => {
     const out = fresh("verify-no-manifest");
-    await runToEnd({ out, seed: 11, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
+    await runToEnd(base, { out, seed: 11, template: { spec: TEMPLATE, frames: 2, framesPerJob: 2 } });
     fs.renameSync(manifestFile(out), manifestFile(out) + ".bak");
     const report = await verifyDataset(out);
     assert.ok(report.problems.every((p) => !/seed/.test(p.message)), report.problems.map((p) => p.message).join("\n"));
