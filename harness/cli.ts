@@ -87,6 +87,7 @@ const program = new Command("tabfarm")
   .action(async (raw, command: Command) => {
     if (raw.template && raw.frames === undefined) command.error("error: --template needs --frames <n> (how many frames to render)", { exitCode: 2 });
     if (raw.frames !== undefined && !raw.template) command.error("error: --frames counts the frames of a --template; give one (or use --demo <frames>)", { exitCode: 2 });
+    if (raw.framesPerJob !== undefined && raw.jobs) command.error("error: --frames-per-job cuts --demo and --template frames into jobs; a --jobs file's jobs list their own frames", { exitCode: 2 });
     const options: FarmCommandOptions = {
       ...raw,
       gl: raw.gl as GlBackend,

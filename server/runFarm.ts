@@ -208,6 +208,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
         );
       })
     : { added: 0, duplicates: 0 };
+  manifest.templateQueued();
   options.stop?.throwIfAborted();
   const startCounts = await queue.counts();
   log(

@@ -275,6 +275,8 @@ export class RunManifest {
   readonly classes: ClassTable;
   /** With a template: how to cut its frames into jobs (templateJobs), the same way as every earlier run. */
   readonly templateSplit?: TemplateSplit;
+  /** This run's template record, written by templateQueued. */
+  private readonly template?: TemplateEntry;
   private timer?: NodeJS.Timeout;
   private lastWrite = 0;
   private readonly log: (line: string) => void;
@@ -322,13 +324,15 @@ export class RunManifest {
       layers: { ...previous?.layers },
       classes,
       seed,
-      ...(template ?? previous?.template ? { template: template ?? previous?.template } : {}),
+      // This run's cut is recorded once its jobs are queued (templateQueued): a start refused while queueing pins nothing.
+      ...(previous?.template ? { template: previous.template } : {}),
       runs: [...(previous?.runs ?? []), this.run],
     };
     this.addLayers(options.layers);
     if (template && options.template) {
       const { frames_per_job, frames } = template;
       this.templateSplit = { frames: options.template.frames, framesPerJob: frames_per_job, cuts: frames };
+      this.template = template;
     }
     this.classes = new ClassTable(classes.map((c) => [c.label, c.id]));
     this.classes.onAdd = () => this.changed();
@@ -337,6 +341,13 @@ export class RunManifest {
   /** The manifest as it stands (a copy). */
   snapshot(): RunManifestData {
     return structuredClone({ ...this.data, classes: this.classes.entries() });
+  }
+
+  /** The template's jobs are queued: its cut is recorded (at once: a crash must not lose it). */
+  templateQueued(): void {
+    if (!this.template) return;
+    this.data.template = this.template;
+    this.tryWrite();
   }
 
   /** Layers a job or handler asked for; recorded when new. */

@@ -47,7 +47,7 @@ export interface AddOptions {
   replacePending?: boolean;
   /**
    * A job whose id is queued with another spec throws a ChangedJobError (server/queue/changedJobs.ts)
-   * instead: for sources whose ids must mean one spec (a template's jobs). Jobs added in earlier batches stay.
+   * instead, and the add leaves nothing queued: for sources whose ids must mean one spec (a template's jobs).
    */
   refuseChanged?: boolean;
 }

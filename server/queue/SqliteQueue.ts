@@ -188,9 +188,17 @@ export class SqliteQueue implements JobQueue {
         batch = [];
       }
     };
-    if (Symbol.asyncIterator in jobs) for await (const job of jobs) push(job);
-    else for (const job of jobs) push(job);
-    if (batch.length > 0) added += this.insertBatch(batch, changed, options);
+    const firstSeq = this.stmt.getMeta.get("next_seq") as number;
+    try {
+      if (Symbol.asyncIterator in jobs) for await (const job of jobs) push(job);
+      else for (const job of jobs) push(job);
+      if (batch.length > 0) added += this.insertBatch(batch, changed, options);
+    } catch (err) {
+      // refuseChanged: the whole add is refused, so the jobs its earlier batches added go too (one add per
+      // dataset at a time: the rows from firstSeq on, never taken, are this call's).
+      if (err instanceof ChangedJobError) this.stmt.removeAddedSince.run(firstSeq);
+      throw err;
+    }
     return { added, duplicates: seen - added, ...(changed.count > 0 ? { changed } : {}) };
   }
 
@@ -360,6 +368,7 @@ function prepareStatements(db: Database.Database) {
       `SELECT id, attempts, error_message, error_stack FROM jobs WHERE state = 'failed' ORDER BY seq`,
     ),
     state: db.prepare(`SELECT state FROM jobs WHERE id = ?`).pluck(),
+    removeAddedSince: db.prepare(`DELETE FROM jobs WHERE seq >= ? AND state = 'pending' AND attempts = 0`),
     doneJobs: db.prepare(`SELECT id, spec FROM jobs WHERE state = 'done' ORDER BY seq`),
     writeProbe: db.prepare(
       `INSERT INTO meta (key, value) VALUES ('write_probes', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1`,

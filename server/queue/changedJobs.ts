@@ -4,7 +4,7 @@
 import { canonicalJobJson, type JobSpec } from "../../protocol/job.js";
 import type { ChangedJobs, JobState } from "./JobQueue.js";
 
-/** A job whose id is queued with another spec, added with `refuseChanged`: nothing of its batch was added. */
+/** A job whose id is queued with another spec, added with `refuseChanged`: nothing of that add stays queued. */
 export class ChangedJobError extends Error {
   constructor(readonly id: string, readonly state: JobState) {
     super(`job ${id} is queued (${state}) with another spec than the one added now`);

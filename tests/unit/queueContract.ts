@@ -174,7 +174,7 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.equal((await q.add([makeJob("retried", 2)], { replacePending: true })).changed, undefined);
       }));
 
-    it("add with refuseChanged throws a ChangedJobError naming a known id whose spec differs, adding nothing of that batch", () =>
+    it("add with refuseChanged throws a ChangedJobError naming a known id whose spec differs, and nothing of that add stays queued", () =>
       withQueue({}, async (q) => {
         await q.add([makeJob("a", 1), makeJob("b", 1)]);
         assert.deepEqual(await q.add([makeJob("a", 1), makeJob("b", 1)], { refuseChanged: true }), { added: 0, duplicates: 2 }, "the same specs are no change");
@@ -184,6 +184,11 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
           return true;
         });
         assert.equal(await q.state("new"), null, "the batch with the changed job added nothing");
+        // Also jobs of earlier batches of the same add (a source of any length): 6,000 new ones, then the change.
+        const many = Array.from({ length: 6000 }, (_, i) => makeJob(`n${i}`, 1));
+        await assert.rejects(q.add([...many, makeJob("b", 2)], { refuseChanged: true }), ChangedJobError);
+        assert.equal(await q.state("n0"), null);
+        assert.equal((await q.counts()).total, 2, "only what was queued before the refused add");
         assert.deepEqual((await takeOrFail(q, "s1")).job, makeJob("a", 1));
       }));
 

@@ -302,12 +302,15 @@ describe("manifest.json: the dataset's seed", () => {
   it("a template's cut is kept: the same frames per job, and a job ending at every earlier --frames; it grows, never shrinks", async () => {
     const root = freshRoot();
     const first = await start(root, { template: { frames: 7, framesPerJob: 5 } });
+    assert.equal(readJson(root).template, undefined, "recorded once the jobs are queued, not before");
+    first.templateQueued();
     first.finish(undefined);
     assert.deepEqual(first.templateSplit, { frames: 7, framesPerJob: 5, cuts: [7] });
     assert.deepEqual(readJson(root).template, { frames_per_job: 5, frames: [7] });
     (await start(root)).finish(undefined); // a run without --template keeps the record
     assert.deepEqual(readJson(root).template, { frames_per_job: 5, frames: [7] });
     const grown = await start(root, { template: { frames: 12 } }); // --frames-per-job left out: the dataset's
+    grown.templateQueued();
     grown.finish(undefined);
     assert.deepEqual(grown.templateSplit, { frames: 12, framesPerJob: 5, cuts: [7, 12] });
     await assert.rejects(start(root, { template: { frames: 12, framesPerJob: 4 } }), /--frames-per-job 4: this dataset's template frames were cut into jobs of 5/);
