@@ -145,7 +145,8 @@ program
   .command("export")
   .description(
     "write a dataset that `verify` passes as WebDataset .tar shards (one sample per frame) and/or COCO detection JSON. " +
-      "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, not a dataset, or the export could not be written; " +
+      "It takes the dataset's lock: refused while a farm runs on the dataset, and a farm started during it is refused. " +
+      "Exit 0: written, 1: the dataset has problems (listed; nothing written), 2: bad options or targets, not a dataset, a farm holds the dataset, or the export could not be written; " +
       "128 + the signal's number when stopped by SIGINT, SIGTERM or SIGHUP (what it had not finished is removed)",
   )
   .requiredOption("--out <dir>", "dataset folder")

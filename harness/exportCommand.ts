@@ -1,16 +1,20 @@
 // `export --out DIR [--webdataset DEST [--shard-size 1GB]] [--coco FILE.json] [--overwrite]`: writes a dataset
 // that `verify` passes as WebDataset shards (server/export/webdataset.ts) and/or COCO JSON (server/export/coco.ts).
 // The targets are checked, their missing folders created and each claimed for this export (./exportClaim.ts:
-// another export writing it is refused) first (bad ones throw: the CLI exits 2), then the dataset is verified
-// (problems: exit 1, nothing written), then the exports read exactly the lines verify passed. An export that
-// fails or is stopped (`signal`) leaves no file, and removes the folders it created; its claims end with it.
+// another export writing it is refused) first (bad ones throw: the CLI exits 2), then the export takes the
+// dataset's own lock (server/dataset/datasetLock.ts), as a farm and `retry-failed` do: while a farm runs it is
+// refused (DatasetLockedError), and a farm started during the export is refused, so no line is appended and
+// frames.jsonl is not compacted while the export reads it. Then the dataset is verified (problems: exit 1,
+// nothing written), then the exports read exactly the lines verify passed. An export that fails or is stopped
+// (`signal`) leaves no file, and removes the folders it created; its claims and the lock end with it.
 import fs from "node:fs";
 import path from "node:path";
 import { formatProblem, verifyDataset } from "../server/dataset/verifyDataset.js";
-import { readHolder } from "../server/dataset/datasetLock.js";
+import { DatasetLock } from "../server/dataset/datasetLock.js";
+import { inspectDataset } from "../server/dataset/openDataset.js";
 import { checkCocoFile, claimCocoFile, writeCoco } from "../server/export/coco.js";
-import type { ExportClaim } from "../server/export/exportClaim.js";
-import { createFolders, ExportRefused, exportTarget, indexIdentity, removeCreatedFolders, throwIfStopped } from "../server/export/exportSource.js";
+import { cocoFileLock, type ExportClaim } from "../server/export/exportClaim.js";
+import { createFolders, ExportRefused, exportTarget, holdIndex, removeCreatedFolders, throwIfStopped, type ExportTarget, type HeldIndex } from "../server/export/exportSource.js";
 import { checkShardFolder, claimShardFolder, DEFAULT_SHARD_BYTES, parseShardSize, writeWebDataset } from "../server/export/webdataset.js";
 import { untilAborted } from "./shutdown.js";
 
@@ -44,15 +48,15 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
   const root = realPathOrSelf(options.out);
   const dest = options.webdataset === undefined ? undefined : exportTarget(root, options.webdataset, "--webdataset", "folder");
   const coco = options.coco === undefined ? undefined : exportTarget(root, options.coco, "--coco", "file");
+  if (dest !== undefined && coco !== undefined) refuseOverlap(dest, options.webdataset!, coco, options.coco!);
   if (dest !== undefined) checkShardFolder(dest.path, overwrite);
   if (coco !== undefined) checkCocoFile(coco.path, overwrite);
-  if (dest !== undefined && coco !== undefined && (coco.path === dest.path || coco.path.startsWith(dest.path + path.sep))) {
-    throw new ExportRefused(`--coco ${options.coco}: is inside the --webdataset folder; write it elsewhere`);
-  }
 
   // Also before verify: a target the file system can't hold (read-only, full, under /proc) fails fast.
   const created: string[] = [];
   const claims: { dest?: ExportClaim; coco?: ExportClaim } = {};
+  let lock: DatasetLock | undefined;
+  let held: HeldIndex | undefined;
   /** Targets written completely (each is whole or absent; with both, the first may be written when the second fails). */
   const written: string[] = [];
   let succeeded = false;
@@ -63,11 +67,11 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
     if (dest !== undefined) claims.dest = claimShardFolder(dest.path);
     if (coco !== undefined) claims.coco = claimCocoFile(coco.path);
 
-    const identity = indexIdentity(root); // before verify reads it: the exports read the file verify read
-    const report = await Promise.race([verifyDataset(options.out), untilAborted(options.signal)]);
-    const index = { lines: report.lines, identity };
-    const holder = readHolder(report.root);
-    if (holder) note(`export: note: a farm (pid ${holder.pid} on host ${holder.host}, since ${holder.started}) holds this dataset's lock; only the ${report.lines} line(s) verified now are exported`);
+    const locked = await lockDataset(options.out, note);
+    lock = locked.lock;
+    held = holdIndex(locked.root); // before verify reads it: the exports read the file verify read
+    const report = await Promise.race([verifyDataset(locked.root), untilAborted(options.signal)]);
+    const index = { lines: report.lines, identity: held.identity };
     if (report.problemCount > 0) {
       for (const problem of report.problems.slice(0, EXPORT_PROBLEMS_SHOWN)) log(formatProblem(problem));
       if (report.problemCount > EXPORT_PROBLEMS_SHOWN) log(`… and ${report.problemCount - EXPORT_PROBLEMS_SHOWN} more problem(s) (\`verify --out ${options.out}\` lists them)`);
@@ -75,6 +79,7 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
       return 1;
     }
     throwIfStopped(options.signal);
+    note(`export: verify passed (${report.lines} line(s)); writing the export`);
 
     if (dest !== undefined) {
       const shards = await writeWebDataset(report.root, dest.path, { shardBytes, overwrite, index, signal: options.signal, claim: claims.dest });
@@ -93,9 +98,34 @@ export async function runExport(options: ExportCommandOptions, log = (line: stri
   } finally {
     claims.dest?.release(); // before the folders: DEST holds its lock file
     claims.coco?.release();
+    held?.release();
+    lock?.release();
     // The folders made for an export that failed, each only if empty (whole shards written before COCO failed stay).
     if (!succeeded) removeCreatedFolders(created);
     if (!succeeded && written.length) note(`export: ${written.join(" and ")} had been written completely before the export ended; kept`);
+  }
+}
+
+/**
+ * The dataset's lock, taken only on a folder `verify` accepts (a missing or foreign --out throws verify's
+ * DatasetOpenError: no lock file is made in someone else's folder); a farm holding it throws DatasetLockedError.
+ */
+async function lockDataset(out: string, log: (line: string) => void): Promise<{ root: string; lock: DatasetLock }> {
+  const { root, queue } = inspectDataset(out);
+  await queue.close();
+  return { root, lock: DatasetLock.acquire(root, log) };
+}
+
+/**
+ * Refuses a --coco FILE or its lock FILE.lock that is the --webdataset folder, inside it, or holds it (so
+ * also FILE or FILE.lock being DEST/.tabfarm-export.lock): the two targets would write or lock each other's files.
+ */
+function refuseOverlap(dest: ExportTarget, webdataset: string, coco: ExportTarget, cocoOption: string): void {
+  const overlap = (a: string, b: string) => a === b || a.startsWith(b + path.sep) || b.startsWith(a + path.sep);
+  for (const [file, what] of [[coco.path, "the COCO file"], [cocoFileLock(coco.path), `the COCO file's lock ${cocoFileLock(coco.path)}`]] as const) {
+    if (overlap(file, dest.path)) {
+      throw new ExportRefused(`--coco ${cocoOption} and --webdataset ${webdataset}: ${what} and the --webdataset folder ${dest.path} overlap (one is, or is inside, the other); give them paths apart`);
+    }
   }
 }
 

@@ -2,11 +2,12 @@
 // exclusively (O_CREAT|O_EXCL: of two exports, exactly one creates it), holding {pid, host, started, claim}, and
 // removes it when it ends (in a finally: also when it fails or is stopped by a signal). A --webdataset DEST's
 // lock is DEST/.tabfarm-export.lock, a --coco FILE's is FILE.lock. A lock left by an export killed outright
-// (SIGKILL, a crash) names a process that is gone: the next export on the same host removes it and claims
-// the target (once: if another export claimed it meanwhile, that one has it). Any other lock file is a live
-// export's, or can't be told from one (another host's, unreadable): refused, naming the file to remove if no
-// export runs. Whatever else a claimed target holds of an export's (a staging folder, a .partial file) is not
-// a live export's: the claimer may remove it.
+// (SIGKILL, a crash) names a process that is gone, or this very process but none of its live claims (a
+// restarted container hands the new export the killed one's pid): the next export on the same host removes
+// it and claims the target (once: if another export claimed it meanwhile, that one has it). Any other lock
+// file is a live export's, or can't be told from one (another host's, unreadable): refused, naming the file
+// to remove if no export runs. Whatever else a claimed target holds of an export's (a staging folder, a
+// .partial file) is not a live export's: the claimer may remove it.
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -28,6 +29,9 @@ interface LockHolder {
   /** Random: tells two claims of one process in the same millisecond apart (a release removes only its own lock). */
   claim?: string;
 }
+
+/** The claim ids of this process's claims not yet released: a lock naming this pid with another id is stale. */
+const liveClaims = new Set<string>();
 
 /** A lock file is one short line; a bigger one is not an export's, and is not read. */
 const MAX_LOCK_BYTES = 4096;
@@ -56,6 +60,7 @@ export function claimTarget(lockFile: string, what: string, target: string, kind
       } finally {
         fs.closeSync(fd);
       }
+      liveClaims.add(holder.claim!);
       return claimOf(lockFile, holder);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
@@ -64,9 +69,10 @@ export function claimTarget(lockFile: string, what: string, target: string, kind
     }
     const previous = readLock(lockFile);
     if (previous === undefined && attempt === 0) continue; // released meanwhile
-    const stale = typeof previous === "object" && previous.host === os.hostname() && !processAlive(previous.pid);
+    const stale = typeof previous === "object" && previous.host === os.hostname() &&
+      (previous.pid === process.pid ? !liveClaims.has(previous.claim ?? "") : !processAlive(previous.pid));
     if (!stale || attempt > 0) throw refusal(lockFile, what, target, kind, previous ?? "it was removed and created again meanwhile");
-    // Removed only while it still names that dead process (another export may have taken it over meanwhile).
+    // Removed only while it still names that dead process or claim (another export may have taken it over meanwhile).
     if (sameHolder(readLock(lockFile), previous)) fs.rmSync(lockFile, { force: true });
   }
 }
@@ -78,6 +84,7 @@ function claimOf(lockFile: string, holder: LockHolder): ExportClaim {
     release() {
       if (released) return;
       released = true;
+      liveClaims.delete(holder.claim!);
       if (sameHolder(readLock(lockFile), holder)) fs.rmSync(lockFile, { force: true });
     },
   };

@@ -36,10 +36,41 @@ export function indexIdentity(root: string): string | undefined {
   return stat && `${stat.dev}:${stat.ino}`;
 }
 
+/** frames.jsonl held open by an export: its identity, and release() to close it. */
+export interface HeldIndex {
+  identity: string | undefined;
+  release(): void;
+}
+
+/**
+ * Opens frames.jsonl and keeps it open until release(): while a file is open its inode is not freed, so a
+ * file that replaces it (the export holds the dataset's lock, so not a farm's) can't be given the same
+ * inode number and pass for it. Never follows a link nor waits on a FIFO; one that can't be opened is not
+ * held (verify reports it), and its identity is read as indexIdentity does.
+ */
+export function holdIndex(root: string): HeldIndex {
+  let fd: number;
+  try {
+    fd = fs.openSync(path.join(root, FRAMES_INDEX), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch {
+    return { identity: indexIdentity(root), release() {} };
+  }
+  const stat = fs.fstatSync(fd);
+  let open = true;
+  return {
+    identity: `${stat.dev}:${stat.ino}`,
+    release() {
+      if (open) fs.closeSync(fd);
+      open = false;
+    },
+  };
+}
+
 /**
  * The lines `verify` read and passed. Lines a farm appends after that are not exported (they were not
- * verified). Every pass first checks that frames.jsonl is the file verify read: a farm that compacts it
- * (at its start and end) replaces it, and a later pass would read other lines at the same numbers. Throws
+ * verified). Every pass first checks that frames.jsonl is the file verify read: a file that replaces it
+ * (a farm compacts it at its start and end; export holds the dataset's lock, so only another program
+ * can) would give other lines at the same numbers. Throws
  * if it was replaced or a line is not a record (the dataset changed since it was verified).
  */
 export async function* verifiedLines(root: string, index: VerifiedIndex): AsyncGenerator<VerifiedLine> {
@@ -47,7 +78,7 @@ export async function* verifiedLines(root: string, index: VerifiedIndex): AsyncG
   let read = 0;
   if (lines <= 0) return;
   if (indexIdentity(root) !== index.identity) {
-    throw new Error(`${path.join(root, FRAMES_INDEX)}: was replaced after it was verified (a farm compacted it?): export again`);
+    throw new Error(`${path.join(root, FRAMES_INDEX)}: was replaced after it was verified (by a program other than tabfarm: no farm runs during an export): export again`);
   }
   for await (const { line, record, text, error } of readFrameLines(root)) {
     if (!record || text === undefined) throw new Error(`${path.join(root, FRAMES_INDEX)}:${line}: ${error} (the dataset changed after it was verified)`);

@@ -64,6 +64,22 @@ describe("claiming an export's target", () => {
     assert.ok(fs.lstatSync(shardFolderLock(dest)).isSymbolicLink() && fs.existsSync(outside));
   });
 
+  it("a lock naming this very process is refused while that claim is live, and taken over once it is not (no claim id, another id, or its claim released but the file put back)", () => {
+    const dest = freshFolder("own-pid");
+    const live = claimFolder(dest);
+    const text = fs.readFileSync(shardFolderLock(dest), "utf8");
+    assert.throws(() => claimFolder(dest), refusedBy(new RegExp(`another export \\(pid ${process.pid}\\)`)));
+    live.release();
+    const mine = { pid: process.pid, host: os.hostname(), started: "2026-01-01T00:00:00Z" };
+    for (const lock of [text, mine, { ...mine, claim: "0123456789abcdef" }]) {
+      writeLock(dest, lock);
+      const claim = claimFolder(dest);
+      assert.notEqual(fs.readFileSync(shardFolderLock(dest), "utf8"), typeof lock === "string" ? lock : JSON.stringify(lock));
+      claim.release();
+      assert.ok(!fs.existsSync(shardFolderLock(dest)));
+    }
+  });
+
   it("release leaves a lock that is no longer this claim's (removed by hand, then another export claimed)", () => {
     const dest = freshFolder("taken");
     const first = claimFolder(dest);

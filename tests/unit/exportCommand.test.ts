@@ -12,6 +12,8 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { openDataset } from "../../server/dataset/openDataset.js";
+import { DatasetLockedError, LOCK_HOLDER_FILE } from "../../server/dataset/datasetLock.js";
+import { claimTarget, cocoFileLock, shardFolderLock } from "../../server/export/exportClaim.js";
 import { verifyDataset } from "../../server/dataset/verifyDataset.js";
 import { RUN_MANIFEST_FILE } from "../../server/dataset/RunManifest.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
@@ -21,7 +23,7 @@ import { parseShardSize, writeWebDataset } from "../../server/export/webdataset.
 import { writeCoco } from "../../server/export/coco.js";
 import { runExport } from "../../harness/exportCommand.js";
 import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "../integration/fullDisk.js";
-import { spawnFarmCli } from "../integration/cli.js";
+import { runFarmCli, spawnFarmCli } from "../integration/cli.js";
 import { python, pythonRle } from "../pythonCoco.js";
 
 let base: string;
@@ -574,6 +576,21 @@ describe("export targets that are odd", () => {
     assert.equal((await verifyDataset(inner)).problemCount, 0);
   });
 
+  it("--coco FILE and --webdataset DEST whose paths or lock files overlap (DEST = FILE.lock or under it, FILE = DEST's lock, DEST under FILE): refused naming both, nothing made", async () => {
+    const where = fresh("overlap");
+    fs.mkdirSync(where);
+    const file = path.join(where, "coco.json");
+    const dest = path.join(where, "wds");
+    for (const [webdataset, coco] of [
+      [cocoFileLock(file), file], [path.join(cocoFileLock(file), "wds"), file], [path.join(file, "wds"), file],
+      [dest, shardFolderLock(dest)], [dest, path.join(dest, ".tabfarm-export")], [dest, path.join(dest, "sub", "coco.json")],
+    ]) {
+      await assert.rejects(exportDataset({ out, webdataset, coco }), (err: Error) =>
+        err instanceof ExportRefused && err.message.startsWith(`--coco ${coco} and --webdataset ${webdataset}: `) && /overlap/.test(err.message), `${webdataset} ${coco}`);
+      assert.deepEqual(fs.readdirSync(where), [], `${webdataset} ${coco}: nothing made`);
+    }
+  });
+
   it("--coco with a trailing slash names a folder: not written as a file of that name", async () => {
     const dir = fresh("slash");
     await assert.rejects(exportDataset({ out, coco: `${dir}/` }), /--coco .*: names a folder \(it ends in "\/"\)/);
@@ -645,6 +662,19 @@ describe("an export stopped by a signal", () => {
     assert.deepEqual(left, { SIGTERM: "no folder", SIGINT: "no folder" }, "what each stopped export left");
   });
 
+  it("a farm started while an export runs is refused, naming the export's pid (the export holds the dataset's lock); the export goes on", async () => {
+    const dest = fresh("wds");
+    const { child, output, exited } = await exportUntilMidway(out, dest);
+    try {
+      await assert.rejects(openDataset(out, { create: false, log: () => {} }), (err: Error) =>
+        err instanceof DatasetLockedError && err.message.includes(`in use by another tabfarm (pid ${child.pid} on host ${os.hostname()}`));
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal((await exited).code, 143, output());
+    await (await openDataset(out, { create: false, log: () => {} })).close(); // the stopped export released it
+  });
+
   it("SIGKILL mid-export: no shard in DEST (only the staging folder and the lock); the next export takes the lock over, removes that folder and writes a whole export", async () => {
     const dest = fresh("wds");
     const { child, exited } = await exportUntilMidway(out, dest);
@@ -694,7 +724,6 @@ describe("one export per target", () => {
     const specs: FrameSpec[] = Array.from({ length: 40 }, (_, i) => ({ job: "j", frame: i, width: 64, height: 48, ids: idsFrom(64, 48, (x) => (x % 3) + 1), labels: { 1: { label: "a", class: 1 }, 2: { label: "b", class: 2 }, 3: { label: "c", class: 3 } } }));
     frames = (await makeDataset(out, specs)).length;
   });
-  const liveLock = () => JSON.stringify({ pid: process.pid, host: os.hostname(), started: "2026-01-01T00:00:00Z" });
   /** Runs `then` once `ready()` holds, looking every millisecond (bounded: 20,000 looks). */
   async function when(ready: () => boolean, then: () => void): Promise<void> {
     for (let i = 0; i < 20_000 && !ready(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
@@ -705,7 +734,8 @@ describe("one export per target", () => {
   it("a target another live export has claimed is refused before verify (ExportRefused naming its pid and lock file), and nothing of the other's is touched", async () => {
     const dest = fresh("wds");
     fs.mkdirSync(path.join(dest, `.tabfarm-export-${process.pid}-0123abcd`), { recursive: true });
-    fs.writeFileSync(path.join(dest, ".tabfarm-export.lock"), liveLock());
+    // A live export's claims: this process's own (a lock naming this pid but none of its claims is stale).
+    const other = claimTarget(shardFolderLock(dest), "--webdataset", dest, "folder");
     const notADataset = fresh("nothing"); // verify would refuse it: the claim is refused first
     await assert.rejects(exportDataset({ out: notADataset, webdataset: dest }), (err: Error) =>
       err instanceof ExportRefused && err.message === `--webdataset ${dest}: another export (pid ${process.pid}) is writing into it; wait for it, or remove ${dest}/.tabfarm-export.lock if no export runs`);
@@ -713,12 +743,14 @@ describe("one export per target", () => {
 
     const file = path.join(fresh("coco"), "coco.json");
     fs.mkdirSync(path.dirname(file));
-    fs.writeFileSync(`${file}.lock`, liveLock());
+    const otherCoco = claimTarget(cocoFileLock(file), "--coco", file, "file");
     fs.writeFileSync(`${file}.partial`, "being written");
     await assert.rejects(exportDataset({ out, coco: file }), (err: Error) =>
       err instanceof ExportRefused && err.message === `--coco ${file}: another export (pid ${process.pid}) is writing it; wait for it, or remove ${file}.lock if no export runs`);
     assert.equal(fs.readFileSync(`${file}.partial`, "utf8"), "being written", "the live export's partial file is not removed");
     assert.ok(!fs.existsSync(file));
+    other.release();
+    otherCoco.release();
   });
 
   it("with DEST claimed, a staging folder not its own is a dead export's, whatever pid it names: removed", async () => {
@@ -747,5 +779,51 @@ describe("one export per target", () => {
     await assert.rejects(running, (err: Error) => err instanceof ExportRefused && err.message === `--coco ${file}: already exists; give another name, or --overwrite to replace it`);
     assert.deepEqual(fs.readdirSync(folder), ["coco.json"]);
     assert.equal(fs.readFileSync(file, "utf8"), "someone's");
+  });
+});
+
+describe("export and a farm on the same dataset: export takes the dataset's lock", () => {
+  let out: string;
+  before(async () => {
+    out = fresh("locked");
+    await makeDataset(out, [{ job: "j", frame: 0, width: 3, height: 2, ids: idsFrom(3, 2, (x) => (x === 1 ? 1 : 0)), labels: { 1: { label: "a", class: 1 } } }], [{ id: 1, label: "a" }]);
+  });
+
+  it("while a farm holds it (another process): exit 2 with the lock's message before verify, nothing written, the dataset untouched", async () => {
+    const before = fs.readdirSync(out).sort();
+    const farm = await openDataset(out, { create: false, log: () => {} }); // this process is the farm; the CLI is another
+    const targets = fresh("targets");
+    try {
+      const { code, output } = await runFarmCli(["export", "--out", out, "--webdataset", path.join(targets, "wds"), "--coco", path.join(targets, "c", "coco.json")], 60_000);
+      assert.equal(code, 2, output);
+      assert.match(output, new RegExp(`^tabfarm: --out ${out}: the dataset is in use by another tabfarm \\(pid ${process.pid} on host `, "m"));
+      assert.doesNotMatch(output, /verif/, "refused before verify");
+    } finally {
+      await farm.close();
+    }
+    assert.ok(!fs.existsSync(targets), "no folder, shard, COCO file or lock made");
+    assert.deepEqual(fs.readdirSync(out).sort(), before, "the farm's files as it left them");
+  });
+
+  it("a missing or foreign --out is refused with verify's message, and gets no lock file", async () => {
+    const foreign = fresh("foreign");
+    fs.mkdirSync(foreign);
+    fs.writeFileSync(path.join(foreign, "notes.txt"), "mine");
+    for (const [folder, message] of [[fresh("missing"), /no such folder/], [foreign, /not a tabfarm dataset|someone else/]] as const) {
+      const err = await runExport({ out: folder, coco: path.join(fresh("c"), "coco.json") }, () => {}, () => {}).then(() => undefined, (e: Error) => e);
+      const verifyErr = await verifyDataset(folder).then(() => undefined, (e: Error) => e);
+      assert.equal(err?.message, verifyErr?.message);
+      assert.match(String(err?.message), message);
+    }
+    assert.deepEqual(fs.readdirSync(foreign), ["notes.txt"]);
+  });
+
+  it("released when the export ends, written or refused (a farm can open the dataset; no holder left)", async () => {
+    const dest = fresh("wds");
+    assert.equal((await exportDataset({ out, webdataset: dest })).code, 0);
+    await assert.rejects(exportDataset({ out, webdataset: dest }), ExportRefused); // shards there, no --overwrite
+    await assert.rejects(exportDataset({ out, coco: "/proc/tabfarm-no/coco.json" }), ExportRefused);
+    assert.ok(!fs.existsSync(path.join(out, LOCK_HOLDER_FILE)));
+    await (await openDataset(out, { create: false, log: () => {} })).close();
   });
 });
