@@ -12,9 +12,10 @@
 // dead export's (removed), never a live one's.
 import fs from "node:fs";
 import type fsp from "node:fs/promises";
+import path from "node:path";
 import sharp from "sharp";
 import { readRunManifest } from "../dataset/RunManifest.js";
-import { writeAll } from "../dataset/DatasetWriter.js";
+import { FRAMES_INDEX, writeAll } from "../dataset/DatasetWriter.js";
 import { labelProblem } from "../../protocol/instances.js";
 import type { FrameInstance } from "../session/Session.js";
 import { instanceRuns, runsToCocoString } from "./cocoRle.js";
@@ -114,11 +115,15 @@ async function writeClaimedCoco(root: string, file: string, options: CocoOptions
   const result: CocoResult = { images: 0, annotations: 0, categories: 0, unlabelled: 0, labelledWithoutClass: 0, framesWithoutMask: 0 };
   await writeThenRename(file, async (handle) => {
     const out = new BufferedText(handle);
-    const info = { description: "tabfarm dataset", date_created: new Date().toISOString(), tabfarm_dataset: root };
+    // Reproducible, as the shards are: the dataset's own date (manifest.json's last update, else frames.jsonl's
+    // modification time) and its folder's name, not the time of the export or where the folder is.
+    const manifest = readRunManifest(root);
+    const dated = manifest?.updated ?? fs.statSync(path.join(root, FRAMES_INDEX), { throwIfNoEntry: false })?.mtime.toISOString() ?? null;
+    const info = { description: "tabfarm dataset", date_created: dated, tabfarm_dataset: path.basename(root) };
     await out.write(`{"info":${JSON.stringify(info)},"licenses":[],"images":[`);
     // Every class a line names is in manifest.json's table too unless the manifest lagged behind a crash,
     // or the line was written by hand (verify takes any label string).
-    const categories = new Categories(readRunManifest(root)?.classes ?? []);
+    const categories = new Categories(manifest?.classes ?? []);
     for await (const { record } of verifiedLines(root, options.index)) {
       throwIfStopped(options.signal);
       const image = { id: ++result.images, file_name: record.file, width: record.width, height: record.height, tabfarm_job: record.job, tabfarm_frame: record.frame };

@@ -269,6 +269,17 @@ describe("WebDataset shards of odd datasets verify passes", () => {
     }
   });
 
+  it("byte-identical COCO files from two exports of the same dataset a second apart (the dataset's date, not the export's; no absolute path)", async () => {
+    const files = [fresh("coco") + ".json", fresh("coco") + ".json"];
+    await exportDataset({ out, coco: files[0] });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await exportDataset({ out, coco: files[1] });
+    assert.ok(fs.readFileSync(files[0]).equals(fs.readFileSync(files[1])));
+    const { info } = JSON.parse(fs.readFileSync(files[0], "utf8"));
+    assert.equal(info.tabfarm_dataset, path.basename(fs.realpathSync(out)));
+    assert.equal(info.date_created, JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")).updated, "manifest.json's last update");
+  });
+
   it("an rgb file whose name has no extension or an upper-case one still gets the member rgb.<format> (WebDataset decodes by extension)", async () => {
     const odd = fresh("rgb-names");
     await makeDataset(odd, [
