@@ -32,6 +32,9 @@ export interface DatasetWriterOptions {
   writeThreads?: number;
 }
 
+/** A frame's name in the dataset (its files' stem, an export's key): its index in 6 digits, 000042. */
+export const frameStem = (frame: number): string => String(frame).padStart(6, "0");
+
 export class DatasetWriter {
   private madeDirs = new Set<string>();
   private appendChain: Promise<void> = Promise.resolve();
@@ -58,7 +61,7 @@ export class DatasetWriter {
     if (!Number.isSafeInteger(frame) || frame < 0) throw new Error(`frame index ${frame} must be a whole number ≥ 0`);
     const ext = Object.hasOwn(EXT, format) ? EXT[format] : undefined;
     if (!ext) throw new Error(`unknown image format ${JSON.stringify(format)}`);
-    const name = String(frame).padStart(6, "0");
+    const name = frameStem(frame);
     return path.posix.join("images", job, layer === "rgb" ? `${name}.${ext}` : `${name}.${layer}.${ext}`);
   }
 

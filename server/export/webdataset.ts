@@ -26,7 +26,7 @@ import fs from "node:fs";
 import path from "node:path";
 import tar from "tar-stream";
 import { LAYERS } from "../../protocol/layers.js";
-import { EXT, writeAll } from "../dataset/DatasetWriter.js";
+import { EXT, frameStem, writeAll } from "../dataset/DatasetWriter.js";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { recordFiles } from "../dataset/readDataset.js";
 import { claimTarget, shardFolderLock, type ExportClaim } from "./exportClaim.js";
@@ -62,7 +62,7 @@ export function parseShardSize(text: string): number {
 
 /** A frame's sample key: "<job>/<frame as 6 digits>", with any "." of the job id as "%2E" (a key holds no dot). */
 export function sampleKey(job: string, frame: number): string {
-  return `${job.replaceAll(".", "%2E")}/${String(frame).padStart(6, "0")}`;
+  return `${job.replaceAll(".", "%2E")}/${frameStem(frame)}`;
 }
 
 /** The member names of a frame's sample, with the dataset path each comes from (the json member has none). */
