@@ -377,8 +377,13 @@ export const RandomizeListSchema = z
 /**
  * An issue for each element randomizer whose key names no element of `scene` (walked without
  * recursion); paths are relative to the list. `scene` undefined: the job has no scene of its own.
+ * `whose` names the scene in the message (a job's own, or the run's for a job without one).
  */
-export function randomizerKeyProblems(list: readonly Randomizer[], scene: SceneElement | undefined): { path: PropertyKey[]; message: string }[] {
+export function randomizerKeyProblems(
+  list: readonly Randomizer[],
+  scene: SceneElement | undefined,
+  whose = "the job's scene",
+): { path: PropertyKey[]; message: string }[] {
   const keys = new Set<unknown>();
   const stack: unknown[] = scene === undefined ? [] : [scene];
   while (stack.length > 0) {
@@ -394,7 +399,7 @@ export function randomizerKeyProblems(list: readonly Randomizer[], scene: SceneE
       path: [i, "key"],
       message: scene === undefined
         ? `no element with key "${r.key}": the job has no scene of its own to randomize`
-        : `no element with key "${r.key}" in the job's scene`,
+        : `no element with key "${r.key}" in ${whose}`,
     });
   });
   return problems;

@@ -309,10 +309,8 @@ function randomizeProblem(randomize: readonly Randomizer[] | undefined, ownScene
       "(drawFrame(job.spec.randomize, job.frameSeed(i)) from server/dispatch/randomizeFrame.ts; save with {randomized}) and name them otherwise, e.g. in params";
   }
   if (ownScene) return undefined; // checked against its own scene when the job was read (protocol/job.ts)
-  const problem = randomizerKeyProblems(randomize, runScene)[0];
-  if (!problem) return undefined;
-  const key = (randomize[problem.path[0] as number] as { key?: string }).key;
-  return `${formatPath(["randomize", ...problem.path])}: no element with key ${JSON.stringify(key)} in the run's scene (there is no scene of its own to randomize)`;
+  const problem = randomizerKeyProblems(randomize, runScene, "the run's scene (there is no scene of its own to randomize)")[0];
+  return problem && `${formatPath(["randomize", ...problem.path])}: ${problem.message}`;
 }
 
 /** A template the run can't render refuses the start. */
