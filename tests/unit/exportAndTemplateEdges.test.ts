@@ -9,14 +9,13 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { JobSpec } from "../../protocol/job.js";
-import type { Template } from "../../server/jobs/templateJobs.js";
 import { runExport } from "../../harness/exportCommand.js";
 import { claimTarget, cocoFileLock, shardFolderLock } from "../../server/export/exportClaim.js";
 import { ExportRefused } from "../../server/export/exportSource.js";
 import { DatasetLock, DatasetLockedError } from "../../server/dataset/datasetLock.js";
 import { SqliteQueue } from "../../server/queue/SqliteQueue.js";
 import { frameSeed } from "../../server/dataset/seeds.js";
-import { runToEnd, templateFrames } from "./fakeRun.js";
+import { BOX_COLOUR_TEMPLATE as TEMPLATE, BOX_SCENE as SCENE, runToEnd, templateFrames, upTo } from "./fakeRun.js";
 import { runFarmCli } from "../integration/cli.js";
 
 let base: string;
@@ -25,9 +24,6 @@ after(() => fs.rmSync(base, { recursive: true, force: true }));
 let count = 0;
 const fresh = (name: string) => path.join(base, `${name}-${++count}`);
 
-const SCENE = { tag: "DefaultScene", key: "root", children: [{ tag: "Box", key: "box" }] };
-const TEMPLATE = { scene: SCENE, width: 16, height: 12, randomize: [{ key: "box", prop: "color", hsv: {} }] } as Template;
-const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (err: unknown) => err as Error);
 
 describe("an export's claim when a pid is reused", () => {

@@ -140,6 +140,10 @@ async function makeDataset(out: string, frames: FrameSpec[], classes: { id: numb
 }
 
 /** An export through the command (verify, then write); its log lines. Throws what the command throws. */
+/** The smallest dataset an export writes everything for: one 3×2 frame with one labelled instance (class 1, "a"). */
+const makeOneFrameDataset = (out: string) =>
+  makeDataset(out, [{ job: "j", frame: 0, width: 3, height: 2, ids: idsFrom(3, 2, (x) => (x === 1 ? 1 : 0)), labels: { 1: { label: "a", class: 1 } } }], [{ id: 1, label: "a" }]);
+
 async function exportDataset(options: Parameters<typeof runExport>[0]): Promise<{ code: number; log: string[] }> {
   const log: string[] = [];
   const code = await runExport(options, (line) => log.push(line), (line) => log.push(line));
@@ -517,7 +521,7 @@ describe("export targets that are odd", () => {
   let out: string;
   before(async () => {
     out = fresh("targets");
-    await makeDataset(out, [{ job: "j", frame: 0, width: 3, height: 2, ids: idsFrom(3, 2, (x) => (x === 1 ? 1 : 0)), labels: { 1: { label: "a", class: 1 } } }], [{ id: 1, label: "a" }]);
+    await makeOneFrameDataset(out);
   });
 
   it("--coco a folder, a FIFO, /dev/null, or the same path as --webdataset or a shard in it: refused, nothing written", async () => {
@@ -797,7 +801,7 @@ describe("export and a farm on the same dataset: export takes the dataset's lock
   let out: string;
   before(async () => {
     out = fresh("locked");
-    await makeDataset(out, [{ job: "j", frame: 0, width: 3, height: 2, ids: idsFrom(3, 2, (x) => (x === 1 ? 1 : 0)), labels: { 1: { label: "a", class: 1 } } }], [{ id: 1, label: "a" }]);
+    await makeOneFrameDataset(out);
   });
 
   it("while a farm holds it (another process): exit 2 with the lock's message before verify, nothing written, the dataset untouched", async () => {

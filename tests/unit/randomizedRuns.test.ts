@@ -17,7 +17,7 @@ import { readTemplate, type Template } from "../../server/jobs/templateJobs.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 import { DatasetOpenError } from "../../server/dataset/openDataset.js";
 import { verifyDataset } from "../../server/dataset/verifyDataset.js";
-import { runToEnd, templateFrames } from "./fakeRun.js";
+import { BOX_SCENE as SCENE, runToEnd, templateFrames } from "./fakeRun.js";
 
 let base: string;
 before(() => (base = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-randomize-hostile-"))));
@@ -25,7 +25,6 @@ after(() => fs.rmSync(base, { recursive: true, force: true }));
 let count = 0;
 const fresh = (name: string) => path.join(base, `${name}-${++count}`);
 
-const SCENE = { tag: "DefaultScene", key: "root", children: [{ tag: "Box", key: "box" }] };
 const TEMPLATE = {
   scene: SCENE, width: 16, height: 12,
   randomize: [{ key: "box", prop: "position", uniform: [[-1, 0, -1], [1, 1, 1]] }, { key: "box", prop: "color", hsv: {} }],

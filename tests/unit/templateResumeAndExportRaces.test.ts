@@ -8,12 +8,11 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { JobSpec } from "../../protocol/job.js";
-import type { Template } from "../../server/jobs/templateJobs.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 import { runExport } from "../../harness/exportCommand.js";
 import { shardName } from "../../server/export/webdataset.js";
 import { verifyDataset } from "../../server/dataset/verifyDataset.js";
-import { runToEnd, templateFrames } from "./fakeRun.js";
+import { BOX_COLOUR_TEMPLATE as TEMPLATE, BOX_SCENE as SCENE, runToEnd, templateFrames, upTo } from "./fakeRun.js";
 import { frameSeed } from "../../server/dataset/seeds.js";
 
 let base: string;
@@ -22,11 +21,8 @@ after(() => fs.rmSync(base, { recursive: true, force: true }));
 let count = 0;
 const fresh = (name: string) => path.join(base, `${name}-${++count}`);
 
-const SCENE = { tag: "DefaultScene", key: "root", children: [{ tag: "Box", key: "box" }] };
-const TEMPLATE = { scene: SCENE, width: 16, height: 12, randomize: [{ key: "box", prop: "color", hsv: {} }] } as Template;
 
 
-const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 const manifestFile = (out: string) => path.join(out, "manifest.json");
 const editManifest = (out: string, edit: (m: Record<string, any>) => void) => {
   const m = JSON.parse(fs.readFileSync(manifestFile(out), "utf8"));
