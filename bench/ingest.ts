@@ -27,7 +27,7 @@ import { startRun } from "../server/runFarm.js";
 import { buildClient } from "../harness/buildClient.js";
 import { benchScene, orbit, orbitJobs } from "./scenes.js";
 import { gateTakes } from "./farmGate.js";
-import { fmt, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
+import { fmt, medianFields, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
 import { type FakeSessionsConfig } from "./fakeSessions.js";
 import { setImageCheckDepthForBench, type ImageCheckDepth } from "../server/capture/checkImage.js";
 import type { ImageFormat } from "../protocol/grab.js";
@@ -304,16 +304,13 @@ export async function benchIngest(o: IngestOptions): Promise<IngestResult> {
 
 /** Each figure's median over the runs (figures of one run can be high in one and low in another). */
 function medianTrial(trials: IngestTrial[]): IngestTrial {
+  // The average of the middle two for an even count (a figure between two runs, unlike lowerMedian).
   const median = (values: number[]) => {
     const sorted = [...values].sort((a, b) => a - b);
     const mid = sorted.length >> 1;
     return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   };
-  const out = { ...trials[0]! } as unknown as Record<string, unknown>;
-  for (const [field, value] of Object.entries(out)) {
-    if (typeof value === "number") out[field] = median(trials.map((t) => (t as unknown as Record<string, number>)[field]!));
-  }
-  return out as unknown as IngestTrial;
+  return medianFields(trials, median);
 }
 
 export function printIngest(r: IngestResult, out: (line: string) => void = console.log): void {

@@ -161,6 +161,18 @@ export function lowerMedian<T>(items: readonly T[], value: (item: T) => number):
   return [...items].sort((a, b) => value(a) - value(b))[Math.floor((items.length - 1) / 2)]!;
 }
 
+/**
+ * One trial whose every numeric field is `median` of that field over `trials` (other fields: the first
+ * trial's). Each bench names its median rule (lowerMedian picks a run's value; ingest averages the middle two).
+ */
+export function medianFields<T extends object>(trials: readonly T[], median: (values: number[]) => number): T {
+  const out = { ...trials[0]! } as Record<string, unknown>;
+  for (const [field, value] of Object.entries(out)) {
+    if (typeof value === "number") out[field] = median(trials.map((t) => (t as Record<string, number>)[field]!));
+  }
+  return out as T;
+}
+
 export const fmt = (x: number | undefined | null, digits = 1): string =>
   x === undefined || x === null || !Number.isFinite(x) ? "-" : x.toFixed(digits);
 

@@ -30,7 +30,7 @@ import { readFrameLines } from "../server/dataset/readDataset.js";
 import { buildClient } from "../harness/buildClient.js";
 import { gateTakes } from "./farmGate.js";
 import { startFakes, untilSessionsJoined } from "./ingest.js";
-import { fmt, lowerMedian, printTable, rssSampler, slope } from "./report.js";
+import { fmt, lowerMedian, medianFields, printTable, rssSampler, slope } from "./report.js";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const MB = 2 ** 20;
@@ -293,13 +293,7 @@ export interface TemplateBenchResult {
 }
 
 /** Each figure's median (the lower middle value) over the trials of one N. */
-function medianTrial<T extends object>(trials: T[]): T {
-  const out = { ...trials[0]! } as Record<string, unknown>;
-  for (const [field, value] of Object.entries(out)) {
-    if (typeof value === "number") out[field] = lowerMedian(trials.map((t) => (t as Record<string, number>)[field]!), (x) => x);
-  }
-  return out as T;
-}
+const medianTrial = <T extends object>(trials: T[]): T => medianFields(trials, (values) => lowerMedian(values, (x) => x));
 
 export async function benchTemplate(o: TemplateBenchOptions): Promise<TemplateBenchResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-template-"));
