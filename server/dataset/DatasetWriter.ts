@@ -300,6 +300,8 @@ async function copyLines(index: string, read: fs.BigIntStats, keep: LineSet, out
 
 const NEWLINE = Buffer.from("\n");
 const { O_RDONLY, O_NONBLOCK } = fs.constants;
+/** Creates a new file only: never opens an existing one, nor follows a link (symbolic or hard, both are "existing"). */
+const CREATE_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 /** As readDataset opens the index: no link followed, no wait on a FIFO. */
 const READ_INDEX = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
@@ -323,19 +325,27 @@ export async function writeAll(out: fsp.FileHandle, bytes: Uint8Array): Promise<
 /**
  * Replaces `file` with what `write` writes to a temp file beside it: the old file stays whole until the new
  * one is complete and on disk (a full disk or a crash while writing never costs a line already there), and
- * a failed write leaves no temp file.
+ * a failed write leaves no temp file. The temp file is created new (an existing one, or a link at its name,
+ * fails the open rather than be written through); by default it has a random name.
  */
-async function replaceFile(file: string, write: (temp: fsp.FileHandle) => Promise<void>): Promise<void> {
-  const temp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+export async function replaceFile<T>(
+  file: string,
+  write: (temp: fsp.FileHandle) => Promise<T>,
+  options: { temp?: string; mode?: number } = {},
+): Promise<T> {
+  const temp = options.temp ?? `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  // Outside the try: a temp this call could not create is not its own to remove.
+  const handle = await fsp.open(temp, CREATE_NEW, options.mode);
   try {
-    const handle = await fsp.open(temp, "wx");
+    let result: T;
     try {
-      await write(handle);
+      result = await write(handle);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await fsp.rename(temp, file);
+    return result;
   } catch (err) {
     await fsp.rm(temp, { force: true }).catch(() => {});
     throw err;

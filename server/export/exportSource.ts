@@ -8,6 +8,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import type { FrameRecord } from "../dataset/FrameRecord.js";
 import { FRAMES_INDEX, readFrameLines } from "../dataset/readDataset.js";
+import { replaceFile } from "../dataset/DatasetWriter.js";
 import { DatasetFiles } from "../dataset/verifyDataset.js";
 
 /**
@@ -177,10 +178,6 @@ export function removeCreatedFolders(created: string[]): void {
 /** What a file being written is called until it is complete: "<name>.partial". */
 export const PARTIAL = ".partial";
 
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
-/** Creates a new file only: never opens an existing one, nor follows a link (symbolic or hard, both are "existing"). */
-const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
-
 /**
  * Writes `file` as `file.partial`, renamed over `file` when `write` finished; the partial file is removed
  * if it fails. The caller holds the target's claim (./exportClaim.ts), so a `file.partial` already there
@@ -190,18 +187,7 @@ const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 export async function writeThenRename<T>(file: string, write: (handle: fsp.FileHandle) => Promise<T>): Promise<T> {
   const partial = file + PARTIAL;
   await fsp.rm(partial, { force: true });
-  const handle = await fsp.open(partial, CREATE_NEW, 0o644);
-  try {
-    const result = await write(handle);
-    await handle.sync();
-    await handle.close();
-    await fsp.rename(partial, file);
-    return result;
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await fsp.rm(partial, { force: true });
-    throw err;
-  }
+  return replaceFile(file, write, { temp: partial, mode: 0o644 });
 }
 
 /** Throws the abort reason (a FarmStopped for a signal) once `signal` is aborted: checked between pieces of work. */
