@@ -118,15 +118,16 @@ export interface JobQueue {
   housekeep(): Promise<number>;
   /** On resume after a crash: every leased job goes back to pending (its attempt stays counted). */
   recoverLeased(): Promise<number>;
-  /** Failed jobs back to pending with their attempts reset. Returns how many. */
-  retryFailed(): Promise<number>;
+  /** Failed jobs (all, or those of `ids`) back to pending with their attempts reset. Returns how many; ids not failed are skipped. */
+  retryFailed(ids?: readonly string[]): Promise<number>;
   /**
    * Makes a real (tiny) durable write and resolves, or throws the backend's error (disk full,
    * read-only file): a paused run asks this before it resumes.
    */
   checkWritable(): Promise<void>;
   counts(): Promise<QueueCounts>;
-  failures(): Promise<FailedJob[]>;
+  /** Failed jobs in queue order (the first `limit` of them). */
+  failures(limit?: number): Promise<FailedJob[]>;
   state(id: string): Promise<JobState | null>;
   close(): Promise<void>;
 }

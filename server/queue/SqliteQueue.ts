@@ -248,8 +248,10 @@ export class SqliteQueue implements JobQueue {
     return this.stmt.recoverLeased.run(this.endParams(undefined, REASON_RESTART)).changes;
   }
 
-  async retryFailed(): Promise<number> {
-    return this.stmt.retryFailed.run({ now: this.now() }).changes;
+  async retryFailed(ids?: readonly string[]): Promise<number> {
+    if (ids === undefined) return this.stmt.retryFailed.run({ now: this.now() }).changes;
+    const now = this.now();
+    return this.db.transaction(() => ids.reduce((n, id) => n + this.stmt.retryFailedJob.run({ now, id }).changes, 0)).immediate();
   }
 
   async checkWritable(): Promise<void> {
@@ -261,8 +263,8 @@ export class SqliteQueue implements JobQueue {
     return this.countsTx();
   }
 
-  async failures(): Promise<FailedJob[]> {
-    const rows = this.stmt.failures.all() as {
+  async failures(limit?: number): Promise<FailedJob[]> {
+    const rows = (limit === undefined ? this.stmt.failures.all() : this.stmt.failuresUpTo.all(limit)) as {
       id: string;
       attempts: number;
       error_message: string | null;
@@ -363,9 +365,15 @@ function prepareStatements(db: Database.Database) {
     retryFailed: db.prepare(`
       UPDATE jobs SET state = 'pending', attempts = 0, error_message = NULL, error_stack = NULL, updated_at = @now
       WHERE state = 'failed'`),
+    retryFailedJob: db.prepare(`
+      UPDATE jobs SET state = 'pending', attempts = 0, error_message = NULL, error_stack = NULL, updated_at = @now
+      WHERE state = 'failed' AND id = @id`),
     counts: db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
     failures: db.prepare(
       `SELECT id, attempts, error_message, error_stack FROM jobs WHERE state = 'failed' ORDER BY seq`,
+    ),
+    failuresUpTo: db.prepare(
+      `SELECT id, attempts, error_message, error_stack FROM jobs WHERE state = 'failed' ORDER BY seq LIMIT ?`,
     ),
     state: db.prepare(`SELECT state FROM jobs WHERE id = ?`).pluck(),
     removeAddedSince: db.prepare(`DELETE FROM jobs WHERE seq >= ? AND state = 'pending' AND attempts = 0`),

@@ -492,6 +492,22 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.deepEqual(await q.failures(), [{ id: "a", attempts: 1, error: { message: "z" } }]);
       }));
 
+    it("retryFailed(ids) puts back only those failed jobs; ids that are not failed (or unknown) are skipped", () =>
+      withQueue({ maxAttempts: 1 }, async (q) => {
+        await q.add(["a", "b", "c", "d"].map((id) => makeJob(id)));
+        for (let i = 0; i < 3; i++) assert.equal(await q.putBack((await takeOrFail(q, "s1")).token, { message: `boom ${i}` }), true);
+        const d = await takeOrFail(q, "s1"); // d stays leased
+        assert.deepEqual((await q.failures(2)).map((f) => f.id), ["a", "b"], "failures(limit) gives the first ones in queue order");
+        assert.equal(await q.retryFailed(["b", "d", "nope", "b"]), 1);
+        assert.equal(await q.state("b"), "pending");
+        assert.equal(await q.state("d"), "leased", "a leased job is not touched");
+        assert.deepEqual((await q.failures()).map((f) => f.id), ["a", "c"]);
+        assert.equal(await q.retryFailed([]), 0);
+        assert.equal(await q.complete(d.token), true);
+        const again = await takeOrFail(q, "s2");
+        assert.deepEqual([again.job.id, again.attempt], ["b", 1], "attempts start over");
+      }));
+
     it("recoverLeased returns every lease to pending, with the attempt counted", () =>
       withQueue({}, async (q) => {
         await q.add(["a", "b", "c"].map((id) => makeJob(id)));
