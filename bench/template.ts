@@ -146,7 +146,10 @@ async function runTrial(t: Extract<WorkerTask, { kind: "run" }>): Promise<RunTri
   const rss = rssSampler(50, (bytes) => samples.push([written, bytes / MB]));
   const run = await startRun({
     out: t.out, clientDir: t.clientDir, inFlight: t.inFlight, seed: 1,
-    template: { spec: template, frames: t.frames, framesPerJob: t.framesPerJob }, log: (line) => lines.push(line), onFrames: (count) => (written += count),
+    template: { spec: template, frames: t.frames, framesPerJob: t.framesPerJob }, log: (line) => lines.push(line),
+  });
+  run.events.subscribe((event) => {
+    if (event.type === "job.done") written += event.frames;
   });
   const gate = gateTakes(run.queue);
   let fakes: ChildProcess | undefined;

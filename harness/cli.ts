@@ -10,6 +10,7 @@ import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { runExport } from "./exportCommand.js";
 import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
+import { retryCommand, shellQuote, withoutControlCharacters } from "./progressView.js";
 import { LIMITS } from "../protocol/grab.js";
 import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
 import { RENDER_DEFAULTS } from "../server/runFarm.js";
@@ -114,7 +115,12 @@ const program = new Command("tabfarm")
         `jobs: ${c.done} done, ${c.failed} failed of ${c.total}; dataset: ${summary.out}`,
     );
     if (c.failed > 0) {
-      console.error(`tabfarm: ${c.failed} job(s) failed; see \`npm run farm -- status --out ${summary.out}\``);
+      console.error(`tabfarm: ${c.failed} job(s) failed:`);
+      for (const job of summary.failedJobs) {
+        console.error(withoutControlCharacters(`  ${job.id} after ${job.attempts} attempt(s): ${job.error?.message ?? "(no message)"}`));
+      }
+      if (c.failed > summary.failedJobs.length) console.error(`  … and ${c.failed - summary.failedJobs.length} more: npm run farm -- status --out ${shellQuote(summary.out)}`);
+      console.error(`tabfarm: to render them again: ${retryCommand(process.argv.slice(2), summary.out)}`);
       process.exitCode = 1;
     }
   });

@@ -8,19 +8,47 @@ import path from "node:path";
 import { inspectDataset, openDataset } from "../server/dataset/openDataset.js";
 import { readHolder } from "../server/dataset/datasetLock.js";
 import { formatProblem, MAX_PROBLEMS_KEPT, verifyDataset } from "../server/dataset/verifyDataset.js";
+import { countFrameLines } from "../server/dataset/readDataset.js";
+import { readRunHistory, RUN_EVENTS_FILE, type PastRun } from "../server/events/runEventLog.js";
+import { formatDuration, withoutControlCharacters } from "./progressView.js";
 
-export async function printStatus(out: string, log = (line: string) => console.log(line)): Promise<void> {
-  const { queue } = inspectDataset(out);
+/** Failed jobs `status` lists. */
+const STATUS_FAILED_SHOWN = 50;
+
+export async function printStatus(out: string, print = (line: string) => console.log(line)): Promise<void> {
+  const log = (line: string) => print(withoutControlCharacters(line)); // error texts come from pages
+  const { root, queue } = inspectDataset(out);
   try {
     const c = await queue.counts();
     log(`${path.resolve(out)}: ${c.total} jobs — ${c.done} done, ${c.pending} pending, ${c.leased} leased, ${c.failed} failed`);
+    log(`frames written: ${await countFrameLines(root)}`);
     log(`stale or foreign lease tokens rejected: ${c.staleRejections}`);
-    const failures = await queue.failures();
-    for (const f of failures.slice(0, 50)) log(`failed ${f.id} after ${f.attempts} attempt(s): ${f.error?.message ?? "(no message)"}`);
-    if (failures.length > 50) log(`… and ${failures.length - 50} more failed jobs`);
+    const history = await readRunHistory(root).catch((err: unknown) => void log(`${RUN_EVENTS_FILE}: not read (${(err as Error)?.message ?? err})`));
+    if (history?.lastRun) for (const line of describeRun(history.lastRun)) log(line);
+    const failures = await queue.failures(STATUS_FAILED_SHOWN);
+    for (const f of failures) log(`failed ${f.id} after ${f.attempts} attempt(s): ${f.error?.message ?? "(no message)"}`);
+    if (c.failed > failures.length) log(`… and ${c.failed - failures.length} more failed jobs`);
   } finally {
     await queue.close();
   }
+}
+
+/** The last run's figures from the dataset's run events: when, how fast, and each session's share. */
+function describeRun(run: PastRun): string[] {
+  const seconds = Math.max(0.001, (run.ended - run.started) / 1000);
+  const lines = [
+    `last run: started ${new Date(run.started).toISOString()}, ${run.finished ? "ended" : "stopped or killed, last heard"} ${new Date(run.ended).toISOString()} ` +
+      `(${formatDuration(seconds)}): ${run.frames} frames, ${run.jobsDone} jobs done, ${(run.frames / seconds).toFixed(1)} frames/s, ` +
+      `${run.retries} failed attempt(s) retried, ${run.failures} job(s) failed`,
+  ];
+  for (const s of run.sessions) {
+    const alive = Math.max(0.001, ((s.left ?? run.ended) - s.joined) / 1000);
+    lines.push(
+      `  session ${s.session}${s.worker ? ` (${s.worker})` : ""}: ${s.frames} frames, ${(s.frames / alive).toFixed(1)} frames/s, ${s.jobs} jobs, ${s.failures} failures, ` +
+        `${s.renderer || "no WebGL"}${s.reason ? `; left: ${s.reason}` : ""}`,
+    );
+  }
+  return lines;
 }
 
 export async function retryFailed(out: string, log = (line: string) => console.log(line)): Promise<number> {

@@ -1,12 +1,12 @@
 // `npm run farm`: build the client, start a run, launch headless tabs (unless --serve-only),
 // print the URL, the first tab's WebGL renderer, progress and a summary.
 import path from "node:path";
-import cliProgress from "cli-progress";
 import type { JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { LayerName } from "../protocol/layers.js";
 import type { ClassEntry } from "../server/capture/ClassTable.js";
 import { startRun, type RunOptions, type RunSummary } from "../server/runFarm.js";
+import type { RunStats } from "../server/events/RunStats.js";
 import { demoJobs } from "../server/jobs/demoJobs.js";
 import { openJobsFile } from "../server/jobs/readJobsFile.js";
 import { DEFAULT_FRAMES_PER_JOB, readTemplate } from "../server/jobs/templateJobs.js";
@@ -22,6 +22,7 @@ import { TabPool } from "./TabPool.js";
 import { isSoftwareRenderer } from "./webglProbe.js";
 import { FarmStopped, untilAborted } from "./shutdown.js";
 import { watchLaunchedTabs } from "./launchedTabs.js";
+import { progressView } from "./progressView.js";
 
 export interface FarmCommandOptions {
   sessions: number;
@@ -99,15 +100,10 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   const clientDir = await buildClient({ plugins: options.plugins, log });
   stop?.throwIfAborted();
 
-  // With a terminal, a progress bar; log lines are printed above it.
-  const bars = options.progress && process.stderr.isTTY
-    ? new cliProgress.MultiBar(
-        { format: "{bar} {value}/{total} jobs | {frames} frames | {fps} frames/s | ETA {eta_formatted}", stream: process.stderr, hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  const say = bars ? (line: string) => bars.log(`${line}\n`) : log;
-  let frames = 0;
+  // With a terminal, a progress bar (log lines are printed above it); without, a status line every few seconds.
+  let stats: RunStats | undefined;
+  const progress = progressView({ stats: () => stats, enabled: options.progress, tty: process.stderr.isTTY === true, log });
+  const say = progress.say;
   const run = await startRun({
     out: options.out, clientDir, ...source, handler,
     width: options.width, height: options.height, format: options.format, quality: options.quality,
@@ -118,15 +114,18 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
     seed: options.seed,
     recordedOptions: options, log: say, stop,
-    onFrames: (n, session) => {
-      frames += n;
-      // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
-      if (options.recycleAfter > 0 && session.framesDelivered >= options.recycleAfter && launchedTabOf(session.info.worker) !== undefined) session.retire();
-    },
   });
+  stats = run.stats;
   run.finished.catch(() => {}); // awaited below; after a stop nobody waits for it
+  run.events.subscribe((event) => {
+    if (event.type !== "job.done" || options.recycleAfter <= 0) return;
+    // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
+    const session = run.farm.sessions.get(event.session);
+    if (session && session.framesDelivered >= options.recycleAfter && launchedTabOf(session.info.worker) !== undefined) session.retire();
+  });
   say(`tabfarm: serving ${run.url}`);
   say(`tabfarm: open that URL in any browser to add a session; dataset → ${run.dataset.root}`);
+  say(`tabfarm: dashboard ${run.dashboardUrl}`);
 
   let pool: TabPool | undefined;
   let firstSession: (session: Session) => void = () => {};
@@ -172,22 +171,13 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
     }
 
-    const counts = await run.queue.counts();
-    const bar = bars?.create(counts.total - counts.failed, counts.done, { frames: 0, fps: "0.0" });
-    const started = performance.now();
-    const progress = setInterval(async () => {
-      const c = await run.queue.counts().catch(() => undefined); // a failing queue pauses the run; dispatch reports it
-      if (!c) return;
-      const fps = (frames / ((performance.now() - started) / 1000)).toFixed(1);
-      if (bar) bar.update(c.done, { frames, fps });
-      else if (options.progress) say(`progress: ${c.done}/${c.total} jobs done, ${c.failed} failed, ${frames} frames, ${fps} frames/s`);
-    }, bar ? 500 : 5000);
-    return await Promise.race([run.finished, stopped]).finally(() => clearInterval(progress));
+    progress.start();
+    return await Promise.race([run.finished, stopped]);
   } catch (err) {
     if (err instanceof FarmStopped) err.released = await run.close(err.message);
     throw err;
   } finally {
-    bars?.stop();
+    progress.stop();
     await run.close();
     await pool?.close();
   }

@@ -5,7 +5,7 @@ import { jobLayers, type JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
 import { layersWithDepth, type LayerName } from "../protocol/layers.js";
-import type { AddResult, JobQueue, QueueCounts } from "./queue/JobQueue.js";
+import type { AddResult, FailedJob, JobQueue, QueueCounts } from "./queue/JobQueue.js";
 import { ChangedJobError, describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
@@ -19,6 +19,11 @@ import { randomizerKeyProblems, type Randomizer } from "../protocol/randomize.js
 import { templateJobs, type Template } from "./jobs/templateJobs.js";
 import { formatPath } from "./jobs/readJobsFile.js";
 import type { ClassEntry } from "./capture/ClassTable.js";
+import { recordRun } from "./events/RunEvents.js";
+import type { RunEvents } from "./events/RunEvents.js";
+import type { RunStats } from "./events/RunStats.js";
+import { serveDashboard } from "./dashboard/dashboard.js";
+import { MAX_FAILED_ROWS } from "../protocol/runEvents.js";
 
 class UnknownJobError extends DatasetOpenError {
   constructor(out: string, job: string) {
@@ -98,7 +103,6 @@ export interface RunOptions {
   /** Give up (the run fails) when the dataset refuses writes this long (ms). */
   maxWriteStallMs?: number;
   log?: (line: string) => void;
-  onFrames?: (frames: number, session: Session) => void;
 }
 
 export interface RunSummary {
@@ -108,11 +112,21 @@ export interface RunSummary {
   seconds: number;
   framesPerSecond: number;
   counts: QueueCounts;
+  /** The first SUMMARY_FAILED_JOBS failed jobs (all runs'), with why their last attempt failed. */
+  failedJobs: FailedJob[];
 }
+
+/** Failed jobs the end of a run lists (`status --out` lists more). */
+export const SUMMARY_FAILED_JOBS = 20;
 
 export interface Run {
   url: string;
+  /** The live dashboard's URL (with the token). */
+  dashboardUrl: string;
   farm: Farm;
+  /** The run's events (protocol/runEvents.ts), and their fold: what progress, the dashboard and /api/status show. */
+  events: RunEvents;
+  stats: RunStats;
   queue: JobQueue;
   dataset: DatasetWriter;
   added: AddResult;
@@ -230,8 +244,11 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     classes: manifest.classes,
     log,
   });
+  const recorder = await recordRun({ root: out, counts: startCounts, framesAtStart: setup.linesAtStart, log });
+  recorder.stats.noteFailed((await queue.failures(MAX_FAILED_ROWS)).map((f) => ({ id: f.id, attempts: f.attempts, error: f.error?.message ?? "", at: Date.now() })));
   farm.on("session", (session: Session) => {
     if (session.info.webgl) manifest.noteBrowser(session.info);
+    noteSession(session, recorder);
   });
   const url = await farm.listen().catch(async (err) => {
     await farm.close();
@@ -251,47 +268,71 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
       };
 
   const started = performance.now();
-  let frames = 0;
-  let jobsDone = 0;
-  farm.setStatus(async () => ({
-    out,
-    frames,
-    jobsDone,
-    seconds: (performance.now() - started) / 1000,
-    queue: await queue.counts(),
-    sessions: [...farm.sessions.values()].map((s) => ({ id: s.id, worker: s.info.worker, renderer: s.info.renderer })),
-  }));
-  const dispatch = dispatchJobs({
-    farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed,
-    onJobDone: (_job, count, session) => {
-      frames += count;
-      jobsDone++;
-      options.onFrames?.(count, session);
+  const seconds = () => (performance.now() - started) / 1000;
+  const { stats, events } = recorder;
+  const dispatch = dispatchJobs({ farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed, events });
+  const dashboard = serveDashboard({
+    farm, url, root: out, events, stats, log,
+    controls: {
+      pause: (by) => dispatch.pause(by),
+      resume: (by) => dispatch.resume(by),
+      async retry(id) {
+        if ((await queue.retryFailed([id])) === 0) return false;
+        events.emit({ type: "jobs.requeued", at: Date.now(), jobs: [id], by: "dashboard" });
+        dispatch.wake();
+        return true;
+      },
     },
   });
+  // The view, with the fields /api/status answered before run events (out, frames, jobsDone, seconds, queue, sessions).
+  farm.setStatus(() => {
+    const view = stats.view();
+    return { ...view, seconds: seconds(), queue: view.counts };
+  });
+  const runDone = (stopped?: string) =>
+    recorder.done({ frames: stats.frames, jobs_done: stats.jobsDone, counts: { ...stats.counts }, seconds: seconds(), ...(stopped ? { stopped } : {}) });
 
   const finished = dispatch.finished.then(async (): Promise<RunSummary> => {
-    const seconds = (performance.now() - started) / 1000;
+    const elapsed = seconds();
     const final = await dataset.compact(jobIsDone);
     if (final.dropped) log(`dataset: dropped ${final.dropped} repeated frames.jsonl line(s)`);
     await endManifest(manifest, queue, final.kept);
-    return { out, frames, jobsDone, seconds, framesPerSecond: frames / Math.max(seconds, 1e-9), counts: await queue.counts() };
+    runDone();
+    const { frames, jobsDone } = stats;
+    const counts = await queue.counts();
+    const failedJobs = counts.failed ? await queue.failures(SUMMARY_FAILED_JOBS) : [];
+    return { out, frames, jobsDone, seconds: elapsed, framesPerSecond: frames / Math.max(elapsed, 1e-9), counts, failedJobs };
   });
 
   let closed = false;
   return {
-    url, farm, queue, dataset, added, finished,
+    url, dashboardUrl: dashboard.url, farm, events, stats, queue, dataset, added, finished,
     async close(reason?: string) {
       if (closed) return 0;
       closed = true;
       // Leases go back before the sessions close, so no disconnect is counted against a job.
       const released = await dispatch.stop(reason);
+      runDone(reason ?? "closed"); // a finished run's is out already
+      dashboard.close(); // its last view says so
       await farm.close(reason);
-      await endManifest(manifest, queue, setup.linesAtStart + frames); // a stopped run's end, while the lock is still ours
+      await recorder.close(); // after the sessions' left events
+      await endManifest(manifest, queue, setup.linesAtStart + stats.frames); // a stopped run's end, while the lock is still ours
       await opened.close(); // the queue, then the dataset's lock
       return released;
     },
   };
+}
+
+/** A session's life as run events: joined now, then hung, recycled, left (with what it did). */
+function noteSession(session: Session, { events, stats }: { events: RunEvents; stats: RunStats }): void {
+  const { id, info } = session;
+  events.emit({ type: "session.joined", at: Date.now(), session: id, worker: info.worker, renderer: info.renderer, userAgent: info.userAgent, webgl: info.webgl });
+  session.once("hung", (reason: string) => events.emit({ type: "session.hung", at: Date.now(), session: id, reason }));
+  session.once("retired", () => events.emit({ type: "session.recycled", at: Date.now(), session: id, frames: session.framesDelivered }));
+  session.once("close", (reason: string) => {
+    const row = stats.session(id);
+    events.emit({ type: "session.left", at: Date.now(), session: id, reason: String(reason), frames: row?.frames ?? 0, jobs: row?.jobs ?? 0, failures: row?.failures ?? 0 });
+  });
 }
 
 /** Ends the run's entry in manifest.json (once) with the dataset's totals: queue states and frames.jsonl lines. */

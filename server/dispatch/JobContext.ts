@@ -10,6 +10,7 @@ import { FRAME_RECORD_FIELDS, type FrameRecord } from "../dataset/FrameRecord.js
 import { MAX_FRAME_LINE_BYTES } from "../dataset/readDataset.js";
 import type { GrabbedFrame } from "../session/Session.js";
 import { frameSeed } from "../dataset/seeds.js";
+import type { RunEvents } from "../events/RunEvents.js";
 
 export class LeaseLostError extends Error {}
 
@@ -50,6 +51,8 @@ export class JobContext {
     private readonly leaseIsCurrent: () => boolean | Promise<boolean>,
     /** The run's seed (--seed, or the dataset's): frame seeds derive from it (frameSeed). */
     readonly runSeed: number,
+    /** Where each written frame is told (frame.written); absent: nowhere. */
+    private readonly events?: RunEvents,
   ) {
     this.id = spec.id;
     this.params = spec.params ?? {};
@@ -111,6 +114,10 @@ export class JobContext {
     // Also when the answer came while waiting: the job may have been cancelled meanwhile.
     this.signal.throwIfAborted();
     const layers = await this.writeLayerFiles(frame, index, file);
+    this.events?.emit({
+      type: "frame.written", at: Date.now(), job: this.id, frame: index, session: this.sessionId, bytes: frameBytes(frame),
+      render_ms: round(frame.renderMs), encode_ms: round(frame.encodeMs), files: layers,
+    });
     const { cameraToWorld } = frame.camera;
     const record: FrameRecord = {
       ...(options.extra ?? {}),
@@ -205,3 +212,4 @@ export class JobContext {
 /** depth PNGs hold millimetres: metres per step. */
 const DEPTH_SCALE = 0.001;
 const round = (ms: number) => Math.round(ms * 100) / 100;
+const frameBytes = (frame: GrabbedFrame) => Object.values(frame.files ?? {}).reduce((n, bytes) => n + (bytes?.length ?? 0), frame.image.length);

@@ -12,6 +12,7 @@ import { LeaseWatch } from "./LeaseWatch.js";
 import { JobContext } from "./JobContext.js";
 import { SessionHealth } from "./SessionHealth.js";
 import { forgetScene } from "./renderDeclarativeJob.js";
+import { RunEvents } from "../events/RunEvents.js";
 
 export type JobRunner = (session: Session, job: JobContext) => Promise<void>;
 
@@ -25,10 +26,8 @@ export interface DispatchOptions {
   /** Lease TTL (ms); heartbeats go out at a third of it. */
   leaseTtlMs: number;
   log: (line: string) => void;
-  /** Called after each completed job with its frame count. */
-  onJobDone?: (jobId: string, frames: number, session: Session) => void;
-  /** Called when a job fails an attempt. */
-  onJobError?: (jobId: string, error: Error, session: Session) => void;
+  /** Where the run's events go (job leased / done / retried / failed / released, frames, pauses); default: nowhere. */
+  events?: RunEvents;
   /** How long dispatch stays paused on storage that refuses writes before the run fails (ms). */
   maxWriteStallMs?: number;
   /** How often a paused dispatch checks whether storage takes writes again (ms). */
@@ -46,6 +45,11 @@ export interface Dispatch {
    * attempt (a stop of ours is never the job's fault). Resolves with how many went back.
    */
   stop(reason?: string): Promise<number>;
+  /** Stops handing out jobs (running ones finish) until resume; false when already paused or stopped. */
+  pause(by: string): boolean;
+  resume(by: string): boolean;
+  /** Wakes sessions waiting for work: jobs were put back in the queue from outside (a retry). */
+  wake(): void;
 }
 
 /** A queue call failed (SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY…): the queue's storage, not the job. */
@@ -67,7 +71,10 @@ const jobError = (error: Error): JobError => ({ message: error.message, stack: e
 
 export function dispatchJobs(options: DispatchOptions): Dispatch {
   const { farm, queue, dataset, run, leaseTtlMs, log } = options;
+  const events = options.events ?? new RunEvents();
   let stopped = false;
+  /** Paused by hand (the dashboard): no job is taken until resumed. */
+  let pausedBy: string | null = null;
   let finish!: () => void;
   let fail!: (err: Error) => void;
   const finished = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
@@ -127,6 +134,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     troubleSince ??= Date.now();
     const what = error instanceof DatasetWriteError ? "dataset" : "queue";
     log(`${what === "dataset" ? "dataset write failed: " : ""}${error.message}; dispatch paused until ${dataset.root} and its queue take writes again`);
+    events.emit({ type: "write.paused", at: Date.now(), store: what, error: error.message });
     for (const job of active.values()) job.cancel("storage refused writes; the job goes back uncounted");
     let probing = false;
     const probe = setInterval(async () => {
@@ -136,7 +144,9 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
         if (await storageWritable()) {
           clearInterval(probe);
           stall = null;
-          log(`${what} writable again after ${((Date.now() - troubleSince!) / 1000).toFixed(1)} s; dispatch resumed`);
+          const seconds = (Date.now() - troubleSince!) / 1000;
+          log(`${what} writable again after ${seconds.toFixed(1)} s; dispatch resumed`);
+          events.emit({ type: "write.resumed", at: Date.now(), seconds });
           wakeIdle();
         } else if (Date.now() - troubleSince! > (options.maxWriteStallMs ?? 600_000)) {
           const seconds = ((Date.now() - troubleSince!) / 1000).toFixed(0);
@@ -181,8 +191,10 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
 
   /** Returns a lease this process holds without counting the attempt, once (later calls do nothing). */
   async function releaseUncounted(token: string, why: string): Promise<boolean> {
-    if (!active.delete(token)) return false;
+    const job = active.get(token);
+    if (!job || !active.delete(token)) return false;
     await returnLease("release", () => queue.release(token, { message: why }));
+    events.emit({ type: "job.released", at: Date.now(), job: job.id, session: job.sessionId, reason: why });
     return true;
   }
 
@@ -213,6 +225,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     // The page learns why; a harness replaces a tab it launched.
     session.bye(`quarantined: it ${why}`);
     session.emit("quarantined", why);
+    events.emit({ type: "session.quarantined", at: Date.now(), session: session.id, reason: why });
     wakeIdle();
   };
 
@@ -234,7 +247,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     while (canWork()) {
       // Any failure in here is the queue's (runLease catches its own): pause, then go round again.
       try {
-        if (stall) {
+        if (stall || pausedBy !== null) {
           await idle();
           continue;
         }
@@ -272,8 +285,9 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
           continue;
         }
         const watch = new LeaseWatch(queue, lease, leaseTtlMs, takenAt);
-        const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => watch.isCurrent(), options.runSeed);
+        const job = new JobContext(lease.job, lease.attempt, session.id, dataset, () => watch.isCurrent(), options.runSeed, events);
         active.set(lease.token, job);
+        events.emit({ type: "job.leased", at: Date.now(), job: lease.job.id, session: session.id, attempt: lease.attempt });
         const running = runLease(session, lease, job, watch);
         await Promise.race([job.allIssued, running]);
         // At most two jobs per session: the previous one must be finished before a third is taken.
@@ -316,11 +330,12 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
         // someone else's now and will be re-run; its lines here are dropped by compaction. Not a frame
         // delivered, and not this session's success.
         log(`job ${lease.job.id}: lease lost while appending; it will be re-run and compacted`);
+        await attemptFailed(lease, session, new Error("lease lost while appending its lines"));
         return;
       }
       troubleSince = null; // real progress: storage works
       health.succeeded(session.id);
-      options.onJobDone?.(lease.job.id, job.records.length, session);
+      events.emit({ type: "job.done", at: Date.now(), job: lease.job.id, session: session.id, frames: job.records.length, attempt: lease.attempt });
     } catch (err) {
       const error = toError(err);
       watch.end();
@@ -337,9 +352,8 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       await returnLease("putBack", async () => {
         if (await queue.isCurrent(lease.token)) await queue.putBack(lease.token, jobError(error));
       });
-      options.onJobError?.(lease.job.id, error, session);
+      await attemptFailed(lease, session, error);
       if (session.closed) return;
-      log(`job ${lease.job.id} attempt ${lease.attempt} failed on session ${session.id}: ${error.message}`);
       // A grab that never answered means the tab is hung: drop it so it cannot take more work
       // (the harness replaces hung tabs it launched).
       if (error instanceof GrabTimeoutError) return void session.dropHung(error.message);
@@ -353,8 +367,39 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
     }
   }
 
+  /**
+   * An attempt failed and its lease is gone (put back here, or by housekeeping or the owner's release):
+   * says whether the job will be retried or has no attempts left, as the queue decided. Each failed
+   * attempt is logged once, here.
+   */
+  async function attemptFailed(lease: Lease, session: Session, error: Error): Promise<void> {
+    const state = await queue.state(lease.job.id).catch(() => null);
+    log(`job ${lease.job.id} attempt ${lease.attempt} failed on session ${session.id}: ${error.message}`);
+    const event = { at: Date.now(), job: lease.job.id, session: session.id, attempt: lease.attempt, error: error.message };
+    if (state === "failed") {
+      log(`job ${lease.job.id} failed: no attempts left after ${lease.attempt}`);
+      events.emit({ type: "job.failed", ...event });
+    } else events.emit({ type: "job.retried", ...event });
+  }
+
   return {
     finished,
+    pause(by) {
+      if (stopped || pausedBy !== null) return false;
+      pausedBy = by;
+      log(`dispatch paused by ${by}: running jobs finish, no new job is handed out`);
+      events.emit({ type: "dispatch.paused", at: Date.now(), by });
+      return true;
+    },
+    resume(by) {
+      if (stopped || pausedBy === null) return false;
+      pausedBy = null;
+      log(`dispatch resumed by ${by}`);
+      events.emit({ type: "dispatch.resumed", at: Date.now(), by });
+      wakeIdle();
+      return true;
+    },
+    wake: wakeIdle,
     async stop(reason = "the farm was stopped") {
       if (!stopped) end();
       const leases = [...active];

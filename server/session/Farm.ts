@@ -6,12 +6,12 @@ import http from "node:http";
 import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
-import { Server } from "socket.io";
+import { Server, type Namespace, type Socket as IoSocket } from "socket.io";
 import { launchedTabOf, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
-import { loadClientFiles } from "./clientFiles.js";
+import { loadClientFiles, type ClientFiles } from "./clientFiles.js";
 import { AccessControl, pageParser, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
 
 /**
@@ -78,6 +78,10 @@ export class Farm extends EventEmitter {
   private readonly access: AccessControl;
   private readonly logThrottled: (topic: string, line: string) => void;
   private status: StatusProvider = () => ({ sessions: this.sessions.size });
+  private readonly client: ClientFiles;
+  /** Pages served only with the token (the dashboard), by path. */
+  private readonly tokenPages = new Map<string, string>();
+  private readonly messagesPerSecond: number;
   /** Signs the worker names of launched tabs (see launchedTabProof); never leaves this process but in those proofs. */
   private readonly workerSecret = randomBytes(32);
   url = "";
@@ -89,10 +93,10 @@ export class Farm extends EventEmitter {
     this.log = options.log ?? ((line) => console.log(line));
     this.logThrottled = throttledLog(this.log);
     const maxSessions = options.maxSessions ?? 256;
-    const messagesPerSecond = options.messagesPerSecond ?? 50;
+    const messagesPerSecond = (this.messagesPerSecond = options.messagesPerSecond ?? 50);
     const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.access = new AccessControl({ failedAuthPer10s: options.failedAuthPer10s ?? 100, messagesPerSecond });
-    const serveClient = loadClientFiles(options.clientDir);
+    this.client = loadClientFiles(options.clientDir);
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const serverOptions = { headersTimeout, requestTimeout: headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
     this.server = http.createServer(serverOptions, (req, res) => {
@@ -101,7 +105,8 @@ export class Farm extends EventEmitter {
         if (!target) return answer(res, 400, "bad request target");
         // The client's static files are public (they hold no secret); every other route needs the token.
         if (target.pathname.startsWith("/api/")) return void this.api(req, res, target).catch((err) => this.requestFailed(res, err));
-        if (serveClient(req, res, target.pathname)) return;
+        if (this.tokenPages.has(target.pathname)) return this.serveTokenPage(req, res, target);
+        if (this.client.serve(req, res, target.pathname)) return;
         answer(res, 404, "not found");
       } catch (err) {
         this.requestFailed(res, err);
@@ -144,47 +149,13 @@ export class Farm extends EventEmitter {
         if (reason === "transport error") websocketOf(conn.transport)?.terminate();
       });
     });
-    this.io.use(async (socket, next) => {
-      const address = socket.handshake.address;
-      const refuse = (why: string) => next(new Error(`tabfarm: ${why}`));
-      try {
-        const auth = socket.handshake.auth as HandshakeAuth | undefined;
-        const given = auth?.token ?? requestToken(socket.request.headers, parseRequestTarget(socket.request.url));
-        if (!tokenMatches(this.token, given)) {
-          return refuse(await this.failedAuthentication(address, `${given ? "wrong" : "missing"} access token; open the URL the server printed`));
-        }
-        // The right token is never refused by a rate limiter; only the session cap applies.
-        if (this.io.of("/").sockets.size >= maxSessions) {
-          this.logThrottled("refused", `refused a connection from ${address}: server full`);
-          return refuse(`server full (${maxSessions} sessions)`);
-        }
-        allowLargeMessages(socket, authenticatedMessageBytes);
-        next();
-      } catch (err) {
-        this.logThrottled("refused", `refused a connection from ${address}: ${(err as Error)?.message}`);
-        refuse("internal error");
-      }
-    });
+    this.guard(this.io.of("/"), maxSessions, "sessions", (socket) => allowLargeMessages(socket, authenticatedMessageBytes));
     this.io.on("connection", (socket) => {
-      socket.use(async (_packet, next) => {
-        if (await this.access.allowMessage(socket.id)) return next();
-        this.logThrottled("flood", `disconnected ${socket.handshake.address}: more than ${messagesPerSecond} messages a second`);
-        socket.disconnect(true);
-      });
       const timer = setTimeout(() => {
         this.logThrottled("no-hello", `dropped a connection from ${socket.handshake.address}: no hello within ${helloTimeoutMs} ms`);
         socket.disconnect(true);
       }, helloTimeoutMs).unref();
       socket.once("disconnect", () => clearTimeout(timer));
-      // socket.io emits here the packets its decoder refused (see pageParser) and middleware errors, and a
-      // peer may send an event named "error": without a listener any of them would be thrown, out of the
-      // server. A refused packet (an Error; a peer's event carries JSON) gets the websocket cut at once,
-      // like any other protocol error, not left to read whatever the peer sends until ws's close timeout.
-      socket.on("error", (err: unknown) => {
-        if (!(err instanceof Error)) return;
-        this.logThrottled("bad-packet", `disconnected ${socket.handshake.address}: ${err.message}`);
-        websocketOf(socket.conn.transport)?.terminate();
-      });
       socket.once("hello", (info: unknown) => {
         clearTimeout(timer);
         try {
@@ -195,6 +166,87 @@ export class Farm extends EventEmitter {
         }
       });
     });
+  }
+
+  /**
+   * The access rules of every namespace (sessions, the dashboard), in one place: the run's token in the
+   * socket's auth or its handshake request (constant-time check; failures counted per address), at most
+   * `maxSockets` connected (the right token is never refused by a rate limiter, only by this cap), at
+   * most messagesPerSecond events a socket, and a socket whose packets the parser refused is cut.
+   */
+  private guard(namespace: Namespace, maxSockets: number, what: string, admitted?: (socket: IoSocket) => void): void {
+    namespace.use(async (socket, next) => {
+      const address = socket.handshake.address;
+      const refuse = (why: string) => next(new Error(`tabfarm: ${why}`));
+      try {
+        const auth = socket.handshake.auth as HandshakeAuth | undefined;
+        const given = auth?.token ?? requestToken(socket.request.headers, parseRequestTarget(socket.request.url));
+        if (!tokenMatches(this.token, given)) {
+          return refuse(await this.failedAuthentication(address, `${given ? "wrong" : "missing"} access token; open the URL the server printed`));
+        }
+        if (namespace.sockets.size >= maxSockets) {
+          this.logThrottled("refused", `refused a connection from ${address}: server full`);
+          return refuse(`server full (${maxSockets} ${what})`);
+        }
+        admitted?.(socket);
+        next();
+      } catch (err) {
+        this.logThrottled("refused", `refused a connection from ${address}: ${(err as Error)?.message}`);
+        refuse("internal error");
+      }
+    });
+    namespace.on("connection", (socket) => {
+      socket.use(async (_packet, next) => {
+        if (await this.access.allowMessage(socket.id)) return next();
+        this.logThrottled("flood", `disconnected ${socket.handshake.address}: more than ${this.messagesPerSecond} messages a second`);
+        socket.disconnect(true);
+      });
+      // socket.io emits here the packets its decoder refused (see pageParser) and middleware errors, and a
+      // peer may send an event named "error": without a listener any of them would be thrown, out of the
+      // server. A refused packet (an Error; a peer's event carries JSON) gets the websocket cut at once,
+      // like any other protocol error, not left to read whatever the peer sends until ws's close timeout.
+      socket.on("error", (err: unknown) => {
+        if (!(err instanceof Error)) return;
+        this.logThrottled("bad-packet", `disconnected ${socket.handshake.address}: ${err.message}`);
+        websocketOf(socket.conn.transport)?.terminate();
+      });
+    });
+  }
+
+  /**
+   * A namespace for pages that are not sessions (the dashboard), under the sessions' access rules
+   * (guard); at most `maxSockets` connected at once. Its sockets never get jobs.
+   */
+  pageNamespace<ListenEvents extends object, EmitEvents extends object>(name: string, maxSockets: number): Namespace<ListenEvents, EmitEvents> {
+    if (name === "/") throw new Error("the sessions' namespace is not a page namespace");
+    const namespace = this.io.of(name) as unknown as Namespace<ListenEvents, EmitEvents>;
+    this.guard(namespace as unknown as Namespace, maxSockets, "pages");
+    return namespace;
+  }
+
+  /**
+   * Serves the built client's `file` at `pathname` to requests with the run's token only (401 without
+   * one, 403 for a wrong one, counted like a socket's failures); the file is not served under its own name.
+   */
+  serveWithToken(pathname: string, file: string): void {
+    this.client.withhold(file);
+    this.tokenPages.set(pathname, file);
+  }
+
+  private serveTokenPage(req: http.IncomingMessage, res: http.ServerResponse, target: URL): void {
+    if (req.method !== "GET" && req.method !== "HEAD") return answer(res, 405, "method not allowed");
+    const token = requestToken(req.headers, target);
+    if (token === undefined) return answer(res, 401, "access token required (?token= or Authorization: Bearer <token>)");
+    if (!tokenMatches(this.token, token)) {
+      void this.failedAuthentication(req.socket.remoteAddress ?? "unknown", "wrong access token").then(
+        (why) => answer(res, 403, why),
+        (err) => this.requestFailed(res, err),
+      );
+      return;
+    }
+    // The page's URL holds the token: no framing by another site, no referrer, no cache.
+    const extra = { "x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'", "referrer-policy": "no-referrer", "cache-control": "no-store" };
+    if (!this.client.serveFile(req, res, this.tokenPages.get(target.pathname)!, extra)) answer(res, 404, "not built: run npm run build");
   }
 
   /** A refusal for the handshake request's token (query or Authorization header), or undefined to let it on. */

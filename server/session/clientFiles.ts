@@ -17,10 +17,19 @@ const TYPES: Record<string, string> = {
   ".wasm": "application/wasm",
 };
 
-/** `pathname` is the request target's, already parsed (Farm parses every target once, safely). */
-export type StaticHandler = (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => boolean;
+export interface ClientFiles {
+  /**
+   * Answers GET/HEAD for a public file at `pathname` (the request target's, already parsed: Farm parses
+   * every target once, safely) and returns true; false lets the caller answer.
+   */
+  serve(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): boolean;
+  /** Answers GET/HEAD with `file` (a path in the build, e.g. "dashboard.html"), public or withheld; false when the build has no such file. */
+  serveFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, headers?: Record<string, string>): boolean;
+  /** `serve` no longer answers `file` (the caller serves it with serveFile, after its own checks). */
+  withhold(file: string): void;
+}
 
-export function loadClientFiles(dir: string): StaticHandler {
+export function loadClientFiles(dir: string): ClientFiles {
   const files = new Map<string, { body: Buffer; type: string }>();
   const visit = (sub: string) => {
     for (const entry of fs.readdirSync(path.join(dir, sub), { withFileTypes: true })) {
@@ -32,13 +41,18 @@ export function loadClientFiles(dir: string): StaticHandler {
   if (!fs.existsSync(path.join(dir, "index.html"))) throw new Error(`no built client in ${dir} (index.html missing); run npm run build`);
   visit("");
   files.set("/", files.get("/index.html")!);
-  /** Answers GET/HEAD for a known file and returns true; false lets the caller answer. */
-  return (req, res, pathname) => {
+  const withheld = new Set<string>();
+  const send = (req: http.IncomingMessage, res: http.ServerResponse, pathname: string, headers: Record<string, string> = {}) => {
     if (req.method !== "GET" && req.method !== "HEAD") return false;
     const file = files.get(pathname);
     if (!file) return false;
-    res.writeHead(200, { "content-type": file.type, "content-length": file.body.length, "cache-control": "no-cache" });
+    res.writeHead(200, { "content-type": file.type, "content-length": file.body.length, "cache-control": "no-cache", ...headers });
     res.end(req.method === "HEAD" ? undefined : file.body);
     return true;
+  };
+  return {
+    serve: (req, res, pathname) => !withheld.has(pathname) && send(req, res, pathname),
+    serveFile: (req, res, file, headers) => send(req, res, `/${file}`, headers),
+    withhold: (file) => void withheld.add(`/${file}`),
   };
 }

@@ -50,7 +50,7 @@ export interface FarmUnderTest {
   jobs: JobSpec[];
   /** Every (job, frame) the run must produce, as "job/frame". */
   expectedIds: string[];
-  /** Frames of completed jobs so far (from the run's onFrames). */
+  /** Frames of completed jobs so far (from the run's job.done events). */
   frames(): number;
   /** Resolves once `n` frames of completed jobs are in; rejects after `timeoutMs`. */
   waitForFrames(n: number, timeoutMs?: number): Promise<void>;
@@ -118,10 +118,11 @@ export async function startFarm(options: StartFarmOptions = {}): Promise<FarmUnd
     inFlight: options.inFlight, grabTimeoutMs: options.grabTimeoutMs, leaseTtlMs: options.leaseTtlMs,
     maxAttempts: options.maxAttempts, maxWriteStallMs: options.maxWriteStallMs,
     log,
-    onFrames: (n) => {
-      frames += n;
-      for (const l of listeners) l();
-    },
+  });
+  run.events.subscribe((event) => {
+    if (event.type !== "job.done") return;
+    frames += event.frames;
+    for (const l of listeners) l();
   });
   // Never an unhandled rejection: tests read it through finished().
   run.finished.catch(() => {});

@@ -18,6 +18,7 @@ import { demoJobs, demoScene } from "../../server/jobs/demoJobs.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { fakeSession } from "./fakeSession.js";
 import { readFrames } from "./cli.js";
+import { RunEvents } from "../../server/events/RunEvents.js";
 import { canMountTmpfs, fillDisk, mountTmpfs, unmount } from "./fullDisk.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -48,13 +49,16 @@ describe("the queue's file system fills", () => {
       await queue.add(jobs);
       await farm.listen();
       const defaults = { width: 160, height: 120, format: "png", scene: demoScene(), inFlight: 2, layers: ["rgb"] } satisfies RenderDefaults;
+      const events = new RunEvents();
+      events.subscribe((event) => {
+        if (event.type !== "job.done") return;
+        frames += event.frames;
+        done.add(event.job);
+      });
       const dispatch = dispatchJobs({
         farm, queue, dataset, leaseTtlMs: 3000, log, writeProbeMs: 500, maxWriteStallMs: 60_000, runSeed: 1,
         run: (session, job) => renderDeclarativeJob(session, job, defaults),
-        onJobDone: (id, n) => {
-          frames += n;
-          done.add(id);
-        },
+        events,
       });
       dispatch.finished.catch(() => {});
       for (const worker of ["fake-a", "fake-b"]) {

@@ -1,0 +1,103 @@
+// What the command line shows while a run goes: with a terminal, a progress bar (log lines above it);
+// without one (CI, a log file), one plain status line every PLAIN_EVERY_MS. Both read the run's
+// events folded (RunStats), never the queue. Lines carry no control characters: text from pages (error
+// messages) could hold escape codes that would rewrite a terminal or a CI log.
+import cliProgress from "cli-progress";
+import type { RunView } from "../protocol/runEvents.js";
+import type { RunStats } from "../server/events/RunStats.js";
+
+export const PLAIN_EVERY_MS = 5000;
+const BAR_EVERY_MS = 500;
+
+/** `line` with each control character (C0 but tab and newline, DEL, C1) shown as "?": a stack trace keeps its lines. */
+export const withoutControlCharacters = (line: string): string => line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "?");
+
+/** "1 h 02 m", "3 m 20 s", "42 s"; "—" when unknown. */
+export function formatDuration(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} m`;
+}
+
+/** `arg` as one word for a POSIX shell. */
+export const shellQuote = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`);
+
+/**
+ * The commands that put a run's failed jobs back and render them: retry-failed, then the same farm command
+ * (its arguments as given, with the --out it used when it picked one itself).
+ */
+export function retryCommand(args: readonly string[], out: string): string {
+  const gaveOut = args.some((a) => a === "--out" || a.startsWith("--out="));
+  const again = gaveOut ? [...args] : [...args, "--out", out];
+  return `npm run farm -- retry-failed --out ${shellQuote(out)} && npm run farm -- ${again.map(shellQuote).join(" ")}`;
+}
+
+const liveSessions = (view: RunView) => view.sessions.filter((s) => s.state !== "left" && s.state !== "hung").length;
+
+/** The plain status line. */
+export function statusLine(view: RunView): string {
+  const c = view.counts;
+  return (
+    `progress: ${c.done}/${c.total} jobs done, ${c.leased} leased, ${c.failed} failed, ${view.retries} retries, ` +
+    `${liveSessions(view)} sessions, ${view.frames} frames, ${view.framesPerSecond.toFixed(1)} frames/s, ETA ${formatDuration(view.etaSeconds)}` +
+    `${view.paused ? ` (paused by ${view.paused.by})` : ""}${view.writePaused ? ` (paused: ${view.writePaused.store} refuses writes)` : ""}`
+  );
+}
+
+export interface ProgressView {
+  /** Prints a log line (above the bar, if any), without control characters. */
+  say(line: string): void;
+  /** Starts showing progress (after the browsers are up). */
+  start(): void;
+  stop(): void;
+}
+
+/**
+ * `tty` (a terminal on stderr): the bar; else, when `enabled`, a status line every PLAIN_EVERY_MS
+ * through `log`; not enabled (--no-progress): log lines only.
+ */
+export function progressView(options: { stats: () => RunStats | undefined; enabled: boolean; tty: boolean; log: (line: string) => void }): ProgressView {
+  const { enabled, log } = options;
+  const bars = enabled && options.tty
+    ? new cliProgress.MultiBar(
+        {
+          format: "{bar} {value}/{total} jobs | {frames} frames | {fps} frames/s | ETA {remaining} | {sessions} sessions | {leased} leased | {failed} failed | {retries} retries",
+          stream: process.stderr,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  const say = (line: string) => (bars ? bars.log(`${withoutControlCharacters(line)}\n`) : log(withoutControlCharacters(line)));
+  let timer: NodeJS.Timeout | undefined;
+  let bar: cliProgress.SingleBar | undefined;
+  return {
+    say,
+    start() {
+      if (!enabled || timer) return;
+      const show = () => {
+        const stats = options.stats();
+        if (!stats) return;
+        const view = stats.view();
+        if (!bars) return say(statusLine(view));
+        const payload = {
+          frames: view.frames, fps: view.framesPerSecond.toFixed(1), remaining: formatDuration(view.etaSeconds),
+          sessions: liveSessions(view), leased: view.counts.leased, failed: view.counts.failed, retries: view.retries,
+        };
+        // Failed jobs leave the bar's total: a run with failures still ends at 100 %.
+        const total = Math.max(1, view.counts.total - view.counts.failed);
+        bar ??= bars.create(total, view.counts.done, payload);
+        bar.setTotal(total);
+        bar.update(view.counts.done, payload);
+      };
+      timer = setInterval(show, bars ? BAR_EVERY_MS : PLAIN_EVERY_MS);
+      timer.unref();
+    },
+    stop() {
+      clearInterval(timer);
+      bars?.stop();
+    },
+  };
+}

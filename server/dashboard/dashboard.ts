@@ -1,0 +1,118 @@
+// The farm's live dashboard: the page at /dashboard (the client's second entry, served only with the
+// token) and its socket.io namespace. It sends the run's view (RunStats) at most VIEW_UPDATES_PER_SECOND
+// times a second and only when it changed, new frames/s points, and the newest frame's layers as
+// thumbnails at most THUMBNAIL_FRAMES_PER_SECOND; it takes three commands: retry a failed job, pause,
+// resume. With no dashboard open it costs one check per event.
+import type { Socket } from "socket.io";
+import type { CommandResult, DashboardToServerEvents, ServerToDashboardEvents } from "../../protocol/dashboard.js";
+import {
+  DASHBOARD_NAMESPACE, DASHBOARD_PATH, MAX_DASHBOARDS, THUMBNAIL_FRAMES_PER_SECOND, VIEW_UPDATES_PER_SECOND,
+} from "../../protocol/dashboard.js";
+import type { FrameWritten } from "../../protocol/runEvents.js";
+import type { Farm } from "../session/Farm.js";
+import type { RunEvents } from "../events/RunEvents.js";
+import type { RunStats } from "../events/RunStats.js";
+import { makeThumbnails } from "./thumbnails.js";
+
+/** What the dashboard's buttons do (the run's dispatch and queue). */
+export interface DashboardControls {
+  /** Puts failed job `id` back in the queue; resolves false when it is not failed. */
+  retry(id: string): Promise<boolean>;
+  pause(by: string): boolean;
+  resume(by: string): boolean;
+}
+
+/** Longest job id the retry command takes (job ids are far shorter; protocol/names.ts). */
+const MAX_JOB_ID_CHARS = 500;
+
+export interface Dashboard {
+  /** The page's URL (with the token). */
+  url: string;
+  close(): void;
+}
+
+export function serveDashboard(options: { farm: Farm; url: string; root: string; events: RunEvents; stats: RunStats; controls: DashboardControls; log: (line: string) => void }): Dashboard {
+  const { farm, root, events, stats, controls, log } = options;
+  farm.serveWithToken(DASHBOARD_PATH, "dashboard.html");
+  const namespace = farm.pageNamespace<DashboardToServerEvents, ServerToDashboardEvents>(DASHBOARD_NAMESPACE, MAX_DASHBOARDS);
+  const open = () => namespace.sockets.size > 0;
+
+  let sentVersion = -1;
+  const sendView = () => {
+    if (!open()) return;
+    const rate = stats.rate.takeChanges();
+    if (rate.reset || rate.points.length) namespace.emit("rate", rate.points, rate.reset);
+    if (stats.version === sentVersion) return;
+    sentVersion = stats.version;
+    namespace.emit("view", stats.view());
+  };
+
+  // The newest frame written since the last thumbnails were sent: older ones are skipped, not queued.
+  let newest: FrameWritten | undefined;
+  let making = false;
+  let lastThumbnails: Parameters<ServerToDashboardEvents["thumbnails"]>[0] | undefined;
+  const unsubscribe = events.subscribe((event) => {
+    if (event.type === "frame.written" && open()) newest = event;
+  });
+  const sendThumbnails = async () => {
+    if (!newest || making || !open()) return;
+    const frame = newest;
+    newest = undefined;
+    making = true;
+    try {
+      const layers = await makeThumbnails(root, frame.files);
+      lastThumbnails = { job: frame.job, frame: frame.frame, session: frame.session, at: frame.at, layers };
+      namespace.emit("thumbnails", lastThumbnails);
+    } catch (err) {
+      // A frame rewritten or removed meanwhile (a retry) is no reason to stop showing the next ones.
+      log(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} could not be made: ${(err as Error)?.message ?? err}`);
+    } finally {
+      making = false;
+    }
+  };
+  const viewTimer = setInterval(sendView, 1000 / VIEW_UPDATES_PER_SECOND);
+  const thumbnailTimer = setInterval(() => void sendThumbnails(), 1000 / THUMBNAIL_FRAMES_PER_SECOND);
+  viewTimer.unref();
+  thumbnailTimer.unref();
+
+  namespace.on("connection", (socket: Socket<DashboardToServerEvents, ServerToDashboardEvents>) => {
+    const who = `dashboard ${socket.handshake.address}`;
+    socket.emit("rate", stats.rate.all(), true);
+    socket.emit("view", stats.view());
+    if (lastThumbnails) socket.emit("thumbnails", lastThumbnails);
+    // Each command answers through its ack; one sent without an ack function, or with a bad job id, is
+    // answered with an error or ignored, never thrown.
+    const command = (reply: unknown, run: () => Promise<CommandResult> | CommandResult) => {
+      if (typeof reply !== "function") return;
+      Promise.resolve()
+        .then(run)
+        .catch((err: unknown): CommandResult => ({ ok: false, error: `failed: ${(err as Error)?.message ?? err}` }))
+        .then((result) => (reply as (r: CommandResult) => void)(result));
+    };
+    socket.on("retry", (job: unknown, reply: unknown) =>
+      command(reply, async () => {
+        if (typeof job !== "string" || job.length === 0 || job.length > MAX_JOB_ID_CHARS) return { ok: false, error: "retry needs a job id (a string)" };
+        if (!(await controls.retry(job))) return { ok: false, error: `job ${JSON.stringify(job.slice(0, 100))} is not failed (retried already, or unknown)` };
+        log(`${who}: job ${job} put back in the queue`);
+        return { ok: true, message: `job ${job} is back in the queue` };
+      }),
+    );
+    socket.on("pause", (reply: unknown) =>
+      command(reply, () => (controls.pause(who) ? { ok: true, message: "paused: running jobs finish, no new job is handed out" } : { ok: false, error: "already paused, or the run is over" })),
+    );
+    socket.on("resume", (reply: unknown) =>
+      command(reply, () => (controls.resume(who) ? { ok: true, message: "resumed" } : { ok: false, error: "not paused" })),
+    );
+  });
+
+  const url = options.url.replace(/\/\?/, `${DASHBOARD_PATH}?`);
+  return {
+    url,
+    close() {
+      clearInterval(viewTimer);
+      clearInterval(thumbnailTimer);
+      unsubscribe();
+      sendView(); // the last view: "finished"
+    },
+  };
+}
