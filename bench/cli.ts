@@ -78,6 +78,7 @@ interface CliOptions {
   browser?: string[];
   layersCompare: LayerName[][];
   checks?: ImageCheckDepth[];
+  dashboard: boolean;
   image?: string;
 }
 
@@ -205,6 +206,7 @@ async function ingest(o: CliOptions): Promise<void> {
     format: o.format,
     image: o.image,
     checks: o.checks,
+    dashboard: o.dashboard,
     repeat: o.repeat ?? (o.quick ? 1 : 3),
     keep: o.keep,
     log: (line) => console.error(line),
@@ -282,6 +284,7 @@ const program = new Command()
   .option("--jobs <n>", "queue: jobs to enqueue", int("--jobs"))
   .option("--wait-quiet <s>", "before each timed phase, wait up to this many seconds for other processes to leave the CPUs (default 60, --quick 15; 0: don't)", (v) => Number(v))
   .option("--checks <list>", `ingest: compare these depths of the server's image check (${IMAGE_CHECK_DEPTHS.join(",")}), interleaved, --repeat rounds`, checkList)
+  .option("--dashboard", "ingest: each trial without and with a dashboard open, interleaved, --repeat rounds: what the dashboard costs the server per frame", false)
   .option("--image <file>", "ingest: the image the fake sessions send (of --width × --height), e.g. a real frame: docs/demo-frame.png")
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
   .option("--layers-compare <sets>", "throughput: the farm with each layer set in turn, sets split by ':' (the first is the baseline), 'none' to skip; frames per set: light 120, heavy 16 (--quick 40/8; --frames sets them too)", layerSetList, layerSetList("rgb:rgb,depth,mask,normal"))

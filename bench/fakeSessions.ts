@@ -1,8 +1,9 @@
 // Fake sessions for the ingest bench, run in a child process (so their CPU is not the server's):
 // socket.io-client sockets that say hello with webgl: true and answer every grab at once with one
 // pre-encoded image of the asked size. Started by bench/ingest.ts with fork(); talks over IPC.
-//   parent → child: { url, token, sessions, width, height, pngBytes, format?, imageFile? }   then "stop"
-//   child → parent: { ready: n, imageBytes } once every socket is connected, { error } on failure
+//   parent → child: { url, token, sessions, width, height, pngBytes, format?, imageFile?, dashboards? }   then "stop"
+//   child → parent: { ready: n, imageBytes } once every socket is connected, { error } on failure,
+//                   { dashboard: DashboardTally } when stopped (with dashboards)
 import { io, type Socket } from "socket.io-client";
 import { PNG } from "pngjs";
 import { randomBytes } from "node:crypto";
@@ -13,6 +14,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { BrowserInfo, ClientToServerEvents, ServerToClientEvents } from "../protocol/events.js";
 import type { GrabReply, ImageFormat } from "../protocol/grab.js";
+import { DASHBOARD_NAMESPACE, type FrameThumbnails } from "../protocol/dashboard.js";
 
 export interface FakeSessionsConfig {
   url: string;
@@ -26,6 +28,16 @@ export interface FakeSessionsConfig {
   format?: ImageFormat;
   /** Send this image (of width×height; re-encoded by sharp unless already in `format`) instead of the padded one. */
   imageFile?: string;
+  /** Also open this many dashboards (the /dashboard namespace), counting what they get: the dashboard's cost in the ingest bench. */
+  dashboards?: number;
+}
+
+/** What the fake dashboards got. */
+export interface DashboardTally {
+  views: number;
+  ratePoints: number;
+  thumbnails: number;
+  thumbnailBytes: number;
 }
 
 /** A PNG chunk: length, type, data and the right CRC (tests build damaged PNGs from these too). */
@@ -73,7 +85,7 @@ async function benchImage(c: FakeSessionsConfig): Promise<Buffer> {
   return format === "png" ? sharp(source).png().toBuffer() : format === "jpeg" ? sharp(source).jpeg({ quality: 92 }).toBuffer() : sharp(source).webp({ quality: 90 }).toBuffer();
 }
 
-export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ sockets: FakeSocket[]; image: Buffer; close(): void }> {
+export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ sockets: FakeSocket[]; image: Buffer; tally: DashboardTally; close(): void }> {
   const image = await benchImage(c);
   const fy = c.height / 2 / Math.tan((50 * Math.PI) / 360);
   const camera = {
@@ -108,7 +120,23 @@ export async function startFakeSessions(c: FakeSessionsConfig): Promise<{ socket
       }),
     ),
   );
-  return { sockets, image, close: () => sockets.forEach((s) => s.disconnect()) };
+  const tally: DashboardTally = { views: 0, ratePoints: 0, thumbnails: 0, thumbnailBytes: 0 };
+  const dashboards = await Promise.all(
+    Array.from({ length: c.dashboards ?? 0 }, () =>
+      new Promise<Socket>((resolve, reject) => {
+        const socket = io(`${origin}${DASHBOARD_NAMESPACE}`, { auth: { token: c.token }, transports: ["websocket"], reconnection: false });
+        socket.on("view", () => tally.views++);
+        socket.on("rate", (points: unknown[]) => (tally.ratePoints += points.length));
+        socket.on("thumbnails", (frame: FrameThumbnails) => {
+          tally.thumbnails++;
+          for (const layer of frame.layers) tally.thumbnailBytes += layer.data.byteLength;
+        });
+        socket.on("connect", () => resolve(socket));
+        socket.on("connect_error", reject);
+      }),
+    ),
+  );
+  return { sockets, image, tally, close: () => [...sockets, ...dashboards].forEach((s) => s.disconnect()) };
 }
 
 // As a child process of bench/ingest.ts.
@@ -117,6 +145,7 @@ if (process.send && process.argv[1] && import.meta.url === pathToFileURL(path.re
   process.on("message", async (msg: FakeSessionsConfig | "stop") => {
     if (msg === "stop") {
       running?.close();
+      if (running) process.send!({ dashboard: running.tally });
       process.disconnect?.();
       setTimeout(() => process.exit(0), 100).unref();
       return;

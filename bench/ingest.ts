@@ -16,8 +16,11 @@
 // With --checks header,structure,full the server's image check (server/capture/checkImage.ts) is set to
 // each depth in turn, the trials interleaved (--repeat n rounds), and the median of each figure reported
 // per depth: what checking every frame in full costs the server, per frame and in frames/s.
+// With --dashboard each trial runs twice per round, interleaved: without and with a dashboard open (a
+// socket in the fake sessions' process getting the view, the chart and thumbnails): the dashboard's
+// cost is the difference in server CPU per frame.
 // Run: npm run bench -- ingest [--sweep 4,8] [--frames 3000] [--format png] [--image docs/demo-frame.png]
-//      [--checks header,structure,full --repeat 3]   (or npx tsx bench/ingest.ts)
+//      [--checks header,structure,full --repeat 3] [--dashboard --repeat 3]   (or npx tsx bench/ingest.ts)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -28,7 +31,7 @@ import { buildClient } from "../harness/buildClient.js";
 import { benchScene, orbit, orbitJobs } from "./scenes.js";
 import { gateTakes } from "./farmGate.js";
 import { fmt, medianFields, printTable, roundDeep, startPhase, waitQuiet } from "./report.js";
-import { type FakeSessionsConfig } from "./fakeSessions.js";
+import { type DashboardTally, type FakeSessionsConfig } from "./fakeSessions.js";
 import { setImageCheckDepthForBench, type ImageCheckDepth } from "../server/capture/checkImage.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import { readFrameLines } from "../server/dataset/readDataset.js";
@@ -52,7 +55,9 @@ export interface IngestOptions {
   image?: string;
   /** Compare these depths of the server's image check (one trial each per round, interleaved) instead of the session sweep. */
   checks?: ImageCheckDepth[];
-  /** Rounds of the check comparison; the median of each figure is reported (default 3). */
+  /** Compare the server without and with an open dashboard (one trial each per round, interleaved). */
+  dashboard?: boolean;
+  /** Rounds of the check or dashboard comparison; the median of each figure is reported (default 3). */
   repeat?: number;
   keep: boolean;
   log: (line: string) => void;
@@ -62,6 +67,11 @@ export interface IngestTrial {
   sessions: number;
   /** The image check depth of this trial ("default": the farm's own choice per format). */
   check: ImageCheckDepth | "default";
+  /** Dashboards open during the trial, and what they got. */
+  dashboards: number;
+  dashboard_views: number;
+  dashboard_thumbnails: number;
+  dashboard_kb: number;
   frames: number;
   fps: number;
   mb_per_s: number;
@@ -167,7 +177,15 @@ export async function untilSessionsJoined(farm: { sessions: { size: number } }, 
   }
 }
 
-async function trial(sessions: number, o: IngestOptions, cleanup: string[], check: ImageCheckDepth | "default" = "default"): Promise<IngestTrial> {
+/** What one trial varies besides its session count. */
+interface Variant {
+  check?: ImageCheckDepth;
+  dashboards?: number;
+}
+
+async function trial(sessions: number, o: IngestOptions, cleanup: string[], variant: Variant = {}): Promise<IngestTrial> {
+  const check = variant.check ?? "default";
+  const dashboards = variant.dashboards ?? 0;
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-bench-ingest-"));
   if (!o.keep) cleanup.push(out);
   // The floor's folders sit beside the dataset: same file system, same kind of fresh folder.
@@ -189,13 +207,23 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
   const gate = gateTakes(run.queue);
   let child: ChildProcess | undefined;
   let stopped = false;
+  let tally: DashboardTally = { views: 0, ratePoints: 0, thumbnails: 0, thumbnailBytes: 0 };
+  /** Stops the fakes; resolves with what their dashboards got (or after a second without an answer). */
   const stopFakes = () => {
-    if (!stopped && child?.connected) child.send("stop");
+    if (stopped || !child?.connected) return Promise.resolve();
     stopped = true;
+    const told = new Promise<void>((resolve) => {
+      child!.on("message", (msg: { dashboard?: DashboardTally }) => {
+        if (msg.dashboard) (tally = msg.dashboard), resolve();
+      });
+      setTimeout(resolve, 1000).unref();
+    });
+    child.send("stop");
+    return told;
   };
   try {
     const fakes = await startFakes({
-      url: run.url, token: run.farm.token, sessions, width: o.width, height: o.height, pngBytes: o.pngBytes ?? 60 * 1024, format, imageFile: o.image,
+      url: run.url, token: run.farm.token, sessions, width: o.width, height: o.height, pngBytes: o.pngBytes ?? 60 * 1024, format, imageFile: o.image, dashboards,
     });
     child = fakes.child;
     // The floor writes files of the same size (their content does not matter to the file system).
@@ -220,7 +248,7 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
     if (indexLines !== o.frames) throw new Error(`frames.jsonl has ${indexLines} lines, expected ${o.frames}`);
     const seconds = m.wallMs / 1000;
     const clientCpu = Object.values(m.childCpuMs).reduce((a, b) => a + b, 0);
-    stopFakes();
+    await stopFakes();
     await run.close(); // nothing of the run's may share the CPU with the second floor
     const after = fsFloor(floorDir("after"), o.frames, o.framesPerJob, floorFile);
     const fps = summary.frames / seconds;
@@ -230,6 +258,10 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
     return {
       sessions,
       check,
+      dashboards,
+      dashboard_views: tally.views,
+      dashboard_thumbnails: tally.thumbnails,
+      dashboard_kb: tally.thumbnailBytes / 1024,
       frames: summary.frames,
       fps,
       mb_per_s: (summary.frames * fakes.imageBytes) / 2 ** 20 / seconds,
@@ -254,7 +286,7 @@ async function trial(sessions: number, o: IngestOptions, cleanup: string[], chec
     };
   } finally {
     setImageCheckDepthForBench(undefined);
-    stopFakes();
+    await stopFakes();
     await run.close();
     child?.kill();
   }
@@ -270,16 +302,22 @@ export async function benchIngest(o: IngestOptions): Promise<IngestResult> {
         `(main thread ${fmt(t.server_main_thread_cpu_ms_per_frame, 2)}); file-system floor ${fmt(t.floor_fps, 0)} files/s, ${fmt(t.floor_cpu_ms_per_file, 2)} ms CPU/file`,
     );
   try {
-    if (o.checks?.length) {
+    // Compared variants: image check depths, or without and with a dashboard; interleaved rounds.
+    const variants: [key: string, what: string, variant: Variant][] | undefined = o.checks?.length
+      ? o.checks.map((check) => [`check_${check}`, `image check '${check}'`, { check }])
+      : o.dashboard
+        ? [["no_dashboard", "no dashboard", {}], ["dashboard", "a dashboard open", { dashboards: 1 }]]
+        : undefined;
+    if (variants) {
       const rounds = o.repeat ?? 3;
       const runs = new Map<string, IngestTrial[]>();
       for (let round = 1; round <= rounds; round++) {
         for (const n of o.sessions) {
-          for (const check of o.checks) {
-            o.log(`[ingest] round ${round}/${rounds}: image check '${check}', ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} ${format} …`);
-            const t = await trial(n, o, cleanup, check);
+          for (const [name, what, variant] of variants) {
+            o.log(`[ingest] round ${round}/${rounds}: ${what}, ${n} fake session(s), ${o.frames} frames of ${o.width}×${o.height} ${format} …`);
+            const t = await trial(n, o, cleanup, variant);
             say(t);
-            const key = `check_${check}_sessions_${n}`;
+            const key = `${name}_sessions_${n}`;
             runs.set(key, [...(runs.get(key) ?? []), t]);
           }
         }
@@ -318,11 +356,13 @@ export function printIngest(r: IngestResult, out: (line: string) => void = conso
   out("");
   out(`ingest: fake sessions answer every grab at once with the same image; real startRun, declarative jobs, durable writes`);
   const compared = trials.some((t) => t.check !== "default");
+  const withDashboard = trials.some((t) => t.dashboards > 0);
   if (compared) out(`image check depths compared: median of each figure over interleaved rounds (frames/s of each round in the JSON)`);
-  const rows: (string | number)[][] = [["fake sessions", "check", "frames", "frames/s", "MB/s", "image KB", "srv CPU ms/f", "main thread", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
+  if (withDashboard) out(`without and with a dashboard open: median of each figure over interleaved rounds (frames/s of each round in the JSON)`);
+  const rows: (string | number)[][] = [["fake sessions", withDashboard ? "dashboards" : "check", "frames", "frames/s", "MB/s", "image KB", "srv CPU ms/f", "main thread", "fakes CPU ms/f", "cores busy", "not ours", "peak RSS MB"]];
   for (const t of trials) {
     rows.push([
-      t.sessions, t.check, t.frames, fmt(t.fps, 0), fmt(t.mb_per_s), fmt(t.png_bytes / 1024, 0), fmt(t.server_cpu_ms_per_frame, 2),
+      t.sessions, withDashboard ? t.dashboards : t.check, t.frames, fmt(t.fps, 0), fmt(t.mb_per_s), fmt(t.png_bytes / 1024, 0), fmt(t.server_cpu_ms_per_frame, 2),
       fmt(t.server_main_thread_cpu_ms_per_frame, 2), fmt(t.client_cpu_ms_per_frame, 2), fmt(t.cores_busy, 2), fmt(t.not_ours_cores, 2), fmt(t.peak_server_rss_mb, 0),
     ]);
   }
@@ -340,6 +380,20 @@ export function printIngest(r: IngestResult, out: (line: string) => void = conso
       ]);
     }
     if (cost.length > 1) printTable(cost, out);
+  }
+  if (withDashboard) {
+    // What an open dashboard costs the server per frame, at the same session count.
+    out("");
+    const cost: (string | number)[][] = [["fake sessions", "views", "thumbnail sets", "thumbnail KB", "frames/s with ÷ without", "srv CPU ms/f with − without", "main thread ms/f with − without"]];
+    for (const t of trials) {
+      const without = trials.find((h) => h.dashboards === 0 && h.sessions === t.sessions);
+      if (!without || t.dashboards === 0) continue;
+      cost.push([
+        t.sessions, fmt(t.dashboard_views, 0), fmt(t.dashboard_thumbnails, 0), fmt(t.dashboard_kb, 0), fmt(t.fps / without.fps, 2),
+        fmt(t.server_cpu_ms_per_frame - without.server_cpu_ms_per_frame, 3), fmt(t.server_main_thread_cpu_ms_per_frame - without.server_main_thread_cpu_ms_per_frame, 3),
+      ]);
+    }
+    printTable(cost, out);
   }
   out("");
   out(`file-system floor: the same files written by a plain synchronous loop (temp + rename), right before and after each trial`);
