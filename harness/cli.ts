@@ -13,7 +13,7 @@ import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { retryCommand, shellQuote, withoutControlCharacters } from "./progressView.js";
 import { LIMITS } from "../protocol/grab.js";
 import { LAYER_NAMES, parseLayerList } from "../protocol/layers.js";
-import { RENDER_DEFAULTS } from "../server/runFarm.js";
+import { RUN_DEFAULTS } from "../server/runDefaults.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
 import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
 import { parseRunSeed } from "../server/dataset/seeds.js";
@@ -59,14 +59,14 @@ const program = new Command("tabfarm")
   .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
   .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
   .option("--out <dir>", "dataset folder; re-running with the same folder resumes", undefined)
-  .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(RENDER_DEFAULTS.width))
-  .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(RENDER_DEFAULTS.height))
-  .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default(RENDER_DEFAULTS.format))
+  .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(RUN_DEFAULTS.width))
+  .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(RUN_DEFAULTS.height))
+  .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default(RUN_DEFAULTS.format))
   .addOption(new Option("--layers <list>", `layers every frame writes, comma-separated: ${LAYER_NAMES.join(", ")} (default: rgb; a job's "layers" overrides)`).argParser(argument(parseLayerList)))
   .option("--depth", "add the depth layer: a 16-bit depth PNG per frame (millimetres along the camera axis)")
   .addOption(new Option("--classes <file|list>", "the class table: a JSON file ([\"car\",\"person\"] or {\"car\":1,\"person\":5}) or a comma list of labels; other labels get the next ids").argParser(argument(readClassesOption)))
   .addOption(new Option("--quality <q>", "jpeg/webp quality, 0..1").argParser(fraction))
-  .option("--host <address>", "address to listen on (0.0.0.0 to let other machines connect)", "127.0.0.1")
+  .option("--host <address>", "address to listen on (0.0.0.0 to let other machines connect)", RUN_DEFAULTS.host)
   .addOption(new Option("--port <port>", "port to listen on (0: any free port)").argParser(int("--port", 0, 65535)).default(0))
   .addOption(new Option("--token <token>", "access token tabs must present (default: random per run)").env("TABFARM_TOKEN"))
   .option("--headed", "show the browser windows", false)
@@ -74,15 +74,15 @@ const program = new Command("tabfarm")
   .option("--browser <auto|system|bundled|path>", "which Chromium to launch: auto (CHROMIUM_PATH, Playwright's, the system's, then the bundled one), system, bundled, or a path (default: $TABFARM_BROWSER, else auto)")
   .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable), e.g. --chromium-arg=--use-angle=metal", (v: string, all: string[]) => [...all, v], [] as string[])
   .option("--serve-only", "start the server, print the URL and wait for tabs opened by hand", false)
-  .addOption(new Option("--lease-ttl <ms>", "job lease time-to-live; renewed by heartbeats while a job runs").argParser(int("--lease-ttl", 500, 86_400_000)).default(30_000))
-  .addOption(new Option("--max-attempts <n>", "takes of a job before it is marked failed").argParser(int("--max-attempts", 1, 1000)).default(3))
-  .addOption(new Option("--grab-timeout <ms>", "time a tab has to answer one grab").argParser(int("--grab-timeout", 100, 3_600_000)).default(30_000))
-  .addOption(new Option("--max-frame-mb <mb>", "largest encoded frame accepted; larger ones are answered with an error").argParser(int("--max-frame-mb", 1, 1024)).default(64))
-  .addOption(new Option("--max-sessions <n>", "most sessions connected at once").argParser(int("--max-sessions", 1, 10_000)).default(256))
+  .addOption(new Option("--lease-ttl <ms>", "job lease time-to-live; renewed by heartbeats while a job runs").argParser(int("--lease-ttl", 500, 86_400_000)).default(RUN_DEFAULTS.leaseTtlMs))
+  .addOption(new Option("--max-attempts <n>", "takes of a job before it is marked failed").argParser(int("--max-attempts", 1, 1000)).default(RUN_DEFAULTS.maxAttempts))
+  .addOption(new Option("--grab-timeout <ms>", "time a tab has to answer one grab").argParser(int("--grab-timeout", 100, 3_600_000)).default(RUN_DEFAULTS.grabTimeoutMs))
+  .addOption(new Option("--max-frame-mb <mb>", "largest encoded frame accepted; larger ones are answered with an error").argParser(int("--max-frame-mb", 1, 1024)).default(RUN_DEFAULTS.maxFrameBytes / 2 ** 20))
+  .addOption(new Option("--max-sessions <n>", "most sessions connected at once").argParser(int("--max-sessions", 1, 10_000)).default(RUN_DEFAULTS.maxSessions))
   .addOption(new Option("--encode <where>", "encode frames in the page (browser) or send raw pixels and encode on the server").choices(["browser", "server"]).default("browser"))
-  .addOption(new Option("--png-level <0-9>", "zlib level of PNGs encoded on the server (lossless at every level)").argParser(int("--png-level", 0, 9)).default(3))
-  .addOption(new Option("--recycle-after <frames>", "replace a launched tab after it has rendered this many frames (0: never)").argParser(int("--recycle-after", 0, 100_000_000)).default(5000))
-  .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RENDER_DEFAULTS.inFlight))
+  .addOption(new Option("--png-level <0-9>", "zlib level of PNGs encoded on the server (lossless at every level)").argParser(int("--png-level", 0, 9)).default(RUN_DEFAULTS.pngLevel))
+  .addOption(new Option("--recycle-after <frames>", "replace a launched tab after it has rendered this many frames (0: never)").argParser(int("--recycle-after", 0, 100_000_000)).default(RUN_DEFAULTS.recycleAfterFrames))
+  .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RUN_DEFAULTS.inFlight))
   .option("--no-progress", "no progress bar or progress lines")
   .option("--verbose", "print browser console errors", false)
   .action(async (raw, command: Command) => {

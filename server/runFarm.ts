@@ -24,6 +24,7 @@ import type { RunEvents } from "./events/RunEvents.js";
 import type { RunStats } from "./events/RunStats.js";
 import { serveDashboard } from "./dashboard/dashboard.js";
 import { MAX_FAILED_ROWS } from "../protocol/runEvents.js";
+import { RUN_DEFAULTS } from "./runDefaults.js";
 
 class UnknownJobError extends DatasetOpenError {
   constructor(out: string, job: string) {
@@ -36,21 +37,15 @@ class UnknownJobError extends DatasetOpenError {
 
 export { QUEUE_FILE } from "./dataset/openDataset.js";
 
-/**
- * The render settings a run uses when its options leave them out: the one place they are filled in
- * (renderDefaults); the command line shows them in --help. A run writes rgb only unless asked.
- */
-export const RENDER_DEFAULTS = { width: 640, height: 480, format: "png", inFlight: 3 } as const satisfies Partial<RenderDefaults>;
-
 /** What declarative jobs are rendered with when they leave a setting out. */
 export function renderDefaults(options: Pick<RunOptions, "width" | "height" | "format" | "quality" | "scene" | "inFlight" | "layers" | "depth">): RenderDefaults {
   return {
-    width: options.width ?? RENDER_DEFAULTS.width,
-    height: options.height ?? RENDER_DEFAULTS.height,
-    format: options.format ?? RENDER_DEFAULTS.format,
+    width: options.width ?? RUN_DEFAULTS.width,
+    height: options.height ?? RUN_DEFAULTS.height,
+    format: options.format ?? RUN_DEFAULTS.format,
     quality: options.quality,
     scene: options.scene ?? demoScene(),
-    inFlight: options.inFlight ?? RENDER_DEFAULTS.inFlight,
+    inFlight: options.inFlight ?? RUN_DEFAULTS.inFlight,
     layers: layersWithDepth(options.layers, options.depth),
   };
 }
@@ -143,10 +138,10 @@ export interface Run {
 export async function startRun(options: RunOptions): Promise<Run> {
   const log = options.log ?? ((line: string) => console.log(line));
   checkTemplate(options); // before the dataset is opened: a bad template leaves nothing behind
-  const leaseTtlMs = options.leaseTtlMs ?? 30_000;
+  const leaseTtlMs = options.leaseTtlMs ?? RUN_DEFAULTS.leaseTtlMs;
   // Checks --out, refuses a folder that is not a tabfarm dataset, and takes the dataset's lock: resume
   // below runs only on our own dataset, with no other farm writing it.
-  const opened = await openDataset(options.out, { leaseTtlMs, maxAttempts: options.maxAttempts ?? 3, log });
+  const opened = await openDataset(options.out, { leaseTtlMs, maxAttempts: options.maxAttempts ?? RUN_DEFAULTS.maxAttempts, log });
   try {
     return await startOnDataset(opened, options, log);
   } catch (err) {

@@ -2,6 +2,7 @@
 // runs on libuv's thread pool, off the event loop, and is several times faster than a canvas encoder.
 import sharp from "sharp";
 import type { ImageFormat } from "../../protocol/grab.js";
+import { RUN_DEFAULTS } from "../runDefaults.js";
 
 export interface EncodeOptions {
   format: ImageFormat;
@@ -16,7 +17,7 @@ export async function encodeRgba(pixels: Buffer, width: number, height: number, 
   const quality = options.quality === undefined ? undefined : Math.max(1, Math.round(options.quality * 100));
   switch (options.format) {
     case "png":
-      return image.png({ compressionLevel: options.pngLevel ?? 3, adaptiveFiltering: false }).toBuffer();
+      return image.png({ compressionLevel: options.pngLevel ?? RUN_DEFAULTS.pngLevel, adaptiveFiltering: false }).toBuffer();
     case "jpeg":
       return image.jpeg({ quality: quality ?? 92 }).toBuffer();
     case "webp":

@@ -2,6 +2,7 @@
 // every lease fenced by a random token so a session that lost its lease can't finish or put back the job.
 // A token is "<job id>~<random UUID>": carrying the id makes every token call a primary-key lookup, so
 // the hot path needs no token index (each index is another page written to the WAL per commit).
+import { RUN_DEFAULTS } from "../runDefaults.js";
 import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
@@ -25,7 +26,7 @@ const TOKEN_SEP = "~";
 const UUID_LENGTH = 36;
 /** Rows per write transaction in `add`: large enough to amortise commits, small enough not to hold the lock long. */
 const ADD_BATCH = 5_000;
-const DEFAULTS = { leaseTtlMs: 30_000, maxAttempts: 3, busyTimeoutMs: 10_000 };
+const DEFAULTS = { leaseTtlMs: RUN_DEFAULTS.leaseTtlMs, maxAttempts: RUN_DEFAULTS.maxAttempts, busyTimeoutMs: 10_000 };
 
 // Reasons recorded when a lease ends without the session saying why.
 const REASON_PUT_BACK = "put back without an error";

@@ -12,6 +12,7 @@ import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
 import { loadClientFiles, type ClientFiles } from "./clientFiles.js";
+import { RUN_DEFAULTS } from "../runDefaults.js";
 import { AccessControl, pageParser, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
 
 /**
@@ -92,7 +93,7 @@ export class Farm extends EventEmitter {
     this.classes = options.classes ?? new ClassTable();
     this.log = options.log ?? ((line) => console.log(line));
     this.logThrottled = throttledLog(this.log);
-    const maxSessions = options.maxSessions ?? 256;
+    const maxSessions = options.maxSessions ?? RUN_DEFAULTS.maxSessions;
     const messagesPerSecond = (this.messagesPerSecond = options.messagesPerSecond ?? 50);
     const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.access = new AccessControl({ failedAuthPer10s: options.failedAuthPer10s ?? 100, messagesPerSecond });
@@ -355,7 +356,7 @@ export class Farm extends EventEmitter {
       worker: this.verifiedWorker(peerText(info.worker, 100), (socket.handshake.auth as HandshakeAuth | undefined)?.workerProof, address),
     };
     const session = new Session(
-      `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? 30_000, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
+      `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? RUN_DEFAULTS.grabTimeoutMs, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
       this.options.encode === "server" ? "raw" : "browser", this.options.pngLevel, this.classes,
     );
     this.sessions.set(session.id, session);

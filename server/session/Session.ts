@@ -1,6 +1,7 @@
 // One connected browser tab, driven the Vuer way: session.set/update/upsert/add/remove and
 // `await session.grabRender({key})`. Ops and grabs share one ordered channel (the socket), and the
 // page applies them in order, so a grab always renders every op sent before it.
+import { RUN_DEFAULTS } from "../runDefaults.js";
 import { EventEmitter } from "node:events";
 import type { Socket } from "socket.io";
 import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "../../protocol/elements.js";
@@ -104,7 +105,7 @@ export class Session extends EventEmitter {
     private readonly maxFrameBytes: number = LIMITS.maxFrameBytes,
     /** Where grabs are encoded unless a grab says otherwise: in the page, or on the server from raw pixels. */
     private readonly defaultEncoding: "browser" | "raw" = "browser",
-    private readonly pngLevel = 3,
+    private readonly pngLevel: number = RUN_DEFAULTS.pngLevel,
     /** The run's class table (one per Farm, shared by its sessions). */
     private readonly classes: ClassTable = new ClassTable(),
   ) {
