@@ -39,7 +39,8 @@ const liveSessions = (view: RunView) => view.sessions.filter((s) => s.state !== 
 /** The plain status line. */
 export function statusLine(view: RunView): string {
   const c = view.counts;
-  return (
+  // Texts in the view (who paused) are not ours: the line is cleaned whoever prints it.
+  return withoutControlCharacters(
     `progress: ${c.done}/${c.total} jobs done, ${c.leased} leased, ${c.failed} failed, ${view.retries} retries, ` +
     `${liveSessions(view)} sessions, ${view.frames} frames, ${view.framesPerSecond.toFixed(1)} frames/s, ETA ${formatDuration(view.etaSeconds)}` +
     `${view.paused ? ` (paused by ${view.paused.by})` : ""}${view.writePaused ? ` (paused: ${view.writePaused.store} refuses writes)` : ""}`

@@ -58,11 +58,14 @@ export class RateSeries {
 
   /** Closes the buckets that ended by `now` (an idle stretch becomes one zero point at each end). */
   advance(now: number): void {
-    if (now < this.bucketStart + this.width) return;
-    this.close(this.bucketStart + this.width, this.count / (this.width / 1000), this.width);
-    const idle = Math.floor((now - this.bucketStart) / this.width) - 1;
-    if (idle > 0) this.close(this.bucketStart + this.width * (idle + 1), 0, this.width * idle);
-    this.bucketStart += this.width * (idle + 1);
+    // The width of the buckets being closed: close() may double this.width for the next ones.
+    const width = this.width;
+    const end = this.bucketStart + width;
+    if (now < end) return;
+    const idle = Math.floor((now - this.bucketStart) / width) - 1;
+    this.close(end, this.count / (width / 1000), width);
+    if (idle > 0) this.close(end + width * idle, 0, width * idle);
+    this.bucketStart = end + width * idle;
     this.count = 0;
   }
 
@@ -103,12 +106,23 @@ export class RateSeries {
   }
 }
 
+/** Browsers by precedence: an agent names several (Edge's names Chrome and Safari too). */
+const BROWSERS: [RegExp, string][] = [
+  [/Edg(?:e|A|iOS)?\/(\d+)/, "Edge"],
+  [/HeadlessChrome\/(\d+)/, "Chrome (headless)"],
+  [/Chromium\/(\d+)/, "Chromium"],
+  [/Firefox\/(\d+)/, "Firefox"],
+  [/Chrome\/(\d+)/, "Chrome"],
+  [/Version\/(\d+)[\d.]* (?:Mobile\/\w+ )?Safari\//, "Safari"],
+];
+
 /** "Chrome 143" from a user agent; the agent cut short when it names no browser we know. */
 export function browserName(userAgent: string): string {
-  const m = /(HeadlessChrome|Chromium|Edg|Firefox|Chrome|Version(?=\/[\d.]+ Safari))\/(\d+)/.exec(userAgent);
-  if (!m) return userAgent.slice(0, 40);
-  const name = { HeadlessChrome: "Chrome (headless)", Edg: "Edge", Version: "Safari" }[m[1]] ?? m[1];
-  return `${name} ${m[2]}`;
+  for (const [pattern, name] of BROWSERS) {
+    const m = pattern.exec(userAgent);
+    if (m) return `${name} ${m[1]}`;
+  }
+  return userAgent.slice(0, 40);
 }
 
 interface SessionFigures extends SessionRow {
@@ -312,7 +326,8 @@ export class RunStats {
   }
 
   private dropOldLeftSessions(): void {
-    const left = [...this.sessions.values()].filter((s) => s.leftAt !== undefined);
+    // The earliest to leave go first (not the earliest to join: a long-lived session just left).
+    const left = [...this.sessions.values()].filter((s) => s.leftAt !== undefined).sort((a, b) => a.leftAt! - b.leftAt!);
     for (const s of left.slice(0, Math.max(0, left.length - MAX_LEFT_SESSION_ROWS))) this.sessions.delete(s.id);
   }
 }

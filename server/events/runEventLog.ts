@@ -17,7 +17,8 @@ export const MAX_FAILURE_LINES_PER_RUN = 10_000;
 const MAX_PENDING_LINES = 10_000;
 const FLUSH_EVERY_MS = 1000;
 
-const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+// O_NONBLOCK: a FIFO at the path fails at once (ENXIO) instead of waiting for a reader; a regular file ignores it.
+const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 /** Appends events to `<root>/run-events.jsonl` in batches (each second, and at close); a failing disk is logged once per outage. */
 export class RunEventLog {
@@ -61,27 +62,31 @@ export class RunEventLog {
   }
 
   private async writePending(): Promise<void> {
-    if (this.pending.length === 0) return;
+    if (this.pending.length === 0 && this.dropped === 0) return;
     const lines = this.pending;
+    const dropped = this.dropped;
     this.pending = [];
-    if (this.dropped) {
-      lines.push(JSON.stringify({ type: "log.note", at: Date.now(), note: `${this.dropped} run events were dropped while ${RUN_EVENTS_FILE} could not be written` }));
-      this.dropped = 0;
-    }
+    this.dropped = 0;
+    // The dropped lines' note is written with them, never queued: a queued note would take a line's place.
+    const note = dropped ? [JSON.stringify({ type: "log.note", at: Date.now(), note: `${dropped} run events were dropped while ${RUN_EVENTS_FILE} could not be written` })] : [];
     try {
       const handle = await fsp.open(this.file, APPEND, 0o644);
       try {
-        await handle.appendFile(lines.join("\n") + "\n");
+        if (!(await handle.stat()).isFile()) throw new Error("not a regular file");
+        await handle.appendFile([...lines, ...note].join("\n") + "\n");
       } finally {
         await handle.close();
       }
       if (this.failing) this.log(`run events: ${RUN_EVENTS_FILE} is written again`);
       this.failing = false;
     } catch (err) {
-      // The run goes on (the frames matter, not their history); the lines wait for the next try, within bounds.
+      // The run goes on (the frames matter, not their history); the lines wait for the next try, within
+      // bounds: the oldest are kept (a reader needs the run's start), the newest dropped and counted.
       if (!this.failing) this.log(`run events: could not append to ${this.file} (${(err as Error)?.message ?? err}); the run goes on, its history may miss events`);
       this.failing = true;
-      this.pending = [...lines, ...this.pending].slice(-MAX_PENDING_LINES);
+      const back = [...lines, ...this.pending];
+      this.pending = back.slice(0, MAX_PENDING_LINES);
+      this.dropped += dropped + back.length - this.pending.length;
     }
   }
 }
@@ -188,8 +193,10 @@ async function readEnd(file: string, maxBytes: number): Promise<string | undefin
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
     const start = Math.max(0, stat.size - maxBytes);
-    const buffer = Buffer.alloc(stat.size - start);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+    // One byte more, before the window: whether the window starts at a line (after a newline) or inside one.
+    const from = Math.max(0, start - 1);
+    const buffer = Buffer.alloc(stat.size - from);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, from);
     const text = buffer.subarray(0, bytesRead).toString("utf8");
     return start === 0 ? text : text.slice(text.indexOf("\n") + 1);
   } finally {
@@ -197,7 +204,8 @@ async function readEnd(file: string, maxBytes: number): Promise<string | undefin
   }
 }
 
-const isCount = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0;
+/** A count or a time as a run writes them: a whole number, exact in a double (a corrupt 1e300 would wreck the chart). */
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isText = (v: unknown): v is string => typeof v === "string";
 
 /** A kept event, checked for the fields readRunHistory uses; anything else is undefined. */
