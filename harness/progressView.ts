@@ -9,8 +9,9 @@ import type { RunStats } from "../server/events/RunStats.js";
 export const PLAIN_EVERY_MS = 5000;
 const BAR_EVERY_MS = 500;
 
-/** `line` with each control character (C0 but tab and newline, DEL, C1) shown as "?": a stack trace keeps its lines. */
-export const withoutControlCharacters = (line: string): string => line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "?");
+import { withoutControlCharacters } from "../protocol/runEvents.js";
+
+export { withoutControlCharacters };
 
 /** "1 h 02 m", "3 m 20 s", "42 s"; "—" when unknown. */
 export function formatDuration(seconds: number | null): string {

@@ -69,6 +69,13 @@ export interface RunProgress { type: "run.progress"; at: number; frames: number;
 /** Every job is done or failed, or the run was stopped (kept). */
 export interface RunDone { type: "run.done"; at: number; frames: number; jobs_done: number; counts: JobCounts; seconds: number; stopped?: string }
 
+/**
+ * `text` with each control character (C0 but tab and newline, DEL, C1) shown as "?": error texts come
+ * from pages and handlers, and an escape sequence in one would rewrite a terminal or a CI log. A stack
+ * trace keeps its lines. What the CLI prints and what the view shows go through this.
+ */
+export const withoutControlCharacters = (text: string): string => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "?");
+
 export type RunEvent =
   | JobLeased | JobDone | JobRetried | JobFailed | JobReleased | JobsRequeued | FrameWritten
   | SessionJoined | SessionLeft | SessionHung | SessionRecycled | SessionQuarantined

@@ -266,16 +266,20 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   const seconds = () => (performance.now() - started) / 1000;
   const { stats, events } = recorder;
   const dispatch = dispatchJobs({ farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed, events });
+  /** Dispatch has ended (every job done or failed, or stopped): a job put back now would not be rendered. */
+  let runOver = false;
+  void dispatch.finished.finally(() => (runOver = true)).catch(() => {});
   const dashboard = serveDashboard({
     farm, url, root: out, events, stats, log,
     controls: {
       pause: (by) => dispatch.pause(by),
       resume: (by) => dispatch.resume(by),
       async retry(id) {
-        if ((await queue.retryFailed([id])) === 0) return false;
+        if (runOver) return "run over";
+        if ((await queue.retryFailed([id])) === 0) return "not failed";
         events.emit({ type: "jobs.requeued", at: Date.now(), jobs: [id], by: "dashboard" });
         dispatch.wake();
-        return true;
+        return "requeued";
       },
     },
   });

@@ -16,8 +16,8 @@ import { makeThumbnails } from "./thumbnails.js";
 
 /** What the dashboard's buttons do (the run's dispatch and queue). */
 export interface DashboardControls {
-  /** Puts failed job `id` back in the queue; resolves false when it is not failed. */
-  retry(id: string): Promise<boolean>;
+  /** Puts failed job `id` back in the queue, unless it is not failed or the run is over (nothing would render it). */
+  retry(id: string): Promise<"requeued" | "not failed" | "run over">;
   pause(by: string): boolean;
   resume(by: string): boolean;
 }
@@ -92,7 +92,9 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
     socket.on("retry", (job: unknown, reply: unknown) =>
       command(reply, async () => {
         if (typeof job !== "string" || job.length === 0 || job.length > MAX_JOB_ID_CHARS) return { ok: false, error: "retry needs a job id (a string)" };
-        if (!(await controls.retry(job))) return { ok: false, error: `job ${JSON.stringify(job.slice(0, 100))} is not failed (retried already, or unknown)` };
+        const outcome = await controls.retry(job);
+        if (outcome === "run over") return { ok: false, error: "the run is over: put failed jobs back with retry-failed and run the farm again on this --out" };
+        if (outcome === "not failed") return { ok: false, error: `job ${JSON.stringify(job.slice(0, 100))} is not failed (retried already, or unknown)` };
         log(`${who}: job ${job} put back in the queue`);
         return { ok: true, message: `job ${job} is back in the queue` };
       }),

@@ -18,10 +18,16 @@ export async function makeThumbnails(root: string, files: Record<string, string>
   return Promise.all(names.map((layer) => thumbnail(layer, insideRoot(root, files[layer]))));
 }
 
+const open = (file: string) => sharp(file, { limitInputPixels: 64 * 1024 * 1024 });
+
 async function thumbnail(layer: string, file: string): Promise<LayerThumbnail> {
-  let image = sharp(file, { limitInputPixels: 64 * 1024 * 1024 })
-    .resize({ width: THUMBNAIL_WIDTH, height: THUMBNAIL_WIDTH, fit: "inside", withoutEnlargement: true, kernel: NEAREST.has(layer) ? "nearest" : "lanczos3" });
-  if (STRETCHED.has(layer)) image = image.normalise().toColourspace("b-w");
+  let image = open(file).resize({ width: THUMBNAIL_WIDTH, height: THUMBNAIL_WIDTH, fit: "inside", withoutEnlargement: true, kernel: NEAREST.has(layer) ? "nearest" : "lanczos3" });
+  if (NEAREST.has(layer)) {
+    // Ids (1..N of 65535) all become 0 once libvips makes the 16-bit image 8-bit, which normalise() works
+    // on: stretch by the layer's own largest id instead, so each id gets a grey of its own.
+    const { channels } = await open(file).stats();
+    image = image.linear(65535 / Math.max(1, channels[0].max), 0).toColourspace("b-w");
+  } else if (STRETCHED.has(layer)) image = image.normalise().toColourspace("b-w");
   const { data, info } = layer === "rgb"
     ? await image.jpeg({ quality: 75 }).toBuffer({ resolveWithObject: true })
     : await image.png({ compressionLevel: 3 }).toBuffer({ resolveWithObject: true });

@@ -3,7 +3,7 @@
 // short window, ETA, a row per session, the latest failed jobs, and the frames/s chart. Everything here
 // is bounded: rows of sessions that left and failed jobs are capped, the chart merges its buckets.
 import type { FailedJobRow, JobCounts, RatePoint, RunEvent, RunView, SessionRow } from "../../protocol/runEvents.js";
-import { MAX_FAILED_ROWS, MAX_LEFT_SESSION_ROWS, RATE_WINDOW_S } from "../../protocol/runEvents.js";
+import { MAX_FAILED_ROWS, MAX_LEFT_SESSION_ROWS, RATE_WINDOW_S, withoutControlCharacters } from "../../protocol/runEvents.js";
 import { MAX_RATE_POINTS } from "../../protocol/dashboard.js";
 
 /** Counts per whole second over the last `seconds` seconds (a ring of buckets), for a rate. */
@@ -198,7 +198,7 @@ export class RunStats {
         const s = this.release(e.session, e.job);
         if (s) {
           s.failures++;
-          s.lastError = e.error;
+          s.lastError = withoutControlCharacters(e.error);
         }
         if (e.type === "job.retried") {
           c.pending++;
@@ -232,7 +232,9 @@ export class RunStats {
       }
       case "session.joined":
         this.sessions.set(e.session, {
-          id: e.session, worker: e.worker, browser: browserName(e.userAgent), renderer: e.renderer, state: "idle",
+          // Names a page gave itself: shown, so without control characters.
+          id: e.session, worker: withoutControlCharacters(e.worker), browser: withoutControlCharacters(browserName(e.userAgent)),
+          renderer: withoutControlCharacters(e.renderer), state: "idle",
           frames: 0, framesPerSecond: 0, jobs: 0, failures: 0, job: null, lastError: null, since: e.at, held: [], rate: new RateWindow(RATE_WINDOW_S),
         });
         break;
@@ -251,11 +253,11 @@ export class RunStats {
         const s = this.sessions.get(e.session);
         if (!s) break;
         s.state = e.type === "session.hung" ? "hung" : e.type === "session.quarantined" ? "quarantined" : "recycling";
-        if (e.type !== "session.recycled") s.lastError = e.reason;
+        if (e.type !== "session.recycled") s.lastError = withoutControlCharacters(e.reason);
         break;
       }
       case "write.paused":
-        this.writePaused = { store: e.store, error: e.error, since: e.at };
+        this.writePaused = { store: e.store, error: withoutControlCharacters(e.error), since: e.at };
         break;
       case "write.resumed":
         this.writePaused = null;
@@ -321,7 +323,7 @@ export class RunStats {
 
   private keepFailed(row: FailedJobRow): void {
     this.failed.delete(row.id); // re-inserted as the newest
-    this.failed.set(row.id, row);
+    this.failed.set(row.id, { ...row, error: withoutControlCharacters(row.error) });
     if (this.failed.size > MAX_FAILED_ROWS) this.failed.delete(this.failed.keys().next().value!);
   }
 
