@@ -193,8 +193,11 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
   async function releaseUncounted(token: string, why: string): Promise<boolean> {
     const job = active.get(token);
     if (!job || !active.delete(token)) return false;
-    await returnLease("release", () => queue.release(token, { message: why }));
-    events.emit({ type: "job.released", at: Date.now(), job: job.id, session: job.sessionId, reason: why });
+    let released = true; // a release the queue refused now is retried later: it goes back all the same
+    await returnLease("release", async () => (released = await queue.release(token, { message: why })));
+    // Not released: its lease had expired, and housekeeping ends it counting the attempt.
+    if (released) events.emit({ type: "job.released", at: Date.now(), job: job.id, session: job.sessionId, reason: why });
+    else attemptFailed(job, new Error(`its lease expired before it could go back (${why})`));
     return true;
   }
 
@@ -235,6 +238,11 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       quarantined.delete(session.id);
       // When we closed it (stop), its leases were already returned uncounted.
       if (stopped) return;
+      // Its attempts end now, each reported once, here, before its leases go back: the run may not end
+      // with an attempt unreported (a handler that does not watch job.signal runs on a while).
+      for (const [token, job] of active) {
+        if (job.sessionId === session.id && active.delete(token)) attemptFailed(job, new Error(`session ${session.id} disconnected`));
+      }
       let released = 0;
       await returnLease("releaseOwner", async () => (released = await queue.releaseOwner(session.id, { message: `session ${session.id} disconnected` })));
       if (released) log(`session ${session.id} left holding ${released} job(s); returned to the queue`);
@@ -324,16 +332,15 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       if (!(await viaQueue("isCurrent", () => queue.isCurrent(lease.token)))) throw new Error(`job ${lease.job.id}: lease lost before completion`);
       await dataset.appendLines(job.lines);
       const completed = await viaQueue("complete", () => queue.complete(lease.token));
-      active.delete(lease.token);
+      const ours = active.delete(lease.token); // false: a stop or its session's close took it back and reported it
       if (!completed) {
         // Its session went away (or the lease expired) between the check and the append: the job is
         // someone else's now and will be re-run; its lines here are dropped by compaction. Not a frame
         // delivered, and not this session's success.
-        log(`job ${lease.job.id}: lease lost while appending; it will be re-run and compacted`);
-        await attemptFailed(lease, session, new Error("lease lost while appending its lines"));
+        if (ours) attemptFailed(job, new Error("lease lost while appending its lines; it will be re-run and compacted"));
         return;
       }
-      troubleSince = null; // real progress: storage works
+      if (!stall) troubleSince = null; // real progress: storage works (during a pause, the pause's clock runs on)
       health.succeeded(session.id);
       events.emit({ type: "job.done", at: Date.now(), job: lease.job.id, session: session.id, frames: job.records.length, attempt: lease.attempt });
     } catch (err) {
@@ -352,7 +359,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
       await returnLease("putBack", async () => {
         if (await queue.isCurrent(lease.token)) await queue.putBack(lease.token, jobError(error));
       });
-      await attemptFailed(lease, session, error);
+      attemptFailed(job, error);
       if (session.closed) return;
       // A grab that never answered means the tab is hung: drop it so it cannot take more work
       // (the harness replaces hung tabs it launched).
@@ -368,16 +375,16 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
   }
 
   /**
-   * An attempt failed and its lease is gone (put back here, or by housekeeping or the owner's release):
-   * says whether the job will be retried or has no attempts left, as the queue decided. Each failed
-   * attempt is logged once, here.
+   * An attempt failed, and its lease is gone or going (put back here, or by housekeeping or its owner's
+   * release, all of which count the attempt): logged and told once, here. Whether the job is retried
+   * follows from this attempt's number, as the queue decides it, not from the job's state now, which a
+   * later attempt may have changed already.
    */
-  async function attemptFailed(lease: Lease, session: Session, error: Error): Promise<void> {
-    const state = await queue.state(lease.job.id).catch(() => null);
-    log(`job ${lease.job.id} attempt ${lease.attempt} failed on session ${session.id}: ${error.message}`);
-    const event = { at: Date.now(), job: lease.job.id, session: session.id, attempt: lease.attempt, error: error.message };
-    if (state === "failed") {
-      log(`job ${lease.job.id} failed: no attempts left after ${lease.attempt}`);
+  function attemptFailed(job: JobContext, error: Error): void {
+    log(`job ${job.id} attempt ${job.attempt} failed on session ${job.sessionId}: ${error.message}`);
+    const event = { at: Date.now(), job: job.id, session: job.sessionId, attempt: job.attempt, error: error.message };
+    if (job.attempt >= queue.maxAttempts) {
+      log(`job ${job.id} failed: no attempts left after ${job.attempt}`);
       events.emit({ type: "job.failed", ...event });
     } else events.emit({ type: "job.retried", ...event });
   }

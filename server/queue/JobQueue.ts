@@ -86,6 +86,8 @@ export interface QueueOptions {
 }
 
 export interface JobQueue {
+  /** Takes after which a job whose lease ends badly (put back, its owner gone, expired) is failed. */
+  readonly maxAttempts: number;
   /**
    * Adds jobs; an id that exists already is skipped and counted as a duplicate, and reported in
    * `changed` when its spec differs from the queued one (replaced if pending and `replacePending`).
