@@ -239,15 +239,18 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     classes: manifest.classes,
     log,
   });
-  const recorder = await recordRun({ root: out, counts: startCounts, framesAtStart: setup.linesAtStart, log });
-  recorder.stats.noteFailed((await queue.failures(MAX_FAILED_ROWS)).map((f) => ({ id: f.id, attempts: f.attempts, error: f.error?.message ?? "", at: Date.now() })));
-  farm.on("session", (session: Session) => {
-    if (session.info.webgl) manifest.noteBrowser(session.info);
-    noteSession(session, recorder);
-  });
   const url = await farm.listen().catch(async (err) => {
     await farm.close();
     throw err;
+  });
+  // Once serving (a start that fails before leaves no run in run-events.jsonl); no tab can have said hello yet.
+  const recorder = await recordRun({ root: out, counts: startCounts, framesAtStart: setup.linesAtStart, log });
+  // The dashboard lists failed jobs of earlier runs too, to retry them; a queue that can't say is no reason not to run.
+  const failedBefore = await queue.failures(MAX_FAILED_ROWS).catch((err: unknown) => void log(`queue: failed jobs not read (${(err as Error)?.message ?? err})`));
+  recorder.stats.noteFailed((failedBefore ?? []).map((f) => ({ id: f.id, attempts: f.attempts, error: f.error?.message ?? "", at: Date.now() })));
+  farm.on("session", (session: Session) => {
+    if (session.info.webgl) manifest.noteBrowser(session.info);
+    noteSession(session, recorder);
   });
 
   // manifest.json lists every layer asked for: a declarative job's before it renders, a handler's from the files it wrote.
@@ -296,7 +299,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     const final = await dataset.compact(jobIsDone);
     if (final.dropped) log(`dataset: dropped ${final.dropped} repeated frames.jsonl line(s)`);
     await endManifest(manifest, queue, final.kept);
-    runDone();
+    runDone(stopping);
     const { frames, jobsDone } = stats;
     const counts = await queue.counts();
     const failedJobs = counts.failed ? await queue.failures(SUMMARY_FAILED_JOBS) : [];
@@ -304,14 +307,20 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   });
 
   let closed = false;
+  /** Why close() stopped the run before every job was done or failed (run.done says so). */
+  let stopping: string | undefined;
   return {
     url, dashboardUrl: dashboard.url, farm, events, stats, queue, dataset, added, finished,
     async close(reason?: string) {
       if (closed) return 0;
       closed = true;
+      if (!runOver) stopping = reason ?? "closed";
       // Leases go back before the sessions close, so no disconnect is counted against a job.
       const released = await dispatch.stop(reason);
-      runDone(reason ?? "closed"); // a finished run's is out already
+      // Stopping ends dispatch, and the run's end (compaction, manifest, run.done) runs as for a finished
+      // run: it needs the queue and the dataset, so they are closed only after it.
+      await finished.catch(() => {});
+      runDone(stopping); // when the end failed
       dashboard.close(); // its last view says so
       await farm.close(reason);
       await recorder.close(); // after the sessions' left events

@@ -327,7 +327,9 @@ export class Farm extends EventEmitter {
   /** Says `bye` (with `reason`), waits for running handlers to return, then closes every socket and the server. */
   async close(reason = "run finished"): Promise<void> {
     for (const session of this.sessions.values()) session.bye(reason);
-    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 2000))]);
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (waited = setTimeout(r, 2000)))]);
+    clearTimeout(waited); // else it holds the process up to 2 s after the run
     this.io.disconnectSockets(true);
     // io.close waits for every connection to end; a peer that never answers the websocket close
     // would hold it for 30 s, so whatever is still open after a second is destroyed.
