@@ -72,7 +72,9 @@ export function progressView(options: { stats: () => RunStats | undefined; enabl
         cliProgress.Presets.shades_classic,
       )
     : undefined;
-  const say = (line: string) => (bars ? bars.log(`${withoutControlCharacters(line)}\n`) : log(withoutControlCharacters(line)));
+  // A text's own lines (a stack trace, or a page's error text posing as a line of ours) are indented under the line they belong to.
+  const printable = (line: string) => withoutControlCharacters(line).replace(/\n(?=.)/g, "\n    ");
+  const say = (line: string) => (bars ? bars.log(`${printable(line)}\n`) : log(printable(line)));
   let timer: NodeJS.Timeout | undefined;
   let bar: cliProgress.SingleBar | undefined;
   return {

@@ -12,8 +12,9 @@ import { countFrameLines } from "../server/dataset/readDataset.js";
 import { readRunHistory, RUN_EVENTS_FILE, type PastRun } from "../server/events/runEventLog.js";
 import { formatDuration, withoutControlCharacters } from "./progressView.js";
 
-/** Failed jobs `status` lists. */
+/** Failed jobs, and sessions of the last run, `status` lists (recycled tabs make many sessions). */
 const STATUS_FAILED_SHOWN = 50;
+const STATUS_SESSIONS_SHOWN = 50;
 
 export async function printStatus(out: string, print = (line: string) => console.log(line)): Promise<void> {
   const log = (line: string) => print(withoutControlCharacters(line)); // error texts come from pages
@@ -41,13 +42,15 @@ function describeRun(run: PastRun): string[] {
       `(${formatDuration(seconds)}): ${run.frames} frames, ${run.jobsDone} jobs done, ${(run.frames / seconds).toFixed(1)} frames/s, ` +
       `${run.retries} failed attempt(s) retried, ${run.failures} job(s) failed`,
   ];
-  for (const s of run.sessions) {
+  for (const s of run.sessions.slice(0, STATUS_SESSIONS_SHOWN)) {
     const alive = Math.max(0.001, ((s.left ?? run.ended) - s.joined) / 1000);
     lines.push(
       `  session ${s.session}${s.worker ? ` (${s.worker})` : ""}: ${s.frames} frames, ${(s.frames / alive).toFixed(1)} frames/s, ${s.jobs} jobs, ${s.failures} failures, ` +
         `${s.renderer || "no WebGL"}${s.reason ? `; left: ${s.reason}` : ""}`,
     );
   }
+  const more = run.sessions.slice(STATUS_SESSIONS_SHOWN);
+  if (more.length) lines.push(`  … and ${more.length} more session(s), ${more.reduce((n, s) => n + s.frames, 0)} frames`);
   return lines;
 }
 

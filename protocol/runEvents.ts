@@ -70,11 +70,12 @@ export interface RunProgress { type: "run.progress"; at: number; frames: number;
 export interface RunDone { type: "run.done"; at: number; frames: number; jobs_done: number; counts: JobCounts; seconds: number; stopped?: string }
 
 /**
- * `text` with each control character (C0 but tab and newline, DEL, C1) shown as "?": error texts come
- * from pages and handlers, and an escape sequence in one would rewrite a terminal or a CI log. A stack
- * trace keeps its lines. What the CLI prints and what the view shows go through this.
+ * `text` with each control character (C0 but tab and newline, DEL, C1, and the bidi overrides that
+ * reorder what a terminal shows) as "?": error texts come from pages and handlers, and an escape sequence
+ * in one would rewrite a terminal or a CI log. A stack trace keeps its lines. What the CLI prints and what
+ * the view shows go through this.
  */
-export const withoutControlCharacters = (text: string): string => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "?");
+export const withoutControlCharacters = (text: string): string => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
 
 export type RunEvent =
   | JobLeased | JobDone | JobRetried | JobFailed | JobReleased | JobsRequeued | FrameWritten
@@ -168,3 +169,5 @@ export const RATE_WINDOW_S = 10;
 /** Rows the view keeps: sessions that left, and failed jobs (the queue has them all). */
 export const MAX_LEFT_SESSION_ROWS = 64;
 export const MAX_FAILED_ROWS = 100;
+/** Longest error text the view carries (a row's lastError, a failed job's error); the rest is cut. */
+export const MAX_VIEW_TEXT_CHARS = 300;

@@ -39,14 +39,21 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
 
   let sentVersion = -1;
   const sendView = () => {
+    const rate = stats.rate.takeChanges(); // also with no dashboard open: a new one gets the whole series
     if (!open()) return;
-    const rate = stats.rate.takeChanges();
     if (rate.reset || rate.points.length) namespace.emit("rate", rate.points, rate.reset);
     if (stats.version === sentVersion) return;
     sentVersion = stats.version;
     namespace.emit("view", stats.view());
   };
 
+  // A frame whose layers can't be read would be reported each second: once a minute is enough.
+  let quietUntil = 0;
+  const logThrottled = (line: string) => {
+    if (Date.now() < quietUntil) return;
+    quietUntil = Date.now() + 60_000;
+    log(line);
+  };
   // The newest frame written since the last thumbnails were sent: older ones are skipped, not queued.
   let newest: FrameWritten | undefined;
   let making = false;
@@ -60,12 +67,14 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
     newest = undefined;
     making = true;
     try {
-      const layers = await makeThumbnails(root, frame.files);
+      // A layer rewritten or removed meanwhile (a retry) is no reason to stop showing the others, or the next frames.
+      const { layers, failed } = await makeThumbnails(root, frame.files);
+      if (failed.length) logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} left out ${failed.join("; ")}`);
+      if (!layers.length) return;
       lastThumbnails = { job: frame.job, frame: frame.frame, session: frame.session, at: frame.at, layers };
       namespace.emit("thumbnails", lastThumbnails);
     } catch (err) {
-      // A frame rewritten or removed meanwhile (a retry) is no reason to stop showing the next ones.
-      log(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} could not be made: ${(err as Error)?.message ?? err}`);
+      logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} could not be made: ${(err as Error)?.message ?? err}`);
     } finally {
       making = false;
     }

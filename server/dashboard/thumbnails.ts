@@ -11,11 +11,17 @@ const STRETCHED = new Set(["depth", "mask", "class"]);
 /** Ids must not be blended into other ids when shrunk. */
 const NEAREST = new Set(["mask", "class"]);
 
-/** Thumbnails of the frame whose files (relative to `root`, by layer) are `files`, rgb first. */
-export async function makeThumbnails(root: string, files: Record<string, string>): Promise<LayerThumbnail[]> {
+/**
+ * Thumbnails of the frame whose files (relative to `root`, by layer) are `files`, rgb first; a layer that
+ * can't be made (a file rewritten by a retry meanwhile) is left out, and named in `failed`.
+ */
+export async function makeThumbnails(root: string, files: Record<string, string>): Promise<{ layers: LayerThumbnail[]; failed: string[] }> {
   const names = Object.keys(files).filter((layer) => /\.(png|jpe?g|webp)$/i.test(files[layer]));
   names.sort((a, b) => (a === "rgb" ? -1 : b === "rgb" ? 1 : 0));
-  return Promise.all(names.map((layer) => thumbnail(layer, insideRoot(root, files[layer]))));
+  const made = await Promise.allSettled(names.map((layer) => thumbnail(layer, insideRoot(root, files[layer]))));
+  const layers = made.flatMap((m) => (m.status === "fulfilled" ? [m.value] : []));
+  const failed = made.flatMap((m, i) => (m.status === "rejected" ? [`${names[i]}: ${(m.reason as Error)?.message ?? m.reason}`] : []));
+  return { layers, failed };
 }
 
 const open = (file: string) => sharp(file, { limitInputPixels: 64 * 1024 * 1024 });

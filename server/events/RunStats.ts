@@ -3,7 +3,7 @@
 // short window, ETA, a row per session, the latest failed jobs, and the frames/s chart. Everything here
 // is bounded: rows of sessions that left and failed jobs are capped, the chart merges its buckets.
 import type { FailedJobRow, JobCounts, RatePoint, RunEvent, RunView, SessionRow } from "../../protocol/runEvents.js";
-import { MAX_FAILED_ROWS, MAX_LEFT_SESSION_ROWS, RATE_WINDOW_S, withoutControlCharacters } from "../../protocol/runEvents.js";
+import { MAX_FAILED_ROWS, MAX_LEFT_SESSION_ROWS, MAX_VIEW_TEXT_CHARS, RATE_WINDOW_S, withoutControlCharacters } from "../../protocol/runEvents.js";
 import { MAX_RATE_POINTS } from "../../protocol/dashboard.js";
 
 /** Counts per whole second over the last `seconds` seconds (a ring of buckets), for a rate. */
@@ -198,7 +198,7 @@ export class RunStats {
         const s = this.release(e.session, e.job);
         if (s) {
           s.failures++;
-          s.lastError = withoutControlCharacters(e.error);
+          s.lastError = shownText(e.error);
         }
         if (e.type === "job.retried") {
           c.pending++;
@@ -253,11 +253,11 @@ export class RunStats {
         const s = this.sessions.get(e.session);
         if (!s) break;
         s.state = e.type === "session.hung" ? "hung" : e.type === "session.quarantined" ? "quarantined" : "recycling";
-        if (e.type !== "session.recycled") s.lastError = withoutControlCharacters(e.reason);
+        if (e.type !== "session.recycled") s.lastError = shownText(e.reason);
         break;
       }
       case "write.paused":
-        this.writePaused = { store: e.store, error: withoutControlCharacters(e.error), since: e.at };
+        this.writePaused = { store: e.store, error: shownText(e.error), since: e.at };
         break;
       case "write.resumed":
         this.writePaused = null;
@@ -323,7 +323,7 @@ export class RunStats {
 
   private keepFailed(row: FailedJobRow): void {
     this.failed.delete(row.id); // re-inserted as the newest
-    this.failed.set(row.id, { ...row, error: withoutControlCharacters(row.error) });
+    this.failed.set(row.id, { ...row, error: shownText(row.error) });
     if (this.failed.size > MAX_FAILED_ROWS) this.failed.delete(this.failed.keys().next().value!);
   }
 
@@ -335,3 +335,8 @@ export class RunStats {
 }
 
 const round = (n: number) => Math.round(n * 10) / 10;
+/**
+ * A text from a page or a handler as the view shows it: without control characters, and cut to
+ * MAX_VIEW_TEXT_CHARS (the view goes to every dashboard 4 times a second; the queue and the log keep it whole).
+ */
+const shownText = (text: string) => withoutControlCharacters(text.slice(0, MAX_VIEW_TEXT_CHARS));

@@ -72,7 +72,10 @@ export class RunEventLog {
     try {
       const handle = await fsp.open(this.file, APPEND, 0o644);
       try {
-        if (!(await handle.stat()).isFile()) throw new Error("not a regular file");
+        const stat = await handle.stat();
+        if (!stat.isFile()) throw new Error("not a regular file");
+        // A hard link would carry the appends to a file outside the dataset.
+        if (stat.nlink > 1) throw new Error("it has other names (hard links); it is not the dataset's own file");
         await handle.appendFile([...lines, ...note].join("\n") + "\n");
       } finally {
         await handle.close();
@@ -206,6 +209,8 @@ async function readEnd(file: string, maxBytes: number): Promise<string | undefin
 
 /** A count or a time as a run writes them: a whole number, exact in a double (a corrupt 1e300 would wreck the chart). */
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** An epoch time in ms that a Date can hold (a tampered 9e15 would throw in toISOString). */
+const isTime = (v: unknown): v is number => isCount(v) && v <= 8.64e15;
 const isText = (v: unknown): v is string => typeof v === "string";
 
 /** A kept event, checked for the fields readRunHistory uses; anything else is undefined. */
@@ -218,7 +223,7 @@ function parseEvent(line: string): RunEvent | undefined {
   }
   if (!value || typeof value !== "object" || Array.isArray(value)) return undefined;
   const e = value as Record<string, unknown>;
-  if (!isText(e.type) || !KEPT_EVENTS.has(e.type as RunEvent["type"]) || !isCount(e.at)) return undefined;
+  if (!isText(e.type) || !KEPT_EVENTS.has(e.type as RunEvent["type"]) || !isTime(e.at)) return undefined;
   const fields: Partial<Record<RunEvent["type"], [string, (v: unknown) => boolean][]>> = {
     "run.progress": [["frames", isCount], ["jobs_done", isCount]],
     "run.done": [["frames", isCount], ["jobs_done", isCount]],

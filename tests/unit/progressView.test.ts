@@ -77,8 +77,15 @@ describe("statusLine", () => {
       const stats = new RunStats({ out: "/o", startedAt: Date.now(), counts: { pending: 2, leased: 0, done: 0, failed: 0, total: 2 }, framesAtStart: 0 });
       stats.apply({ type: "dispatch.paused", at: Date.now(), by: "\u001b]0;evil\u0007\u009b2J" });
       const view = progressView({ stats: () => stats, enabled: true, tty: false, log: (l) => lines.push(l) });
+      // A text's own lines are indented under its first: a page's error cannot pose as a line of ours.
       view.say("page said \u001b[31mred\u001b[0m\n\tat line 2");
-      assert.deepEqual(lines, ["page said ?[31mred?[0m\n\tat line 2"]);
+      assert.deepEqual(lines, ["page said ?[31mred?[0m\n    \tat line 2"]);
+      view.say("boom\ntabfarm: 40 frames in 1.0 s; jobs: 4 done, 0 failed of 4\n");
+      assert.equal(lines[1], "boom\n    tabfarm: 40 frames in 1.0 s; jobs: 4 done, 0 failed of 4\n");
+      // Bidi overrides would reorder what the terminal shows.
+      view.say("evil \u202etxt.exe\u2066x\u2069");
+      assert.equal(lines[2], "evil ?txt.exe?x?");
+      lines.splice(0, 2);
       view.start();
       mock.timers.tick(PLAIN_EVERY_MS - 1);
       assert.equal(lines.length, 1, "nothing before PLAIN_EVERY_MS");
