@@ -7,21 +7,17 @@ import { MAX_RATE_POINTS } from "../../protocol/dashboard.js";
 import type { JobCounts, RatePoint, RunEvent, RunEventType } from "../../protocol/runEvents.js";
 import { MAX_FAILED_ROWS, MAX_LEFT_SESSION_ROWS, RATE_WINDOW_S } from "../../protocol/runEvents.js";
 import { browserName, RateSeries, RateWindow, RunStats } from "../../server/events/RunStats.js";
+import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
+import { rngFor } from "../../server/dispatch/randomizeFrame.js";
 
 /** A whole second (epoch ms), so window arithmetic in the tests is exact. */
 const T0 = 1_700_000_000_000;
 const CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/143.0.7499.4 Safari/537.36";
 
-/** A seeded PRNG (mulberry32): the random sequences are the same on every run. */
+/** A seeded generator (the randomizers' own, pure-rand's xoroshiro128+): the random sequences are the same on every run. */
 function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = rngFor(seed, "runStats.test");
+  return () => uniformFloat64(rng);
 }
 
 const makeStats = (counts: Partial<JobCounts> = {}, extra: { framesAtStart?: number; history?: RatePoint[] } = {}) =>
