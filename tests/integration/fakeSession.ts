@@ -58,6 +58,8 @@ export async function fakeSession(options: FakeSessionOptions): Promise<FakeSess
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", () => resolve());
     socket.once("connect_error", reject);
+    // A closing farm may drop the connection before accepting it: then neither of the above comes.
+    socket.once("disconnect", (reason) => reject(new Error(`fake session: disconnected before connecting (${reason})`)));
   });
   socket.emit("hello", {
     renderer: options.webgl === false ? "" : "fake renderer", vendor: "fake", webgl: options.webgl !== false,
