@@ -63,6 +63,7 @@ export async function recordRun(options: { root: string; counts: JobCounts; fram
     if (KEPT_EVENTS.has(event.type)) eventLog.append(event);
   });
   events.emit({ type: "run.started", at: Date.now(), out: root, counts, frames: framesAtStart });
+  await eventLog.flush(); // on disk before the farm says it serves: from then on only events write to the dataset
 
   let kept = { frames: stats.frames, failed: counts.failed };
   const keepProgress = () => {
