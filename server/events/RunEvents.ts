@@ -1,6 +1,6 @@
 // The run's event stream (protocol/runEvents.ts): dispatch, the farm's sessions and the dataset emit;
 // the CLI, the dashboard, /api/status and the run's summary read RunStats, the stream folded. A
-// listener that throws is logged and dropped from nothing else: an observer never breaks dispatch.
+// listener that throws is logged and the others still get the event: an observer never breaks dispatch.
 import type { JobCounts, RunEvent } from "../../protocol/runEvents.js";
 import { KEPT_EVENTS } from "../../protocol/runEvents.js";
 import { RunStats } from "./RunStats.js";
