@@ -161,7 +161,10 @@ export interface RunView {
   sessions: SessionRow[];
   /** The latest failed jobs (newest first; at most MAX_FAILED_ROWS). */
   failed: FailedJobRow[];
+  /** run.done came: the run is over (every job done or failed, or stopped: see `stopped`). */
   finished: boolean;
+  /** Why the run ended before every job was done or failed (a stop, storage given up on); null otherwise. */
+  stopped: string | null;
 }
 
 /** Seconds the live rates (frames/s, ETA) average over. */

@@ -306,29 +306,34 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     return { out, frames, jobsDone, seconds: elapsed, framesPerSecond: frames / Math.max(elapsed, 1e-9), counts, failedJobs };
   });
 
-  let closed = false;
+  let closing: Promise<number> | undefined;
   /** Why close() stopped the run before every job was done or failed (run.done says so). */
   let stopping: string | undefined;
   return {
     url, dashboardUrl: dashboard.url, farm, events, stats, queue, dataset, added, finished,
-    async close(reason?: string) {
-      if (closed) return 0;
-      closed = true;
-      if (!runOver) stopping = reason ?? "closed";
-      // Leases go back before the sessions close, so no disconnect is counted against a job.
-      const released = await dispatch.stop(reason);
-      // Stopping ends dispatch, and the run's end (compaction, manifest, run.done) runs as for a finished
-      // run: it needs the queue and the dataset, so they are closed only after it.
-      await finished.catch(() => {});
-      runDone(stopping); // when the end failed
-      dashboard.close(); // its last view says so
-      await farm.close(reason);
-      await recorder.close(); // after the sessions' left events
-      await endManifest(manifest, queue, setup.linesAtStart + stats.frames); // a stopped run's end, while the lock is still ours
-      await opened.close(); // the queue, then the dataset's lock
-      return released;
+    close(reason?: string) {
+      // Once: a second call waits for the first (the dataset's lock is free when either resolves).
+      closing ??= closeRun(reason);
+      return closing;
     },
   };
+
+  async function closeRun(reason?: string): Promise<number> {
+    if (!runOver) stopping = reason ?? "closed";
+    // Leases go back before the sessions close, so no disconnect is counted against a job.
+    const released = await dispatch.stop(reason);
+    // Stopping ends dispatch, and the run's end (compaction, manifest, run.done) runs as for a finished
+    // run: it needs the queue and the dataset, so they are closed only after it.
+    // A run whose end failed (storage given up on, compaction) did not finish: run.done says why.
+    await finished.catch((err: unknown) => void (stopping ??= `failed: ${(err as Error)?.message ?? err}`));
+    runDone(stopping); // when the end failed
+    dashboard.close(); // its last view says so
+    await farm.close(reason);
+    await recorder.close(); // after the sessions' left events
+    await endManifest(manifest, queue, setup.linesAtStart + stats.frames); // a stopped run's end, while the lock is still ours
+    await opened.close(); // the queue, then the dataset's lock
+    return released;
+  }
 }
 
 /** A session's life as run events: joined now, then hung, recycled, left (with what it did). */

@@ -48,6 +48,9 @@ export class RateSeries {
   constructor(start: number, history: readonly RatePoint[] = []) {
     for (const [i, p] of history.entries()) this.points.push({ ...p, ms: Math.max(1, p.t - (history[i - 1]?.t ?? p.t - 1000)) });
     while (this.points.length > MAX_RATE_POINTS / 2) this.merge();
+    // Nothing ran between the last run's end and this start: zero there, not a line across the gap.
+    const last = this.points.at(-1);
+    if (last && start > last.t + 1) this.points.push({ t: last.t + 1, fps: 0, ms: 1 }, { t: start, fps: 0, ms: start - last.t - 1 });
     this.bucketStart = start;
   }
 
@@ -154,6 +157,7 @@ export class RunStats {
   private paused: RunView["paused"] = null;
   private writePaused: RunView["writePaused"] = null;
   private finished = false;
+  private stopped: string | null = null;
   /** Bumped by every event: a reader sends a view only when it changed. */
   version = 0;
 
@@ -241,7 +245,7 @@ export class RunStats {
       case "session.left": {
         const s = this.sessions.get(e.session);
         if (!s) break;
-        if (s.state !== "hung" && s.state !== "quarantined") s.state = "left";
+        if (s.state !== "hung" && s.state !== "quarantined") s.state = "left"; // else its row keeps why it went
         s.leftAt = e.at;
         s.held = [];
         this.dropOldLeftSessions();
@@ -270,6 +274,7 @@ export class RunStats {
         break;
       case "run.done":
         this.finished = true;
+        this.stopped = e.stopped === undefined ? null : shownText(e.stopped);
         break;
       case "run.started":
       case "run.progress":
@@ -309,6 +314,7 @@ export class RunStats {
       })),
       failed: [...this.failed.values()].reverse(),
       finished: this.finished,
+      stopped: this.stopped,
     };
   }
 

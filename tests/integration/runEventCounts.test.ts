@@ -21,6 +21,7 @@ import Database from "better-sqlite3";
 import { io, type Socket } from "socket.io-client";
 import { startRun, QUEUE_FILE, type Run, type RunOptions } from "../../server/runFarm.js";
 import { demoJobs } from "../../server/jobs/demoJobs.js";
+import { openDataset, writeManifest } from "../../server/dataset/openDataset.js";
 import { RUN_EVENTS_FILE } from "../../server/events/runEventLog.js";
 import { RunStats } from "../../server/events/RunStats.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -551,5 +552,41 @@ describe("run event counts: chaos", () => {
     assert.ok(outcomes.reduce((n, o) => n + o.failed, 0) > 0, `no job failed for good: ${summary}`);
     assert.ok(outcomes.reduce((n, o) => n + o.requeued, 0) > 0, `the dashboard retried nothing: ${summary}`);
     assert.ok(outcomes.reduce((n, o) => n + o.retried, 0) > 0, `no attempt was retried: ${summary}`);
+  });
+});
+
+describe("a run's end as the history keeps it", () => {
+  it("a run that gives up on storage is kept as stopped (failed: …), not finished; the view says why", { timeout: 60_000 }, async () => {
+    const out = fs.mkdtempSync(path.join(scratch, "stall-"));
+    writeManifest(out);
+    fs.writeFileSync(path.join(out, "images"), "not a folder"); // every frame's write fails
+    const run = await startRun({ out, clientDir, jobs: [...demoJobs(8, 4)], width: 32, height: 24, format: "png", maxWriteStallMs: 1500, log: () => {} });
+    run.finished.catch(() => {});
+    const session = await fakeSession({ port: run.farm.port, token: run.farm.token, worker: "fake", answer: "png", width: 32, height: 24 });
+    try {
+      await assert.rejects(within(run.finished, 30_000, "the run giving up"), /giving up/);
+      await run.close();
+    } finally {
+      session.close();
+    }
+    const done = fs.readFileSync(path.join(out, RUN_EVENTS_FILE), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.type === "run.done");
+    assert.equal(done.length, 1);
+    assert.match(done[0].stopped ?? "", /^failed: .*giving up/);
+    assert.equal(done[0].counts.pending + done[0].counts.leased, 2, "both jobs are still to do");
+    const view = run.stats.view();
+    assert.equal(view.finished, true);
+    assert.match(view.stopped ?? "", /^failed: /);
+  });
+
+  it("two close() calls at once: each resolves only once the dataset's lock is free", { timeout: 60_000 }, async () => {
+    const out = path.join(scratch, "double-close");
+    const run = await startRun({ out, clientDir, jobs: [...demoJobs(8, 4)], width: 32, height: 24, format: "png", log: () => {} });
+    run.finished.catch(() => {});
+    const first = run.close("first");
+    assert.equal(await run.close("second"), await first, "the second call answers what the first does");
+    const reopened = await openDataset(out, { log: () => {} }); // throws while the lock is held in this process
+    await reopened.close();
+    const done = fs.readFileSync(path.join(out, RUN_EVENTS_FILE), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.type === "run.done");
+    assert.deepEqual(done.map((e) => e.stopped), ["first"], "one run.done, with the first close's reason");
   });
 });

@@ -438,8 +438,12 @@ describe("RunStats view", () => {
     stats.apply({ type: "write.resumed", at: T0 + 4, seconds: 2 });
     stats.apply({ type: "run.done", at: T0 + 5, frames: 0, jobs_done: 0, counts: stats.counts, seconds: 0 });
     view = stats.view(T0);
-    assert.deepEqual([view.paused, view.writePaused, view.finished], [null, null, true]);
+    assert.deepEqual([view.paused, view.writePaused, view.finished, view.stopped], [null, null, true, null]);
     assert.deepEqual([view.out, view.startedAt, view.now], ["/data/out", T0, T0]);
+    // A run that ended early says why (a page's text in it, cleaned).
+    const stopped = makeStats();
+    stopped.apply({ type: "run.done", at: T0 + 5, frames: 0, jobs_done: 0, counts: stopped.counts, seconds: 0, stopped: "stopped by SIGINT\u001b[2J" });
+    assert.deepEqual([stopped.view(T0).finished, stopped.view(T0).stopped], [true, "stopped by SIGINT?[2J"]);
   });
 
   it("version: every event bumps it by one; view() and advance() do not", () => {
@@ -588,7 +592,10 @@ describe("RateSeries", () => {
       }
       return sum / 1000;
     };
-    const kept = new RateSeries(T0, history).all();
+    const all = new RateSeries(T0, history).all();
+    // After the history, two zero points: nothing ran from its last point until this run's start.
+    assert.deepEqual(all.slice(-2), [{ t: history.at(-1)!.t + 1, fps: 0 }, { t: T0, fps: 0 }]);
+    const kept = all.slice(0, -2);
     assert.ok(kept.length <= MAX_RATE_POINTS / 2, `${kept.length} points kept of ${history.length}`);
     assert.ok(kept.length > MAX_RATE_POINTS / 8);
     assert.equal(kept.at(-1)!.t, history.at(-1)!.t, "the latest time is kept");
@@ -597,24 +604,27 @@ describe("RateSeries", () => {
     const after = area(kept);
     assert.ok(Math.abs(after - before) / before < 0.001, `frames before ${before.toFixed(1)}, after ${after.toFixed(1)}`);
     // And a merged pair's rate lies between its two rates.
-    const twoPairs = new RateSeries(T0, Array.from({ length: MAX_RATE_POINTS / 2 + 2 }, (_, i) => ({ t: T0 - 1_000_000 + i * 1000, fps: i % 2 ? 10 : 0 }))).all();
+    const twoPairs = new RateSeries(T0, Array.from({ length: MAX_RATE_POINTS / 2 + 2 }, (_, i) => ({ t: T0 - 1_000_000 + i * 1000, fps: i % 2 ? 10 : 0 }))).all().slice(0, -2);
     assert.ok(twoPairs.every((p) => p.fps === 5), "0 and 10 over equal times merge to 5");
   });
 
   it("history given to the constructor is kept as it was when short, and new points follow it", () => {
     const history = Array.from({ length: 10 }, (_, i) => ({ t: T0 - 100_000 + i * 5000, fps: i }));
     const s = new RateSeries(T0, history);
-    assert.deepEqual(s.all(), history);
+    const gap = [{ t: history.at(-1)!.t + 1, fps: 0 }, { t: T0, fps: 0 }]; // nothing ran in between
+    assert.deepEqual(s.all(), [...history, ...gap]);
     s.add(T0 + 10, 2);
     s.advance(T0 + 1000);
-    assert.deepEqual(s.all(), [...history, { t: T0 + 1000, fps: 2 }]);
+    assert.deepEqual(s.all(), [...history, ...gap, { t: T0 + 1000, fps: 2 }]);
+    // A history that ends right at the start needs no gap.
+    assert.deepEqual(new RateSeries(T0, [{ t: T0 - 1, fps: 3 }]).all(), [{ t: T0 - 1, fps: 3 }]);
     assert.deepEqual(new RateSeries(T0, []).all(), []);
   });
 
   it("takeChanges: everything (reset) first and after a merge, only the new points otherwise", () => {
     const history = [{ t: T0 - 2000, fps: 1 }, { t: T0 - 1000, fps: 2 }];
     const s = new RateSeries(T0, history);
-    assert.deepEqual(s.takeChanges(), { points: history, reset: true });
+    assert.deepEqual(s.takeChanges(), { points: [...history, { t: T0 - 999, fps: 0 }, { t: T0, fps: 0 }], reset: true });
     assert.deepEqual(s.takeChanges(), { points: [], reset: false });
     s.add(T0 + 500, 3);
     s.advance(T0 + 3000); // one bucket with 3 frames, one zero point for the idle second

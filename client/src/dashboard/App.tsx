@@ -80,8 +80,8 @@ function Banners({ view, now }: { view: RunView; now: number }) {
         </div>
       )}
       {view.finished && (
-        <div className="banner good" data-testid="finished">
-          Run finished: {view.counts.done} of {view.counts.total} jobs done, {view.frames} frames this run
+        <div className={view.stopped ? "banner warn" : "banner good"} data-testid="finished">
+          {view.stopped ? `Run stopped (${view.stopped})` : "Run finished"}: {view.counts.done} of {view.counts.total} jobs done, {view.frames} frames this run
           {view.counts.failed > 0 ? `, ${view.counts.failed} jobs failed` : ""}, in {formatDuration((view.now - view.startedAt) / 1000)}.
         </div>
       )}
