@@ -35,7 +35,8 @@ export function retryCommand(args: readonly string[], out: string): string {
   return `npm run farm -- retry-failed --out ${shellQuote(out)} && npm run farm -- ${again.map(shellQuote).join(" ")}`;
 }
 
-const liveSessions = (view: RunView) => view.sessions.filter((s) => s.state !== "left" && s.state !== "hung").length;
+/** Sessions connected now (rows of sessions that left are kept, with why they went). */
+const liveSessions = (view: RunView) => view.sessions.filter((s) => s.leftAt === undefined && s.state !== "hung").length;
 
 /** The plain status line. */
 export function statusLine(view: RunView): string {
@@ -74,9 +75,13 @@ export function progressView(options: { stats: () => RunStats | undefined; enabl
     : undefined;
   // A text's own lines (a stack trace, or a page's error text posing as a line of ours) are indented under the line they belong to.
   const printable = (line: string) => withoutControlCharacters(line).replace(/\n(?=.)/g, "\n    ");
-  const say = (line: string) => (bars ? bars.log(`${printable(line)}\n`) : log(printable(line)));
   let timer: NodeJS.Timeout | undefined;
   let bar: cliProgress.SingleBar | undefined;
+  let stopped = false;
+  // cli-progress prints logged lines only when it redraws a bar: before the bar and after it, print them directly.
+  const say = (line: string) => (bars && bar && !stopped ? bars.log(`${printable(line)}\n`) : log(printable(line)));
+  // A second signal exits at once (shutdown.ts): the terminal gets its cursor back all the same.
+  if (bars) process.once("exit", () => bars.stop());
   return {
     say,
     start() {
@@ -100,6 +105,7 @@ export function progressView(options: { stats: () => RunStats | undefined; enabl
       timer.unref();
     },
     stop() {
+      stopped = true;
       clearInterval(timer);
       bars?.stop();
     },

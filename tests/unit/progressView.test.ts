@@ -27,8 +27,29 @@ function hostileView(text: string): RunView {
     ],
     failed: [{ id: text, attempts: 3, error: text, at: 0 }],
     finished: false,
+    stopped: null,
   };
 }
+
+describe("statusLine's sessions", () => {
+  it("counts sessions connected now: not those that left (whatever their state: hung and quarantined rows keep theirs), not a hung one", () => {
+    const base = hostileView("x");
+    const row = base.sessions[0];
+    const view: RunView = {
+      ...base,
+      sessions: [
+        { ...row, id: "a", state: "working" },
+        { ...row, id: "b", state: "idle" },
+        { ...row, id: "c", state: "quarantined" }, // quarantined, still connected until it leaves
+        { ...row, id: "d", state: "quarantined", leftAt: 5 },
+        { ...row, id: "e", state: "hung" },
+        { ...row, id: "f", state: "hung", leftAt: 6 },
+        { ...row, id: "g", state: "left", leftAt: 7 },
+      ],
+    };
+    assert.match(statusLine(view), /, 3 sessions,/);
+  });
+});
 
 describe("withoutControlCharacters", () => {
   it("replaces every C0 (but tab and newline), DEL and C1 code point with ?, and keeps every other one of 0..0x9f", () => {

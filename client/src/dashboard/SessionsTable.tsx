@@ -13,7 +13,7 @@ function Cut({ text, className }: { text: string | null; className?: string }) {
 }
 
 export function SessionsTable({ sessions, now }: { sessions: SessionRow[]; now: number }) {
-  const live = sessions.filter((s) => s.state !== "left").length;
+  const live = sessions.filter((s) => s.leftAt === undefined).length; // hung and quarantined rows stay after they left
   return (
     <section className="panel">
       <h2>

@@ -45,7 +45,8 @@ export function useDashboard(token: string) {
     socket.on("connect_error", (err) => {
       // A refusal by the farm's middleware (wrong token, too many dashboards) carries its message and
       // is not retried (socket.active is false); an unreachable farm is retried with socket.io's backoff.
-      const hint = /websocket error/i.test(err.message) ? " (the farm refused the connection: is this the address it printed?)" : "";
+      // The token travels in `auth`, so a "websocket error" is an unreachable farm (stopped, or another address), not a refusal.
+      const hint = /websocket error/i.test(err.message) ? " (the farm is not reachable: stopped, or not at this address)" : "";
       setConnection({ state: "error", message: `${err.message}${hint}`, retrying: socket.active });
     });
     socket.on("disconnect", (reason) => setConnection({ state: "disconnected", reason, retrying: socket.active }));
