@@ -44,7 +44,8 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
     if (rate.reset || rate.points.length) namespace.emit("rate", rate.points, rate.reset);
     if (stats.version === sentVersion) return;
     sentVersion = stats.version;
-    namespace.emit("view", stats.view());
+    // Volatile: a dashboard that is not reading (a slow link) misses views rather than buffering them; each is whole.
+    namespace.volatile.emit("view", stats.view());
   };
 
   // A frame whose layers can't be read would be reported each second: once a minute is enough.
@@ -72,7 +73,7 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
       if (failed.length) logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} left out ${failed.join("; ")}`);
       if (!layers.length) return;
       lastThumbnails = { job: frame.job, frame: frame.frame, session: frame.session, at: frame.at, layers };
-      namespace.emit("thumbnails", lastThumbnails);
+      namespace.volatile.emit("thumbnails", lastThumbnails); // the next frame replaces them anyway
     } catch (err) {
       logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} could not be made: ${(err as Error)?.message ?? err}`);
     } finally {

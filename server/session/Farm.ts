@@ -301,7 +301,7 @@ export class Farm extends EventEmitter {
   }
 
   async listen(): Promise<string> {
-    const { host = "127.0.0.1", port = 0 } = this.options;
+    const { host = RUN_DEFAULTS.host, port = 0 } = this.options;
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(port, host, () => resolve());
