@@ -44,8 +44,9 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
     if (rate.reset || rate.points.length) namespace.emit("rate", rate.points, rate.reset);
     if (stats.version === sentVersion) return;
     sentVersion = stats.version;
-    // Volatile: a dashboard that is not reading (a slow link) misses views rather than buffering them; each is whole.
-    namespace.volatile.emit("view", stats.view());
+    // Not volatile: a view dropped while the socket is busy would not be sent again until the next change
+    // (the last one, "finished", never). A dashboard that stops reading is cut by the ping timeout (~45 s).
+    namespace.emit("view", stats.view());
   };
 
   // A frame whose layers can't be read would be reported each second: once a minute is enough.
@@ -73,7 +74,7 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
       if (failed.length) logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} left out ${failed.join("; ")}`);
       if (!layers.length) return;
       lastThumbnails = { job: frame.job, frame: frame.frame, session: frame.session, at: frame.at, layers };
-      namespace.volatile.emit("thumbnails", lastThumbnails); // the next frame replaces them anyway
+      namespace.emit("thumbnails", lastThumbnails);
     } catch (err) {
       logThrottled(`dashboard: thumbnails of job ${frame.job} frame ${frame.frame} could not be made: ${(err as Error)?.message ?? err}`);
     } finally {
