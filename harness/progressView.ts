@@ -3,15 +3,13 @@
 // events folded (RunStats), never the queue. Lines carry no control characters: text from pages (error
 // messages) could hold escape codes that would rewrite a terminal or a CI log.
 import cliProgress from "cli-progress";
-import type { RunView } from "../protocol/runEvents.js";
+import { withoutControlCharacters, type RunView } from "../protocol/runEvents.js";
 import type { RunStats } from "../server/events/RunStats.js";
+
+export { withoutControlCharacters };
 
 export const PLAIN_EVERY_MS = 5000;
 const BAR_EVERY_MS = 500;
-
-import { withoutControlCharacters } from "../protocol/runEvents.js";
-
-export { withoutControlCharacters };
 
 /** "1 h 02 m", "3 m 20 s", "42 s"; "—" when unknown. */
 export function formatDuration(seconds: number | null): string {
