@@ -18,6 +18,8 @@ export const LATEST_FRAMES_SHOWN = 6;
 export const MAX_RATE_POINTS = 720;
 /** Dashboards connected at once; more are refused. */
 export const MAX_DASHBOARDS = 16;
+/** How long a closing farm waits for its dashboards to acknowledge the last view (ms). */
+export const LAST_VIEW_WAIT_MS = 1000;
 
 /** One layer of a frame, downscaled on the server: a small image the page shows as it is. */
 export interface LayerThumbnail {
@@ -42,8 +44,12 @@ export interface FrameThumbnails {
 export type CommandResult = { ok: true; message: string } | { ok: false; error: string };
 
 export interface ServerToDashboardEvents {
-  /** The whole run as it is now; sent on connect and then at most VIEW_UPDATES_PER_SECOND times a second. */
-  view: (view: RunView) => void;
+  /**
+   * The whole run as it is now; sent on connect and then at most VIEW_UPDATES_PER_SECOND times a second.
+   * The last one (the run finished or stopped) comes with `received`: the farm closes when each page has
+   * called it (or after LAST_VIEW_WAIT_MS), so the page shows how the run ended.
+   */
+  view: (view: RunView, received?: () => void) => void;
   /** Chart points: `reset` replaces the page's series (on connect, and when the server merged buckets), else they are appended. */
   rate: (points: RatePoint[], reset: boolean) => void;
   /** The newest frame's layers, at most THUMBNAIL_FRAMES_PER_SECOND a second. */

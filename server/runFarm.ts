@@ -327,7 +327,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     // A run whose end failed (storage given up on, compaction) did not finish: run.done says why.
     await finished.catch((err: unknown) => void (stopping ??= `failed: ${(err as Error)?.message ?? err}`));
     runDone(stopping); // when the end failed
-    dashboard.close(); // its last view says so
+    await dashboard.close(); // its last view says so
     await farm.close(reason);
     await recorder.close(); // after the sessions' left events
     await endManifest(manifest, queue, setup.linesAtStart + stats.frames); // a stopped run's end, while the lock is still ours

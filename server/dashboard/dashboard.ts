@@ -6,9 +6,9 @@
 import type { Socket } from "socket.io";
 import type { CommandResult, DashboardToServerEvents, ServerToDashboardEvents } from "../../protocol/dashboard.js";
 import {
-  DASHBOARD_NAMESPACE, DASHBOARD_PATH, MAX_DASHBOARDS, THUMBNAIL_FRAMES_PER_SECOND, VIEW_UPDATES_PER_SECOND,
+  LAST_VIEW_WAIT_MS, DASHBOARD_NAMESPACE, DASHBOARD_PATH, MAX_DASHBOARDS, THUMBNAIL_FRAMES_PER_SECOND, VIEW_UPDATES_PER_SECOND,
 } from "../../protocol/dashboard.js";
-import type { FrameWritten } from "../../protocol/runEvents.js";
+import type { FrameWritten, RunView } from "../../protocol/runEvents.js";
 import type { Farm } from "../session/Farm.js";
 import type { RunEvents } from "../events/RunEvents.js";
 import type { RunStats } from "../events/RunStats.js";
@@ -28,7 +28,8 @@ const MAX_JOB_ID_CHARS = 500;
 export interface Dashboard {
   /** The page's URL (with the token). */
   url: string;
-  close(): void;
+  /** Stops sending; resolves when the open dashboards have the last view (or after LAST_VIEW_WAIT_MS). */
+  close(): Promise<void>;
 }
 
 export function serveDashboard(options: { farm: Farm; url: string; root: string; events: RunEvents; stats: RunStats; controls: DashboardControls; log: (line: string) => void }): Dashboard {
@@ -121,11 +122,18 @@ export function serveDashboard(options: { farm: Farm; url: string; root: string;
   const url = options.url.replace(/\/\?/, `${DASHBOARD_PATH}?`);
   return {
     url,
-    close() {
+    async close() {
       clearInterval(viewTimer);
       clearInterval(thumbnailTimer);
       unsubscribe();
-      sendView(); // the last view: "finished"
+      // The last view says how the run ended. Closing the farm drops whatever its sockets still buffer
+      // (engine.io discards on close), so each page acknowledges it first; a page that doesn't is waited for no longer.
+      const rate = stats.rate.takeChanges();
+      if (!open()) return;
+      if (rate.reset || rate.points.length) namespace.emit("rate", rate.points, rate.reset);
+      // (emitWithAck's types want a required callback; `received` is optional for the other views)
+      const acknowledged = namespace.timeout(LAST_VIEW_WAIT_MS) as unknown as { emitWithAck(event: "view", view: RunView): Promise<unknown> };
+      await acknowledged.emitWithAck("view", stats.view()).catch(() => {});
     },
   };
 }

@@ -208,7 +208,8 @@ function disconnected(socket: ClientSocket, ms = 10_000): Promise<string> {
 function watchViews(socket: DashboardSocket) {
   let latest: RunView | undefined;
   const waiting = new Set<(view: RunView) => void>();
-  socket.on("view", (view) => {
+  socket.on("view", (view, received) => {
+    if (typeof received === "function") received();
     latest = view;
     for (const w of waiting) w(view);
   });
@@ -401,6 +402,37 @@ describe("dashboard access and commands", { timeout: 150_000 }, () => {
         await run.close();
       }
     });
+  });
+});
+
+describe("the last view", { timeout: 120_000 }, () => {
+  it("reaches every open dashboard (all jobs done, finished) when the run is closed right after it finishes", { timeout: 110_000 }, async () => {
+    // The CLI closes the run as soon as it finishes: the final view must not be lost with the sockets.
+    for (let round = 0; round < 4; round++) {
+      await withTempDir("tabfarm-dashboard-last-", async (out) => {
+        const run = await startRun({ out, clientDir, jobs: Array.from({ length: 6 }, (_, i) => ({ id: `j${i}` })), maxSessions: 2, width: 160, height: 120, log: () => {} }); // the fake sessions answer 160×120
+        run.finished.catch(() => {});
+        const fakes: FakeSession[] = [];
+        const origin = new URL(run.url).origin;
+        try {
+          const sockets = [dashboardSocket(origin, { token: run.farm.token }), dashboardSocket(origin, { token: run.farm.token })];
+          const watched = sockets.map(watchViews);
+          for (const s of sockets) assert.equal(await outcome(s), "connected");
+          // Busy sockets: thumbnails and chart points are on the way while the last view is sent.
+          for (const worker of ["fake-1", "fake-2"]) fakes.push(await fakeSession({ port: run.farm.port, token: run.farm.token, worker, answer: "png" }));
+          await within(run.finished, 60_000, () => "the run did not finish");
+          await run.close();
+          for (const [i, w] of watched.entries()) {
+            const last = w.latest();
+            assert.ok(last?.finished, `round ${round}, dashboard ${i}: the last view says finished: ${JSON.stringify(last?.counts)}`);
+            assert.equal(last.counts.done, 6, `round ${round}, dashboard ${i}: ${JSON.stringify(last.counts)} ${JSON.stringify(last.failed)}`);
+          }
+        } finally {
+          for (const f of fakes) f.close();
+          await run.close();
+        }
+      });
+    }
   });
 });
 

@@ -50,9 +50,10 @@ export function useDashboard(token: string) {
       setConnection({ state: "error", message: `${err.message}${hint}`, retrying: socket.active });
     });
     socket.on("disconnect", (reason) => setConnection({ state: "disconnected", reason, retrying: socket.active }));
-    socket.on("view", (next) => {
+    socket.on("view", (next, received) => {
       setView(next);
       setClockSkew(next.now - Date.now());
+      if (typeof received === "function") received(); // the last view: the farm waits for it before closing
     });
     socket.on("rate", (points, reset) => setRate((series) => addRatePoints(series, Array.isArray(points) ? points : [], reset)));
     socket.on("thumbnails", addFrame);
