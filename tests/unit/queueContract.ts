@@ -34,7 +34,18 @@ const TTL = 1_000;
 /** The counts of an add, without the report of changed jobs (tested on its own). */
 const addCounts = ({ added, duplicates }: AddResult) => ({ added, duplicates });
 
-export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
+export interface ContractOptions {
+  /**
+   * For a backend shared by several server processes (Redis): opens a second instance on the same queue
+   * as `q`, as another server would. Given, recoverLeased is checked with those semantics (it ends only
+   * leases that are over, not another server's live ones) instead of the single-process ones, and owners
+   * are checked to be per instance.
+   */
+  openPeer?: (q: JobQueue, opts: QueueOptions & { now: () => number }) => Promise<JobQueue>;
+}
+
+export function queueContractSuite(name: string, makeQueue: MakeQueue, contractOptions: ContractOptions = {}): void {
+  const { openPeer } = contractOptions;
   /** Runs `fn` against a fresh queue with a fake clock, closing the queue whatever happens. */
   async function withQueue(
     opts: QueueOptions,
@@ -508,33 +519,102 @@ export function queueContractSuite(name: string, makeQueue: MakeQueue): void {
         assert.deepEqual([again.job.id, again.attempt], ["b", 1], "attempts start over");
       }));
 
-    it("recoverLeased returns every lease to pending, with the attempt counted", () =>
-      withQueue({}, async (q) => {
-        await q.add(["a", "b", "c"].map((id) => makeJob(id)));
-        const a = await takeOrFail(q, "s1");
-        const b = await takeOrFail(q, "s2");
-        assert.equal(await q.recoverLeased(), 2);
-        assert.equal(await q.recoverLeased(), 0);
-        assert.equal(await q.isCurrent(a.token), false);
-        assert.equal(await q.complete(b.token), false);
-        assert.deepEqual(
-          [await q.state("a"), await q.state("b"), await q.state("c")],
-          ["pending", "pending", "pending"],
-        );
-        const retake = await takeOrFail(q, "s3");
-        assert.equal(retake.job.id, "a");
-        assert.equal(retake.attempt, 2);
-      }));
+    // One process per queue (SQLite): a restart voids every lease, since their holder is gone.
+    if (!openPeer) {
+      it("recoverLeased returns every lease to pending, with the attempt counted", () =>
+        withQueue({}, async (q) => {
+          await q.add(["a", "b", "c"].map((id) => makeJob(id)));
+          const a = await takeOrFail(q, "s1");
+          const b = await takeOrFail(q, "s2");
+          assert.equal(await q.recoverLeased(), 2);
+          assert.equal(await q.recoverLeased(), 0);
+          assert.equal(await q.isCurrent(a.token), false);
+          assert.equal(await q.complete(b.token), false);
+          assert.deepEqual(
+            [await q.state("a"), await q.state("b"), await q.state("c")],
+            ["pending", "pending", "pending"],
+          );
+          const retake = await takeOrFail(q, "s3");
+          assert.equal(retake.job.id, "a");
+          assert.equal(retake.attempt, 2);
+        }));
 
-    it("recoverLeased fails a job that has used its attempts, saying the server restarted", () =>
-      withQueue({ maxAttempts: 1 }, async (q) => {
-        await q.add([makeJob("a")]);
-        await takeOrFail(q, "s1");
-        assert.equal(await q.recoverLeased(), 1);
-        const [failure] = await q.failures();
-        assert.equal(failure?.id, "a");
-        assert.match(failure?.error?.message ?? "", /server restarted/);
-      }));
+      it("recoverLeased fails a job that has used its attempts, saying the server restarted", () =>
+        withQueue({ maxAttempts: 1 }, async (q) => {
+          await q.add([makeJob("a")]);
+          await takeOrFail(q, "s1");
+          assert.equal(await q.recoverLeased(), 1);
+          const [failure] = await q.failures();
+          assert.equal(failure?.id, "a");
+          assert.match(failure?.error?.message ?? "", /server restarted/);
+        }));
+    }
+
+    // Several servers per queue (Redis): a server's start must not void the live leases of the others.
+    if (openPeer) {
+      /** Runs `fn` with a second instance on `q`'s queue, on the same clock; closes it whatever happens. */
+      async function withPeer(q: JobQueue, clock: FakeClock, opts: QueueOptions, fn: (peer: JobQueue) => Promise<void>) {
+        const peer = await openPeer!(q, { leaseTtlMs: TTL, maxAttempts: 3, ...opts, now: clock.now });
+        try {
+          await fn(peer);
+        } finally {
+          await peer.close();
+        }
+      }
+
+      it("recoverLeased on another server keeps that server's live leases and returns the expired ones, attempt counted", () =>
+        withQueue({}, async (q, clock) => {
+          await q.add(["a", "b", "c"].map((id) => makeJob(id)));
+          const a = await takeOrFail(q, "s1");
+          clock.advance(TTL / 2);
+          const b = await takeOrFail(q, "s2");
+          clock.advance(TTL / 2); // a's lease is over, b's is live
+          await withPeer(q, clock, {}, async (peer) => {
+            assert.equal(await peer.recoverLeased(), 1);
+            assert.equal(await peer.recoverLeased(), 0);
+            assert.equal(await q.isCurrent(a.token), false);
+            assert.equal(await q.complete(a.token), false);
+            assert.equal(await q.isCurrent(b.token), true, "the other server's live lease is kept");
+            assert.deepEqual([await q.state("a"), await q.state("b"), await q.state("c")], ["pending", "leased", "pending"]);
+            const retake = await takeOrFail(peer, "s9");
+            assert.deepEqual([retake.job.id, retake.attempt], ["a", 2]);
+            assert.equal(await q.complete(b.token), true);
+            assert.equal(await peer.complete(retake.token), true, "any server may finish a current lease");
+          });
+        }));
+
+      it("recoverLeased fails an expired lease that has used its attempts, saying the server restarted", () =>
+        withQueue({ maxAttempts: 1 }, async (q, clock) => {
+          await q.add([makeJob("a")]);
+          await takeOrFail(q, "s1");
+          clock.advance(TTL);
+          await withPeer(q, clock, { maxAttempts: 1 }, async (peer) => {
+            assert.equal(await peer.recoverLeased(), 1);
+            const [failure] = await peer.failures();
+            assert.equal(failure?.id, "a");
+            assert.match(failure?.error?.message ?? "", /server restarted/);
+          });
+        }));
+
+      it("owners are per server: the same session id on another server is another owner", () =>
+        withQueue({}, async (q, clock) => {
+          await q.add([makeJob("a"), makeJob("b")]);
+          const a = await takeOrFail(q, "s1");
+          await withPeer(q, clock, {}, async (peer) => {
+            assert.equal(await peer.releaseOwner("s1"), 0, "the peer's s1 holds nothing");
+            assert.equal(await q.isCurrent(a.token), true);
+            assert.equal(await q.putBack(a.token, { message: "failed on the first server" }), true);
+            // q's s1 failed a last; the peer's s1 did not, so it is served a in order.
+            const again = await takeOrFail(peer, "s1");
+            assert.deepEqual([again.job.id, again.attempt], ["a", 2]);
+            assert.equal(await peer.putBack(again.token), true);
+            // A stale token from one server is refused by the other, and counted there too.
+            assert.equal(await peer.complete(a.token), false);
+            assert.equal(await q.complete(again.token), false);
+            assert.equal((await q.counts()).staleRejections, 2);
+          });
+        }));
+    }
 
     it("state reports each job's state, and null for an unknown id", () =>
       withQueue({ maxAttempts: 1 }, async (q) => {
