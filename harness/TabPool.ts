@@ -18,6 +18,8 @@ export interface TabPoolOptions {
    */
   proveLaunched?: (worker: string) => string;
   tabs: number;
+  /** A remote worker's name: its tabs are `<owner>.tab-N`; absent: the local farm's `tab-N`. */
+  owner?: string;
   browsers?: number;
   /** Replacements allowed over the run before the pool gives up (a crash loop is a bug, not bad luck). */
   maxReplacements?: number;
@@ -106,7 +108,7 @@ export class TabPool {
     const separator = this.options.url.includes("?") ? "&" : "?";
     // Nobody sees a headless tab: previews would only cost GPU-process time (≈50 ms/frame on SwiftShader).
     const preview = this.options.headed ? "" : "&preview=off";
-    const worker = launchedWorkerName(tab);
+    const worker = launchedWorkerName(tab, this.options.owner);
     const proof = this.options.proveLaunched?.(worker);
     const proven = proof ? `&workerProof=${encodeURIComponent(proof)}` : "";
     const { targetId, contextId } = await targets.create(`${this.options.url}${separator}worker=${worker}${proven}${preview}`);
@@ -178,13 +180,18 @@ export class TabPool {
    * names are ignored. The farm admits a page as `tab-N` only with the proof this pool put in its URL.
    */
   recycle(worker: string, why: string, fault = true): void {
-    const tab = launchedTabOf(worker);
+    const tab = launchedTabOf(worker, this.options.owner);
     const t = tab === undefined ? undefined : this.live.get(tab);
     if (!t) return;
     this.options.log(`tab ${tab} ${why}; replacing it`);
     if (!fault) this.plannedRecycle.add(t.targetId);
     // Disposing the context fires "closed", which opens the replacement; a hung renderer ignores a polite close.
     void t.slot.targets?.dispose(t.contextId).catch(() => {});
+  }
+
+  /** Replaces every open tab (planned, not a fault): they reopen with fresh proofs (proveLaunched), e.g. after the server restarted. */
+  recycleAll(why: string): void {
+    for (const tab of [...this.live.keys()]) this.recycle(launchedWorkerName(tab, this.options.owner), why, false);
   }
 
   /** Tabs open now. */

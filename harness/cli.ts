@@ -9,6 +9,7 @@ import { defaultBrowsers } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { runExport } from "./exportCommand.js";
+import { addWorkerCommand } from "./workerCommand.js";
 import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { retryCommand, shellQuote, withoutControlCharacters } from "./progressView.js";
 import { LIMITS } from "../protocol/grab.js";
@@ -174,6 +175,9 @@ program
       process.exitCode = exitCodeFor(err.signal);
     }
   });
+
+// `worker --connect http://HOST:PORT`: headless tabs here as sessions of a farm server elsewhere.
+addWorkerCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

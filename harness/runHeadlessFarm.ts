@@ -14,14 +14,11 @@ import { loadJobsModule } from "../server/jobs/loadJobsModule.js";
 import { loadHandlerModule } from "../server/jobs/loadHandlerModule.js";
 import type { JobRunner } from "../server/dispatch/dispatchJobs.js";
 import type { Session } from "../server/session/Session.js";
-import { launchedTabOf } from "../protocol/events.js";
 import { buildClient } from "./buildClient.js";
-import { BrowserLaunchError, findBrowser } from "./findBrowser.js";
-import { describeGl, type GlBackend } from "./chromiumFlags.js";
-import { TabPool } from "./TabPool.js";
-import { isSoftwareRenderer } from "./webglProbe.js";
+import { findBrowser } from "./findBrowser.js";
+import type { GlBackend } from "./chromiumFlags.js";
 import { FarmStopped, untilAborted } from "./shutdown.js";
-import { watchLaunchedTabs } from "./launchedTabs.js";
+import { farmTabSignals, TabLifecycle } from "./tabLifecycle.js";
 import { progressView } from "./progressView.js";
 
 export interface FarmCommandOptions {
@@ -70,7 +67,8 @@ export interface FarmCommandOptions {
   replacePending: boolean;
 }
 
-export class FarmError extends Error {}
+/** The launched tabs cannot work (none said hello, none has WebGL): harness/tabLifecycle.ts. */
+export { TabLaunchError as FarmError } from "./tabLifecycle.js";
 
 /** The run's jobs: a jobs file or module, a template (its jobs are cut by the run: runFarm), or the demo. */
 async function jobSource(options: FarmCommandOptions): Promise<Pick<RunOptions, "jobs" | "template">> {
@@ -81,6 +79,14 @@ async function jobSource(options: FarmCommandOptions): Promise<Pick<RunOptions, 
   if (!options.jobs) return { jobs: demoJobs(options.demo, options.framesPerJob ?? DEFAULT_FRAMES_PER_JOB) };
   const file = path.resolve(options.jobs);
   return { jobs: await (/\.(jsonl|ndjson|json)$/i.test(file) ? openJobsFile(file) : loadJobsModule(file)) };
+}
+
+/** How to add headless tabs from another machine (`farm worker`), given where the server listens. */
+function workerHint(host: string, url: string): string {
+  const { origin, port } = new URL(url);
+  if (host === "127.0.0.1" || host === "localhost" || host === "::1") return `headless tabs of another machine can join once the server listens on its network (--host 0.0.0.0): npm run farm -- worker --connect http://HOST:PORT --token T`;
+  const address = host === "0.0.0.0" || host === "::" ? `http://<this machine's address>:${port}` : origin;
+  return `add headless tabs from another machine: npm run farm -- worker --connect ${address} --token <the token in that URL>`;
 }
 
 /**
@@ -113,60 +119,32 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
     seed: options.seed,
+    // Bounded browser memory on long runs: a launched tab (ours or a remote worker's) is replaced after --recycle-after frames.
+    recycleAfterFrames: options.recycleAfter,
     recordedOptions: options, log: say, stop,
   });
   stats = run.stats;
   run.finished.catch(() => {}); // awaited below; after a stop nobody waits for it
-  run.events.subscribe((event) => {
-    if (event.type !== "job.done" || options.recycleAfter <= 0) return;
-    // Bounded browser memory on long runs: a tab is replaced after --recycle-after frames.
-    const session = run.farm.sessions.get(event.session);
-    if (session && session.framesDelivered >= options.recycleAfter && launchedTabOf(session.info.worker) !== undefined) session.retire();
-  });
   say(`tabfarm: serving ${run.url}`);
   say(`tabfarm: open that URL in any browser to add a session; dataset → ${run.dataset.root}`);
+  say(`tabfarm: ${workerHint(options.host, run.url)}`);
   say(`tabfarm: dashboard ${run.dashboardUrl}`);
 
-  let pool: TabPool | undefined;
-  let firstSession: (session: Session) => void = () => {};
-  const firstHello = new Promise<Session>((resolve) => (firstSession = resolve));
-  run.farm.on("session", (session: Session) => {
-    firstSession(session);
-    session.once("hung", () => pool?.recycle(session.info.worker, "is hung"));
-    session.once("retired", () => pool?.recycle(session.info.worker, `rendered ${session.framesDelivered} frames`, false));
-    session.once("quarantined", (why: string) => pool?.recycle(session.info.worker, `is quarantined (it ${why})`));
-  });
+  let tabs: TabLifecycle | undefined;
+  const firstHello = new Promise<Session>((resolve) => run.farm.once("session", resolve));
   // Before anything can close a browser: a stop must not look like a crash to the pool.
-  stop?.addEventListener("abort", () => pool?.stopReplacing(), { once: true });
+  stop?.addEventListener("abort", () => tabs?.stopReplacing(), { once: true });
   try {
     if (browser) {
       say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
-      pool = new TabPool({
-        executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
+      tabs = new TabLifecycle({
+        browser, executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
         tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
-      });
+      }, farmTabSignals(run.farm));
       // Only launched tabs say whether the launched browser renders (a hand-opened tab without WebGL
       // is just left without work); the run stops only when no launched tab can render.
-      const verdict = watchLaunchedTabs(run.farm, options.sessions, 60_000);
-      stop?.throwIfAborted(); // no browser is launched after a signal
-      // A program that is no browser (--browser /bin/true) fails here: say which one and why, not Playwright's dump.
-      const starting = pool.start().catch((err: unknown) => Promise.reject(stop?.aborted ? err : new BrowserLaunchError(browser, err)));
-      starting.catch(() => {}); // raced with a stop below
-      await Promise.race([starting, stopped]);
-      const launched = await Promise.race([verdict, stopped]);
-      if ("none" in launched) throw new FarmError(`no tab connected within 60 s (browser ${browser.path}, ${describeGl(options.gl)})`);
-      if ("noWebGl" in launched) {
-        throw new FarmError(
-          `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(options.gl)}` +
-            `${options.chromiumArg.length ? ` plus ${options.chromiumArg.join(" ")}` : ""}. ` +
-            `Try --gl swiftshader (software), --gl auto, or another browser (--browser system, bundled or a path).`,
-        );
-      }
-      const first = launched.rendering;
-      say(`tabfarm: WebGL renderer of the first tab: ${first.info.renderer}`);
-      if ((options.gl === "egl" || options.gl === "vulkan") && isSoftwareRenderer(first.info.renderer)) {
-        say(`tabfarm: warning: --gl ${options.gl} asked for a GPU, but the tabs got a software renderer`);
-      }
+      const first = await tabs.start(stopped, stop);
+      for (const line of TabLifecycle.describeFirstTab(first, options.gl)) say(`tabfarm: ${line}`);
     } else {
       void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
     }
@@ -179,6 +157,6 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   } finally {
     progress.stop();
     await run.close();
-    await pool?.close();
+    await tabs?.close();
   }
 }

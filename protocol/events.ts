@@ -10,19 +10,39 @@ export interface BrowserInfo {
   userAgent: string;
   devicePixelRatio: number;
   /**
-   * Set by the harness for the tabs it launched (?worker=tab-N), empty or any name for tabs opened
-   * by hand. The server keeps a launched tab's name (`tab-N`) only when the handshake carries its
-   * worker proof; a page claiming one without it is admitted as `unverified:tab-N`.
+   * Set by the harness for the tabs it launched (?worker=tab-N, or <worker>.tab-N for a remote worker's),
+   * empty or any name for tabs opened by hand. The server keeps a launched tab's name only when the
+   * handshake carries its worker proof; a page claiming one without it is admitted as `unverified:tab-N`.
    */
   worker: string;
 }
 
-/** The name the harness gives launched tab `tab`; the server admits such names only with a worker proof. */
-export const launchedWorkerName = (tab: number): string => `tab-${tab}`;
-/** The tab number in a launched tab's worker name, or undefined for any other name. */
-export function launchedTabOf(worker: string): number | undefined {
-  const tab = /^tab-(\d{1,6})$/.exec(worker)?.[1];
-  return tab === undefined ? undefined : Number(tab);
+/**
+ * A remote worker's name (`farm worker --name`): letters, digits, `_` and `-`, so that its tabs'
+ * names (`<worker>.tab-N`) say unambiguously whose they are.
+ */
+export const WORKER_NAME = /^[A-Za-z0-9_-]{1,40}$/;
+
+/**
+ * The name of launched tab `tab`: `tab-N` for the local farm's own tabs, `<worker>.tab-N` for those of
+ * remote worker `worker`. The server admits such names only with a worker proof.
+ */
+export const launchedWorkerName = (tab: number, worker?: string): string => (worker === undefined ? `tab-${tab}` : `${worker}.tab-${tab}`);
+
+/** Whose launched tab a name is and its number (worker undefined: the local farm's), or undefined for any other name. */
+export function parseLaunchedTab(name: string): { worker?: string; tab: number } | undefined {
+  const m = /^(?:([A-Za-z0-9_-]{1,40})\.)?tab-(\d{1,6})$/.exec(name);
+  if (!m) return undefined;
+  return m[1] === undefined ? { tab: Number(m[2]) } : { worker: m[1], tab: Number(m[2]) };
+}
+
+/**
+ * The tab number in a launched tab's name when it is one of `worker`'s tabs (absent: the local farm's
+ * `tab-N`), else undefined: each pool recycles its own tabs only.
+ */
+export function launchedTabOf(name: string, worker?: string): number | undefined {
+  const parsed = parseLaunchedTab(name);
+  return parsed && parsed.worker === worker ? parsed.tab : undefined;
 }
 
 /**

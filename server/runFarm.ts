@@ -25,6 +25,7 @@ import type { RunStats } from "./events/RunStats.js";
 import { serveDashboard } from "./dashboard/dashboard.js";
 import { MAX_FAILED_ROWS } from "../protocol/runEvents.js";
 import { RUN_DEFAULTS } from "./runDefaults.js";
+import { parseLaunchedTab } from "../protocol/events.js";
 
 class UnknownJobError extends DatasetOpenError {
   constructor(out: string, job: string) {
@@ -93,6 +94,8 @@ export interface RunOptions {
   maxSessions?: number;
   encode?: "browser" | "server";
   pngLevel?: number;
+  /** A launched tab (local or a remote worker's) is retired, and replaced by its harness, after this many frames (0/absent: never). */
+  recycleAfterFrames?: number;
   /** Aborted (a signal): queueing the jobs stops between jobs and startRun rejects with the abort's reason. */
   stop?: AbortSignal;
   /** Give up (the run fails) when the dataset refuses writes this long (ms). */
@@ -268,6 +271,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
   const { stats, events } = recorder;
+  retireLaunchedTabs(farm, events, options.recycleAfterFrames ?? 0);
   const dispatch = dispatchJobs({ farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed, events });
   /** Dispatch has ended (every job done or failed, or stopped): a job put back now would not be rendered. */
   let runOver = false;
@@ -328,7 +332,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
     await finished.catch((err: unknown) => void (stopping ??= `failed: ${(err as Error)?.message ?? err}`));
     runDone(stopping); // when the end failed
     await dashboard.close(); // its last view says so
-    await farm.close(reason);
+    await farm.close(reason, { runOver: stopping === undefined }); // remote workers exit only when the run is over, else wait for a restart
     await recorder.close(); // after the sessions' left events
     await endManifest(manifest, queue, setup.linesAtStart + stats.frames); // a stopped run's end, while the lock is still ours
     await opened.close(); // the queue, then the dataset's lock
@@ -345,6 +349,19 @@ function noteSession(session: Session, { events, stats }: { events: RunEvents; s
   session.once("close", (reason: string) => {
     const row = stats.session(id);
     events.emit({ type: "session.left", at: Date.now(), session: id, reason: String(reason), frames: row?.frames ?? 0, jobs: row?.jobs ?? 0, failures: row?.failures ?? 0 });
+  });
+}
+
+/**
+ * Bounded browser memory on long runs: a launched tab (the local farm's or a remote worker's, admitted
+ * with its proof) is retired after `frames` frames; its harness replaces it on "retired" (onRecycleDue).
+ */
+function retireLaunchedTabs(farm: Farm, events: RunEvents, frames: number): void {
+  if (frames <= 0) return;
+  events.subscribe((event) => {
+    if (event.type !== "job.done") return;
+    const session = farm.sessions.get(event.session);
+    if (session && session.framesDelivered >= frames && parseLaunchedTab(session.info.worker) !== undefined) session.retire();
   });
 }
 

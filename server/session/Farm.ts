@@ -7,12 +7,14 @@ import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
 import { Server, type Namespace, type Socket as IoSocket } from "socket.io";
-import { launchedTabOf, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
+import { parseLaunchedTab, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
 import { loadClientFiles, type ClientFiles } from "./clientFiles.js";
 import { RUN_DEFAULTS } from "../runDefaults.js";
+import { WORKER_NAMESPACE } from "../../protocol/worker.js";
+import { WorkerLinks, type WorkerNamespace } from "./workerLink.js";
 import { AccessControl, pageParser, parseRequestTarget, requestToken, throttledLog, tokenMatches, workerProof } from "./accessControl.js";
 
 /**
@@ -40,6 +42,8 @@ export interface FarmOptions {
   pngLevel?: number;
   /** Most sessions connected at once; more connections are refused. */
   maxSessions?: number;
+  /** Most remote workers (`farm worker`) connected at once (default 100). */
+  maxWorkers?: number;
   /** How long a tab may take to say hello after connecting. */
   helloTimeoutMs?: number;
   /**
@@ -85,6 +89,8 @@ export class Farm extends EventEmitter {
   private readonly messagesPerSecond: number;
   /** Signs the worker names of launched tabs (see launchedTabProof); never leaves this process but in those proofs. */
   private readonly workerSecret = randomBytes(32);
+  /** Remote `farm worker` processes (protocol/worker.ts). */
+  readonly workers: WorkerLinks;
   url = "";
 
   constructor(private readonly options: FarmOptions) {
@@ -151,6 +157,9 @@ export class Farm extends EventEmitter {
       });
     });
     this.guard(this.io.of("/"), maxSessions, "sessions", (socket) => allowLargeMessages(socket, authenticatedMessageBytes));
+    const workerNamespace = this.io.of(WORKER_NAMESPACE) as unknown as WorkerNamespace;
+    this.guard(workerNamespace as unknown as Namespace, options.maxWorkers ?? 100, "workers");
+    this.workers = new WorkerLinks(workerNamespace, this, (name) => this.launchedTabProof(name), this.log, this.logThrottled);
     this.io.on("connection", (socket) => {
       const timer = setTimeout(() => {
         this.logThrottled("no-hello", `dropped a connection from ${socket.handshake.address}: no hello within ${helloTimeoutMs} ms`);
@@ -219,7 +228,7 @@ export class Farm extends EventEmitter {
    * (guard); at most `maxSockets` connected at once. Its sockets never get jobs.
    */
   pageNamespace<ListenEvents extends object, EmitEvents extends object>(name: string, maxSockets: number): Namespace<ListenEvents, EmitEvents> {
-    if (name === "/") throw new Error("the sessions' namespace is not a page namespace");
+    if (name === "/" || name === WORKER_NAMESPACE) throw new Error(`${name} is not a page namespace`);
     const namespace = this.io.of(name) as unknown as Namespace<ListenEvents, EmitEvents>;
     this.guard(namespace as unknown as Namespace, maxSockets, "pages");
     return namespace;
@@ -314,7 +323,8 @@ export class Farm extends EventEmitter {
 
   /**
    * The proof a tab the harness launches carries in its URL (`workerProof=`), so this farm admits it
-   * under `worker` (`tab-N`): only such tabs are replaced as hung, quarantined or recycled by name.
+   * under `worker` (`tab-N`): only such tabs are replaced as hung, quarantined or recycled by name. A remote
+   * worker's tabs get theirs over its control socket, signed with the worker process's instance (WorkerLinks.proofSubject).
    */
   launchedTabProof(worker: string): string {
     return workerProof(this.workerSecret, worker);
@@ -324,8 +334,13 @@ export class Farm extends EventEmitter {
     return (this.server.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  /** Says `bye` (with `reason`), waits for running handlers to return, then closes every socket and the server. */
-  async close(reason = "run finished"): Promise<void> {
+  /**
+   * Tells remote workers the run is over (`runOver`: every job done or failed; they exit) or that the
+   * server is stopping (they wait for it to come back), says `bye` (with `reason`) to sessions, waits
+   * for running handlers to return, then closes every socket and the server.
+   */
+  async close(reason = "run finished", { runOver = false }: { runOver?: boolean } = {}): Promise<void> {
+    await this.workers.end(reason, runOver);
     for (const session of this.sessions.values()) session.bye(reason);
     let waited: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (waited = setTimeout(r, 2000)))]);
@@ -376,11 +391,15 @@ export class Farm extends EventEmitter {
   }
 
   /**
-   * The worker name to admit: a launched tab's name (`tab-N`) only with its proof, so no other page
+   * The worker name to admit: a launched tab's name (`tab-N`, `<worker>.tab-N`) only with its proof, so no other page
    * can get that tab recycled or killed as hung; without it, `unverified:tab-N` (opened by hand).
    */
   private verifiedWorker(claimed: string, proof: unknown, address: string): string {
-    if (launchedTabOf(claimed) === undefined || tokenMatches(workerProof(this.workerSecret, claimed), proof)) return claimed;
+    const launched = parseLaunchedTab(claimed);
+    if (launched === undefined) return claimed;
+    // A remote worker's tab: its proof holds only for the worker process that owns the name now (WorkerLinks.proofSubject).
+    const subject = launched.worker === undefined ? claimed : this.workers.proofSubject(claimed);
+    if (subject !== undefined && tokenMatches(workerProof(this.workerSecret, subject), proof)) return claimed;
     this.logThrottled("unverified", `a page from ${address} claims to be launched tab ${claimed} without its worker proof; admitted as opened by hand`);
     return `unverified:${claimed}`;
   }

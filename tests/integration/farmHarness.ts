@@ -11,11 +11,11 @@ import { startRun, QUEUE_FILE, type Run, type RunSummary } from "../../server/ru
 import { demoJobs } from "../../server/jobs/demoJobs.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { recordFiles } from "../../server/dataset/readDataset.js";
-import type { Session } from "../../server/session/Session.js";
 import type { JobSpec } from "../../protocol/job.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { TabPool } from "../../harness/TabPool.js";
+import { farmTabSignals } from "../../harness/tabLifecycle.js";
 import { readFrames } from "./cli.js";
 
 export interface StartFarmOptions {
@@ -130,11 +130,7 @@ export async function startFarm(options: StartFarmOptions = {}): Promise<FarmUnd
   const browser = findBrowser();
   const pool = new TabPool({ executablePath: browser.path, gl: "swiftshader", url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker), tabs: options.tabs ?? 2, browsers: options.browsers, log });
   // Exactly as runHeadlessFarm: a session dropped as hung gets its tab replaced (and a retired one too).
-  run.farm.on("session", (session: Session) => {
-    session.once("hung", () => pool.recycle(session.info.worker, "is hung"));
-    session.once("retired", () => pool.recycle(session.info.worker, `rendered ${session.framesDelivered} frames`, false));
-    session.once("quarantined", (why: string) => pool.recycle(session.info.worker, `is quarantined (it ${why})`));
-  });
+  farmTabSignals(run.farm).recycle((order) => pool.recycle(order.tab, order.reason, order.fault));
 
   const until = <T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {

@@ -1,0 +1,98 @@
+// The life of launched tabs, the same for the local farm (`npm run farm`) and a remote worker
+// (`npm run farm -- worker`): a TabPool of headless tabs, replaced when the server says a tab must go
+// (hung, quarantined, or retired after --recycle-after frames: onRecycleDue), and a verdict on whether
+// the launched browser renders at all. Only where the signals come from differs: the Farm's session
+// events locally (farmTabSignals), the worker-control socket for a worker (workerCommand.ts).
+import type { Farm } from "../server/session/Farm.js";
+import type { Session } from "../server/session/Session.js";
+import { onRecycleDue } from "../server/session/workerLink.js";
+import type { RecycleOrder, TabJoined } from "../protocol/worker.js";
+import { describeGl, type GlBackend } from "./chromiumFlags.js";
+import type { FoundBrowser } from "./findBrowser.js";
+import { BrowserLaunchError } from "./findBrowser.js";
+import { TabPool, type TabPoolOptions } from "./TabPool.js";
+import { watchLaunchedTabs, type TabHellos } from "./launchedTabs.js";
+import { isSoftwareRenderer } from "./webglProbe.js";
+
+/** How long the launched tabs have to say hello before the verdict "no tab connected". */
+export const LAUNCH_VERDICT_MS = 60_000;
+
+/** What the server says about launched tabs. */
+export interface TabSignals {
+  /** Hellos of tabs (a pool keeps its own). */
+  joined: TabHellos;
+  /** Subscribes to the server's orders to replace a tab. */
+  recycle(listener: (order: RecycleOrder) => void): void;
+}
+
+/** The local farm's signals: its own sessions' hellos and events. */
+export function farmTabSignals(farm: Farm): TabSignals {
+  const hello = (session: Session): TabJoined => ({ tab: session.info.worker, webgl: session.info.webgl, renderer: session.info.renderer });
+  return {
+    joined: (listener) => {
+      const onSession = (session: Session) => listener(hello(session));
+      farm.on("session", onSession);
+      return () => farm.off("session", onSession);
+    },
+    recycle: (listener) => farm.on("session", (session: Session) => onRecycleDue(session, listener)),
+  };
+}
+
+/** The launched tabs cannot work: none said hello, or none has WebGL. */
+export class TabLaunchError extends Error {}
+
+export interface TabLifecycleOptions extends TabPoolOptions {
+  browser: FoundBrowser;
+  gl: GlBackend;
+}
+
+export class TabLifecycle {
+  readonly pool: TabPool;
+
+  constructor(private readonly options: TabLifecycleOptions, private readonly signals: TabSignals) {
+    this.pool = new TabPool(options);
+    // The pool ignores names that are not its own (hand-opened pages, another worker's tabs).
+    signals.recycle((order) => this.pool.recycle(order.tab, order.reason, order.fault));
+  }
+
+  /**
+   * Launches the tabs and waits for the verdict: resolves with the first launched tab that renders
+   * (describeFirstTab says what to print); rejects with a TabLaunchError when none said hello in time or
+   * none has WebGL, with a BrowserLaunchError when the browser does not start, or with `stopped`'s reason.
+   */
+  async start(stopped: Promise<never>, stop?: AbortSignal): Promise<TabJoined> {
+    const { browser, gl, extraArgs = [] } = this.options;
+    const verdict = watchLaunchedTabs(this.signals.joined, this.options.tabs, LAUNCH_VERDICT_MS, this.options.owner);
+    stop?.throwIfAborted(); // no browser is launched after a signal
+    // A program that is no browser (--browser /bin/true) fails here: say which one and why, not Playwright's dump.
+    const starting = this.pool.start().catch((err: unknown) => Promise.reject(stop?.aborted ? err : new BrowserLaunchError(browser, err)));
+    starting.catch(() => {}); // raced with a stop below
+    await Promise.race([starting, stopped]);
+    const launched = await Promise.race([verdict, stopped]);
+    if ("none" in launched) throw new TabLaunchError(`no tab connected within ${LAUNCH_VERDICT_MS / 1000} s (browser ${browser.path}, ${describeGl(gl)})`);
+    if ("noWebGl" in launched) {
+      throw new TabLaunchError(
+        `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(gl)}` +
+          `${extraArgs.length ? ` plus ${extraArgs.join(" ")}` : ""}. ` +
+          `Try --gl swiftshader (software), --gl auto, or another browser (--browser system, bundled or a path).`,
+      );
+    }
+    return launched.rendering;
+  }
+
+  /** What to say about the first tab that renders: its renderer, and whether it is the GPU asked for. */
+  static describeFirstTab(first: TabJoined, gl: GlBackend): string[] {
+    const lines = [`WebGL renderer of the first tab: ${first.renderer}`];
+    if ((gl === "egl" || gl === "vulkan") && isSoftwareRenderer(first.renderer)) lines.push(`warning: --gl ${gl} asked for a GPU, but the tabs got a software renderer`);
+    return lines;
+  }
+
+  /** Nothing lost is replaced from now on (call before anything closes a browser: a stop is no crash). */
+  stopReplacing(): void {
+    this.pool.stopReplacing();
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,143 @@
+// The server's end of the worker-control namespace (protocol/worker.ts): remote `farm worker`
+// processes say hello, get the proofs for their tabs' names, and are told when one of their tabs must
+// be replaced and when the run is over. The Farm guards the namespace (token, cap, message rate).
+import type { EventEmitter } from "node:events";
+import type { Namespace, Socket } from "socket.io";
+import { launchedWorkerName, parseLaunchedTab } from "../../protocol/events.js";
+import {
+  describeRefusal, WORKER_PROTOCOL_VERSION, WorkerHelloSchema,
+  type RecycleOrder, type ServerToWorkerEvents, type WorkerToServerEvents,
+} from "../../protocol/worker.js";
+import type { Session } from "./Session.js";
+
+export type WorkerNamespace = Namespace<WorkerToServerEvents, ServerToWorkerEvents>;
+type WorkerSocket = Socket<WorkerToServerEvents, ServerToWorkerEvents>;
+
+/** How long a worker may take to say hello after connecting, and to acknowledge the run's end. */
+const HELLO_TIMEOUT_MS = 10_000;
+const END_ACK_TIMEOUT_MS = 1000;
+/** Worker names whose owner is remembered after it left (WorkerLinks.owners); the oldest gone ones are forgotten first. */
+export const MAX_REMEMBERED_OWNERS = 1000;
+
+/**
+ * When the harness that launched `session`'s tab should replace it, and why: it hung, it was
+ * quarantined (both faults), or it was retired after its share of frames (planned). The one mapping
+ * from a session's events to a recycle, for the local farm's tabs and remote workers' alike.
+ */
+export function onRecycleDue(session: Session, recycle: (order: RecycleOrder) => void): void {
+  const tab = session.info.worker;
+  session.once("hung", () => recycle({ tab, reason: "is hung", fault: true }));
+  session.once("retired", () => recycle({ tab, reason: `rendered ${session.framesDelivered} frames`, fault: false }));
+  session.once("quarantined", (why: string) => recycle({ tab, reason: `is quarantined (it ${why})`, fault: true }));
+}
+
+interface Link {
+  socket: WorkerSocket;
+  instance: string;
+  address: string;
+}
+
+export class WorkerLinks {
+  private readonly links = new Map<string, Link>();
+  /**
+   * Name → the instance of the worker process last welcomed under it, kept after it leaves (its tabs stay
+   * admitted by name through a reconnect of its control socket). A remote tab's proof signs its name with
+   * this instance (proofSubject): proofs a token holder got by saying hello under a name earlier, before
+   * the real worker took it, admit nothing once it has. Local tabs' proofs are unchanged.
+   */
+  private readonly owners = new Map<string, string>();
+
+  constructor(
+    private readonly namespace: WorkerNamespace,
+    /** Emits "session" (a Session) when a tab said hello: the Farm. */
+    sessions: EventEmitter,
+    /** Signs a proof subject (Farm.launchedTabProof). */
+    private readonly proofOf: (subject: string) => string,
+    private readonly log: (line: string) => void,
+    private readonly logThrottled: (topic: string, line: string) => void,
+  ) {
+    namespace.on("connection", (socket) => this.connected(socket));
+    sessions.on("session", (session: Session) => this.sessionJoined(session));
+  }
+
+  /** Workers connected now. */
+  get size(): number {
+    return this.links.size;
+  }
+
+  private connected(socket: WorkerSocket): void {
+    const address = socket.handshake.address;
+    const timer = setTimeout(() => {
+      this.logThrottled("worker-refused", `dropped a worker connection from ${address}: no hello within ${HELLO_TIMEOUT_MS} ms`);
+      socket.disconnect(true);
+    }, HELLO_TIMEOUT_MS).unref();
+    socket.once("disconnect", () => clearTimeout(timer));
+    socket.once("hello", (raw: unknown) => {
+      clearTimeout(timer);
+      const refuse = (why: string) => {
+        this.logThrottled("worker-refused", `refused a worker from ${address}: ${why}`);
+        socket.emit("refused", { reason: why });
+        socket.disconnect(true);
+      };
+      const parsed = WorkerHelloSchema.safeParse(raw);
+      if (!parsed.success) return refuse(`bad hello (${describeRefusal(parsed.error)})`);
+      const hello = parsed.data;
+      if (hello.version !== WORKER_PROTOCOL_VERSION) return refuse(`it speaks worker protocol ${hello.version}, this server ${WORKER_PROTOCOL_VERSION}`);
+      const old = this.links.get(hello.name);
+      if (old && old.instance !== hello.instance) return refuse(`another worker is connected as ${hello.name} (from ${old.address}); give each worker its own --name`);
+      this.links.set(hello.name, { socket, instance: hello.instance, address });
+      this.own(hello.name, hello.instance);
+      // The same process again (its old socket not yet timed out): the new socket has replaced it.
+      if (old) old.socket.disconnect(true);
+      this.log(`worker ${hello.name} from ${address}: ${hello.tabs} tab(s), ${hello.browser}, GL ${hello.gl}`);
+      socket.once("disconnect", (reason) => {
+        if (this.links.get(hello.name)?.socket !== socket) return; // replaced by its reconnect
+        this.links.delete(hello.name);
+        this.log(`worker ${hello.name} from ${address} left (${reason})`);
+      });
+      const proofs = Array.from({ length: hello.tabs }, (_, tab) => this.proofOf(this.proofSubject(launchedWorkerName(tab, hello.name))!));
+      socket.emit("welcome", { worker: hello.name, proofs });
+    });
+  }
+
+  /**
+   * What the proof of remote tab `tab` (`<worker>.tab-N`) signs: its name bound to the worker process that
+   * owns the name (`<instance>/<name>`; an instance has no `/`, a local `tab-N` none either, so no two
+   * subjects are alike); undefined when no worker has owned it.
+   */
+  proofSubject(tab: string): string | undefined {
+    const worker = parseLaunchedTab(tab)?.worker;
+    const owner = worker === undefined ? undefined : this.owners.get(worker);
+    return owner === undefined ? undefined : `${owner}/${tab}`;
+  }
+
+  /** Records `instance` as the owner of `name`; forgets the oldest owners no longer connected past MAX_REMEMBERED_OWNERS. */
+  private own(name: string, instance: string): void {
+    this.owners.delete(name);
+    this.owners.set(name, instance);
+    for (const old of this.owners.keys()) {
+      if (this.owners.size <= MAX_REMEMBERED_OWNERS) break;
+      if (!this.links.has(old)) this.owners.delete(old);
+    }
+  }
+
+  /** A session of a worker's tab: the worker hears that it joined, and when it is to be replaced. */
+  private sessionJoined(session: Session): void {
+    const worker = parseLaunchedTab(session.info.worker)?.worker;
+    if (worker === undefined) return;
+    this.links.get(worker)?.socket.emit("tabJoined", { tab: session.info.worker, webgl: session.info.webgl, renderer: session.info.renderer });
+    // Looked up when it happens: the worker may have reconnected (a new socket) since.
+    onRecycleDue(session, (order) => this.links.get(worker)?.socket.emit("recycle", order));
+  }
+
+  /**
+   * Tells every worker the server is closing: `runOver` (every job done or failed; they exit) or
+   * `stopping` (they wait for the server to come back). Waits up to a second for their acknowledgements.
+   */
+  async end(reason: string, runOver: boolean): Promise<void> {
+    const sent = [...this.links.values()].map(({ socket }) =>
+      socket.timeout(END_ACK_TIMEOUT_MS).emitWithAck(runOver ? "runOver" : "stopping", { reason }).catch(() => {}),
+    );
+    await Promise.all(sent);
+  }
+}
