@@ -10,6 +10,7 @@ import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { runExport } from "./exportCommand.js";
 import { addWorkerCommand } from "./workerCommand.js";
+import { mergeCommand } from "./mergeCommand.js";
 import { FarmStopped, exitCodeFor, stopOnSignals } from "./shutdown.js";
 import { retryCommand, shellQuote, withoutControlCharacters } from "./progressView.js";
 import { LIMITS } from "../protocol/grab.js";
@@ -175,6 +176,18 @@ program
       process.exitCode = exitCodeFor(err.signal);
     }
   });
+
+program
+  .command("merge")
+  .description(
+    "merge datasets that several farm servers wrote for one job set (shards) into one: each job whole from the first shard where it is done, " +
+      "class ids made one table, files copied (or --link). Each shard is verified and locked first. Exit 0: merged, 2: refused (named), 128 + the signal's number when stopped",
+  )
+  .argument("<shards...>", "dataset folders, in order of preference")
+  .option("--into <dir>", "the merged dataset: a new or empty folder, apart from every shard")
+  .option("--link", "hard-link files instead of copying them (same file system)", false)
+  .option("--dry-run", "verify the shards and report overlaps, jobs done nowhere and class moves; write nothing", false)
+  .action(async (shards: string[], o) => void (process.exitCode = await mergeCommand(shards, o)));
 
 // `worker --connect http://HOST:PORT`: headless tabs here as sessions of a farm server elsewhere.
 addWorkerCommand(program);
