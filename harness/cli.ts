@@ -19,6 +19,7 @@ import { RUN_DEFAULTS } from "../server/runDefaults.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
 import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
 import { parseRunSeed } from "../server/dataset/seeds.js";
+import { parseRedisQueueUrl } from "../server/queue/RedisQueue.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -38,6 +39,24 @@ const argument = <T>(parse: (value: string) => T) => (value: string) => {
     throw new InvalidArgumentError((err as Error).message);
   }
 };
+/**
+ * --queue: only Redis URLs, checked here so a typo is a usage error (exit 2) naming the option; opening
+ * checks the server. Not through InvalidArgumentError: commander would print the value, password and all.
+ */
+const checkQueueUrl = (value: string) => {
+  try {
+    parseRedisQueueUrl(value);
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  return value;
+};
+/** status and retry-failed work on a dataset (--out) or a shared queue (--queue): exactly one. */
+function whichQueue(o: { out?: string; queue?: string }, command: Command): { out: string } | { queue: string } {
+  if ((o.out === undefined) === (o.queue === undefined)) command.error("error: give either --out <dir> (a dataset) or --queue <url> (a shared queue)", { exitCode: 2 });
+  return o.queue !== undefined ? { queue: o.queue } : { out: o.out! };
+}
 const timestamp = () => new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d\dZ$/, "Z");
 
 const program = new Command("tabfarm")
@@ -61,6 +80,7 @@ const program = new Command("tabfarm")
   .option("--handler <file>", "a .ts/.js module exporting async (session, job) => {...} run for each job")
   .option("--plugins <file>", "a .ts/.tsx module that registers your own scene components (bundled into the client)")
   .option("--out <dir>", "dataset folder; re-running with the same folder resumes", undefined)
+  .addOption(new Option("--queue <url>", "a job queue shared by several farm servers: redis://HOST:PORT[/DB][?queue=NAME]; --out is then this server's shard").env("TABFARM_QUEUE").argParser(checkQueueUrl))
   .addOption(new Option("--width <px>", "image width").argParser(int("--width", 1, LIMITS.maxImageSide)).default(RUN_DEFAULTS.width))
   .addOption(new Option("--height <px>", "image height").argParser(int("--height", 1, LIMITS.maxImageSide)).default(RUN_DEFAULTS.height))
   .addOption(new Option("--format <format>", "image format").choices(["png", "jpeg", "webp"]).default(RUN_DEFAULTS.format))
@@ -129,15 +149,17 @@ const program = new Command("tabfarm")
 
 program
   .command("status")
-  .description("counts per state, attempts and failures of a dataset's queue")
-  .requiredOption("--out <dir>", "dataset folder")
-  .action(async (o) => printStatus(o.out));
+  .description("counts per state, attempts and failures of a dataset's queue, or (--queue) of a queue shared by several servers")
+  .option("--out <dir>", "dataset folder")
+  .addOption(new Option("--queue <url>", "a shared queue (redis://…): the whole run's counts and failures").argParser(checkQueueUrl))
+  .action(async (o, command: Command) => printStatus(whichQueue(o, command)));
 
 program
   .command("retry-failed")
-  .description("put failed jobs back in the queue (run the farm again with the same --out to render them)")
-  .requiredOption("--out <dir>", "dataset folder")
-  .action(async (o) => void (await retryFailed(o.out)));
+  .description("put failed jobs back in the queue (run the farm again with the same --out, or the servers of a --queue, to render them)")
+  .option("--out <dir>", "dataset folder")
+  .addOption(new Option("--queue <url>", "a shared queue (redis://…)").argParser(checkQueueUrl))
+  .action(async (o, command: Command) => void (await retryFailed(whichQueue(o, command))));
 
 program
   .command("verify")

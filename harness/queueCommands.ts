@@ -3,9 +3,12 @@
 // `retry-failed` changes the queue, so like a farm it takes the dataset's lock: SQLite alone would keep
 // the queue consistent, but a running farm decides when it is finished from the queue it saw, and one
 // writer per dataset is a rule with no exceptions to remember. While a farm runs it is refused with
-// the holder's pid, host and since. `verify` only reads (server/dataset/verifyDataset.ts).
+// the holder's pid, host and since. With --queue (a queue several servers share, e.g. on Redis) both work
+// on that queue: the whole run, not one server's shard. `verify` only reads (server/dataset/verifyDataset.ts).
 import path from "node:path";
-import { inspectDataset, openDataset } from "../server/dataset/openDataset.js";
+import { inspectDataset, openDataset, readSharedQueue } from "../server/dataset/openDataset.js";
+import { openRedisQueue } from "../server/queue/RedisQueue.js";
+import type { JobQueue } from "../server/queue/JobQueue.js";
 import { readHolder } from "../server/dataset/datasetLock.js";
 import { formatProblem, MAX_PROBLEMS_KEPT, verifyDataset } from "../server/dataset/verifyDataset.js";
 import { countFrameLines } from "../server/dataset/readDataset.js";
@@ -16,22 +19,46 @@ import { formatDuration, withoutControlCharacters } from "./progressView.js";
 const STATUS_FAILED_SHOWN = 50;
 const STATUS_SESSIONS_SHOWN = 50;
 
-export async function printStatus(out: string, print = (line: string) => console.log(line)): Promise<void> {
+/** What `status` and `retry-failed` work on: a dataset folder, or a queue shared by several servers. */
+export type QueueTarget = { out: string } | { queue: string };
+
+export async function printStatus(target: QueueTarget, print = (line: string) => console.log(line)): Promise<void> {
   const log = (line: string) => print(withoutControlCharacters(line)); // error texts come from pages
+  if ("queue" in target) return printSharedStatus(target.queue, log);
+  const { out } = target;
   const { root, queue } = inspectDataset(out);
   try {
     const c = await queue.counts();
+    const shard = readSharedQueue(root);
+    if (shard) log(`${path.resolve(out)} is a shard of the run on ${shard}: the counts below are this server's jobs; status --queue ${shard} shows the whole run`);
     log(`${path.resolve(out)}: ${c.total} jobs — ${c.done} done, ${c.pending} pending, ${c.leased} leased, ${c.failed} failed`);
     log(`frames written: ${await countFrameLines(root)}`);
     log(`stale or foreign lease tokens rejected: ${c.staleRejections}`);
     const history = await readRunHistory(root).catch((err: unknown) => void log(`${RUN_EVENTS_FILE}: not read (${(err as Error)?.message ?? err})`));
     if (history?.lastRun) for (const line of describeRun(history.lastRun)) log(line);
-    const failures = await queue.failures(STATUS_FAILED_SHOWN);
-    for (const f of failures) log(`failed ${f.id} after ${f.attempts} attempt(s): ${f.error?.message ?? "(no message)"}`);
-    if (c.failed > failures.length) log(`… and ${c.failed - failures.length} more failed jobs`);
+    await printFailures(queue, c.failed, log);
   } finally {
     await queue.close();
   }
+}
+
+/** `status --queue`: the whole run's counts on a shared queue (no dataset: each server has its shard). */
+async function printSharedStatus(url: string, log: (line: string) => void): Promise<void> {
+  const queue = await openRedisQueue(url);
+  try {
+    const c = await queue.counts();
+    log(`${queue.display} (queue ${queue.name}): ${c.total} jobs — ${c.done} done, ${c.pending} pending, ${c.leased} leased, ${c.failed} failed`);
+    log(`stale or foreign lease tokens rejected: ${c.staleRejections}`);
+    await printFailures(queue, c.failed, log);
+  } finally {
+    await queue.close();
+  }
+}
+
+async function printFailures(queue: JobQueue, failed: number, log: (line: string) => void): Promise<void> {
+  const failures = await queue.failures(STATUS_FAILED_SHOWN);
+  for (const f of failures) log(`failed ${f.id} after ${f.attempts} attempt(s): ${f.error?.message ?? "(no message)"}`);
+  if (failed > failures.length) log(`… and ${failed - failures.length} more failed jobs`);
 }
 
 /** The last run's figures from the dataset's run events: when, how fast, and each session's share. */
@@ -54,7 +81,18 @@ function describeRun(run: PastRun): string[] {
   return lines;
 }
 
-export async function retryFailed(out: string, log = (line: string) => console.log(line)): Promise<number> {
+export async function retryFailed(target: QueueTarget, log = (line: string) => console.log(line)): Promise<number> {
+  if ("queue" in target) {
+    const queue = await openRedisQueue(target.queue);
+    try {
+      const n = await queue.retryFailed();
+      log(`${n} failed job(s) returned to the queue ${queue.display}; the servers running on it render them (start one if none runs)`);
+      return n;
+    } finally {
+      await queue.close();
+    }
+  }
+  const { out } = target;
   const dataset = await openDataset(out, { create: false, log });
   try {
     const n = await dataset.queue.retryFailed();

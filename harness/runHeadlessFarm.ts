@@ -65,6 +65,8 @@ export interface FarmCommandOptions {
   classes?: ClassEntry[];
   verbose: boolean;
   replacePending: boolean;
+  /** --queue: a queue shared by several farm servers (redis://…); --out is this server's shard. */
+  queue?: string;
 }
 
 /** The launched tabs cannot work (none said hello, none has WebGL): harness/tabLifecycle.ts. */
@@ -118,7 +120,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     maxFrameBytes: Math.round(options.maxFrameMb * 1024 * 1024), maxSessions: options.maxSessions,
     encode: options.encode, pngLevel: options.pngLevel,
     inFlight: options.inFlight, layers: options.layers, depth: options.depth, classes: options.classes, replacePending: options.replacePending,
-    seed: options.seed,
+    seed: options.seed, sharedQueue: options.queue,
     // Bounded browser memory on long runs: a launched tab (ours or a remote worker's) is replaced after --recycle-after frames.
     recycleAfterFrames: options.recycleAfter,
     recordedOptions: options, log: say, stop,

@@ -25,6 +25,9 @@ import type { RunStats } from "./events/RunStats.js";
 import { serveDashboard } from "./dashboard/dashboard.js";
 import { MAX_FAILED_ROWS } from "../protocol/runEvents.js";
 import { RUN_DEFAULTS } from "./runDefaults.js";
+import { openRedisQueue } from "./queue/RedisQueue.js";
+import { ShardQueue, type SharedQueue } from "./queue/ShardQueue.js";
+import { isRunSeed, randomRunSeed } from "./dataset/seeds.js";
 import { parseLaunchedTab } from "../protocol/events.js";
 
 class UnknownJobError extends DatasetOpenError {
@@ -75,8 +78,13 @@ export interface RunOptions {
   depth?: boolean;
   /** The run's class table (--classes); labels not in it get the next free ids as frames show them. */
   classes?: ClassEntry[];
-  /** The run's seed (--seed); absent: the dataset's, else a random one (RunManifest). */
+  /** The run's seed (--seed); absent: the dataset's, else a random one (RunManifest); on a shared queue, the run's (the first server's). */
   seed?: number;
+  /**
+   * --queue: a queue shared by several farm servers (redis://HOST:PORT/DB[?queue=NAME]); `out` is then this
+   * server's shard of the dataset (server/queue/ShardQueue.ts). Absent: the dataset's own queue.sqlite.
+   */
+  sharedQueue?: string;
   /**
    * Render a template (instead of `jobs`): `frames` frames in jobs of `framesPerJob` (absent: the dataset's
    * cut, else 10), cut as every earlier run of the dataset cut them (RunManifest, templateJobs).
@@ -144,7 +152,13 @@ export async function startRun(options: RunOptions): Promise<Run> {
   const leaseTtlMs = options.leaseTtlMs ?? RUN_DEFAULTS.leaseTtlMs;
   // Checks --out, refuses a folder that is not a tabfarm dataset, and takes the dataset's lock: resume
   // below runs only on our own dataset, with no other farm writing it.
-  const opened = await openDataset(options.out, { leaseTtlMs, maxAttempts: options.maxAttempts ?? RUN_DEFAULTS.maxAttempts, log });
+  const maxAttempts = options.maxAttempts ?? RUN_DEFAULTS.maxAttempts;
+  // A queue shared with other servers (--queue redis://…) first: a Redis that is down or would evict jobs refuses the start before --out is touched.
+  const shared = options.sharedQueue === undefined ? undefined : await openRedisQueue(options.sharedQueue, { leaseTtlMs, maxAttempts, log });
+  const opened = await openDataset(options.out, { leaseTtlMs, maxAttempts, log, shared: shared && { queue: shared, describe: shared.display } }).catch(async (err: unknown) => {
+    await shared?.close();
+    throw err;
+  });
   try {
     return await startOnDataset(opened, options, log);
   } catch (err) {
@@ -162,8 +176,9 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   // frames.jsonl lines are appended only for queued jobs: a line of a job the queue does not know means the
   // queue is not the one the dataset was written with (emptied, replaced, lost). Dropping those lines as
   // "not done" would destroy the dataset's index, so the run refuses before anything is rewritten.
+  // (Against the ledger: a shard keeps the jobs it finished itself, whatever other servers of its run did.)
   const jobIsDone = async (job: string) => {
-    const state = await queue.state(job);
+    const state = await opened.ledger.state(job);
     if (state === null) throw new UnknownJobError(out, job);
     return state === "done";
   };
@@ -181,7 +196,8 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const { jobs: _jobs, handler, ...settings } = options;
   const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
   // After compact: the class table is restored from the lines of done jobs only.
-  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed: options.seed,
+  const seed = queue instanceof ShardQueue ? await sharedSeed(queue.shared, options.seed, previousManifest?.seed) : options.seed;
+  const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed,
     template: options.template && { frames: options.template.frames, framesPerJob: options.template.framesPerJob }, log });
   try {
     return await serveRun(opened, options, log, { jobIsDone, manifest, defaults, linesAtStart: compacted.kept });
@@ -363,6 +379,19 @@ function retireLaunchedTabs(farm: Farm, events: RunEvents, frames: number): void
     const session = farm.sessions.get(event.session);
     if (session && session.framesDelivered >= frames && parseLaunchedTab(session.info.worker) !== undefined) session.retire();
   });
+}
+
+/**
+ * The seed of a run on a shared queue: one for all its servers (else their shards would draw other values
+ * for the same frames), agreed through the queue — the first server's --seed, dataset seed or random one.
+ */
+async function sharedSeed(shared: SharedQueue, given: number | undefined, recorded: number | undefined): Promise<number> {
+  const agreed = Number(await shared.agree("seed", String(given ?? recorded ?? randomRunSeed())));
+  if (!isRunSeed(agreed)) throw new DatasetOpenError(`the shared queue holds no usable run seed (${JSON.stringify(agreed)})`);
+  if (given !== undefined && given !== agreed) {
+    throw new DatasetOpenError(`--seed ${given}: the run on this shared queue draws with seed ${agreed} (its first server's): leave --seed out, or pass --seed ${agreed}`);
+  }
+  return agreed; // a shard that drew frames with another seed is refused by RunManifest, naming both
 }
 
 /** Ends the run's entry in manifest.json (once) with the dataset's totals: queue states and frames.jsonl lines. */

@@ -110,9 +110,19 @@ export function recordableOptions(options: object): Record<string, unknown> {
   return recorded;
 }
 
+/**
+ * A URL's password as *** (`scheme://user:PASSWORD@host`, as a --queue redis:// URL may hold; a lone
+ * `scheme://SECRET@host` too, since Redis URLs put a bare password there). Up to the last "@": a careless
+ * password holds one.
+ */
+const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)(\S*)@/gi;
+const withoutUrlPasswords = (text: string) =>
+  text.replace(URL_USERINFO, (_, scheme: string, userinfo: string) => `${scheme}${userinfo.includes(":") ? userinfo.slice(0, userinfo.indexOf(":") + 1) : ""}***@`);
+
 /** Plain data as JSON values; undefined for anything else (or when it holds secrets' names only). */
 function toJsonData(value: unknown, depth = 0): unknown {
-  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "string") return withoutUrlPasswords(value);
+  if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
   if (depth > 8 || typeof value !== "object") return undefined;
   if (Array.isArray(value)) return value.map((item) => toJsonData(item, depth + 1) ?? null);

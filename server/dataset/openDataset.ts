@@ -9,7 +9,9 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import Database from "better-sqlite3";
 import { isTabfarmQueue, SqliteQueue, type SqliteQueueOptions } from "../queue/SqliteQueue.js";
+import { ShardQueue, type SharedQueue } from "../queue/ShardQueue.js";
 import { DatasetWriter, FRAMES_INDEX, type DatasetWriterOptions } from "./DatasetWriter.js";
+import type { JobQueue } from "../queue/JobQueue.js";
 import { DatasetLock, LOCK_FILE, LOCK_HOLDER_FILE } from "./datasetLock.js";
 import { readSmallFile, writeSmallFile } from "./smallFiles.js";
 
@@ -27,6 +29,11 @@ export interface DatasetManifest {
   version: number;
   /** ISO time the dataset was created (or, for an older tabfarm's dataset, first marked). */
   created: string;
+  /**
+   * Set when the folder is a shard of a run on a shared queue (--queue): that queue, password left out.
+   * Its queue.sqlite is then the shard's ledger (../queue/ShardQueue.ts), not a queue to run alone.
+   */
+  sharedQueue?: string;
 }
 
 /** The folder can't be used as a dataset; the message names the path and the cause. */
@@ -69,6 +76,8 @@ export function describeFsError(err: unknown): string {
 
 export interface OpenDatasetOptions extends SqliteQueueOptions, DatasetWriterOptions {
   log?: (line: string) => void;
+  /** The run's queue, shared with other servers (--queue redis://…): the folder is one shard of the run. */
+  shared?: { queue: SharedQueue; describe: string };
   /** Create the folder (and a new dataset) when it does not exist or is empty (default true). */
   create?: boolean;
 }
@@ -79,7 +88,10 @@ export interface OpenDataset {
   /** A new dataset (the folder was empty or did not exist). */
   created: boolean;
   writer: DatasetWriter;
-  queue: SqliteQueue;
+  /** The run's queue: queue.sqlite, or the shared queue with queue.sqlite as the shard's ledger. */
+  queue: JobQueue & { readonly leaseTtlMs: number };
+  /** queue.sqlite: the jobs this folder's frames.jsonl is checked against (the same object as `queue` unless shared). */
+  ledger: SqliteQueue;
   /** Closes the queue and releases the lock (idempotent). */
   close(): Promise<void>;
 }
@@ -102,10 +114,18 @@ export async function openDataset(out: string, options: OpenDatasetOptions = {})
     if (kind !== "dataset") writeManifest(root);
     if (kind === "legacy") log(`dataset: ${root} was made by an earlier tabfarm; marked it with ${MANIFEST_FILE}`);
     const writer = new DatasetWriter(root, options);
-    const queue = openQueue(root, out, options);
+    const ledger = openQueue(root, out, options);
+    let queue: OpenDataset["queue"] = ledger;
+    try {
+      if (options.shared) queue = new ShardQueue(options.shared.queue, ledger);
+      await checkQueueKind(root, out, ledger, options.shared?.describe, log);
+    } catch (err) {
+      await ledger.close();
+      throw err;
+    }
     let closed = false;
     return {
-      root, created: kind === "empty", writer, queue,
+      root, created: kind === "empty", writer, queue, ledger,
       async close() {
         if (closed) return;
         closed = true;
@@ -231,6 +251,40 @@ function readManifest(root: string, out: string): DatasetManifest {
     throw new DatasetOpenError(`--out ${out}: the dataset has format version ${manifest.version}; this tabfarm reads up to ${MANIFEST_VERSION}: use a newer tabfarm`);
   }
   return manifest;
+}
+
+/** The shared queue (password left out) whose run `root` is a shard of; undefined for a dataset with its own queue. */
+export function readSharedQueue(root: string): string | undefined {
+  const manifest = readManifest(root, root);
+  return typeof manifest.sharedQueue === "string" ? manifest.sharedQueue : undefined;
+}
+
+/**
+ * A shard stays a shard, and a dataset with its own unfinished queue is not turned into one: either way
+ * jobs would be rendered twice or never. Marks a folder that becomes a shard in tabfarm.json.
+ */
+async function checkQueueKind(root: string, out: string, ledger: SqliteQueue, shared: string | undefined, log: (line: string) => void): Promise<void> {
+  const manifest = readManifest(root, out);
+  if (manifest.sharedQueue !== undefined && shared === undefined) {
+    throw new DatasetOpenError(
+      `--out ${out}: this dataset is a shard of a run on the shared queue ${manifest.sharedQueue}: its ${QUEUE_FILE} lists only the jobs this ` +
+        `server took. Resume it with --queue (the same queue), or merge the shards: npm run farm -- merge SHARD... --into DIR`,
+    );
+  }
+  if (shared === undefined || manifest.sharedQueue === shared) return;
+  if (manifest.sharedQueue === undefined) {
+    const c = await ledger.counts();
+    const unfinished = c.pending + c.leased + c.failed;
+    if (unfinished > 0) {
+      throw new DatasetOpenError(
+        `--out ${out}: this dataset has its own queue with ${unfinished} unfinished job(s) (${c.pending} pending, ${c.leased} leased, ${c.failed} failed); ` +
+          `a --queue run would leave them there. Finish them without --queue, or give the shared run another --out.`,
+      );
+    }
+  } else {
+    log(`dataset: ${out} was a shard of ${manifest.sharedQueue}; it is now one of ${shared}`);
+  }
+  writeSmallFile(path.join(root, MANIFEST_FILE), JSON.stringify({ ...manifest, sharedQueue: shared }, null, 2) + "\n");
 }
 
 /** tabfarm.json is a few dozen bytes; a bigger one is not ours, and is not read into memory. */

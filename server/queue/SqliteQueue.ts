@@ -290,6 +290,24 @@ export class SqliteQueue implements JobQueue {
     return this.stmt.doneJobs.iterate() as IterableIterator<{ id: string; spec: string }>;
   }
 
+  /**
+   * As a shard's ledger (./ShardQueue.ts: the run's queue is shared, e.g. on Redis): the job this server
+   * leased, with its spec, so its frames.jsonl lines belong to a known job. A job already done here keeps its entry.
+   */
+  noteLeased(job: JobSpec): void {
+    const spec = JSON.stringify(job);
+    this.db.transaction(() => {
+      const seq = this.stmt.getMeta.get("next_seq") as number;
+      if (this.stmt.insert.run(job.id, seq, spec, this.now()).changes > 0) this.stmt.setMeta.run(seq + 1, "next_seq");
+      else this.stmt.noteSpec.run({ id: job.id, spec, now: this.now() });
+    }).immediate();
+  }
+
+  /** As a shard's ledger: every frame of the job is in this dataset (written before the shared queue is told). */
+  noteDone(id: string): void {
+    this.stmt.noteDone.run({ id, now: this.now() });
+  }
+
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
@@ -379,6 +397,8 @@ function prepareStatements(db: Database.Database) {
     state: db.prepare(`SELECT state FROM jobs WHERE id = ?`).pluck(),
     removeAddedSince: db.prepare(`DELETE FROM jobs WHERE seq >= ? AND state = 'pending' AND attempts = 0`),
     doneJobs: db.prepare(`SELECT id, spec FROM jobs WHERE state = 'done' ORDER BY seq`),
+    noteSpec: db.prepare(`UPDATE jobs SET spec = @spec, updated_at = @now WHERE id = @id AND state <> 'done'`),
+    noteDone: db.prepare(`UPDATE jobs SET state = 'done', expires_at = NULL, updated_at = @now WHERE id = @id`),
     writeProbe: db.prepare(
       `INSERT INTO meta (key, value) VALUES ('write_probes', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1`,
     ),

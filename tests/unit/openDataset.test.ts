@@ -206,13 +206,13 @@ describe("openDataset: unusable targets are refused, naming the path and the cau
 
   it("retry-failed and status never create a folder or a dataset", async () => {
     const missing = fresh("missing");
-    await assert.rejects(retryFailed(missing, () => {}), /no such folder/);
-    await assert.rejects(printStatus(missing, () => {}), /no such folder/);
+    await assert.rejects(retryFailed({ out: missing }, () => {}), /no such folder/);
+    await assert.rejects(printStatus({ out: missing }, () => {}), /no such folder/);
     assert.ok(!fs.existsSync(missing));
     const empty = fresh("empty");
     fs.mkdirSync(empty);
-    await assert.rejects(retryFailed(empty, () => {}), /the folder is empty, not a tabfarm dataset/);
-    await assert.rejects(printStatus(empty, () => {}), /the folder is empty, not a tabfarm dataset/);
+    await assert.rejects(retryFailed({ out: empty }, () => {}), /the folder is empty, not a tabfarm dataset/);
+    await assert.rejects(printStatus({ out: empty }, () => {}), /the folder is empty, not a tabfarm dataset/);
     assert.deepEqual(fs.readdirSync(empty), []);
   });
 
@@ -221,7 +221,7 @@ describe("openDataset: unusable targets are refused, naming the path and the cau
     fs.mkdirSync(out);
     writeManifest(out);
     const before = snapshot(out);
-    await assert.rejects(printStatus(out, () => {}), /has no queue\.sqlite yet/);
+    await assert.rejects(printStatus({ out: out }, () => {}), /has no queue\.sqlite yet/);
     assert.deepEqual(snapshot(out), before);
   });
 
@@ -237,7 +237,7 @@ describe("openDataset: unusable targets are refused, naming the path and the cau
       make(path.join(out, "queue.sqlite"));
       const before = snapshot(out);
       await refused(out, pattern);
-      await assert.rejects(printStatus(out, () => {}), pattern);
+      await assert.rejects(printStatus({ out: out }, () => {}), pattern);
       const { "tabfarm.lock": _lock, ...after } = snapshot(out);
       const { "tabfarm.lock": _lockBefore, ...beforeButLock } = before;
       assert.deepEqual(after, beforeButLock);
@@ -418,13 +418,13 @@ describe("the dataset lock", () => {
     const lease = await farm.queue.take("s1");
     assert.equal(await farm.queue.putBack(lease!.token, { message: "boom" }), true);
     const lines: string[] = [];
-    await printStatus(out, (l) => lines.push(l));
+    await printStatus({ out: out }, (l) => lines.push(l));
     assert.match(lines.join("\n"), /1 failed/);
     assert.match(lines.join("\n"), /failed bad after 1 attempt\(s\): boom/);
-    await assert.rejects(retryFailed(out, () => {}), (e: Error) => e instanceof DatasetLockedError && /pid \d+ on host/.test(e.message));
+    await assert.rejects(retryFailed({ out: out }, () => {}), (e: Error) => e instanceof DatasetLockedError && /pid \d+ on host/.test(e.message));
     assert.equal(await farm.queue.state("bad"), "failed");
     await farm.close();
-    assert.equal(await retryFailed(out, () => {}), 1);
+    assert.equal(await retryFailed({ out: out }, () => {}), 1);
   });
 
   it("a holder killed by SIGKILL leaves a lock the next opener takes over, with a log line naming it", async () => {
