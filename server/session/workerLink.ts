@@ -46,6 +46,11 @@ export class WorkerLinks {
    * the real worker took it, admit nothing once it has. Local tabs' proofs are unchanged.
    */
   private readonly owners = new Map<string, string>();
+  /**
+   * Recycle orders for a worker whose control socket is down (a network blip), by tab: sent after its next
+   * welcome, else the tab would sit unused for the rest of the run. At most one per tab, for remembered owners.
+   */
+  private readonly pendingRecycles = new Map<string, { instance: string; orders: Map<string, RecycleOrder> }>();
 
   constructor(
     private readonly namespace: WorkerNamespace,
@@ -97,6 +102,10 @@ export class WorkerLinks {
       });
       const proofs = Array.from({ length: hello.tabs }, (_, tab) => this.proofOf(this.proofSubject(launchedWorkerName(tab, hello.name))!));
       socket.emit("welcome", { worker: hello.name, proofs });
+      const pending = this.pendingRecycles.get(hello.name);
+      this.pendingRecycles.delete(hello.name);
+      // Only to the process whose tabs they are: another one under that name has other tabs.
+      if (pending?.instance === hello.instance) for (const order of pending.orders.values()) socket.emit("recycle", order);
     });
   }
 
@@ -117,7 +126,10 @@ export class WorkerLinks {
     this.owners.set(name, instance);
     for (const old of this.owners.keys()) {
       if (this.owners.size <= MAX_REMEMBERED_OWNERS) break;
-      if (!this.links.has(old)) this.owners.delete(old);
+      if (!this.links.has(old)) {
+        this.owners.delete(old);
+        this.pendingRecycles.delete(old);
+      }
     }
   }
 
@@ -126,8 +138,16 @@ export class WorkerLinks {
     const worker = parseLaunchedTab(session.info.worker)?.worker;
     if (worker === undefined) return;
     this.links.get(worker)?.socket.emit("tabJoined", { tab: session.info.worker, webgl: session.info.webgl, renderer: session.info.renderer });
-    // Looked up when it happens: the worker may have reconnected (a new socket) since.
-    onRecycleDue(session, (order) => this.links.get(worker)?.socket.emit("recycle", order));
+    // Looked up when it happens: the worker may have reconnected (a new socket) since, or be away for now.
+    const owner = this.owners.get(worker);
+    onRecycleDue(session, (order) => {
+      if (owner === undefined || this.owners.get(worker) !== owner) return; // another process has the name now: not its tab
+      const link = this.links.get(worker);
+      if (link) return void link.socket.emit("recycle", order);
+      const pending = this.pendingRecycles.get(worker) ?? { instance: owner, orders: new Map<string, RecycleOrder>() };
+      pending.orders.set(order.tab, order);
+      this.pendingRecycles.set(worker, pending);
+    });
   }
 
   /**

@@ -96,4 +96,43 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     assert.deepEqual(again.welcome.proofs, real.welcome.proofs, "a reconnect of the same process keeps its proofs (its tabs need no reload)");
     assert.deepEqual(joined.map((t) => t.tab), ["gpu-box.tab-0"], "the worker heard only of its verified tab (the rest came while it was away or unverified)");
   });
+
+  it("a recycle order for a tab of a worker whose control socket is down reaches it after it reconnects, and never another process under its name", async () => {
+    const { farm, origin } = await startFarm();
+    const first = await worker(farm, origin, "blip-box", "blip-instance-0001");
+    // Its tab's session stays connected while the control socket drops.
+    const joined = new Promise<Session>((resolve) => farm.once("session", resolve));
+    const tab = connect(origin, { token: farm.token, workerProof: first.welcome.proofs[1] });
+    tab.once("connect", () => tab.emit("hello", { renderer: "", vendor: "", webgl: false, userAgent: "t", devicePixelRatio: 1, worker: "blip-box.tab-1" }));
+    const session = await joined;
+    assert.equal(session.info.worker, "blip-box.tab-1");
+    first.socket.disconnect();
+    await gone(first.socket);
+    for (let i = 0; i < 100 && farm.workers.size > 0; i++) await new Promise((r) => setTimeout(r, 20)); // the server saw it go
+    assert.equal(farm.workers.size, 0);
+    session.dropHung("no answer"); // the server gives up on the tab while its worker is away
+
+    const back = connect(`${origin}${WORKER_NAMESPACE}`, { token: farm.token });
+    const order = new Promise<{ tab: string; fault: boolean }>((resolve) => back.once("recycle", resolve));
+    const welcomed = new Promise((resolve) => back.once("welcome", resolve));
+    back.once("connect", () => back.emit("hello", { name: "blip-box", instance: "blip-instance-0001", tabs: 2, browser: "test", gl: "swiftshader", version: "1" }));
+    await welcomed;
+    const got = await Promise.race([order, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+    assert.deepEqual(got && { tab: got.tab, fault: got.fault }, { tab: "blip-box.tab-1", fault: true });
+
+    // Another process under that name later: the first one's tab orders are not its.
+    back.disconnect();
+    await gone(back);
+    for (let i = 0; i < 100 && farm.workers.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const tab0 = new Promise<Session>((resolve) => farm.once("session", resolve));
+    const page0 = connect(origin, { token: farm.token, workerProof: first.welcome.proofs[0] });
+    page0.once("connect", () => page0.emit("hello", { renderer: "", vendor: "", webgl: false, userAgent: "t", devicePixelRatio: 1, worker: "blip-box.tab-0" }));
+    (await tab0).dropHung("no answer");
+    const stranger = connect(`${origin}${WORKER_NAMESPACE}`, { token: farm.token });
+    const strayOrder = new Promise<unknown>((resolve) => stranger.once("recycle", resolve));
+    const strangerWelcome = new Promise((resolve) => stranger.once("welcome", resolve));
+    stranger.once("connect", () => stranger.emit("hello", { name: "blip-box", instance: "other-instance-0002", tabs: 2, browser: "test", gl: "swiftshader", version: "1" }));
+    await strangerWelcome;
+    assert.equal(await Promise.race([strayOrder, new Promise((r) => setTimeout(() => r("none"), 1000))]), "none");
+  });
 });
