@@ -19,7 +19,7 @@ import { RUN_DEFAULTS } from "../server/runDefaults.js";
 import { readClassesOption } from "../server/dataset/RunManifest.js";
 import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/templateJobs.js";
 import { parseRunSeed } from "../server/dataset/seeds.js";
-import { parseRedisQueueUrl } from "../server/queue/RedisQueue.js";
+import { parseRedisQueueUrl, redactRedisUrl } from "../server/queue/RedisQueue.js";
 
 const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
@@ -141,8 +141,9 @@ const program = new Command("tabfarm")
       for (const job of summary.failedJobs) {
         console.error(withoutControlCharacters(`  ${job.id} after ${job.attempts} attempt(s): ${job.error?.message ?? "(no message)"}`));
       }
-      if (c.failed > summary.failedJobs.length) console.error(`  … and ${c.failed - summary.failedJobs.length} more: npm run farm -- status --out ${shellQuote(summary.out)}`);
-      console.error(`tabfarm: to render them again: ${retryCommand(process.argv.slice(2), summary.out)}`);
+      const where = options.queue === undefined ? `--out ${shellQuote(summary.out)}` : `--queue ${shellQuote(redactRedisUrl(options.queue))}`;
+      if (c.failed > summary.failedJobs.length) console.error(`  … and ${c.failed - summary.failedJobs.length} more: npm run farm -- status ${where}`);
+      console.error(`tabfarm: to render them again: ${retryCommand(process.argv.slice(2), summary.out, options.queue)}`);
       process.exitCode = 1;
     }
   });

@@ -5,6 +5,7 @@
 import cliProgress from "cli-progress";
 import { withoutControlCharacters, type RunView } from "../protocol/runEvents.js";
 import type { RunStats } from "../server/events/RunStats.js";
+import { isRedisQueueUrl, redactRedisUrl } from "../server/queue/RedisQueue.js";
 
 export { withoutControlCharacters };
 
@@ -25,13 +26,23 @@ export const shellQuote = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg)
 
 /**
  * The commands that put a run's failed jobs back and render them: retry-failed, then the same farm command
- * (its arguments as given, with the --out it used when it picked one itself).
+ * (its arguments as given, with the --out it used when it picked one itself). A run on a shared queue
+ * (`queue`, --queue redis://…) retries on that queue (its --out is a shard, which retry-failed --out
+ * refuses); a queue URL's password is printed as *** wherever it appears.
  */
-export function retryCommand(args: readonly string[], out: string): string {
+export function retryCommand(args: readonly string[], out: string, queue?: string): string {
   const gaveOut = args.some((a) => a === "--out" || a.startsWith("--out="));
-  const again = gaveOut ? [...args] : [...args, "--out", out];
-  return `npm run farm -- retry-failed --out ${shellQuote(out)} && npm run farm -- ${again.map(shellQuote).join(" ")}`;
+  const again = (gaveOut ? [...args] : [...args, "--out", out]).map(withoutQueuePassword);
+  const retry = queue === undefined ? `--out ${shellQuote(out)}` : `--queue ${shellQuote(redactRedisUrl(queue))}`;
+  return `npm run farm -- retry-failed ${retry} && npm run farm -- ${again.map(shellQuote).join(" ")}`;
 }
+
+/** An argument that is (or sets, --queue=…) a Redis URL, with its password as ***. */
+const withoutQueuePassword = (arg: string): string => {
+  const value = arg.startsWith("--queue=") ? arg.slice("--queue=".length) : arg;
+  if (!isRedisQueueUrl(value)) return arg;
+  return arg.slice(0, arg.length - value.length) + redactRedisUrl(value);
+};
 
 /** Sessions connected now (rows of sessions that left are kept, with why they went). */
 const liveSessions = (view: RunView) => view.sessions.filter((s) => s.leftAt === undefined && s.state !== "hung").length;

@@ -1,7 +1,7 @@
 // One run of the farm: open the dataset and its queue under --out, enqueue the jobs, serve the
 // client, hand jobs to every session that connects, and report when all jobs are done or failed.
 // Re-running with the same --out resumes: done jobs are skipped, leased ones re-queued.
-import { jobLayers, type JobSpec } from "../protocol/job.js";
+import { canonicalJobJson, jobLayers, type JobSpec } from "../protocol/job.js";
 import type { ImageFormat } from "../protocol/grab.js";
 import type { SceneElement } from "../protocol/elements.js";
 import { layersWithDepth, type LayerName } from "../protocol/layers.js";
@@ -28,6 +28,7 @@ import { RUN_DEFAULTS } from "./runDefaults.js";
 import { openRedisQueue } from "./queue/RedisQueue.js";
 import { ShardQueue, type SharedQueue } from "./queue/ShardQueue.js";
 import { isRunSeed, randomRunSeed } from "./dataset/seeds.js";
+import { createHash } from "node:crypto";
 import { parseLaunchedTab } from "../protocol/events.js";
 
 class UnknownJobError extends DatasetOpenError {
@@ -197,6 +198,7 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
   // After compact: the class table is restored from the lines of done jobs only.
   const seed = queue instanceof ShardQueue ? await sharedSeed(queue.shared, options.seed, previousManifest?.seed) : options.seed;
+  if (queue instanceof ShardQueue) await checkSharedRenderDefaults(queue.shared, defaults);
   const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed,
     template: options.template && { frames: options.template.frames, framesPerJob: options.template.framesPerJob }, log });
   try {
@@ -392,6 +394,37 @@ async function sharedSeed(shared: SharedQueue, given: number | undefined, record
     throw new DatasetOpenError(`--seed ${given}: the run on this shared queue draws with seed ${agreed} (its first server's): leave --seed out, or pass --seed ${agreed}`);
   }
   return agreed; // a shard that drew frames with another seed is refused by RunManifest, naming both
+}
+
+/** What a job may leave to the run and changes its frames, by the options that set it. */
+const RENDER_DEFAULT_OPTIONS = { width: "--width", height: "--height", format: "--format", quality: "--quality", layers: "--layers/--depth", scene: "scene" } as const;
+
+/**
+ * The render defaults of a run on a shared queue: one set for all its servers (else a job that leaves its
+ * size, format, layers or scene to the run comes out differently in each shard, and merge mixes them),
+ * agreed through the queue: the first server's; a server started with others is refused, naming them.
+ */
+async function checkSharedRenderDefaults(shared: SharedQueue, defaults: RenderDefaults): Promise<void> {
+  const mine: Record<keyof typeof RENDER_DEFAULT_OPTIONS, unknown> = {
+    width: defaults.width, height: defaults.height, format: defaults.format, quality: defaults.quality ?? null, layers: [...defaults.layers],
+    scene: createHash("sha256").update(canonicalJobJson(defaults.scene)).digest("base64"), // a digest: a scene may be large
+  };
+  const agreed = await shared.agree("render-defaults", JSON.stringify(mine));
+  let theirs: Record<string, unknown>;
+  try {
+    theirs = JSON.parse(agreed) as Record<string, unknown>;
+  } catch {
+    throw new DatasetOpenError(`the shared queue holds no usable render settings (${JSON.stringify(agreed.slice(0, 200))})`);
+  }
+  const differ = (Object.keys(RENDER_DEFAULT_OPTIONS) as (keyof typeof RENDER_DEFAULT_OPTIONS)[]).filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]));
+  if (differ.length === 0) return;
+  const describe = (k: keyof typeof RENDER_DEFAULT_OPTIONS) =>
+    k === "scene" ? "the run's scene differs from this server's" : `${RENDER_DEFAULT_OPTIONS[k]}: the run's ${JSON.stringify(theirs[k] ?? null)}, this server's ${JSON.stringify(mine[k] ?? null)}`;
+  throw new DatasetOpenError(
+    `the run on this shared queue renders with other settings (its first server's): ` +
+      differ.map(describe).join("; ") +
+      `. Start this server with the run's settings, or give it another queue (?queue=NAME).`,
+  );
 }
 
 /** Ends the run's entry in manifest.json (once) with the dataset's totals: queue states and frames.jsonl lines. */

@@ -116,8 +116,11 @@ export function recordableOptions(options: object): Record<string, unknown> {
  * password holds one.
  */
 const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)(\S*)@/gi;
+/** A value that is one URL: its password may hold spaces too (a URL parser takes them), so up to the last "@" whatever it holds. */
+const WHOLE_URL_USERINFO = /^(\s*[a-z][a-z0-9+.-]*:\/\/)([^]*)@/i;
+const hidePassword = (_: string, scheme: string, userinfo: string) => `${scheme}${userinfo.includes(":") ? userinfo.slice(0, userinfo.indexOf(":") + 1) : ""}***@`;
 const withoutUrlPasswords = (text: string) =>
-  text.replace(URL_USERINFO, (_, scheme: string, userinfo: string) => `${scheme}${userinfo.includes(":") ? userinfo.slice(0, userinfo.indexOf(":") + 1) : ""}***@`);
+  WHOLE_URL_USERINFO.test(text) ? text.replace(WHOLE_URL_USERINFO, hidePassword) : text.replace(URL_USERINFO, hidePassword);
 
 /** Plain data as JSON values; undefined for anything else (or when it holds secrets' names only). */
 function toJsonData(value: unknown, depth = 0): unknown {

@@ -66,6 +66,7 @@ const REASON_RELEASED = "released without counting the attempt";
 const REASON_EXPIRED = "lease expired";
 const REASON_OWNER_GONE = "owner went away";
 const REASON_RESTART = "lease lost: server restarted or stopped renewing it";
+const REASON_TAKEN_LATE = "taken after its caller had given up waiting for Redis";
 const REASON_LOST_BOOKKEEPING = "queued in BullMQ without tabfarm's record of it (removed by hand?)";
 
 export interface RedisQueueOptions extends QueueOptions {
@@ -82,6 +83,12 @@ export interface RedisQueueOptions extends QueueOptions {
    * the lease TTL plus max(TTL, 5 s), so the lease clock decides expiry and the lock is the safety net.
    */
   lockDurationMs?: number;
+  /**
+   * This machine's wall clock (default Date.now). Unless `now` is given, the lease clock is this clock set
+   * to Redis's TIME (the offset measured at open), so servers whose clocks disagree read every lease's
+   * expiry on one clock. Tests pass a skewed one.
+   */
+  wallClock?: () => number;
 }
 
 /** Where a `--queue redis://…` URL points; `display` is the URL with any password replaced by ***. */
@@ -196,6 +203,7 @@ export async function openRedisQueue(url: string, options: RedisQueueOptions = {
   const log = options.log ?? (() => {});
 
   let everReady = false;
+  let clockOffsetMs = 0;
   const redis = new Redis({
     ...connectionOptions(target, connectTimeoutMs),
     lazyConnect: true,
@@ -220,12 +228,25 @@ export async function openRedisQueue(url: string, options: RedisQueueOptions = {
     await withTimeout(redis.connect(), connectTimeoutMs, () => `cannot reach ${where} within ${connectTimeoutMs} ms`);
     everReady = true;
     await checkServer(redis, where);
+    clockOffsetMs = options.now === undefined ? await offsetToRedisTime(redis, options.wallClock ?? Date.now) : 0;
   } catch (err) {
     redis.disconnect();
     if (err instanceof RedisQueueError) throw err;
     throw new RedisQueueError(`cannot use ${where} (--queue): ${(connectError ?? (err as Error)).message}`);
   }
-  return new RedisQueue(redis, target, name, { ...options, connectTimeoutMs, commandTimeoutMs });
+  return new RedisQueue(redis, target, name, { ...options, connectTimeoutMs, commandTimeoutMs }, clockOffsetMs);
+}
+
+/**
+ * How far Redis's clock is ahead of `wallClock` (ms; the midpoint of one TIME round trip). Several servers
+ * expire each other's leases: with each on its own clock, one whose clock runs a lease TTL ahead would end
+ * every live lease of the others at each housekeep.
+ */
+async function offsetToRedisTime(redis: Redis, wallClock: () => number): Promise<number> {
+  const before = wallClock();
+  const [seconds, micros] = await redis.time();
+  const after = wallClock();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - Math.round((before + after) / 2);
 }
 
 function connectionOptions(target: RedisQueueTarget, connectTimeoutMs: number): RedisOptions {
@@ -387,11 +408,12 @@ export class RedisQueue implements JobQueue {
   private readonly lockMs: number;
   private readonly commandTimeoutMs: number;
   /**
-   * The lease clock. The default is the wall clock, Date.now(), and not leaseClock (JobQueue.ts): leases
-   * here are shared by servers on several machines, and any of them may expire another's lease, so their
-   * expiries must be read on one clock that all processes share; leaseClock is per process (its origin is
-   * the process's start). A wall-clock step can then expire or prolong leases early or late; the BullMQ
-   * lock (timed by Redis itself) bounds how long a dead server's lease can outlive it. Tests pass a fake.
+   * The lease clock. The default is the wall clock set to Redis's (see offsetToRedisTime), and not
+   * leaseClock (JobQueue.ts): leases here are shared by servers on several machines, and any of them may
+   * expire another's lease, so their expiries must be read on one clock that all processes share;
+   * leaseClock is per process (its origin is the process's start). A wall-clock step after the open can
+   * then expire or prolong leases early or late; the BullMQ lock (timed by Redis itself) bounds how long a
+   * dead server's lease can outlive it. Tests pass a fake.
    */
   private readonly now: () => number;
   private readonly queue: Queue;
@@ -401,12 +423,13 @@ export class RedisQueue implements JobQueue {
   private closing?: Promise<void>;
 
   /** Use openRedisQueue: it checks the server before this is built. */
-  constructor(private readonly redis: Redis, target: RedisQueueTarget, name: string, options: RedisQueueOptions) {
+  constructor(private readonly redis: Redis, target: RedisQueueTarget, name: string, options: RedisQueueOptions, private readonly clockOffsetMs = 0) {
     this.name = name;
     this.display = target.display;
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
     this.maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts;
-    this.now = options.now ?? Date.now;
+    const wallClock = options.wallClock ?? Date.now;
+    this.now = options.now ?? (() => wallClock() + clockOffsetMs);
     this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs;
     if (!(this.leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${this.leaseTtlMs}`);
     if (!(this.maxAttempts >= 1)) throw new RangeError(`maxAttempts must be >= 1, got ${this.maxAttempts}`);
@@ -582,8 +605,11 @@ export class RedisQueue implements JobQueue {
           toBull.push({ id: job.id, seq: first + i });
         } else if (typeof result === "string") {
           throw new CaseCollisionError(job.id, result); // another server added a case twin just now
+        } else {
+          // 0: another server added the same id just now: a duplicate. That server may die before its
+          // BullMQ add, and nobody would ever serve the job: it goes to BullMQ from here too (idempotent).
+          missingInBull.push(job.id);
         }
-        // 0: another server added the same id just now: a duplicate.
       });
     }
     // A job recorded by us but missing in BullMQ (a crash between the two writes) is added to BullMQ again.
@@ -596,7 +622,8 @@ export class RedisQueue implements JobQueue {
   private async restoreInBull(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     const seqs = await Promise.all(ids.map((id) => this.redis.hget(this.jobKey(toBullId(id)), "seq")));
-    await this.addToBull(ids.map((id, i) => ({ id, seq: Number(seqs[i]) })));
+    // No record any more (a refused add took it back meanwhile): nothing to restore.
+    await this.addToBull(ids.flatMap((id, i) => (seqs[i] === null ? [] : [{ id, seq: Number(seqs[i]) }])));
   }
 
   /** One BullMQ addBulk (one round trip) for a chunk of jobs. */
@@ -631,7 +658,14 @@ export class RedisQueue implements JobQueue {
   }
 
   take(owner: string): Promise<Lease | null> {
-    return this.bounded("take", () => this.takeNow(owner));
+    let taking: Promise<Lease | null> | undefined;
+    return this.bounded("take", () => (taking = this.takeNow(owner))).catch((err: unknown) => {
+      // Given up on (Redis stalled past the timeout), the take still runs and may lease a job when Redis
+      // answers: nobody would run it, and its expiry would count an attempt (fail it, at --max-attempts 1)
+      // that never happened. It goes back uncounted.
+      void taking?.then((late) => late && this.release(late.token, { message: REASON_TAKEN_LATE })).catch(() => {});
+      throw err;
+    });
   }
 
   private async takeNow(owner: string): Promise<Lease | null> {
@@ -667,7 +701,8 @@ export class RedisQueue implements JobQueue {
       )) as [string, ...(string | number)[]];
       switch (reply[0]) {
         case "leased":
-          return { job: JSON.parse(reply[2] as string) as JobSpec, token: `${bullId}${TOKEN_SEP}${lockToken}`, owner, expiresAt, attempt: Number(reply[1]) };
+          // expiresAt on this machine's clock, as the caller compares it (LeaseWatch).
+          return { job: JSON.parse(reply[2] as string) as JobSpec, token: `${bullId}${TOKEN_SEP}${lockToken}`, owner, expiresAt: expiresAt - this.clockOffsetMs, attempt: Number(reply[1]) };
         case "held":
           return "held";
         case "missing":
@@ -796,18 +831,24 @@ export class RedisQueue implements JobQueue {
     const attempts = Number(record.attempts);
     const fail = mode === "counted" && attempts >= this.maxAttempts;
     const handle = this.handle(bullId);
-    const moved = await this.fenced(() =>
-      fail ? handle.moveToFailed(Object.assign(new Error(error.message), { stack: error.stack }), lockToken, false) : handle.moveToWait(lockToken),
-    );
+    if (!fail) {
+      // Back to pending: our record first, while BullMQ still holds the job locked. The other way round,
+      // another server's take could get it from BullMQ before our record says pending, and count this
+      // lease as one that lapsed (a release then burns an attempt, and may fail the job). A death between
+      // the two leaves the job locked in BullMQ until the lock lapses; its stalled check puts it back.
+      const ended = await this.markEnded(bullId, lockToken, "pending", error, mode === "released" ? "" : (record.owner ?? ""), mode === "released" ? -1 : 0);
+      if (ended) await this.fenced(() => handle.moveToWait(lockToken));
+      return ended;
+    }
+    const moved = await this.fenced(() => handle.moveToFailed(Object.assign(new Error(error.message), { stack: error.stack }), lockToken, false));
     if (!moved) return false;
-    if (mode === "released") await this.markEnded(bullId, lockToken, "pending", error, "", -1);
-    else await this.markEnded(bullId, lockToken, fail ? "failed" : "pending", error, record.owner ?? "", 0);
+    await this.markEnded(bullId, lockToken, "failed", error, record.owner ?? "", 0);
     return true;
   }
 
-  /** Our record of the lease `lockToken` that BullMQ has just ended (END_SCRIPT). */
-  private async markEnded(bullId: string, lockToken: string, state: "pending" | "failed" | "done", error: JobError, failedBy: string, attemptsDelta: number): Promise<void> {
-    await this.scripts.tfEnd(
+  /** Our record of the end of the lease `lockToken` (END_SCRIPT); false if that lease is no longer the one recorded. */
+  private async markEnded(bullId: string, lockToken: string, state: "pending" | "failed" | "done", error: JobError, failedBy: string, attemptsDelta: number): Promise<boolean> {
+    return 1 === await this.scripts.tfEnd(
       this.jobKey(bullId), this.key("leases"), this.key(state === "failed" ? "failed" : "done"),
       lockToken, state, failedBy, error.message, error.stack ?? "", error.stack === undefined ? 0 : 1, attemptsDelta, bullId,
     );

@@ -220,6 +220,23 @@ describe("retryCommand", () => {
     });
   }
 
+  it("a run on a shared queue retries on that queue (not its shard), and no word holds the queue's password", () => {
+    const password = "s3cr:et@x";
+    for (const [args, queue] of [
+      [["--jobs", "j.jsonl", "--queue", `redis://:${password}@10.0.0.5:6379/2?queue=run7`], `redis://:${password}@10.0.0.5:6379/2?queue=run7`],
+      [["--jobs", "j.jsonl", `--queue=rediss://bob:${password}@h:1`], `rediss://bob:${password}@h:1`],
+      [["--jobs", "j.jsonl"], `redis://:${password}@h:1`], // from TABFARM_QUEUE: not among the arguments
+    ] as const) {
+      const command = retryCommand(args, out, queue);
+      assert.ok(!command.includes(password) && !command.includes("s3cr"), command);
+      const [retry, again] = npmCalls(command);
+      assert.deepEqual(retry.slice(0, 4), ["run", "farm", "--", "retry-failed"]);
+      assert.equal(retry[4], "--queue", command);
+      assert.match(retry[5]!, /^rediss?:\/\/(bob:|:)\*\*\*@/);
+      assert.equal(again.length, args.length + 5, "the arguments as given, and --out");
+    }
+  });
+
   it("an option that only starts like --out is no --out", () => {
     const args = ["--output-format", "x", "--outdir=y"];
     const [, again] = npmCalls(retryCommand(args, out));

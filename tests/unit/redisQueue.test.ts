@@ -183,6 +183,39 @@ describe("RedisQueue: a Redis it must not use", () => {
     await assert.rejects(q.counts(), /is closed/);
   });
 
+  it("a take given up on while Redis stalls, answered late: the job goes back uncounted, never failed for an attempt nobody made", async () => {
+    const stalling = await startRedis();
+    const q = await openRedisQueue(stalling.url, { name: freshName("stall"), commandTimeoutMs: 1_000, leaseTtlMs: 60_000, maxAttempts: 1 });
+    try {
+      await q.add([makeJob("a"), makeJob("b")]);
+      process.kill(stalling.pid, "SIGSTOP"); // a network stall: Redis answers nothing, then everything at once
+      try {
+        await assert.rejects(q.take("s1"), (err: Error) => err instanceof RedisQueueError && /take got no answer/.test(err.message));
+      } finally {
+        process.kill(stalling.pid, "SIGCONT");
+      }
+      // Redis now answers the take, which leases "a" to nobody: wait until that lease has ended (our record says why).
+      const admin = new Redis(stalling.url);
+      const why = () => admin.hget(`tabfarm:${q.name}:tf:job:${toBullId("a")}`, "errMsg");
+      try {
+        for (let i = 0; i < 200 && !(await why()); i++) await new Promise((r) => setTimeout(r, 25));
+        assert.match((await why()) ?? "(none)", /taken after its caller had given up/);
+      } finally {
+        admin.disconnect();
+      }
+      let counts = await q.counts();
+      for (let i = 0; i < 200 && counts.leased > 0; i++) counts = await new Promise((r) => setTimeout(r, 25)).then(() => q.counts()); // BullMQ's half of the release
+      assert.deepEqual([counts.pending, counts.leased, counts.failed], [2, 0, 0], "nobody holds a lease");
+      const lease = (await q.take("s2"))!;
+      assert.deepEqual([lease.job.id, lease.attempt], ["a", 1], "its first attempt, in its place in line");
+      assert.equal(await q.complete(lease.token), true);
+      assert.deepEqual(await q.failures(), []);
+    } finally {
+      await q.close();
+      await stalling.stop();
+    }
+  });
+
   it("checkWritable makes a real write: it rejects when Redis refuses writes (out of memory), and passes again after", async () => {
     await withQueues(1, {}, async (q) => {
       await q.add([makeJob("a")]);
@@ -361,6 +394,33 @@ describe("RedisQueue: several instances on one queue", () => {
     });
   });
 
+  for (const skewMs of [-120_000, 120_000]) {
+    it(`servers whose clocks differ (${skewMs / 1000} s): neither ends the other's live leases`, async () => {
+      const name = freshName("skew");
+      const here = await openRedisQueue(server.url, { name, leaseTtlMs: 5_000 });
+      const skewed = await openRedisQueue(server.url, { name, leaseTtlMs: 5_000, wallClock: () => Date.now() + skewMs });
+      try {
+        await here.add([makeJob("a"), makeJob("b")]);
+        const mine = (await here.take("s1"))!;
+        const theirs = (await skewed.take("s1"))!;
+        for (const q of [here, skewed]) {
+          assert.equal(await q.housekeep(), 0, "every lease is live");
+          assert.equal(await q.recoverLeased(), 0, "every lease is live");
+        }
+        assert.ok(Math.abs(theirs.expiresAt - (Date.now() + skewMs) - 5_000) < 2_000, "a lease's expiry is told on its server's own clock");
+        assert.equal(await here.extend(mine.token), true);
+        assert.equal(await skewed.extend(theirs.token), true);
+        assert.equal(await here.isCurrent(theirs.token), true);
+        assert.equal(await skewed.isCurrent(mine.token), true);
+        assert.equal(await here.complete(mine.token), true);
+        assert.equal(await skewed.complete(theirs.token), true);
+        assert.deepEqual(await here.counts(), { pending: 0, leased: 0, done: 2, failed: 0, total: 2, staleRejections: 0 });
+      } finally {
+        await Promise.all([here.close(), skewed.close()]);
+      }
+    });
+  }
+
   it("the BullMQ lock is the net under the lease clock: a lease whose lock lapsed (its holder stopped renewing) is recovered", async () => {
     // The lease clock never moves here (a frozen clock, or one far behind): only Redis's lock expiry can end it.
     const frozen = new FakeClock();
@@ -421,6 +481,63 @@ describe("RedisQueue: several instances on one queue", () => {
       }
       assert.deepEqual([lease?.job.id, lease?.attempt], ["a", 1], "back in line; the unrecorded take did not count");
       assert.equal(await q.complete(lease!.token), true);
+    });
+  });
+
+  it("two servers adding the same jobs at once, the first killed between its record and its BullMQ add: the other serves every job", async () => {
+    await withQueues(2, {}, async (killed, other) => {
+      const jobs = [makeJob("a"), makeJob("b"), makeJob("c")];
+      // The kill lands right after `killed` wrote its records (BullMQ's add never runs)...
+      const killedInternals = killed as unknown as { queue: { addBulk: () => Promise<never> } };
+      killedInternals.queue.addBulk = async () => {
+        throw new Error("SIGKILL");
+      };
+      // ...and `other` had read the ids as unknown just before: its own records are refused as duplicates.
+      const otherRedis = (other as unknown as { redis: Redis }).redis;
+      const incrby = otherRedis.incrby.bind(otherRedis);
+      let interleaved = false;
+      otherRedis.incrby = (async (...args: Parameters<Redis["incrby"]>) => {
+        if (!interleaved) {
+          interleaved = true;
+          await assert.rejects(killed.add(jobs), /SIGKILL/);
+        }
+        return incrby(...args);
+      }) as Redis["incrby"];
+      assert.deepEqual(await other.add(jobs), { added: 0, duplicates: 3 });
+      assert.ok(interleaved);
+      assert.equal((await other.counts()).pending, 3, "every job is in line");
+      const served: string[] = [];
+      for (let lease = await other.take("s1"); lease; lease = await other.take("s1")) {
+        served.push(lease.job.id);
+        assert.equal(await other.complete(lease.token), true);
+      }
+      assert.deepEqual(served, ["a", "b", "c"]);
+    });
+  });
+
+  it("a release racing with another server's take: the released attempt is not counted, and the job is not failed for it", async () => {
+    await withQueues(2, { maxAttempts: 1 }, async (releasing, taking) => {
+      await releasing.add([makeJob("a"), makeJob("b")]);
+      const lease = (await releasing.take("s1"))!;
+      // The other server's take lands in the middle of the release, between its two writes (BullMQ's and ours).
+      const redis = (releasing as unknown as { redis: Record<string, (...args: unknown[]) => Promise<unknown>> }).redis;
+      const tfEnd = redis.tfEnd!.bind(redis);
+      let raced: Lease | null | undefined;
+      redis.tfEnd = async (...args) => {
+        if (raced === undefined) raced = await taking.take("s2");
+        return tfEnd(...args);
+      };
+      assert.equal(await releasing.release(lease.token, { message: "the farm was stopped" }), true);
+      assert.notEqual(raced, undefined, "the take ran mid-release");
+      if (raced) assert.equal(await taking.complete(raced.token), true);
+      const served: [string, number][] = [];
+      for (let l = await taking.take("s2"); l; l = await taking.take("s2")) {
+        served.push([l.job.id, l.attempt]);
+        assert.equal(await taking.complete(l.token), true);
+      }
+      assert.deepEqual(await taking.failures(), [], "nothing failed");
+      assert.ok(served.some(([id, attempt]) => id === "a" && attempt === 1) || raced?.job.id === "a", JSON.stringify(served));
+      assert.deepEqual(await taking.counts(), { pending: 0, leased: 0, done: 2, failed: 0, total: 2, staleRejections: 0 });
     });
   });
 

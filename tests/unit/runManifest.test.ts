@@ -374,6 +374,16 @@ describe("recorded options hold no secrets", () => {
     });
     assert.deepEqual(recorded, { out: "o", nested: { keep: 1 }, width: 64, chromiumArg: ["--a"] });
   });
+
+  it("a --queue URL's password is recorded as ***, whatever it holds (spaces, @, /, : a URL parser takes them all)", () => {
+    for (const password of ["plain", "pa ss", "a b@c", "x/y@z", "t:o p", " lead"]) {
+      for (const queue of [`redis://:${password}@10.0.0.5:6379/2`, `rediss://bob:${password}@h:1?queue=q`, `redis://${password}@h:1`]) {
+        const recorded = JSON.stringify(recordableOptions({ queue, argv: ["--queue", queue] }));
+        assert.ok(!recorded.includes(password), recorded);
+        assert.match(recorded, /"queue":"rediss?:\/\/[^"@*]*\*\*\*@(h:1|10\.0\.0\.5:6379)/, recorded);
+      }
+    }
+  });
 });
 
 describe("a run's manifest.json through startRun (a fake session, no browser)", () => {

@@ -16,6 +16,7 @@ import { MANIFEST_FILE, openDataset, readSharedQueue } from "../../server/datase
 import { recordableOptions } from "../../server/dataset/RunManifest.js";
 import { printStatus, retryFailed } from "../../harness/queueCommands.js";
 import { makeJob } from "./queueContract.js";
+import { startRun, type RunOptions } from "../../server/runFarm.js";
 
 let redis: RedisServer;
 let base = "";
@@ -135,6 +136,37 @@ describe("the run's seed on a shared queue", () => {
     assert.equal(await q1.agree("seed", "42"), "42");
     assert.equal(await q2.agree("seed", "7"), "42");
     assert.equal(await (await sharedQueue("seed-other")).agree("seed", "7"), "7", "per queue name");
+  });
+});
+
+describe("the run's render settings on a shared queue", () => {
+  const clientDir = () => {
+    const dir = path.join(base, "client");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "index.html"), "<!doctype html>");
+    return dir;
+  };
+  const start = (name: string, settings: Partial<RunOptions>) =>
+    startRun({ out: fresh("render"), clientDir: clientDir(), sharedQueue: queueUrl(name), host: "127.0.0.1", port: 0, jobs: [makeJob("a")], log: () => {}, ...settings });
+
+  it("a server whose defaults would render the run's jobs otherwise (size, format, quality, layers, scene) is refused, naming each; the same ones join", async () => {
+    const first = await start("render", { width: 16, height: 12 });
+    try {
+      const same = await start("render", { width: 16, height: 12 });
+      await same.close();
+      for (const [settings, named] of [
+        [{ width: 32, height: 12 }, /--width: the run's 16, this server's 32/],
+        [{ width: 16, height: 12, format: "jpeg", quality: 80 }, /--format: the run's "png", this server's "jpeg"; --quality: the run's null, this server's 80/],
+        [{ width: 16, height: 12, depth: true }, /--layers\/--depth: the run's \["rgb"\], this server's \["rgb","depth"\]/],
+        [{ width: 16, height: 12, scene: { type: "scene", children: [] } as unknown as RunOptions["scene"] }, /the run's scene differs from this server's/],
+      ] as const) {
+        // A server that starts all the same is closed (its run would keep the test's process alive).
+        const refused = await start("render", settings).then(async (run) => void (await run.close()), (err: Error) => err);
+        assert.match(refused?.message ?? "(it started)", named);
+      }
+    } finally {
+      await first.close();
+    }
   });
 });
 
