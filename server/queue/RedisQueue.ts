@@ -854,14 +854,15 @@ export class RedisQueue implements JobQueue {
     );
   }
 
-  retryFailed(ids?: readonly string[]): Promise<number> {
-    return this.bounded("retryFailed", async () => {
-      const bullIds = ids === undefined ? await this.redis.zrange(this.key("failed"), 0, -1) : [...new Set(ids)].map(toBullId);
-      let retried = 0;
-      for (const bullId of bullIds) {
-        if ((await this.redis.hget(this.jobKey(bullId), "state")) !== "failed") continue;
+  async retryFailed(ids?: readonly string[]): Promise<number> {
+    const bullIds = ids === undefined ? await this.bounded("retryFailed", () => this.redis.zrange(this.key("failed"), 0, -1)) : [...new Set(ids)].map(toBullId);
+    let retried = 0;
+    // Each job within the time limit, not all of them: 100,000 failed jobs take longer than one call may.
+    for (const bullId of bullIds) {
+      const moved = await this.bounded("retryFailed", async () => {
+        if ((await this.redis.hget(this.jobKey(bullId), "state")) !== "failed") return false;
         // BullMQ's retry moves it only if it is in its failed set (atomic): two servers retrying at once retry it once.
-        if (!(await this.fenced(() => this.handle(bullId).retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true })))) continue;
+        if (!(await this.fenced(() => this.handle(bullId).retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true })))) return false;
         await execPipeline(
           this.redis
             .multi()
@@ -869,10 +870,11 @@ export class RedisQueue implements JobQueue {
             .hdel(this.jobKey(bullId), "errMsg", "errStack")
             .zrem(this.key("failed"), bullId),
         );
-        retried++;
-      }
-      return retried;
-    });
+        return true;
+      });
+      if (moved) retried++;
+    }
+    return retried;
   }
 
   checkWritable(): Promise<void> {

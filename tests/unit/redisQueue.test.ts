@@ -337,10 +337,23 @@ describe("RedisQueue on BullMQ", () => {
   });
 });
 
+describe("RedisQueue: retry-failed on many jobs", () => {
+  it("puts back more failed jobs than one call's time limit covers: the limit holds per job, not for all", async () => {
+    await withQueues(1, { maxAttempts: 1, commandTimeoutMs: 1_000 }, async (q) => {
+      const n = 3_000; // about 0.5 ms each here: the whole retry takes longer than the 1 s limit
+      await q.add(Array.from({ length: n }, (_, i) => makeJob(`f${i}`, i)));
+      for (let i = 0; i < n; i++) await q.putBack((await q.take("s1"))!.token, { message: "broke" });
+      assert.equal((await q.counts()).failed, n);
+      assert.equal(await q.retryFailed(), n);
+      assert.deepEqual([(await q.counts()).pending, (await q.counts()).failed], [n, 0]);
+    });
+  });
+});
+
 describe("RedisQueue: several instances on one queue", () => {
   it("two instances taking concurrently never lease one job twice, and every job ends done exactly once", async () => {
     await withQueues(2, { maxAttempts: 5 }, async (a, b) => {
-      const n = 1_500;
+      const n = 3_000; // about 0.5 ms each here: the whole retry takes longer than the 1 s limit
       await Promise.all([
         a.add(Array.from({ length: n }, (_, i) => makeJob(`race-${i}`, i))),
         b.add(Array.from({ length: n }, (_, i) => makeJob(`race-${i}`, i))), // the same jobs, added twice at once
