@@ -6,6 +6,8 @@
 //   chaos                 bench/chaos.ts when present
 //   soak                  a long run (--frames 20000): server RSS growth, browser memory, tabs recycled
 //   template              a randomized template of 200 and --frames (2000) frames, fake sessions: server RSS flat in N?
+//   servers               1 vs 2 farm servers on one Redis queue, and 1 on SQLite, fake sessions (bench/servers.ts)
+//   servers-chromium      1 server × 2 tabs vs 2 servers × 1 tab on one Redis queue, real Chromium (bench/servers.ts)
 // The last line of output is always one JSON object with the figures.
 import path from "node:path";
 import fs from "node:fs";
@@ -259,6 +261,28 @@ async function template(o: CliOptions): Promise<void> {
   console.log(JSON.stringify(roundDeep({ bench: "template", ...r, commit: commit() })));
 }
 
+async function servers(o: CliOptions): Promise<void> {
+  const { benchServers, printServers, serversJson } = await import("./servers.js");
+  const opts = {
+    sessions: o.sweep ?? [8, 32], frames: o.frames ?? (o.quick ? 1000 : 3000), width: o.width, height: o.height,
+    inFlight: o.inFlight, framesPerJob: o.framesPerJob, rounds: o.repeat ?? (o.quick ? 1 : 3), keep: o.keep, log: (line: string) => console.error(line),
+  };
+  const r = await benchServers(opts);
+  printServers(r, opts);
+  console.log(JSON.stringify({ ...serversJson(r), commit: commit() }));
+}
+
+async function serversChromium(o: CliOptions): Promise<void> {
+  const { benchServersChromium, printServersChromium } = await import("./servers.js");
+  const opts = {
+    scenes: o.scenes, frames: { light: o.frames ?? (o.quick ? 60 : 300), heavy: o.frames ?? (o.quick ? 40 : 120) }, width: o.width, height: o.height,
+    inFlight: o.inFlight, framesPerJob: o.framesPerJob, rounds: o.repeat ?? (o.quick ? 1 : 3), keep: o.keep, log: (line: string) => console.error(line),
+  };
+  const r = await benchServersChromium(opts);
+  printServersChromium(r, opts);
+  console.log(JSON.stringify(roundDeep({ bench: "servers-chromium", ...r.summary, commit: commit() })));
+}
+
 function notAvailable(what: string, file: string): void {
   console.log(`${what} bench: not available (${path.relative(process.cwd(), file) || file} is missing)`);
   console.log(JSON.stringify({ bench: what, available: false }));
@@ -267,7 +291,7 @@ function notAvailable(what: string, file: string): void {
 const program = new Command()
   .name("npm run bench --")
   .description("tabfarm benchmarks; the last line of output is one JSON object with the figures")
-  .argument("[bench]", "throughput | queue | ingest | chaos | soak | template", "throughput")
+  .argument("[bench]", "throughput | queue | ingest | chaos | soak | template | servers | servers-chromium", "throughput")
   .option("--sessions <n>", "sessions (headless tabs) for the three-way comparison", int("--sessions"), 2)
   .option("--frames <n>", "frames per way and scene (default: light 600, heavy 80, sweep 300; --quick 40/8/30); ingest: frames per trial (3000; --quick 1000); template: the large count (2000; --quick 1000)", int("--frames"))
   .option("--scenes <list>", "scenes to run: light,heavy", sceneList, ["light", "heavy"] as SceneName[])
@@ -307,8 +331,12 @@ const program = new Command()
         return soak(o);
       case "template":
         return template(o);
+      case "servers":
+        return servers(o);
+      case "servers-chromium":
+        return serversChromium(o);
       default:
-        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos | soak | template`);
+        program.error(`unknown bench '${bench}': throughput | queue | ingest | chaos | soak | template | servers | servers-chromium`);
     }
   });
 
