@@ -38,6 +38,7 @@ import type {
   QueueCounts,
   QueueOptions,
 } from "./JobQueue.js";
+import { LEASE_END_REASONS } from "./JobQueue.js";
 import { CaseCollisionError } from "./SqliteQueue.js";
 
 /** BullMQ's key prefix for tabfarm's queues: `tabfarm:<queue name>:...`. */
@@ -60,11 +61,7 @@ const DEFAULTS = {
   commandTimeoutMs: 10_000,
 };
 
-// Reasons recorded when a lease ends without the session saying why (the same words as SqliteQueue's).
-const REASON_PUT_BACK = "put back without an error";
-const REASON_RELEASED = "released without counting the attempt";
-const REASON_EXPIRED = "lease expired";
-const REASON_OWNER_GONE = "owner went away";
+// Reasons recorded when a lease ends without the session saying why, besides LEASE_END_REASONS.
 const REASON_RESTART = "lease lost: server restarted or stopped renewing it";
 const REASON_TAKEN_LATE = "taken after its caller had given up waiting for Redis";
 const REASON_LOST_BOOKKEEPING = "queued in BullMQ without tabfarm's record of it (removed by hand?)";
@@ -713,8 +710,8 @@ export class RedisQueue implements JobQueue {
           // stalled-job check run by another tool, put it back): an expired attempt, counted as such.
           const [, attempts, lastOwner, lastToken] = reply as [string, string, string, string];
           const exhausted = Number(attempts) >= this.maxAttempts;
-          if (exhausted) await this.handle(bullId).moveToFailed(new Error(REASON_EXPIRED), lockToken, false);
-          await this.markEnded(bullId, lastToken, exhausted ? "failed" : "pending", { message: REASON_EXPIRED }, lastOwner, 0);
+          if (exhausted) await this.handle(bullId).moveToFailed(new Error(LEASE_END_REASONS.expired), lockToken, false);
+          await this.markEnded(bullId, lastToken, exhausted ? "failed" : "pending", { message: LEASE_END_REASONS.expired }, lastOwner, 0);
           if (exhausted) return "gone";
           continue; // now pending in our record too: lease it (or hold it)
         }
@@ -761,14 +758,14 @@ export class RedisQueue implements JobQueue {
   putBack(token: string, error?: JobError): Promise<boolean> {
     return this.bounded("putBack", async () => {
       const parts = splitToken(token);
-      return this.counted(parts !== null && (await this.endLease(parts.bullId, parts.lockToken, "counted", error ?? { message: REASON_PUT_BACK })));
+      return this.counted(parts !== null && (await this.endLease(parts.bullId, parts.lockToken, "counted", error ?? { message: LEASE_END_REASONS.putBack })));
     });
   }
 
   release(token: string, error?: JobError): Promise<boolean> {
     return this.bounded("release", async () => {
       const parts = splitToken(token);
-      return this.counted(parts !== null && (await this.endLease(parts.bullId, parts.lockToken, "released", error ?? { message: REASON_RELEASED })));
+      return this.counted(parts !== null && (await this.endLease(parts.bullId, parts.lockToken, "released", error ?? { message: LEASE_END_REASONS.released })));
     });
   }
 
@@ -777,12 +774,12 @@ export class RedisQueue implements JobQueue {
       const ownerKey = this.ownerKey(owner);
       const leases = await this.redis.hgetall(this.key("leases"));
       const mine = Object.keys(leases).filter((bullId) => leases[bullId] === ownerKey);
-      return this.endStoredLeases(mine, error ?? { message: `${REASON_OWNER_GONE}: ${owner}` });
+      return this.endStoredLeases(mine, error ?? { message: `${LEASE_END_REASONS.ownerGone}: ${owner}` });
     });
   }
 
   housekeep(): Promise<number> {
-    return this.bounded("housekeep", () => this.endLapsedLeases({ message: REASON_EXPIRED }));
+    return this.bounded("housekeep", () => this.endLapsedLeases({ message: LEASE_END_REASONS.expired }));
   }
 
   /**
@@ -813,6 +810,19 @@ export class RedisQueue implements JobQueue {
     for (const bullId of bullIds) {
       const record = (await this.redis.hgetall(this.jobKey(bullId))) as JobRecord;
       if (record.state !== "leased" || !record.token) continue;
+      // Its server died (or timed out) between BullMQ's completion and our record of it: the job is done.
+      // Put back, it would be pending for us and never served by BullMQ again, and the run would never end.
+      // The same for a failure: left leased, it would be counted as leased for ever.
+      const inBull = await this.queue.getJobState(bullId);
+      if (inBull === "completed") {
+        await this.markEnded(bullId, record.token, "done", { message: "" }, "", 0);
+        continue;
+      }
+      if (inBull === "failed") {
+        const failedReason = (await Job.fromId(this.queue, bullId))?.failedReason;
+        await this.markEnded(bullId, record.token, "failed", { message: failedReason || reason.message }, record.owner ?? "", 0);
+        continue;
+      }
       // A lapsed lock is set again under the same token (only if no lock is there: NX), so BullMQ's fenced
       // scripts can end the lease; if the job was taken again meanwhile its new lock stays and this fails.
       await this.redis.set(this.lockKey(bullId), record.token, "PX", this.lockMs, "NX");

@@ -390,6 +390,46 @@ describe("RedisQueue: several instances on one queue", () => {
     });
   });
 
+  it("a server that dies between BullMQ's completion and our record of it: housekeep records the job done, not pending (BullMQ would never serve it again, and the run would never end)", async () => {
+    const clock = new FakeClock();
+    await withQueues(1, { now: clock.now, leaseTtlMs: 1_000 }, async (survivor) => {
+      const dying = await openRedisQueue(server.url, { name: survivor.name, now: clock.now, leaseTtlMs: 1_000 });
+      await dying.add([makeJob("a"), makeJob("b")]);
+      const lease = (await dying.take("s1"))!;
+      // Killed right after BullMQ's moveToCompleted, before our record says done.
+      (dying as unknown as { markEnded: () => Promise<never> }).markEnded = () => Promise.reject(new Error("SIGKILL"));
+      await assert.rejects(dying.complete(lease.token), /SIGKILL/);
+      await dying.close();
+      clock.advance(5_000);
+      await survivor.housekeep();
+      assert.equal(await survivor.state("a"), "done");
+      const counts = await survivor.counts();
+      assert.deepEqual([counts.pending, counts.leased, counts.done], [1, 0, 1]);
+      const next = (await survivor.take("s1"))!;
+      assert.equal(next.job.id, "b");
+      assert.equal(await survivor.complete(next.token), true);
+      assert.deepEqual([(await survivor.counts()).pending, (await survivor.counts()).done], [0, 2], "the run can end");
+    });
+  });
+
+  it("the same for a failure: a job BullMQ failed but our record still holds as leased is recorded failed, with its error", async () => {
+    const clock = new FakeClock();
+    await withQueues(1, { now: clock.now, leaseTtlMs: 1_000, maxAttempts: 1 }, async (survivor) => {
+      const dying = await openRedisQueue(server.url, { name: survivor.name, now: clock.now, leaseTtlMs: 1_000, maxAttempts: 1 });
+      await dying.add([makeJob("a")]);
+      const lease = (await dying.take("s1"))!;
+      (dying as unknown as { markEnded: () => Promise<never> }).markEnded = () => Promise.reject(new Error("SIGKILL"));
+      await assert.rejects(dying.putBack(lease.token, { message: "the page broke" }), /SIGKILL/);
+      await dying.close();
+      clock.advance(5_000);
+      await survivor.housekeep();
+      assert.equal(await survivor.state("a"), "failed");
+      assert.deepEqual((await survivor.failures()).map((f) => f.error?.message), ["the page broke"]);
+      const counts = await survivor.counts();
+      assert.deepEqual([counts.leased, counts.failed], [0, 1], "the run can end");
+    });
+  });
+
   it("a server that dies holding leases: another's housekeep returns them after the lease clock, counted", async () => {
     const clock = new FakeClock();
     await withQueues(1, { now: clock.now, leaseTtlMs: 1_000 }, async (survivor) => {
