@@ -46,7 +46,7 @@ import { LAYER_NAMES, MAX_ID } from "../../protocol/layers.js";
 import type { ClassEntry } from "../capture/ClassTable.js";
 import { encodeGrey16Png } from "../capture/encodeFrame.js";
 import { CaseCollisionError, SqliteQueue } from "../queue/SqliteQueue.js";
-import { createFolders, holdIndex, readDatasetFile, removeCreatedFolders, verifiedLines, type HeldIndex } from "../export/exportSource.js";
+import { createFolders, holdIndex, readDatasetFile, removeCreatedFolders, splitAtExisting, verifiedLines, type HeldIndex } from "../export/exportSource.js";
 import { DatasetLock } from "./datasetLock.js";
 import type { FrameRecord } from "./FrameRecord.js";
 import { IMAGES_DIR, inspectDataset, QUEUE_FILE, writeManifest } from "./openDataset.js";
@@ -487,12 +487,7 @@ function resolveInto(given: string): Into {
     }
     return { given, real, missingParents: [], folders: folderChain(real) };
   }
-  let existing = path.dirname(full);
-  const rest = [path.basename(full)];
-  while (!fs.lstatSync(existing, { throwIfNoEntry: false }) && path.dirname(existing) !== existing) {
-    rest.unshift(path.basename(existing));
-    existing = path.dirname(existing);
-  }
+  const { existing, rest } = splitAtExisting(full); // full does not exist (lstat above): rest names at least it
   let resolved: string;
   try {
     resolved = fs.realpathSync(existing);

@@ -119,15 +119,7 @@ export function exportTarget(root: string, target: string, what: string, kind: "
   if (kind === "file" && (last === "" || last === "." || last === "..")) {
     throw new ExportRefused(`${what} ${target}: names a folder (it ends in ${JSON.stringify(last || path.sep)}); give a file name (e.g. ${path.join(target, "coco.json")})`);
   }
-  const full = path.resolve(target);
-  // Resolve links through the part that exists; the rest is created as named.
-  let existing = full;
-  const rest: string[] = [];
-  // lstat, not exists: a dangling link exists (writing through it would follow it wherever it points).
-  while (!fs.lstatSync(existing, { throwIfNoEntry: false }) && path.dirname(existing) !== existing) {
-    rest.unshift(path.basename(existing));
-    existing = path.dirname(existing);
-  }
+  const { existing, rest } = splitAtExisting(path.resolve(target));
   let resolved: string;
   try {
     resolved = fs.realpathSync(existing);
@@ -141,6 +133,21 @@ export function exportTarget(root: string, target: string, what: string, kind: "
   const folders = kind === "folder" ? rest : rest.slice(0, -1);
   const missing = folders.map((_, i) => path.join(resolved, ...folders.slice(0, i + 1)));
   return { path: real, missing };
+}
+
+/**
+ * `full` (absolute) as the longest part that exists and the names after it: links are resolved through the
+ * part that exists, the rest is created as named. lstat, not exists: a dangling link exists (writing through
+ * it would follow it wherever it points).
+ */
+export function splitAtExisting(full: string): { existing: string; rest: string[] } {
+  let existing = full;
+  const rest: string[] = [];
+  while (!fs.lstatSync(existing, { throwIfNoEntry: false }) && path.dirname(existing) !== existing) {
+    rest.unshift(path.basename(existing));
+    existing = path.dirname(existing);
+  }
+  return { existing, rest };
 }
 
 /**

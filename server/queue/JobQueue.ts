@@ -76,6 +76,14 @@ export interface FailedJob {
  */
 export const leaseClock = (): number => performance.timeOrigin + performance.now();
 
+/** Why a lease ended, when its session did not say (the job's last error): the same words in every backend. */
+export const LEASE_END_REASONS = {
+  putBack: "put back without an error",
+  released: "released without counting the attempt",
+  expired: "lease expired",
+  ownerGone: "owner went away",
+} as const;
+
 export interface QueueOptions {
   /** Lease time-to-live in ms (default 30 000). */
   leaseTtlMs?: number;

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import type { JobSpec } from "../../protocol/job.js";
 import { ChangedJobError, countChanged, noChangedJobs, specDiffers } from "./changedJobs.js";
-import { leaseClock } from "./JobQueue.js";
+import { LEASE_END_REASONS, leaseClock } from "./JobQueue.js";
 import type {
   AddOptions,
   AddResult,
@@ -28,11 +28,7 @@ const UUID_LENGTH = 36;
 const ADD_BATCH = 5_000;
 const DEFAULTS = { leaseTtlMs: RUN_DEFAULTS.leaseTtlMs, maxAttempts: RUN_DEFAULTS.maxAttempts, busyTimeoutMs: 10_000 };
 
-// Reasons recorded when a lease ends without the session saying why.
-const REASON_PUT_BACK = "put back without an error";
-const REASON_RELEASED = "released without counting the attempt";
-const REASON_EXPIRED = "lease expired";
-const REASON_OWNER_GONE = "owner went away";
+// Why resume ended a lease (the other reasons: LEASE_END_REASONS).
 const REASON_RESTART = "lease lost: server restarted";
 
 export interface SqliteQueueOptions extends QueueOptions {
@@ -225,22 +221,22 @@ export class SqliteQueue implements JobQueue {
 
   async putBack(token: string, error?: JobError): Promise<boolean> {
     const id = tokenJobId(token);
-    const params = { id, token, ...this.endParams(error, REASON_PUT_BACK) };
+    const params = { id, token, ...this.endParams(error, LEASE_END_REASONS.putBack) };
     return this.counted(id !== null && this.stmt.putBack.run(params).changes > 0);
   }
 
   async release(token: string, error?: JobError): Promise<boolean> {
     const id = tokenJobId(token);
-    const params = { id, token, message: error?.message ?? REASON_RELEASED, stack: error?.stack ?? null, now: this.now() };
+    const params = { id, token, message: error?.message ?? LEASE_END_REASONS.released, stack: error?.stack ?? null, now: this.now() };
     return this.counted(id !== null && this.stmt.release.run(params).changes > 0);
   }
 
   async releaseOwner(owner: string, error?: JobError): Promise<number> {
-    return this.stmt.releaseOwner.run({ owner, ...this.endParams(error, `${REASON_OWNER_GONE}: ${owner}`) }).changes;
+    return this.stmt.releaseOwner.run({ owner, ...this.endParams(error, `${LEASE_END_REASONS.ownerGone}: ${owner}`) }).changes;
   }
 
   async housekeep(): Promise<number> {
-    return this.stmt.housekeep.run(this.endParams(undefined, REASON_EXPIRED)).changes;
+    return this.stmt.housekeep.run(this.endParams(undefined, LEASE_END_REASONS.expired)).changes;
   }
 
   async recoverLeased(): Promise<number> {
