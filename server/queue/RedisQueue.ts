@@ -810,19 +810,6 @@ export class RedisQueue implements JobQueue {
     for (const bullId of bullIds) {
       const record = (await this.redis.hgetall(this.jobKey(bullId))) as JobRecord;
       if (record.state !== "leased" || !record.token) continue;
-      // Its server died (or timed out) between BullMQ's completion and our record of it: the job is done.
-      // Put back, it would be pending for us and never served by BullMQ again, and the run would never end.
-      // The same for a failure: left leased, it would be counted as leased for ever.
-      const inBull = await this.queue.getJobState(bullId);
-      if (inBull === "completed") {
-        await this.markEnded(bullId, record.token, "done", { message: "" }, "", 0);
-        continue;
-      }
-      if (inBull === "failed") {
-        const failedReason = (await Job.fromId(this.queue, bullId))?.failedReason;
-        await this.markEnded(bullId, record.token, "failed", { message: failedReason || reason.message }, record.owner ?? "", 0);
-        continue;
-      }
       // A lapsed lock is set again under the same token (only if no lock is there: NX), so BullMQ's fenced
       // scripts can end the lease; if the job was taken again meanwhile its new lock stays and this fails.
       await this.redis.set(this.lockKey(bullId), record.token, "PX", this.lockMs, "NX");
@@ -838,6 +825,7 @@ export class RedisQueue implements JobQueue {
   private async endLease(bullId: string, lockToken: string, mode: "counted" | "released", error: JobError): Promise<boolean> {
     const record = (await this.redis.hgetall(this.jobKey(bullId))) as JobRecord;
     if (record.state !== "leased" || record.token !== lockToken) return false;
+    if (await this.settledInBull(bullId, record, error)) return false;
     const attempts = Number(record.attempts);
     const fail = mode === "counted" && attempts >= this.maxAttempts;
     const handle = this.handle(bullId);
@@ -854,6 +842,25 @@ export class RedisQueue implements JobQueue {
     if (!moved) return false;
     await this.markEnded(bullId, lockToken, "failed", error, record.owner ?? "", 0);
     return true;
+  }
+
+  /**
+   * A lease BullMQ already ended (completed, or failed) whose end our record lacks: a server died or timed
+   * out between the two writes. Put back, the job would be pending for us and never served by BullMQ again
+   * (left leased, counted as leased for ever): the run would never end. Records BullMQ's outcome; true if so.
+   */
+  private async settledInBull(bullId: string, record: JobRecord, error: JobError): Promise<boolean> {
+    const inBull = await this.queue.getJobState(bullId);
+    if (inBull === "completed") {
+      await this.markEnded(bullId, record.token!, "done", { message: "" }, "", 0);
+      return true;
+    }
+    if (inBull === "failed") {
+      const failedReason = (await Job.fromId(this.queue, bullId))?.failedReason;
+      await this.markEnded(bullId, record.token!, "failed", { message: failedReason || error.message }, record.owner ?? "", 0);
+      return true;
+    }
+    return false;
   }
 
   /** Our record of the end of the lease `lockToken` (END_SCRIPT); false if that lease is no longer the one recorded. */

@@ -412,6 +412,21 @@ describe("RedisQueue: several instances on one queue", () => {
     });
   });
 
+  it("a complete that failed after BullMQ's part (a timeout), then released by its own server: the job stays done", async () => {
+    await withQueues(1, { leaseTtlMs: 60_000 }, async (q) => {
+      await q.add([makeJob("a")]);
+      const lease = (await q.take("s1"))!;
+      const internals = q as unknown as { markEnded: (...args: unknown[]) => Promise<boolean> };
+      const markEnded = internals.markEnded;
+      internals.markEnded = () => Promise.reject(new Error("timed out"));
+      await assert.rejects(q.complete(lease.token), /timed out/);
+      internals.markEnded = markEnded;
+      assert.equal(await q.release(lease.token, { message: "the farm gave the job back" }), false, "the lease was over: BullMQ completed it");
+      assert.equal(await q.state("a"), "done");
+      assert.deepEqual([(await q.counts()).pending, (await q.counts()).leased, (await q.counts()).done], [0, 0, 1]);
+    });
+  });
+
   it("the same for a failure: a job BullMQ failed but our record still holds as leased is recorded failed, with its error", async () => {
     const clock = new FakeClock();
     await withQueues(1, { now: clock.now, leaseTtlMs: 1_000, maxAttempts: 1 }, async (survivor) => {
