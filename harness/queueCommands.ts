@@ -48,6 +48,7 @@ async function printSharedStatus(url: string, log: (line: string) => void): Prom
   try {
     const c = await queue.counts();
     log(`${queue.display} (queue ${queue.name}): ${c.total} jobs — ${c.done} done, ${c.pending} pending, ${c.leased} leased, ${c.failed} failed`);
+    if (c.total === 0) log(`no job was ever queued as ${JSON.stringify(queue.name)} on this Redis: is the queue name right (?queue=NAME in the URL)?`);
     log(`stale or foreign lease tokens rejected: ${c.staleRejections}`);
     await printFailures(queue, c.failed, log);
   } finally {

@@ -198,7 +198,7 @@ async function startOnDataset(opened: OpenDataset, options: RunOptions, log: (li
   const recorded = options.recordedOptions ?? { ...settings, ...(handler ? { handler: `function ${handler.name || "(anonymous)"}` } : {}) };
   // After compact: the class table is restored from the lines of done jobs only.
   const seed = queue instanceof ShardQueue ? await sharedSeed(queue.shared, options.seed, previousManifest?.seed) : options.seed;
-  if (queue instanceof ShardQueue) await checkSharedRenderDefaults(queue.shared, defaults);
+  if (queue instanceof ShardQueue) await checkSharedRunSettings(queue.shared, defaults);
   const manifest = await RunManifest.start({ root: out, previous: previousManifest, options: recorded, layers: defaults.layers, classes: options.classes, seed,
     template: options.template && { frames: options.template.frames, framesPerJob: options.template.framesPerJob }, log });
   try {
@@ -396,32 +396,39 @@ async function sharedSeed(shared: SharedQueue, given: number | undefined, record
   return agreed; // a shard that drew frames with another seed is refused by RunManifest, naming both
 }
 
-/** What a job may leave to the run and changes its frames, by the options that set it. */
-const RENDER_DEFAULT_OPTIONS = { width: "--width", height: "--height", format: "--format", quality: "--quality", layers: "--layers/--depth", scene: "scene" } as const;
+/**
+ * What the servers of a run on a shared queue must agree on, by the options that set it: what a job may leave
+ * to the run (it changes its frames), and how many takes fail a job (any server may end another's lease).
+ */
+const SHARED_RUN_SETTINGS = {
+  width: "--width", height: "--height", format: "--format", quality: "--quality", layers: "--layers/--depth", scene: "scene", maxAttempts: "--max-attempts",
+} as const;
 
 /**
- * The render defaults of a run on a shared queue: one set for all its servers (else a job that leaves its
- * size, format, layers or scene to the run comes out differently in each shard, and merge mixes them),
- * agreed through the queue: the first server's; a server started with others is refused, naming them.
+ * The settings of a run on a shared queue (SHARED_RUN_SETTINGS): one set for all its servers (else a job that
+ * leaves its size, format, layers or scene to the run comes out differently in each shard, and merge mixes
+ * them; or a job's fate depends on which server ends its lease), agreed through the queue: the first
+ * server's; a server started with others is refused, naming them.
  */
-async function checkSharedRenderDefaults(shared: SharedQueue, defaults: RenderDefaults): Promise<void> {
-  const mine: Record<keyof typeof RENDER_DEFAULT_OPTIONS, unknown> = {
+async function checkSharedRunSettings(shared: SharedQueue, defaults: RenderDefaults): Promise<void> {
+  const mine: Record<keyof typeof SHARED_RUN_SETTINGS, unknown> = {
+    maxAttempts: shared.maxAttempts,
     width: defaults.width, height: defaults.height, format: defaults.format, quality: defaults.quality ?? null, layers: [...defaults.layers],
     scene: createHash("sha256").update(canonicalJobJson(defaults.scene)).digest("base64"), // a digest: a scene may be large
   };
-  const agreed = await shared.agree("render-defaults", JSON.stringify(mine));
+  const agreed = await shared.agree("run-settings", JSON.stringify(mine));
   let theirs: Record<string, unknown>;
   try {
     theirs = JSON.parse(agreed) as Record<string, unknown>;
   } catch {
-    throw new DatasetOpenError(`the shared queue holds no usable render settings (${JSON.stringify(agreed.slice(0, 200))})`);
+    throw new DatasetOpenError(`the shared queue holds no usable run settings (${JSON.stringify(agreed.slice(0, 200))})`);
   }
-  const differ = (Object.keys(RENDER_DEFAULT_OPTIONS) as (keyof typeof RENDER_DEFAULT_OPTIONS)[]).filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]));
+  const differ = (Object.keys(SHARED_RUN_SETTINGS) as (keyof typeof SHARED_RUN_SETTINGS)[]).filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]));
   if (differ.length === 0) return;
-  const describe = (k: keyof typeof RENDER_DEFAULT_OPTIONS) =>
-    k === "scene" ? "the run's scene differs from this server's" : `${RENDER_DEFAULT_OPTIONS[k]}: the run's ${JSON.stringify(theirs[k] ?? null)}, this server's ${JSON.stringify(mine[k] ?? null)}`;
+  const describe = (k: keyof typeof SHARED_RUN_SETTINGS) =>
+    k === "scene" ? "the run's scene differs from this server's" : `${SHARED_RUN_SETTINGS[k]}: the run's ${JSON.stringify(theirs[k] ?? null)}, this server's ${JSON.stringify(mine[k] ?? null)}`;
   throw new DatasetOpenError(
-    `the run on this shared queue renders with other settings (its first server's): ` +
+    `the run on this shared queue has other settings (its first server's): ` +
       differ.map(describe).join("; ") +
       `. Start this server with the run's settings, or give it another queue (?queue=NAME).`,
   );

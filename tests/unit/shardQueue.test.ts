@@ -149,7 +149,7 @@ describe("the run's render settings on a shared queue", () => {
   const start = (name: string, settings: Partial<RunOptions>) =>
     startRun({ out: fresh("render"), clientDir: clientDir(), sharedQueue: queueUrl(name), host: "127.0.0.1", port: 0, jobs: [makeJob("a")], log: () => {}, ...settings });
 
-  it("a server whose defaults would render the run's jobs otherwise (size, format, quality, layers, scene) is refused, naming each; the same ones join", async () => {
+  it("a server whose defaults would render the run's jobs otherwise (size, format, quality, layers, scene) or fail them otherwise (--max-attempts) is refused, naming each; the same ones join", async () => {
     const first = await start("render", { width: 16, height: 12 });
     try {
       const same = await start("render", { width: 16, height: 12 });
@@ -159,6 +159,7 @@ describe("the run's render settings on a shared queue", () => {
         [{ width: 16, height: 12, format: "jpeg", quality: 80 }, /--format: the run's "png", this server's "jpeg"; --quality: the run's null, this server's 80/],
         [{ width: 16, height: 12, depth: true }, /--layers\/--depth: the run's \["rgb"\], this server's \["rgb","depth"\]/],
         [{ width: 16, height: 12, scene: { type: "scene", children: [] } as unknown as RunOptions["scene"] }, /the run's scene differs from this server's/],
+        [{ width: 16, height: 12, maxAttempts: 5 }, /--max-attempts: the run's 3, this server's 5/],
       ] as const) {
         // A server that starts all the same is closed (its run would keep the test's process alive).
         const refused = await start("render", settings).then(async (run) => void (await run.close()), (err: Error) => err);
@@ -183,6 +184,9 @@ describe("status and retry-failed --queue", () => {
     assert.ok(lines.some((l) => /^failed bad after 2 attempt\(s\): it broke$/.test(l)), lines.join("\n"));
     assert.equal(await retryFailed({ queue: queueUrl("status") }, () => {}), 1);
     assert.equal(await q.state("bad"), "pending");
+    const typo: string[] = [];
+    await printStatus({ queue: queueUrl("statsu") }, (l) => typo.push(l));
+    assert.match(typo.join("\n"), /0 jobs[^]*no job was ever queued as "statsu" on this Redis: is the queue name right/);
   });
 });
 
