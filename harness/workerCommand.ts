@@ -79,6 +79,8 @@ class ControlLink {
   private unreachable?: NodeJS.Timeout;
   private welcomeTimer?: NodeJS.Timeout;
   private tries = 0;
+  /** Why the last connection failed: unreachable, or refused for now (the server is full). */
+  private lastProblem = "";
   private over = false;
   private settle!: { resolve: (reason: string) => void; reject: (err: Error) => void };
   /** Resolves with the server's reason when the run is over; rejects with a WorkerError when the worker must give up. */
@@ -176,6 +178,7 @@ class ControlLink {
 
   private connectFailed(err: Error & { data?: unknown }): void {
     const why = withoutControlCharacters(String(err.message).slice(0, 300));
+    this.lastProblem = why;
     if (this.socket.active) {
       // Unreachable (or restarting): socket.io retries with backoff.
       this.tries++;
@@ -203,7 +206,10 @@ class ControlLink {
   private waitForServer(): void {
     clearTimeout(this.unreachable);
     if (this.options.wait <= 0) return;
-    this.unreachable = setTimeout(() => this.giveUp(`the server at ${this.origin} has been unreachable for ${this.options.wait} s (--wait)`), this.options.wait * 1000);
+    this.unreachable = setTimeout(
+      () => this.giveUp(`the server at ${this.origin} has been unreachable for ${this.options.wait} s (--wait)${this.lastProblem ? `; the last try: ${this.lastProblem}` : ""}`),
+      this.options.wait * 1000,
+    );
   }
 
   private waitText(): string {

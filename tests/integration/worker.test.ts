@@ -255,7 +255,7 @@ describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
         const run = spawnWorker(["--connect", `http://127.0.0.1:${port}`, "--token", "t", "--sessions", "1", "--wait", "3"], dir);
         assert.equal(await exitCode(run.child, run.output, 45_000), 2, run.output());
         assert.match(run.output(), /cannot reach the server at http:\/\/127\.0\.0\.1:\d+ \(.+\); retrying \(try 1; waiting up to 3 s\)/);
-        assert.match(run.output(), /tabfarm: the server at http:\/\/127\.0\.0\.1:\d+ has been unreachable for 3 s \(--wait\)/);
+        assert.match(run.output(), /tabfarm: the server at http:\/\/127\.0\.0\.1:\d+ has been unreachable for 3 s \(--wait\); the last try: .+/);
         assert.doesNotMatch(run.output(), /WebGL renderer/, "no tab is launched before the server has welcomed the worker");
       }
 
