@@ -69,9 +69,6 @@ export interface FarmCommandOptions {
   queue?: string;
 }
 
-/** The launched tabs cannot work (none said hello, none has WebGL): harness/tabLifecycle.ts. */
-export { TabLaunchError as FarmError } from "./tabLifecycle.js";
-
 /** The run's jobs: a jobs file or module, a template (its jobs are cut by the run: runFarm), or the demo. */
 async function jobSource(options: FarmCommandOptions): Promise<Pick<RunOptions, "jobs" | "template">> {
   if (options.template) {

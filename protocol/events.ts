@@ -21,7 +21,10 @@ export interface BrowserInfo {
  * A remote worker's name (`farm worker --name`): letters, digits, `_` and `-`, so that its tabs'
  * names (`<worker>.tab-N`) say unambiguously whose they are.
  */
-export const WORKER_NAME = /^[A-Za-z0-9_-]{1,40}$/;
+const WORKER_NAME_PART = "[A-Za-z0-9_-]{1,40}";
+export const WORKER_NAME = new RegExp(`^${WORKER_NAME_PART}$`);
+/** `tab-N`, or `<worker>.tab-N`: a launched tab's name (launchedWorkerName). */
+const LAUNCHED_TAB_NAME = new RegExp(`^(?:(${WORKER_NAME_PART})\\.)?tab-(\\d{1,6})$`);
 
 /**
  * The name of launched tab `tab`: `tab-N` for the local farm's own tabs, `<worker>.tab-N` for those of
@@ -31,7 +34,7 @@ export const launchedWorkerName = (tab: number, worker?: string): string => (wor
 
 /** Whose launched tab a name is and its number (worker undefined: the local farm's), or undefined for any other name. */
 export function parseLaunchedTab(name: string): { worker?: string; tab: number } | undefined {
-  const m = /^(?:([A-Za-z0-9_-]{1,40})\.)?tab-(\d{1,6})$/.exec(name);
+  const m = LAUNCHED_TAB_NAME.exec(name);
   if (!m) return undefined;
   return m[1] === undefined ? { tab: Number(m[2]) } : { worker: m[1], tab: Number(m[2]) };
 }
