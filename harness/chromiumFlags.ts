@@ -19,9 +19,18 @@
  *    fallback to SwiftShader needs `--enable-unsafe-swiftshader`.
  */
 
-export type GlBackend = "swiftshader" | "egl" | "vulkan" | "auto";
+/**
+ * `auto` is not a set of flags: harness/chooseGl.ts resolves it to one of the others before a browser is
+ * launched (a GPU through egl, else Mesa's llvmpipe, else SwiftShader). `llvmpipe` launches with the egl
+ * flags: on a host without a GPU, ANGLE's GL-EGL backend lands on Mesa's CPU rasterizer.
+ */
+export type GlBackend = "swiftshader" | "llvmpipe" | "egl" | "vulkan" | "auto";
+/** A backend with flags of its own: what `auto` resolves to. */
+export type ConcreteGlBackend = Exclude<GlBackend, "auto">;
 
-export const GL_BACKENDS: readonly GlBackend[] = ["swiftshader", "egl", "vulkan", "auto"];
+export const GL_BACKENDS: readonly GlBackend[] = ["auto", "swiftshader", "llvmpipe", "egl", "vulkan"];
+/** The one the CLI and the testing fixture start from. */
+export const DEFAULT_GL: GlBackend = "auto";
 
 export interface ChromiumArgsOptions {
   /** Headed (visible window / Xvfb) launch. Drops headless-only GPU switches. */
@@ -54,6 +63,7 @@ function glFlags(gl: GlBackend, headed: boolean): string[] {
         "--enable-unsafe-swiftshader", // M139+: allow SwiftShader for WebGL (crbug 40277080)
         "--ignore-gpu-blocklist", // don't let the blocklist disable WebGL on odd hosts
       ];
+    case "llvmpipe":
     case "egl":
       return [
         "--use-gl=angle", // GL via ANGLE; plain --use-gl=egl is reported rejected since Chrome 131 (heygen-com/hyperframes#1493)
@@ -77,10 +87,7 @@ function glFlags(gl: GlBackend, headed: boolean): string[] {
         ...(headed ? [] : ["--disable-vulkan-surface", "--enable-gpu"]),
       ];
     case "auto":
-      // Let Chromium pick. Headless => SwiftShader (Playwright itself adds
-      // --enable-unsafe-swiftshader); outside Playwright on M139+ without a GPU
-      // that may mean no WebGL at all.
-      return [];
+      throw new Error("chromiumArgs: --gl auto is resolved to a backend first (harness/chooseGl.ts)");
     default: {
       const never: never = gl;
       throw new Error(`unknown GL backend ${String(never)}; expected one of ${GL_BACKENDS.join(", ")}`);
@@ -92,7 +99,7 @@ export function isGlBackend(x: unknown): x is GlBackend {
   return typeof x === "string" && (GL_BACKENDS as readonly string[]).includes(x);
 }
 
-export function chromiumArgs(gl: GlBackend, opts: ChromiumArgsOptions = {}): string[] {
+export function chromiumArgs(gl: ConcreteGlBackend, opts: ChromiumArgsOptions = {}): string[] {
   const root = opts.root ?? process.getuid?.() === 0;
   return [
     ...BASE_FLAGS,
@@ -104,17 +111,18 @@ export function chromiumArgs(gl: GlBackend, opts: ChromiumArgsOptions = {}): str
 
 /** One-line human explanation of a backend, for logs and error messages. */
 export function describeGl(gl: GlBackend, opts: { headed?: boolean } = {}): string {
+  if (gl === "auto") return "auto: a GPU through egl if the browser finds one, else Mesa's llvmpipe, else SwiftShader (harness/chooseGl.ts)";
   const flags = glFlags(gl, opts.headed ?? false);
   const tried = flags.length ? `tried: ${flags.join(" ")}` : "tried: no GL flags";
   switch (gl) {
     case "swiftshader":
       return `swiftshader: CPU-only WebGL via ANGLE+SwiftShader (slow, works without a GPU; renderer should mention SwiftShader) — ${tried}`;
+    case "llvmpipe":
+      return `llvmpipe: CPU-only WebGL via ANGLE on Mesa's EGL (faster than SwiftShader; needs Mesa's libegl-mesa0 libgl1-mesa-dri and a browser with ANGLE's GL-EGL backend, e.g. Debian's chromium) — ${tried}`;
     case "egl":
       return `egl: hardware GPU via ANGLE on the native EGL/GL driver (needs a GPU + its EGL driver, e.g. NVIDIA/Mesa libEGL, no X11) — ${tried}`;
     case "vulkan":
       return `vulkan: hardware GPU via ANGLE on Vulkan (needs a GPU + Vulkan ICD, e.g. nvidia_icd.json) — ${tried}`;
-    case "auto":
-      return `auto: Chromium's default GL selection (headless usually means SwiftShader, or no WebGL at all on M139+) — ${tried}`;
     default: {
       const never: never = gl;
       return `unknown GL backend ${String(never)}`;

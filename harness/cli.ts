@@ -4,8 +4,9 @@
 import os from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
-import { defaultBrowsers } from "./TabPool.js";
+import type { GlBackend } from "./chromiumFlags.js";
+import { glOption } from "./chooseGl.js";
+import { DEFAULT_RELAUNCH_AFTER_FRAMES, defaultBrowsers, parseRelaunchAfter } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { runExport } from "./exportCommand.js";
@@ -92,7 +93,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--port <port>", "port to listen on (0: any free port)").argParser(int("--port", 0, 65535)).default(0))
   .addOption(new Option("--token <token>", "access token tabs must present (default: random per run)").env("TABFARM_TOKEN"))
   .option("--headed", "show the browser windows", false)
-  .addOption(new Option("--gl <backend>", "WebGL backend for launched Chromium").choices(GL_BACKENDS as string[]).default("swiftshader"))
+  .addOption(glOption())
   .option("--browser <auto|system|bundled|path>", "which Chromium to launch: auto (CHROMIUM_PATH, Playwright's, the system's, then the bundled one), system, bundled, or a path (default: $TABFARM_BROWSER, else auto)")
   .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable), e.g. --chromium-arg=--use-angle=metal", (v: string, all: string[]) => [...all, v], [] as string[])
   .option("--serve-only", "start the server, print the URL and wait for tabs opened by hand", false)
@@ -104,6 +105,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--encode <where>", "encode frames in the page (browser) or send raw pixels and encode on the server").choices(["browser", "server"]).default("browser"))
   .addOption(new Option("--png-level <0-9>", "zlib level of PNGs encoded on the server (lossless at every level)").argParser(int("--png-level", 0, 9)).default(RUN_DEFAULTS.pngLevel))
   .addOption(new Option("--recycle-after <frames>", "replace a launched tab after it has rendered this many frames (0: never)").argParser(int("--recycle-after", 0, 100_000_000)).default(RUN_DEFAULTS.recycleAfterFrames))
+  .addOption(new Option("--relaunch-after <frames>", "relaunch a launched browser (not only its tabs) once its tabs rendered this many frames, between jobs, one browser at a time (0: never)").argParser(argument(parseRelaunchAfter)).default(DEFAULT_RELAUNCH_AFTER_FRAMES))
   .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RUN_DEFAULTS.inFlight))
   .option("--no-progress", "no progress bar or progress lines")
   .option("--verbose", "print browser console errors", false)

@@ -17,6 +17,7 @@ import type { Session } from "../server/session/Session.js";
 import { buildClient } from "./buildClient.js";
 import { findBrowser } from "./findBrowser.js";
 import type { GlBackend } from "./chromiumFlags.js";
+import { chooseGl } from "./chooseGl.js";
 import { FarmStopped, untilAborted } from "./shutdown.js";
 import { farmTabSignals, TabLifecycle } from "./tabLifecycle.js";
 import { progressView } from "./progressView.js";
@@ -59,6 +60,8 @@ export interface FarmCommandOptions {
   progress: boolean;
   chromiumArg: string[];
   recycleAfter: number;
+  /** --relaunch-after: relaunch a browser once its tabs rendered this many frames (0: never). */
+  relaunchAfter: number;
   /** Absent: startRun's defaults (rgb only). */
   layers?: LayerName[];
   depth?: boolean;
@@ -102,6 +105,8 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   // The browser next, so that a setup error comes before any work and the first lines say which browser and why.
   const browser = options.serveOnly ? undefined : findBrowser(process.env, { choice: options.browser, bundled: { log: (l) => log(`tabfarm: ${l}`) } });
   if (browser) log(`tabfarm: browser ${browser.path} (${browser.source}: ${browser.reason})`);
+  // --gl auto's probe launches the browser once: it runs while the client is built and the run opens.
+  const glChoice = browser && chooseGl(browser.path, options.gl);
   const clientDir = await buildClient({ plugins: options.plugins, log });
   stop?.throwIfAborted();
 
@@ -135,15 +140,17 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   stop?.addEventListener("abort", () => tabs?.stopReplacing(), { once: true });
   try {
     if (browser) {
-      say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${options.gl}`);
+      const { gl, why } = await Promise.race([glChoice!, stopped]);
+      say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${gl} (${why})`);
       tabs = new TabLifecycle({
-        browser, executablePath: browser.path, gl: options.gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
+        browser, executablePath: browser.path, gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
         tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
-      }, farmTabSignals(run.farm));
+        relaunchAfterFrames: options.relaunchAfter,
+      }, farmTabSignals(run.farm, run.events));
       // Only launched tabs say whether the launched browser renders (a hand-opened tab without WebGL
       // is just left without work); the run stops only when no launched tab can render.
       const first = await tabs.start(stopped, stop);
-      for (const line of TabLifecycle.describeFirstTab(first, options.gl)) say(`tabfarm: ${line}`);
+      for (const line of TabLifecycle.describeFirstTab(first, gl)) say(`tabfarm: ${line}`);
     } else {
       void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
     }
@@ -155,6 +162,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
     throw err;
   } finally {
     progress.stop();
+    if (tabs?.pool.relaunches) log(`tabfarm: browsers relaunched ${tabs.pool.relaunches} time(s) (--relaunch-after ${options.relaunchAfter}); tabs recycled ${tabs.pool.recycled} time(s)`);
     await run.close();
     await tabs?.close();
   }

@@ -3,11 +3,15 @@
 // (hung, quarantined, or retired after --recycle-after frames: onRecycleDue), and a verdict on whether
 // the launched browser renders at all. Only where the signals come from differs: the Farm's session
 // events locally (farmTabSignals), the worker-control socket for a worker (workerCommand.ts).
+// Browsers are relaunched after --relaunch-after frames where the signals carry the frames each tab
+// rendered and can retire a tab between jobs: the local farm's (the worker protocol carries neither yet).
 import type { Farm } from "../server/session/Farm.js";
 import type { Session } from "../server/session/Session.js";
 import { onRecycleDue } from "../server/session/workerLink.js";
+import type { RunEvents } from "../server/events/RunEvents.js";
 import type { RecycleOrder, TabJoined } from "../protocol/worker.js";
-import { describeGl, type GlBackend } from "./chromiumFlags.js";
+import { describeGl, type ConcreteGlBackend } from "./chromiumFlags.js";
+import { LLVMPIPE_APT } from "./chooseGl.js";
 import type { FoundBrowser } from "./findBrowser.js";
 import { BrowserLaunchError } from "./findBrowser.js";
 import { TabPool, type TabPoolOptions } from "./TabPool.js";
@@ -23,10 +27,15 @@ export interface TabSignals {
   joined: TabHellos;
   /** Subscribes to the server's orders to replace a tab. */
   recycle(listener: (order: RecycleOrder) => void): void;
+  /** Subscribes to frames rendered by tabs (one call per job done), for --relaunch-after; absent: not known here. */
+  rendered?(listener: (worker: string, frames: number) => void): void;
+  /** Asks the server to retire the session of tab `worker` between jobs (then recycle it); false when it has none. */
+  retire?(worker: string): boolean;
 }
 
-/** The local farm's signals: its own sessions' hellos and events. */
-export function farmTabSignals(farm: Farm): TabSignals {
+/** The local farm's signals: its own sessions' hellos and events, and its run's events (frames rendered, for --relaunch-after). */
+export function farmTabSignals(farm: Farm, events?: RunEvents): TabSignals {
+  const sessionOf = (worker: string) => [...farm.sessions.values()].find((s) => s.info.worker === worker && !s.closed);
   const hello = (session: Session): TabJoined => ({ tab: session.info.worker, webgl: session.info.webgl, renderer: session.info.renderer });
   return {
     joined: (listener) => {
@@ -35,24 +44,41 @@ export function farmTabSignals(farm: Farm): TabSignals {
       return () => farm.off("session", onSession);
     },
     recycle: (listener) => farm.on("session", (session: Session) => onRecycleDue(session, listener)),
+    rendered: events && ((listener) => {
+      events.subscribe((event) => {
+        if (event.type !== "job.done") return;
+        const worker = farm.sessions.get(event.session)?.info.worker;
+        if (worker !== undefined) listener(worker, event.frames);
+      });
+    }),
+    retire: (worker) => {
+      const session = sessionOf(worker);
+      session?.retire();
+      return session !== undefined;
+    },
   };
 }
 
 /** The launched tabs cannot work: none said hello, or none has WebGL. */
 export class TabLaunchError extends Error {}
 
-export interface TabLifecycleOptions extends TabPoolOptions {
+export interface TabLifecycleOptions extends Omit<TabPoolOptions, "retire"> {
   browser: FoundBrowser;
-  gl: GlBackend;
+  gl: ConcreteGlBackend;
 }
 
 export class TabLifecycle {
   readonly pool: TabPool;
 
   constructor(private readonly options: TabLifecycleOptions, private readonly signals: TabSignals) {
-    this.pool = new TabPool(options);
+    const relaunching = (options.relaunchAfterFrames ?? 0) > 0 && signals.rendered && signals.retire;
+    this.pool = new TabPool({ ...options, retire: relaunching ? (worker) => signals.retire!(worker) : undefined });
     // The pool ignores names that are not its own (hand-opened pages, another worker's tabs).
     signals.recycle((order) => this.pool.recycle(order.tab, order.reason, order.fault));
+    if (relaunching) {
+      signals.rendered!((worker, frames) => this.pool.rendered(worker, frames));
+      signals.joined((tab) => this.pool.tabJoined(tab.tab)); // a relaunched browser's tabs are back
+    }
   }
 
   /**
@@ -81,9 +107,10 @@ export class TabLifecycle {
   }
 
   /** What to say about the first tab that renders: its renderer, and whether it is the GPU asked for. */
-  static describeFirstTab(first: TabJoined, gl: GlBackend): string[] {
+  static describeFirstTab(first: TabJoined, gl: ConcreteGlBackend): string[] {
     const lines = [`WebGL renderer of the first tab: ${first.renderer}`];
     if ((gl === "egl" || gl === "vulkan") && isSoftwareRenderer(first.renderer)) lines.push(`warning: --gl ${gl} asked for a GPU, but the tabs got a software renderer`);
+    if (gl === "llvmpipe" && !/llvmpipe/i.test(first.renderer)) lines.push(`warning: --gl llvmpipe asked for Mesa's llvmpipe, but the tabs got another renderer (${LLVMPIPE_APT} brings it)`);
     return lines;
   }
 

@@ -18,7 +18,7 @@
 //
 // The browser is found as the farm finds it (findBrowser: --browser's env TABFARM_BROWSER, CHROMIUM_PATH,
 // Playwright's, the system's, then the bundled one) and launched with the farm's flags (TABFARM_GL, default
-// swiftshader), unless your playwright.config's launchOptions name an executablePath of their own; args your
+// swiftshader: goldens stay on one named backend, not the farm's per-machine `auto`), unless your playwright.config's launchOptions name an executablePath of their own; args your
 // config gives are added after the farm's.
 import { test as base, expect } from "@playwright/test";
 import type { SceneElement } from "../protocol/elements.js";
@@ -30,7 +30,7 @@ import type { GrabbedFrame, Session } from "../server/session/Session.js";
 import { FARM_CAMERA_KEY, poseProps, withFarmCamera } from "../server/dispatch/farmCamera.js";
 import { buildClient } from "./buildClient.js";
 import { findBrowser } from "./findBrowser.js";
-import { chromiumArgs, GL_BACKENDS, isGlBackend } from "./chromiumFlags.js";
+import { chromiumArgs, GL_BACKENDS, isGlBackend, type ConcreteGlBackend } from "./chromiumFlags.js";
 
 export interface RenderOptions {
   /** Pose of the camera the fixture adds (ignored with cameraKey). */
@@ -67,8 +67,10 @@ let nextPage = 0;
 export function farmLaunchOptions<T extends { executablePath?: string; args?: string[] }>(configured: T, env: NodeJS.ProcessEnv = process.env): T {
   if (configured.executablePath) return configured;
   const gl = env["TABFARM_GL"]?.trim() || "swiftshader";
-  if (!isGlBackend(gl)) throw new Error(`TABFARM_GL is set to "${gl}": expected one of ${GL_BACKENDS.join(", ")}`);
-  return { ...configured, executablePath: findBrowser(env).path, args: [...chromiumArgs(gl), ...(configured.args ?? [])] };
+  const named = GL_BACKENDS.filter((b) => b !== "auto");
+  if (gl === "auto") throw new Error(`TABFARM_GL is set to "auto": golden images need one named backend, the same on every machine (one of ${named.join(", ")}; default swiftshader)`);
+  if (!isGlBackend(gl)) throw new Error(`TABFARM_GL is set to "${gl}": expected one of ${named.join(", ")}`);
+  return { ...configured, executablePath: findBrowser(env).path, args: [...chromiumArgs(gl as ConcreteGlBackend), ...(configured.args ?? [])] };
 }
 
 export const test = base.extend<{ tabfarm: TabfarmFixture }, { tabfarmServer: Farm; tabfarmPlugins: string }>({

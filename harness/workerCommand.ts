@@ -16,7 +16,8 @@ import {
   type RecycleOrder, type ServerToWorkerEvents, type TabJoined, type WorkerToServerEvents,
 } from "../protocol/worker.js";
 import { withoutControlCharacters } from "../protocol/runEvents.js";
-import { GL_BACKENDS, type GlBackend } from "./chromiumFlags.js";
+import type { GlBackend } from "./chromiumFlags.js";
+import { chooseGl, glOption } from "./chooseGl.js";
 import { findBrowser, type FoundBrowser } from "./findBrowser.js";
 import { defaultBrowsers } from "./TabPool.js";
 import { FarmStopped, exitCodeFor, stopOnSignals, untilAborted } from "./shutdown.js";
@@ -234,7 +235,9 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
   if (!WORKER_NAME.test(options.name)) throw new WorkerError(`--name ${JSON.stringify(options.name)}: a worker name is 1-40 letters, digits, _ or -`);
   const browser = findBrowser(process.env, { choice: options.browser, bundled: { log: (l) => say(l) } });
   say(`browser ${browser.path} (${browser.source}: ${browser.reason})`);
-  say(`${options.sessions} tab(s) in ${options.browsers} browser(s), GL: ${options.gl}; server ${origin} as worker ${options.name}; frames go to the server, nothing is written here`);
+  const { gl, why } = await chooseGl(browser.path, options.gl);
+  options = { ...options, gl };
+  say(`${options.sessions} tab(s) in ${options.browsers} browser(s), GL: ${gl} (${why}); server ${origin} as worker ${options.name}; frames go to the server, nothing is written here`);
 
   const control = new ControlLink(origin, token, options, browser, say);
   let tabs: TabLifecycle | undefined;
@@ -244,13 +247,13 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
     const welcomed = await Promise.race([control.firstWelcome.then(() => true), control.ended.then(() => false), stopped]);
     if (welcomed) {
       const lifecycle = (tabs = new TabLifecycle({
-        browser, executablePath: browser.path, gl: options.gl, url: `${origin}/?token=${encodeURIComponent(token)}`, owner: options.name,
+        browser, executablePath: browser.path, gl, url: `${origin}/?token=${encodeURIComponent(token)}`, owner: options.name,
         proveLaunched: (name) => control.proofOf(name) ?? "", tabs: options.sessions, browsers: options.browsers, log: say,
         verbose: options.verbose, extraArgs: options.chromiumArg,
       }, control.signals));
       control.onNewProofs = () => lifecycle.pool.recycleAll("reloads with the restarted server's proof");
       const first = await Promise.race([lifecycle.start(stopped, stop), control.ended.then(() => undefined)]);
-      if (first) for (const line of TabLifecycle.describeFirstTab(first, options.gl)) say(line);
+      if (first) for (const line of TabLifecycle.describeFirstTab(first, gl)) say(line);
     }
     const reason = await Promise.race([control.ended, stopped]);
     say(`the run is over (${reason}); closing the browsers`);
@@ -279,7 +282,7 @@ export function addWorkerCommand(program: Command): void {
     .addOption(new Option("--token <token>", "the server's access token").env("TABFARM_TOKEN"))
     .addOption(new Option("--sessions <n>", "headless tabs to run (one session each)").argParser(int("--sessions", 1, MAX_WORKER_TABS)).default(Math.max(1, Math.min(8, os.cpus().length))))
     .addOption(new Option("--browsers <n>", "Chromium processes to spread the tabs over (default: one per core, at most one per tab)").argParser(int("--browsers", 1, 64)))
-    .addOption(new Option("--gl <backend>", "WebGL backend for launched Chromium").choices(GL_BACKENDS as string[]).default("swiftshader"))
+    .addOption(glOption())
     .option("--browser <auto|system|bundled|path>", "which Chromium to launch (as the farm's --browser; default: $TABFARM_BROWSER, else auto)")
     .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable)", (v: string, all: string[]) => [...all, v], [] as string[])
     .option("--name <name>", "this worker's name on the server (1-40 letters, digits, _ or -; its tabs are NAME.tab-N) (default: host name and process id)")

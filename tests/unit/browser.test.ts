@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type LaunchOptions } from "playwright-core";
 
-import { chromiumArgs, describeGl, GL_BACKENDS, type GlBackend } from "../../harness/chromiumFlags.js";
+import { chromiumArgs, describeGl, GL_BACKENDS, type ConcreteGlBackend } from "../../harness/chromiumFlags.js";
 import {
   BrowserLaunchError,
   BrowserNotFoundError,
@@ -34,8 +34,10 @@ const ALWAYS = [
   "--mute-audio",
 ];
 
+const CONCRETE = GL_BACKENDS.filter((gl): gl is ConcreteGlBackend => gl !== "auto");
+
 describe("chromiumArgs", () => {
-  for (const gl of GL_BACKENDS) {
+  for (const gl of CONCRETE) {
     test(`${gl}: always-on flags present, no duplicates`, () => {
       const args = chromiumArgs(gl);
       for (const f of ALWAYS) assert.ok(args.includes(f), `${gl} missing ${f}`);
@@ -46,16 +48,16 @@ describe("chromiumArgs", () => {
   }
 
   test("none of @sparticuz/chromium's Lambda defaults: one process per tab and a GPU process of its own, web security on", () => {
-    for (const gl of GL_BACKENDS)
+    for (const gl of CONCRETE)
       for (const lambda of ["--single-process", "--in-process-gpu", "--disable-web-security", "--no-zygote", "--disable-site-isolation-trials"])
         assert.ok(!chromiumArgs(gl).includes(lambda), `${gl}: ${lambda}`);
   });
 
   test("--no-sandbox only as root", () => {
-    assert.ok(chromiumArgs("auto", { root: true }).includes("--no-sandbox"));
-    assert.ok(!chromiumArgs("auto", { root: false }).includes("--no-sandbox"));
+    assert.ok(chromiumArgs("swiftshader", { root: true }).includes("--no-sandbox"));
+    assert.ok(!chromiumArgs("swiftshader", { root: false }).includes("--no-sandbox"));
     const isRoot = process.getuid?.() === 0;
-    assert.equal(chromiumArgs("auto").includes("--no-sandbox"), isRoot);
+    assert.equal(chromiumArgs("swiftshader").includes("--no-sandbox"), isRoot);
   });
 
   test("swiftshader", () => {
@@ -87,22 +89,21 @@ describe("chromiumArgs", () => {
     assert.ok(!headed.includes("--enable-gpu"));
   });
 
-  test("auto: no GL flags at all", () => {
-    const a = chromiumArgs("auto");
-    assert.ok(!a.some((x) => x.startsWith("--use-angle") || x.startsWith("--use-gl")), a.join(" "));
-    assert.ok(!a.includes("--enable-unsafe-swiftshader"));
-    assert.ok(!a.includes("--enable-gpu"));
-    assert.deepEqual(
-      a.filter((x) => x !== "--no-sandbox"),
-      ALWAYS,
-    );
+  test("llvmpipe: the egl flags (ANGLE's GL-EGL lands on Mesa's CPU rasterizer without a GPU)", () => {
+    assert.deepEqual(chromiumArgs("llvmpipe"), chromiumArgs("egl"));
+    assert.deepEqual(chromiumArgs("llvmpipe", { headed: true }), chromiumArgs("egl", { headed: true }));
+  });
+
+  test("auto has no flags of its own: it is resolved first (chooseGl)", () => {
+    assert.throws(() => chromiumArgs("auto" as ConcreteGlBackend), /--gl auto is resolved to a backend first/);
   });
 
   test("describeGl names the flags tried", () => {
     assert.match(describeGl("swiftshader"), /tried: .*--use-angle=swiftshader/);
     assert.match(describeGl("egl"), /--use-angle=gl-egl/);
     assert.match(describeGl("vulkan"), /--use-angle=vulkan/);
-    assert.match(describeGl("auto"), /no GL flags/);
+    assert.match(describeGl("llvmpipe"), /Mesa.*--use-angle=gl-egl/);
+    assert.match(describeGl("auto"), /a GPU through egl .*else Mesa's llvmpipe, else SwiftShader/);
     for (const gl of GL_BACKENDS) assert.ok(!describeGl(gl).includes("\n"), "one line");
   });
 
@@ -367,12 +368,15 @@ describe("the screenshot fixture's launch options (harness/testing.ts)", () => {
   });
   test("TABFARM_GL garbage: an error naming the value and the choices", () => {
     for (const gl of ["garbage", "SWIFTSHADER!", "swiftshader,egl"])
-      assert.throws(() => farmLaunchOptions({}, { CHROMIUM_PATH: bin, TABFARM_GL: gl }), new RegExp(`TABFARM_GL is set to "${gl.replace(/[!,]/g, "\\$&")}": expected one of swiftshader, egl, vulkan, auto`));
+      assert.throws(() => farmLaunchOptions({}, { CHROMIUM_PATH: bin, TABFARM_GL: gl }), new RegExp(`TABFARM_GL is set to "${gl.replace(/[!,]/g, "\\$&")}": expected one of swiftshader, llvmpipe, egl, vulkan`));
+  });
+  test("TABFARM_GL=auto is refused: goldens need one named backend", () => {
+    for (const gl of ["auto", " auto "]) assert.throws(() => farmLaunchOptions({}, { CHROMIUM_PATH: bin, TABFARM_GL: gl }), /TABFARM_GL is set to "auto": golden images need one named backend/);
   });
 });
 
 describe("real launch (headless Chromium)", { timeout: 120_000 }, () => {
-  const launch = (gl: GlBackend, extra: string[] = []) =>
+  const launch = (gl: ConcreteGlBackend, extra: string[] = []) =>
     chromium.launch({ executablePath: findBrowser().path, args: [...chromiumArgs(gl), ...extra], headless: true, timeout: 60_000 });
 
   test("swiftshader gives WebGL on SwiftShader", async (t) => {
@@ -395,7 +399,8 @@ describe("real launch (headless Chromium)", { timeout: 120_000 }, () => {
   test("--disable-gpu --disable-software-rasterizer: probe reports no WebGL", async () => {
     let browser: Browser | undefined;
     try {
-      browser = await launch("auto", ["--disable-gpu", "--disable-software-rasterizer"]);
+      const noGlFlags = chromiumArgs("swiftshader").filter((a) => !/^--(use-gl|use-angle|enable-unsafe-swiftshader|ignore-gpu-blocklist)/.test(a));
+      browser = await chromium.launch({ executablePath: findBrowser().path, args: [...noGlFlags, "--disable-gpu", "--disable-software-rasterizer"], headless: true, timeout: 60_000 });
       const page = await browser.newPage();
       await page.goto("about:blank");
       const p = await probeWebgl(page);
