@@ -3,6 +3,8 @@
 // then per pose: update the camera → wait for React's commit → render + readPixels → encode in the
 // same EncoderPool the session uses, AWAITED (no overlap: render, read, encode, then the next frame).
 // It goes through sceneStore ops exactly like a session does, so the React/scene cost is the same.
+// `pngEncoder` picks the pool's PNG encoder (canvas | jsquash), so the loop can match the farm's or the
+// browser's own; the GL backend is the browser's (the bench launches it with the flags it compares).
 import type { SceneElement } from "../../../protocol/elements.js";
 import type { CameraPose } from "../../../protocol/camera.js";
 import type { ImageFormat } from "../../../protocol/grab.js";
@@ -10,7 +12,7 @@ import { sceneStore } from "../scene/sceneStore.js";
 import { cameraRegistry } from "../camera/cameraRegistry.js";
 import { glContext } from "../capture/glContext.js";
 import { renderFrame } from "../capture/renderFrame.js";
-import { EncoderPool } from "../capture/encoderPool.js";
+import { EncoderPool, encoderUse, pngEncoderOfPage, type PngEncoderName } from "../capture/encoderPool.js";
 
 export interface RawLoopOptions {
   scene: SceneElement;
@@ -21,6 +23,8 @@ export interface RawLoopOptions {
   quality?: number;
   /** Diagnostics: "render" skips the encode (render + readPixels only); "encode" renders the first pose once and encodes its pixels for every pose. */
   only?: "render" | "encode";
+  /** The pool's PNG encoder; default: the page's (its URL's `pngEncoder`, else the farm's default). */
+  pngEncoder?: PngEncoderName;
   /**
    * Diagnostics: "pool" (default) is the session's EncoderPool; "cpu" is the same worker code with a
    * `willReadFrequently` 2D context, which Chromium keeps in software (no GPU-process round trip).
@@ -40,6 +44,9 @@ export interface RawLoopResult {
   /** Time to the end of the first frame (scene build and shader compilation land here). */
   firstFrameMs: number;
   bytes: number;
+  /** Frames by the encoder that made them (a jsquash loop whose wasm failed shows canvas frames), and why it fell back. */
+  encodedBy: Record<PngEncoderName, number>;
+  fallbacks: string[];
 }
 
 // The same camera element and pose props the farm adds (server/dispatch/farmCamera.ts), so the page
@@ -53,9 +60,9 @@ function poseProps(pose: CameraPose): Record<string, unknown> {
   };
 }
 
-let encoder: EncoderPool | undefined;
+const pools = new Map<PngEncoderName, EncoderPool>();
 
-// encoder.worker.ts with one change (willReadFrequently), inlined so this file stays self-contained.
+// The canvas PNG encoder alone (as encoder.worker.ts's canvas path), inlined: bench/diag.ts's "cpu" baseline.
 const CPU_ENCODER = `self.onmessage = async (event) => {
   const { id, pixels, width, height, mime, quality } = event.data;
   try {
@@ -105,9 +112,12 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
   let encode: Encode;
   if (options.encoder === "cpu") encode = cpuEncode ??= cpuEncoder();
   else {
-    const pool = (encoder ??= new EncoderPool());
+    const pngEncoder = options.pngEncoder ?? pngEncoderOfPage();
+    let pool = pools.get(pngEncoder);
+    if (!pool) pools.set(pngEncoder, (pool = new EncoderPool({ pngEncoder })));
     encode = (pixels, w, h, f, q) => pool.encode(pixels, w, h, f, q);
   }
+  const before = encoderReport();
   const started = performance.now();
   sceneStore.apply({
     op: "set",
@@ -117,7 +127,10 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
       children: [scene, { tag: "CameraView", key: CAMERA_KEY, width, height, stream: "ondemand", ...poseProps({ position: [0, 0, 5] }) }],
     },
   });
-  const result: RawLoopResult = { frames: 0, ms: 0, settleMs: 0, renderMs: 0, encodeWaitMs: 0, encodeWorkerMs: 0, firstFrameMs: 0, bytes: 0 };
+  const result: RawLoopResult = {
+    frames: 0, ms: 0, settleMs: 0, renderMs: 0, encodeWaitMs: 0, encodeWorkerMs: 0, firstFrameMs: 0, bytes: 0,
+    encodedBy: { canvas: 0, jsquash: 0 }, fallbacks: [],
+  };
   let kept: Uint8ClampedArray<ArrayBuffer> | undefined;
   for (const pose of poses) {
     const t0 = performance.now();
@@ -151,8 +164,15 @@ export async function rawLoop(options: RawLoopOptions): Promise<RawLoopResult> {
     if (result.frames++ === 0) result.firstFrameMs = t3 - started;
   }
   result.ms = performance.now() - started;
+  const after = encoderReport();
+  for (const name of Object.keys(result.encodedBy) as PngEncoderName[]) result.encodedBy[name] = after.frames[name] - before.frames[name];
+  result.fallbacks = after.fallbacks.slice(before.fallbacks.length);
   return result;
 }
+
+/** What this page's encoder pools did so far (the session's too): frames by encoder, fallbacks from jsquash to the canvas. */
+export const encoderReport = (): { frames: Record<PngEncoderName, number>; fallbacks: string[] } =>
+  ({ frames: { ...encoderUse.frames }, fallbacks: [...encoderUse.fallbacks] });
 
 /** True once the R3F canvas is mounted (what a grab needs before it can render). */
 export const benchReady = (): boolean => Boolean(glContext.gl && glContext.scene);
