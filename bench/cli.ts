@@ -1,6 +1,8 @@
 // npm run bench -- [throughput|queue|ingest|chaos|soak|template] [options]
 //   throughput (default)  raw in-page loop vs the seed's one-grab-at-a-time pattern vs the farm, + a sessions sweep,
-//                         + the farm with rgb alone vs rgb,depth,mask,normal (--layers-compare)
+//                         + the farm with rgb alone vs rgb,depth,mask,normal (--layers-compare), + the naive loop
+//                         (SwiftShader, canvas encoder) for "what a user gets"; --png-encoder canvas,jsquash: the
+//                         farm alone with each PNG encoder
 //   queue                 the durable queue against an in-memory one (bench/queue.ts)
 //   ingest                fake sessions answering grabs at once with a pre-encoded PNG: what the server can take in
 //   chaos                 bench/chaos.ts when present
@@ -17,10 +19,13 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { ImageFormat } from "../protocol/grab.js";
 import { parseLayerList, type LayerName } from "../protocol/layers.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
-import { benchThroughput, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
+import { benchPngEncoders, benchThroughput, pngEncodersJson, printPngEncoders, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
 import { fmt, lowerMedian, printTable, quiet, roundDeep } from "./report.js";
 import { defaultBrowsers } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
+import { GL_BACKENDS, type GlBackend } from "../harness/chromiumFlags.js";
+import { chooseGl } from "../harness/chooseGl.js";
+import { DEFAULT_PNG_ENCODER, PNG_ENCODERS, type PngEncoderName } from "../client/src/capture/encoderPool.js";
 import { IMAGE_CHECK_DEPTHS, type ImageCheckDepth } from "../server/capture/checkImage.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -52,6 +57,13 @@ const layerSetList = (value: string): LayerName[][] => {
   }
 };
 
+const pngEncoderList = (value: string): PngEncoderName[] => {
+  const names = value.split(",").map((v) => v.trim()).filter(Boolean);
+  if (!names.length) throw new InvalidArgumentError(`no encoder in '${value}' (have: ${PNG_ENCODERS.join(", ")})`);
+  for (const n of names) if (!(PNG_ENCODERS as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown PNG encoder '${n}' (have: ${PNG_ENCODERS.join(", ")})`);
+  return names as PngEncoderName[];
+};
+
 const checkList = (value: string): ImageCheckDepth[] => {
   const names = value.split(",").map((v) => v.trim()).filter(Boolean);
   for (const n of names) if (!(IMAGE_CHECK_DEPTHS as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown check depth '${n}' (have: ${IMAGE_CHECK_DEPTHS.join(", ")})`);
@@ -77,7 +89,10 @@ interface CliOptions {
   encode: "browser" | "server";
   pngLevel?: number;
   recycleAfter: number;
+  relaunchAfter?: number;
   browser?: string[];
+  gl: GlBackend;
+  pngEncoder: PngEncoderName[];
   layersCompare: LayerName[][];
   checks?: ImageCheckDepth[];
   dashboard: boolean;
@@ -128,10 +143,20 @@ async function throughput(o: CliOptions): Promise<void> {
   if (o.browser && o.browser.length > 1) return compareBrowsers(o.browser, opts, code, started);
   if (o.browser) process.env.TABFARM_BROWSER = o.browser[0];
   console.error(`browser: ${describeBrowser()}`);
+  // The farm's backend as the farm picks it (--gl auto: harness/chooseGl.ts), in the browser every bench tab uses.
+  const gl = await chooseGl(findBrowser().path, o.gl);
+  console.error(`gl: ${gl.gl} (${gl.why})`);
+  Object.assign(opts, { gl: gl.gl, glWhy: gl.why, pngEncoder: o.pngEncoder[0] });
+  if (o.pngEncoder.length > 1) {
+    const c = await benchPngEncoders(opts, o.pngEncoder);
+    printPngEncoders(c, opts);
+    console.log(`code: ${code}; bench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    return console.log(JSON.stringify({ png_encoders: pngEncodersJson(c), gl: gl.gl, commit: code }));
+  }
   const r = await benchThroughput(opts);
   printThroughput(r, opts);
   console.log(`code: ${code}; bench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
-  console.log(JSON.stringify({ ...throughputJson(r), commit: code }));
+  console.log(JSON.stringify({ ...throughputJson(r, opts), commit: code }));
 }
 
 /** Every bench tab pool finds its browser with findBrowser(), which reads TABFARM_BROWSER. */
@@ -171,7 +196,7 @@ async function compareBrowsers(choices: string[], opts: ThroughputOptions, code:
   const rows: (string | number)[][] = [["scene / way", ...choices, ...choices.slice(1).map((c) => `${c} / ${choices[0]}`), "all runs"]];
   const json: Record<string, Record<string, number>> = {};
   for (const [scene, byWay] of Object.entries(fps)) {
-    for (const way of ["raw", "seed", "farm"]) {
+    for (const way of ["naive", "raw", "seed", "farm"]) {
       const medians = choices.map((c) => middle(byWay[`${way}|${c}`] ?? [NaN]));
       rows.push([
         `${scene} / ${way}`, ...medians.map((m) => fmt(m)), ...medians.slice(1).map((m) => fmt(m / medians[0]!, 2)),
@@ -236,7 +261,7 @@ async function chaos(o: CliOptions): Promise<void> {
 async function soak(o: CliOptions): Promise<void> {
   const { benchSoak } = await import("./soak.js");
   const r = await benchSoak({
-    frames: o.frames ?? (o.quick ? 1000 : 20_000), sessions: o.sessions, recycleAfter: o.recycleAfter,
+    frames: o.frames ?? (o.quick ? 1000 : 20_000), sessions: o.sessions, recycleAfter: o.recycleAfter, relaunchAfter: o.relaunchAfter,
     framesPerJob: o.framesPerJob, width: o.width, height: o.height, log: (line) => console.error(line),
   });
   const width = Math.max(...Object.keys(r).map((k) => k.length));
@@ -311,7 +336,10 @@ const program = new Command()
   .option("--dashboard", "ingest: each trial without and with a dashboard open, interleaved, --repeat rounds: what the dashboard costs the server per frame", false)
   .option("--image <file>", "ingest: the image the fake sessions send (of --width × --height), e.g. a real frame: docs/demo-frame.png")
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
+  .option("--relaunch-after <n>", "soak: relaunch a browser after its tabs rendered this many frames (0: never; default: two runs, off and the farm's default)", (v: string): number => { if (!/^\d+$/.test(v)) throw new InvalidArgumentError("--relaunch-after must be a whole number ≥ 0"); return Number(v); })
   .option("--layers-compare <sets>", "throughput: the farm with each layer set in turn, sets split by ':' (the first is the baseline), 'none' to skip; frames per set: light 120, heavy 16 (--quick 40/8; --frames sets them too)", layerSetList, layerSetList("rgb:rgb,depth,mask,normal"))
+  .addOption(new Option("--gl <backend>", "throughput: the farm's WebGL backend (seed, farm and the matched raw loop; the naive loop is always swiftshader): auto as the farm picks it (harness/chooseGl.ts)").choices(GL_BACKENDS as string[]).default("auto"))
+  .option("--png-encoder <list>", `throughput: the farm's PNG encoder in the page (${PNG_ENCODERS.join(" | ")}; default ${DEFAULT_PNG_ENCODER}, the naive loop is always canvas); several, comma-separated: the farm alone with each, interleaved, medians`, pngEncoderList, [DEFAULT_PNG_ENCODER])
   .option("--browser <list>", "throughput: auto | system | bundled | a path (as the farm's --browser); several, comma-separated, compare them (interleaved runs, no sweep)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
   .option("--quick", "small frame counts (about a minute)", false)
   .option("--keep", "keep the temp datasets", false)
