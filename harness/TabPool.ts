@@ -41,8 +41,9 @@ export interface TabPoolOptions {
   /**
    * Asks the server to retire the session of launched tab `worker` between jobs (it is then recycled:
    * recycle(worker, …, false)); false when the server has no session of that name (nothing in flight).
+   * A remote worker's answer comes over its control socket (a promise; false when not acknowledged in time).
    */
-  retire?: (worker: string) => boolean;
+  retire?: (worker: string) => boolean | Promise<boolean>;
 }
 
 /** How long the tabs of a browser due for a relaunch may take to finish their jobs before they are closed anyway. */
@@ -181,8 +182,8 @@ export class TabPool {
     const { targetId, contextId } = created;
     if (slot.targets !== targets) return; // its browser was relaunched meanwhile: the fresh one opens the tab
     this.live.set(tab, { slot, targetId, contextId });
-    // Opened while its browser became due: it has barely loaded, so it goes at once instead of being retired.
-    if (slot.draining && !this.retireForRelaunch(tab)) void targets.dispose(contextId).catch(() => {});
+    // Opened while its browser became due: it has barely loaded, so it goes at once unless the server has its session.
+    if (slot.draining) this.retireOrClose(slot, tab);
   }
 
   /** A tab crashed or closed: open a replacement (unless the whole browser is going, or it was retired). */
@@ -293,10 +294,7 @@ export class TabPool {
     slot.relaunch = { drainStarted: performance.now(), awaitingHello: new Set(slot.tabs) };
     this.options.log(`browser ${slot.index}: its tabs rendered ${slot.frames} frames since it was launched; relaunching it once they finish their jobs`);
     const tabs = [...this.live].filter(([, t]) => t.slot === slot).map(([tab]) => tab);
-    for (const tab of tabs) {
-      // A tab without a session yet holds no job: it goes at once.
-      if (!this.retireForRelaunch(tab)) void slot.targets?.dispose(this.live.get(tab)!.contextId).catch(() => {});
-    }
+    for (const tab of tabs) this.retireOrClose(slot, tab);
     if (this.slotTabsLive(slot) === 0) return void this.relaunch(slot);
     // A job that never ends (a hung page the server has not dropped yet) must not hold the relaunch for ever.
     slot.drainTimer = setTimeout(() => {
@@ -306,9 +304,26 @@ export class TabPool {
     slot.drainTimer.unref();
   }
 
-  /** Asks the server to retire tab `tab` between jobs; false when it has no session for it. */
-  private retireForRelaunch(tab: number): boolean {
-    return this.options.retire?.(launchedWorkerName(tab, this.options.owner)) ?? false;
+  /**
+   * Asks the server to retire tab `tab` of draining `slot` between jobs; when it has no session for it (a tab
+   * without one holds no job) or cannot say, the tab is closed at once (the server puts back a job it held).
+   * A synchronous answer (the local farm's) is acted on at once; an asynchronous one (a worker's) when it
+   * comes, if the tab is still the same one in the still-draining browser.
+   */
+  private retireOrClose(slot: BrowserSlot, tab: number): void {
+    const asked = this.live.get(tab);
+    const closeUnlessRetired = (retired: boolean) => {
+      if (retired || this.live.get(tab) !== asked || !asked || !slot.draining) return;
+      void slot.targets?.dispose(asked.contextId).catch(() => {});
+    };
+    let answer: boolean | Promise<boolean>;
+    try {
+      answer = this.options.retire?.(launchedWorkerName(tab, this.options.owner)) ?? false;
+    } catch {
+      answer = false;
+    }
+    if (typeof answer === "boolean") closeUnlessRetired(answer);
+    else answer.then((retired) => closeUnlessRetired(retired === true), () => closeUnlessRetired(false));
   }
 
   private slotTabsLive(slot: BrowserSlot): number {

@@ -4,10 +4,11 @@
 // the launched browser renders at all. Only where the signals come from differs: the Farm's session
 // events locally (farmTabSignals), the worker-control socket for a worker (workerCommand.ts).
 // Browsers are relaunched after --relaunch-after frames where the signals carry the frames each tab
-// rendered and can retire a tab between jobs: the local farm's (the worker protocol carries neither yet).
+// rendered and can retire a tab between jobs: the local farm's run events and sessions, a worker's
+// `rendered` messages and `retire` requests (protocol/worker.ts; the server answers those asynchronously).
 import type { Farm } from "../server/session/Farm.js";
 import type { Session } from "../server/session/Session.js";
-import { onRecycleDue } from "../server/session/workerLink.js";
+import { onRecycleDue, onSessionRendered } from "../server/session/workerLink.js";
 import type { RunEvents } from "../server/events/RunEvents.js";
 import type { RecycleOrder, TabJoined } from "../protocol/worker.js";
 import { describeGl, type ConcreteGlBackend } from "./chromiumFlags.js";
@@ -29,8 +30,11 @@ export interface TabSignals {
   recycle(listener: (order: RecycleOrder) => void): void;
   /** Subscribes to frames rendered by tabs (one call per job done), for --relaunch-after; absent: not known here. */
   rendered?(listener: (worker: string, frames: number) => void): void;
-  /** Asks the server to retire the session of tab `worker` between jobs (then recycle it); false when it has none. */
-  retire?(worker: string): boolean;
+  /**
+   * Asks the server to retire the session of tab `worker` between jobs (then recycle it); false when it has
+   * none or cannot say (a worker's request not acknowledged in time).
+   */
+  retire?(worker: string): boolean | Promise<boolean>;
 }
 
 /** The local farm's signals: its own sessions' hellos and events, and its run's events (frames rendered, for --relaunch-after). */
@@ -44,13 +48,7 @@ export function farmTabSignals(farm: Farm, events?: RunEvents): TabSignals {
       return () => farm.off("session", onSession);
     },
     recycle: (listener) => farm.on("session", (session: Session) => onRecycleDue(session, listener)),
-    rendered: events && ((listener) => {
-      events.subscribe((event) => {
-        if (event.type !== "job.done") return;
-        const worker = farm.sessions.get(event.session)?.info.worker;
-        if (worker !== undefined) listener(worker, event.frames);
-      });
-    }),
+    rendered: events && ((listener) => onSessionRendered(events, farm.sessions, (session, frames) => listener(session.info.worker, frames))),
     retire: (worker) => {
       const session = sessionOf(worker);
       session?.retire();

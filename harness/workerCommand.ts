@@ -1,8 +1,9 @@
 // `npm run farm -- worker --connect http://HOST:PORT --token T`: headless tabs on this machine as
 // sessions of a farm server elsewhere, with the local farm's tab lifecycle (tabLifecycle.ts). A
 // control socket (protocol/worker.ts) comes first: it gets the proofs the tabs' URLs carry, the
-// server's orders to replace a tab, and the run's end. Frames go to the server; nothing is written
-// here but the browsers' temporary profiles.
+// server's orders to replace a tab, the frames each tab rendered (--relaunch-after: a browser is
+// relaunched between jobs, its tabs retired through the server first), and the run's end. Frames go
+// to the server; nothing is written here but the browsers' temporary profiles.
 //
 // Exit codes: 0 when the server says the run is over; 2 when the server refuses the token or this
 // worker, is unreachable for --wait seconds, or the tabs cannot render; 128 + n on signal n.
@@ -12,14 +13,14 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { io, type Socket } from "socket.io-client";
 import { launchedTabOf, WORKER_NAME } from "../protocol/events.js";
 import {
-  describeRefusal, MAX_WORKER_TABS, ReasonSchema, RecycleOrderSchema, TabJoinedSchema, WORKER_NAMESPACE, WORKER_PROTOCOL_VERSION, WorkerWelcomeSchema,
+  describeRefusal, MAX_WORKER_TABS, ReasonSchema, RecycleOrderSchema, TabJoinedSchema, TabRenderedSchema, WORKER_NAMESPACE, WORKER_PROTOCOL_VERSION, WorkerWelcomeSchema,
   type RecycleOrder, type ServerToWorkerEvents, type TabJoined, type WorkerToServerEvents,
 } from "../protocol/worker.js";
 import { withoutControlCharacters } from "../protocol/runEvents.js";
 import type { GlBackend } from "./chromiumFlags.js";
 import { chooseGl, glOption } from "./chooseGl.js";
 import { findBrowser, type FoundBrowser } from "./findBrowser.js";
-import { defaultBrowsers } from "./TabPool.js";
+import { defaultBrowsers, DEFAULT_RELAUNCH_AFTER_FRAMES, parseRelaunchAfter } from "./TabPool.js";
 import { FarmStopped, exitCodeFor, stopOnSignals, untilAborted } from "./shutdown.js";
 import { TabLifecycle, type TabSignals } from "./tabLifecycle.js";
 
@@ -36,6 +37,8 @@ export interface WorkerOptions {
   name: string;
   /** Seconds the server may be unreachable (at the start, or after it went away) before the worker gives up; 0: forever. */
   wait: number;
+  /** --relaunch-after: relaunch a browser once its tabs rendered this many frames (0: never; absent: DEFAULT_RELAUNCH_AFTER_FRAMES). */
+  relaunchAfter?: number;
   verbose: boolean;
 }
 
@@ -44,6 +47,13 @@ export class WorkerError extends Error {}
 
 /** How long a connected server may take to answer the hello. */
 const WELCOME_TIMEOUT_MS = 30_000;
+/** How long the server may take to acknowledge a `retire`; no answer counts as "no session" (the tab is closed, its job put back). */
+const RETIRE_ACK_TIMEOUT_MS = 10_000;
+/**
+ * Least time between two `retire` requests: a browser's drain asks for all its tabs at once, and the server
+ * cuts a control socket that sends more than 50 messages a second (Farm's messagesPerSecond): 40 a second at most.
+ */
+const RETIRE_SPACING_MS = 25;
 
 /** The server's origin and the token to present, from --connect and --token. */
 export function serverOf(connect: string, token: string | undefined): { origin: string; token: string } {
@@ -77,6 +87,9 @@ class ControlLink {
   private proofs: string[] | undefined;
   private readonly joinedListeners = new Set<(tab: TabJoined) => void>();
   private readonly recycleListeners = new Set<(order: RecycleOrder) => void>();
+  private readonly renderedListeners = new Set<(tab: string, frames: number) => void>();
+  /** When the next `retire` request may go (RETIRE_SPACING_MS). */
+  private nextRetireAt = 0;
   private unreachable?: NodeJS.Timeout;
   private welcomeTimer?: NodeJS.Timeout;
   private tries = 0;
@@ -106,6 +119,7 @@ class ControlLink {
     this.socket.on("welcome", (raw) => this.checked("welcome", WorkerWelcomeSchema.safeParse(raw), (w) => this.welcome(w.worker, w.proofs)));
     this.socket.on("tabJoined", (raw) => this.checked("tabJoined", TabJoinedSchema.safeParse(raw), (tab) => this.joinedListeners.forEach((l) => l(tab))));
     this.socket.on("recycle", (raw) => this.checked("recycle", RecycleOrderSchema.safeParse(raw), (order) => this.recycleListeners.forEach((l) => l(order))));
+    this.socket.on("rendered", (raw) => this.checked("rendered", TabRenderedSchema.safeParse(raw), ({ tab, frames }) => this.renderedListeners.forEach((l) => l(tab, frames))));
     this.socket.on("refused", (raw) =>
       this.checked("refused", ReasonSchema.safeParse(raw), ({ reason }) => this.giveUp(`the server at ${origin} refused this worker: ${reason}`)),
     );
@@ -130,7 +144,23 @@ class ControlLink {
         return () => this.joinedListeners.delete(listener);
       },
       recycle: (listener) => void this.recycleListeners.add(listener),
+      rendered: (listener) => void this.renderedListeners.add(listener),
+      retire: (tab) => this.retire(tab),
     };
+  }
+
+  /** Asks the server to retire one of this worker's tabs between jobs: true when it did; false when it has no session for it, or no answer came. */
+  private async retire(tab: string): Promise<boolean> {
+    const at = Math.max(Date.now(), this.nextRetireAt);
+    this.nextRetireAt = at + RETIRE_SPACING_MS;
+    if (at > Date.now()) await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
+    if (!this.socket.connected || this.over) return false; // (socket.io would buffer it until a reconnect)
+    try {
+      return (await this.socket.timeout(RETIRE_ACK_TIMEOUT_MS).emitWithAck("retire", { tab })) === true;
+    } catch {
+      this.log(`the server did not answer the retire request for ${tab} within ${RETIRE_ACK_TIMEOUT_MS / 1000} s; closing the tab (the server puts its job back)`);
+      return false;
+    }
   }
 
   /** The proof for one of this worker's tabs (its latest, from the server's last welcome). */
@@ -249,13 +279,15 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
       const lifecycle = (tabs = new TabLifecycle({
         browser, executablePath: browser.path, gl, url: `${origin}/?token=${encodeURIComponent(token)}`, owner: options.name,
         proveLaunched: (name) => control.proofOf(name) ?? "", tabs: options.sessions, browsers: options.browsers, log: say,
-        verbose: options.verbose, extraArgs: options.chromiumArg,
+        verbose: options.verbose, extraArgs: options.chromiumArg, relaunchAfterFrames: options.relaunchAfter ?? DEFAULT_RELAUNCH_AFTER_FRAMES,
       }, control.signals));
       control.onNewProofs = () => lifecycle.pool.recycleAll("reloads with the restarted server's proof");
       const first = await Promise.race([lifecycle.start(stopped, stop), control.ended.then(() => undefined)]);
       if (first) for (const line of TabLifecycle.describeFirstTab(first, gl)) say(line);
     }
     const reason = await Promise.race([control.ended, stopped]);
+    const pool = tabs?.pool;
+    if (pool?.relaunches) say(`browsers relaunched ${pool.relaunches} time(s) (--relaunch-after ${options.relaunchAfter ?? DEFAULT_RELAUNCH_AFTER_FRAMES}); tabs recycled ${pool.recycled} time(s)`);
     say(`the run is over (${reason}); closing the browsers`);
     return reason;
   } finally {
@@ -268,6 +300,15 @@ const int = (name: string, min: number, max: number) => (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
   return n;
+};
+
+/** --relaunch-after, as the farm's (parseRelaunchAfter), with commander's error type. */
+const relaunchAfter = (value: string) => {
+  try {
+    return parseRelaunchAfter(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 };
 
 /** Adds `worker` to the command line (harness/cli.ts). */
@@ -287,6 +328,10 @@ export function addWorkerCommand(program: Command): void {
     .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable)", (v: string, all: string[]) => [...all, v], [] as string[])
     .option("--name <name>", "this worker's name on the server (1-40 letters, digits, _ or -; its tabs are NAME.tab-N) (default: host name and process id)")
     .addOption(new Option("--wait <seconds>", "how long the server may be unreachable, at the start or after it went away, before the worker gives up (0: forever)").argParser(int("--wait", 0, 7 * 86_400)).default(120))
+    .addOption(
+      new Option("--relaunch-after <frames>", "relaunch a browser (not only its tabs) once its tabs rendered this many frames, between jobs, one browser at a time (0: never)")
+        .argParser(relaunchAfter).default(DEFAULT_RELAUNCH_AFTER_FRAMES),
+    )
     .option("--verbose", "print browser console errors", false)
     .action(async (raw) => {
       const options: WorkerOptions = { ...raw, gl: raw.gl as GlBackend, browsers: raw.browsers ?? defaultBrowsers(raw.sessions), name: raw.name ?? defaultWorkerName() };

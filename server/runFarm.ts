@@ -290,6 +290,7 @@ async function serveRun(opened: OpenDataset, options: RunOptions, log: (line: st
   const seconds = () => (performance.now() - started) / 1000;
   const { stats, events } = recorder;
   retireLaunchedTabs(farm, events, options.recycleAfterFrames ?? 0);
+  farm.workers.forwardRendered(events); // remote workers' --relaunch-after counts
   const dispatch = dispatchJobs({ farm, queue, dataset, run, leaseTtlMs, log, maxWriteStallMs: options.maxWriteStallMs, runSeed: manifest.seed, events });
   /** Dispatch has ended (every job done or failed, or stopped): a job put back now would not be rendered. */
   let runOver = false;

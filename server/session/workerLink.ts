@@ -1,13 +1,16 @@
 // The server's end of the worker-control namespace (protocol/worker.ts): remote `farm worker`
 // processes say hello, get the proofs for their tabs' names, and are told when one of their tabs must
-// be replaced and when the run is over. The Farm guards the namespace (token, cap, message rate).
+// be replaced, how many frames each finished (for --relaunch-after), and when the run is over; they may
+// ask for one of their own tabs to be retired between jobs. The Farm guards the namespace (token, cap, message rate).
 import type { EventEmitter } from "node:events";
 import type { Namespace, Socket } from "socket.io";
 import { launchedWorkerName, parseLaunchedTab } from "../../protocol/events.js";
 import {
-  describeRefusal, WORKER_PROTOCOL_VERSION, WorkerHelloSchema,
+  describeRefusal, RetireRequestSchema, WORKER_PROTOCOL_VERSION, WorkerHelloSchema,
   type RecycleOrder, type ServerToWorkerEvents, type WorkerToServerEvents,
 } from "../../protocol/worker.js";
+import { LIMITS } from "../../protocol/grab.js";
+import type { RunEvents } from "../events/RunEvents.js";
 import type { Session } from "./Session.js";
 
 export type WorkerNamespace = Namespace<WorkerToServerEvents, ServerToWorkerEvents>;
@@ -31,6 +34,24 @@ export function onRecycleDue(session: Session, recycle: (order: RecycleOrder) =>
   session.once("quarantined", (why: string) => recycle({ tab, reason: `is quarantined (it ${why})`, fault: true }));
 }
 
+/**
+ * Frames rendered by sessions, one call per job done, with the session's admitted name (a launched tab's
+ * `tab-N` or `<worker>.tab-N`, else whatever a page called itself): what --relaunch-after counts, for the
+ * local farm's browsers (farmTabSignals) and remote workers' (WorkerLinks.forwardRendered) alike.
+ */
+export function onSessionRendered(events: RunEvents, sessions: ReadonlyMap<string, Session>, listener: (session: Session, frames: number) => void): void {
+  events.subscribe((event) => {
+    if (event.type !== "job.done") return;
+    const session = sessions.get(event.session);
+    if (session) listener(session, event.frames);
+  });
+}
+
+/** The Farm as WorkerLinks sees it: it emits "session" (a Session) when a tab said hello, and holds the sessions by id. */
+export interface SessionSource extends EventEmitter {
+  readonly sessions: ReadonlyMap<string, Session>;
+}
+
 interface Link {
   socket: WorkerSocket;
   instance: string;
@@ -52,17 +73,20 @@ export class WorkerLinks {
    */
   private readonly pendingRecycles = new Map<string, { instance: string; orders: Map<string, RecycleOrder> }>();
 
+  /** The worker process (instance) that owned a remote tab's name when its session joined: only that process may hear of it or retire it. */
+  private readonly sessionOwners = new WeakMap<Session, string>();
+
   constructor(
     private readonly namespace: WorkerNamespace,
-    /** Emits "session" (a Session) when a tab said hello: the Farm. */
-    sessions: EventEmitter,
+    /** The Farm. */
+    private readonly farm: SessionSource,
     /** Signs a proof subject (Farm.launchedTabProof). */
     private readonly proofOf: (subject: string) => string,
     private readonly log: (line: string) => void,
     private readonly logThrottled: (topic: string, line: string) => void,
   ) {
     namespace.on("connection", (socket) => this.connected(socket));
-    sessions.on("session", (session: Session) => this.sessionJoined(session));
+    farm.on("session", (session: Session) => this.sessionJoined(session));
   }
 
   /** Workers connected now. */
@@ -101,6 +125,7 @@ export class WorkerLinks {
         this.log(`worker ${hello.name} from ${address} left (${reason})`);
       });
       const proofs = Array.from({ length: hello.tabs }, (_, tab) => this.proofOf(this.proofSubject(launchedWorkerName(tab, hello.name))!));
+      socket.on("retire", (...args: unknown[]) => this.retire(hello.name, hello.instance, args));
       socket.emit("welcome", { worker: hello.name, proofs });
       const pending = this.pendingRecycles.get(hello.name);
       this.pendingRecycles.delete(hello.name);
@@ -140,6 +165,7 @@ export class WorkerLinks {
     this.links.get(worker)?.socket.emit("tabJoined", { tab: session.info.worker, webgl: session.info.webgl, renderer: session.info.renderer });
     // Looked up when it happens: the worker may have reconnected (a new socket) since, or be away for now.
     const owner = this.owners.get(worker);
+    if (owner !== undefined) this.sessionOwners.set(session, owner);
     onRecycleDue(session, (order) => {
       if (owner === undefined || this.owners.get(worker) !== owner) return; // another process has the name now: not its tab
       const link = this.links.get(worker);
@@ -147,6 +173,54 @@ export class WorkerLinks {
       const pending = this.pendingRecycles.get(worker) ?? { instance: owner, orders: new Map<string, RecycleOrder>() };
       pending.orders.set(order.tab, order);
       this.pendingRecycles.set(worker, pending);
+    });
+  }
+
+  /**
+   * A worker's `retire` request (its args as socket.io gave them: the request, then an ack function if it
+   * asked for one): the session of one of ITS tabs, admitted while it owned the name, finishes its jobs and
+   * takes no more (Session.retire), then goes through onRecycleDue's "recycle" order. Anything else (a
+   * malformed request, another worker's or a local tab, a tab with no session) is answered false; a
+   * request that is not this worker's is logged (throttled). Never throws, with or without an ack.
+   */
+  private retire(worker: string, instance: string, args: unknown[]): void {
+    const ack = typeof args.at(-1) === "function" ? (args.pop() as (retired: boolean) => void) : undefined;
+    const answer = (retired: boolean) => {
+      try {
+        ack?.(retired);
+      } catch {
+        // the socket is gone: nothing to tell
+      }
+    };
+    const parsed = args.length === 1 ? RetireRequestSchema.safeParse(args[0]) : undefined;
+    if (!parsed?.success) {
+      const why = parsed ? describeRefusal(parsed.error) : `${args.length} arguments, not 1`;
+      this.logThrottled("worker-retire", `ignored a malformed "retire" from worker ${worker} (${why})`);
+      return answer(false);
+    }
+    const { tab } = parsed.data;
+    if (parseLaunchedTab(tab)?.worker !== worker) {
+      this.logThrottled("worker-retire", `refused worker ${worker}'s "retire" of ${tab}: not one of its tabs`);
+      return answer(false);
+    }
+    if (this.owners.get(worker) !== instance) return answer(false); // (its link was replaced by another process: cannot happen while connected)
+    const session = [...this.farm.sessions.values()].find((s) => s.info.worker === tab && !s.closed && this.sessionOwners.get(s) === instance);
+    session?.retire();
+    answer(session !== undefined);
+  }
+
+  /**
+   * Tells each worker the frames its tabs rendered, one `rendered` per job done (onSessionRendered), for
+   * its --relaunch-after. Only while it is connected: a count missed during a network blip only delays a relaunch.
+   */
+  forwardRendered(events: RunEvents): void {
+    onSessionRendered(events, this.farm.sessions, (session, frames) => {
+      const tab = session.info.worker;
+      const worker = parseLaunchedTab(tab)?.worker;
+      const owner = worker === undefined ? undefined : this.owners.get(worker);
+      if (owner === undefined || this.sessionOwners.get(session) !== owner || frames < 1) return; // not (or no longer) a connected worker's tab
+      // (A handler's job may record more frames than a declared one may hold: the count saturates there.)
+      this.links.get(worker!)?.socket.emit("rendered", { tab, frames: Math.min(frames, LIMITS.maxFramesPerJob) });
     });
   }
 

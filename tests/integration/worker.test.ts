@@ -4,45 +4,19 @@
 // worker drops.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
-import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { createServer } from "node:http";
-import type { Readable } from "node:stream";
 import { describe, it } from "node:test";
 import { Server } from "socket.io";
 import { io as connect, type Socket } from "socket.io-client";
-import { REPO, readFrames, runFarmCli, spawnFarmCli, withTempDir } from "./cli.js";
+import { readFrames, runFarmCli, spawnFarmCli, withTempDir } from "./cli.js";
+import { freePort, spawnWorker } from "./fixtures/worker/workerProcess.js";
 import { exitCode, killGroup, waitForOutput } from "./fixtures/dashboard/farmProcess.js";
 import { orbitJob, writeJobsFile } from "./fixtures/dashboard/jobs.js";
 import { WORKER_NAMESPACE, WorkerHelloSchema } from "../../protocol/worker.js";
 
 const HANDLER = path.join(import.meta.dirname, "fixtures/worker/workerHandler.ts");
 const TOKEN = "worker-test-token";
-const TSX = pathToFileURL(path.join(REPO, "node_modules/tsx/dist/loader.mjs")).href;
-
-type Child = ChildProcessByStdio<null, Readable, Readable>;
-
-/** A port free on 127.0.0.1 now (the server is started on it, and again on it after a restart). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-    probe.on("error", reject);
-  });
-}
-
-/** `farm worker …` in its own process group, run from `cwd` (a folder the test checks stays empty). */
-function spawnWorker(args: string[], cwd: string): { child: Child; output: () => string } {
-  const child = spawn(process.execPath, ["--import", TSX, path.join(REPO, "harness/cli.ts"), "worker", ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], detached: true });
-  let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
-  return { child, output: () => output };
-}
 
 function serverArgs(port: number, out: string, jobsFile: string): string[] {
   return ["--serve-only", "--host", "127.0.0.1", "--port", String(port), "--token", TOKEN, "--out", out, "--jobs", jobsFile, "--handler", HANDLER, "--no-progress"];
@@ -272,6 +246,10 @@ describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
           socket.emit("tabJoined", { tab: "w3.tab-0", webgl: "yes", renderer: "x" });
           socket.emit("recycle", { tab: "../../etc", reason: "x", fault: true });
           socket.emit("recycle", null);
+          // `rendered` of every bad shape (--relaunch-after counts): dropped, each named.
+          for (const bad of [null, 42, "w3.tab-0", [], {}, { tab: "w3.tab-0" }, { tab: "w3.tab-0", frames: 0 }, { tab: "w3.tab-0", frames: -4 },
+            { tab: "w3.tab-0", frames: 1.5 }, { tab: "w3.tab-0", frames: "2" }, { tab: "w3.tab-0", frames: 1e12 }, { tab: "w3.tab-0", frames: Infinity },
+            { tab: "tab-0", frames: 2 }, { tab: "../../etc", frames: 2 }, { tab: "x".repeat(5000), frames: 2 }, { tab: 7, frames: 2 }]) socket.emit("rendered", bad);
           socket.emit("refused", { reason: 7 });
           socket.emit("stopping", "junk");
           await socket.timeout(5000).emitWithAck("runOver", { reason: "done\u001b[2J\rnow" }).catch(() => {});
@@ -288,6 +266,9 @@ describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
         assert.match(output, /ignored a malformed "tabJoined" from the server \(webgl: /);
         assert.match(output, /ignored a malformed "recycle" from the server \(tab: /);
         assert.match(output, /ignored a malformed "refused" from the server \(reason: /);
+        assert.equal(output.match(/ignored a malformed "rendered" from the server \(/g)?.length, 16, `every bad "rendered" is dropped and logged:\n${output}`);
+        assert.match(output, /ignored a malformed "rendered" from the server \(frames: /);
+        assert.match(output, /ignored a malformed "rendered" from the server \(tab: /);
         assert.match(output, /ignored a malformed "stopping"/);
         assert.match(output, /the run is over \(done\?\[2J\?now\)/);
         assert.doesNotMatch(output, /\u001b|\r/, "no control character from the server reaches the terminal");

@@ -2,7 +2,9 @@
 // real sockets: which pages it admits under a remote worker's tab names. A token holder (any page opened
 // by hand has the token) may say hello under a worker's name before that worker does; the proofs it gets
 // must not admit its pages as the real worker's tabs once the real worker has the name (else it could get
-// them recycled, or spoil the worker's WebGL verdict with tabJoined messages).
+// them recycled, or spoil the worker's WebGL verdict with tabJoined messages). A worker hears of the
+// frames its own tabs rendered (`rendered`) and may retire its own tabs' sessions (`retire`), nobody else's,
+// whatever it sends.
 //
 // Run: node --import tsx --test tests/integration/workerLink.test.ts
 import { after, describe, it } from "node:test";
@@ -13,7 +15,8 @@ import path from "node:path";
 import { io, type Socket } from "socket.io-client";
 import { Farm } from "../../server/session/Farm.js";
 import type { Session } from "../../server/session/Session.js";
-import { WORKER_NAMESPACE, type TabJoined, type WorkerWelcome } from "../../protocol/worker.js";
+import { RunEvents } from "../../server/events/RunEvents.js";
+import { WORKER_NAMESPACE, type TabJoined, type TabRendered, type WorkerWelcome } from "../../protocol/worker.js";
 
 const sockets: Socket[] = [];
 const farms: Farm[] = [];
@@ -25,12 +28,12 @@ after(async () => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-async function startFarm(): Promise<{ farm: Farm; origin: string }> {
+async function startFarm(log: (line: string) => void = () => {}): Promise<{ farm: Farm; origin: string }> {
   // No page is loaded here: a client folder with an index.html is all the Farm needs.
   const clientDir = fs.mkdtempSync(path.join(os.tmpdir(), "tabfarm-workerlink-"));
   dirs.push(clientDir);
   fs.writeFileSync(path.join(clientDir, "index.html"), "<!doctype html>");
-  const farm = new Farm({ clientDir, log: () => {} });
+  const farm = new Farm({ clientDir, log });
   farms.push(farm);
   await farm.listen();
   return { farm, origin: new URL(farm.url).origin };
@@ -63,6 +66,19 @@ async function page(farm: Farm, origin: string, name: string, proof: string | un
   socket.disconnect();
   return session.info.worker;
 }
+
+/** A page admitted as a session (under `name` if `proof` holds, else as unverified), left connected. */
+async function livePage(farm: Farm, origin: string, name: string, proof: string | undefined): Promise<Session> {
+  const joined = new Promise<Session>((resolve) => farm.once("session", resolve));
+  const socket = connect(origin, { token: farm.token, workerProof: proof });
+  socket.once("connect", () => socket.emit("hello", { renderer: "", vendor: "", webgl: false, userAgent: "t", devicePixelRatio: 1, worker: name }));
+  return joined;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `retire` with an ack (socket.io's, so any arguments): what the server answered, or "no answer". */
+const askRetire = (socket: Socket, ...args: unknown[]) => socket.timeout(5000).emitWithAck("retire", ...args).catch(() => "no answer");
 
 const gone = (socket: Socket) => new Promise<void>((resolve) => (socket.disconnected ? resolve() : socket.once("disconnect", () => resolve())));
 
@@ -135,4 +151,108 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     await strangerWelcome;
     assert.equal(await Promise.race([strayOrder, new Promise((r) => setTimeout(() => r("none"), 1000))]), "none");
   });
+
+  it("a worker may retire only its own tabs' sessions: malformed, foreign, local and unverified tabs are refused (false) and logged, throttled; with or without an ack; the server serves on", async () => {
+    const logs: string[] = [];
+    const { farm, origin } = await startFarm((line) => logs.push(line));
+    const own = await worker(farm, origin, "ret-box", "ret-instance-00001", 3);
+    const other = await worker(farm, origin, "other-box", "other-instance-0001");
+    const mine = await livePage(farm, origin, "ret-box.tab-0", own.welcome.proofs[0]);
+    const foreign = await livePage(farm, origin, "other-box.tab-0", other.welcome.proofs[0]);
+    const local = await livePage(farm, origin, "tab-0", farm.launchedTabProof("tab-0"));
+    const unverified = await livePage(farm, origin, "ret-box.tab-1", "not-the-proof");
+    assert.deepEqual([mine, foreign, local, unverified].map((s) => s.info.worker), ["ret-box.tab-0", "other-box.tab-0", "tab-0", "unverified:ret-box.tab-1"]);
+
+    const refused: unknown[][] = [
+      // Not its tab (another worker's, a local one, one that only calls itself so), or no session of it.
+      [{ tab: "other-box.tab-0" }], [{ tab: "tab-0" }], [{ tab: "unverified:ret-box.tab-1" }], [{ tab: "ret-box.tab-1" }], [{ tab: "ret-box.tab-2" }], [{ tab: "ret-box.tab-99" }],
+      // Not a request at all.
+      [], [null], [42], ["ret-box.tab-0"], [[]], [{}], [{ tab: 0 }], [{ tab: null }], [{ tab: ["ret-box.tab-0"] }], [{ tab: { toString: "ret-box.tab-0" } }],
+      [{ tab: "ret-box.tab-0", extra: 1 }], [{ tab: "ret-box.tab-0", frames: 4 }], [{ tab: "ret-box.tab-0\u0000" }], [{ tab: " ret-box.tab-0" }], [{ tab: "ret-box.tab--1" }],
+      [{ tab: "x".repeat(10_000) }], [{ tab: `ret-box.tab-${"9".repeat(5000)}` }], [{ tab: "ret-box.tab-0" }, "a second argument"], [{ tab: "ret-box.tab-0" }, { tab: "ret-box.tab-0" }],
+    ];
+    for (const args of refused) {
+      assert.equal(await askRetire(own.socket, ...args), false, `retire ${JSON.stringify(args).slice(0, 80)} is refused`);
+      await sleep(30); // under the namespace's 50 messages a second
+    }
+    // The same without an ack: nothing to answer, nothing thrown.
+    for (const args of refused) {
+      own.socket.emit("retire", ...args);
+      await sleep(30);
+    }
+    // Another worker asking for ret-box's tab is refused too.
+    assert.equal(await askRetire(other.socket, { tab: "ret-box.tab-0" }), false);
+    assert.deepEqual([mine, foreign, local, unverified].map((s) => s.retiring), [false, false, false, false], "no session was retired by any of these");
+    assert.equal(own.socket.connected && other.socket.connected, true, "refused requests are no reason to cut the worker");
+
+    // Each refusal was logged with what was wrong, at most 20 a minute (they came 2 × 25 + 1 times).
+    const retireLines = logs.filter((l) => /"retire"/.test(l));
+    assert.equal(retireLines.length, 20, `logged, throttled:\n${retireLines.join("\n")}`);
+    assert.ok(retireLines.some((l) => /refused worker ret-box's "retire" of other-box\.tab-0: not one of its tabs/.test(l)), retireLines.join("\n"));
+    assert.ok(retireLines.some((l) => /ignored a malformed "retire" from worker ret-box \(tab: /.test(l)), retireLines.join("\n"));
+    assert.ok(retireLines.some((l) => /ignored a malformed "retire" from worker ret-box \(0 arguments, not 1\)/.test(l)), retireLines.join("\n"));
+    assert.ok(retireLines.every((l) => l.length < 500 && !/\u0000/.test(l)), "no huge or raw text from the worker reaches the log");
+
+    // Its own tab's live session: retired (it finishes its jobs, then its worker gets the recycle order).
+    assert.equal(await askRetire(own.socket, { tab: "ret-box.tab-0" }), true);
+    assert.equal(mine.retiring, true);
+    assert.deepEqual([foreign, local, unverified].map((s) => s.retiring), [false, false, false]);
+
+    // A request over the control socket's message limit cuts that socket; the server serves on.
+    const cut = gone(other.socket);
+    other.socket.emit("retire", { tab: "x".repeat(64 * 1024) });
+    await cut;
+    const again = await worker(farm, origin, "late-box", "late-instance-0001");
+    assert.equal(again.welcome.proofs.length, 2);
+  });
+
+  it("a worker hears of the frames its own tabs rendered (one `rendered` per job done), never of other tabs'", async () => {
+    const { farm, origin } = await startFarm();
+    const events = new RunEvents();
+    farm.workers.forwardRendered(events);
+    const own = await worker(farm, origin, "frames-box", "frames-instance-01");
+    const other = await worker(farm, origin, "frames-other", "frames-instance-02");
+    const heard = { own: [] as TabRendered[], other: [] as TabRendered[] };
+    own.socket.on("rendered", (r: TabRendered) => heard.own.push(r));
+    other.socket.on("rendered", (r: TabRendered) => heard.other.push(r));
+    const sessions = [
+      await livePage(farm, origin, "frames-box.tab-1", own.welcome.proofs[1]),
+      await livePage(farm, origin, "frames-other.tab-0", other.welcome.proofs[0]),
+      await livePage(farm, origin, "tab-0", farm.launchedTabProof("tab-0")),
+      await livePage(farm, origin, "frames-box.tab-0", "not-the-proof"),
+      await livePage(farm, origin, "frames-box.tab-0", other.welcome.proofs[0]),
+    ];
+    sessions.forEach((session, i) => events.emit({ type: "job.done", at: Date.now(), job: `j${i}`, session: session.id, frames: 3 + i, attempt: 1 }));
+    events.emit({ type: "job.done", at: Date.now(), job: "j9", session: "no-such-session", frames: 2, attempt: 1 });
+    events.emit({ type: "job.done", at: Date.now(), job: "j0", session: sessions[0].id, frames: 250_000, attempt: 1 });
+    // A round trip on each socket after the events: whatever the server sent before has arrived.
+    await Promise.all([askRetire(own.socket, { tab: "frames-box.tab-7" }), askRetire(other.socket, { tab: "frames-other.tab-7" })]);
+    assert.deepEqual(heard.own, [{ tab: "frames-box.tab-1", frames: 3 }, { tab: "frames-box.tab-1", frames: 100_000 }], "its tab's jobs (a count past a job's limit saturates)");
+    assert.deepEqual(heard.other, [{ tab: "frames-other.tab-0", frames: 4 }]);
+  });
+
+  it("a tab's session admitted while another process owned the worker's name is not the new owner's: it hears nothing of it and cannot retire it", async () => {
+    const { farm, origin } = await startFarm();
+    const events = new RunEvents();
+    farm.workers.forwardRendered(events);
+    const before = await worker(farm, origin, "stale-box", "stale-instance-001");
+    const stale = await livePage(farm, origin, "stale-box.tab-0", before.welcome.proofs[0]);
+    assert.equal(stale.info.worker, "stale-box.tab-0");
+    before.socket.disconnect();
+    await gone(before.socket);
+    for (let i = 0; i < 100 && farm.workers.size > 0; i++) await sleep(20); // the server saw it go
+
+    const now = await worker(farm, origin, "stale-box", "fresh-instance-001");
+    const heard: TabRendered[] = [];
+    now.socket.on("rendered", (r: TabRendered) => heard.push(r));
+    const fresh = await livePage(farm, origin, "stale-box.tab-1", now.welcome.proofs[1]);
+    events.emit({ type: "job.done", at: Date.now(), job: "a", session: stale.id, frames: 2, attempt: 1 });
+    events.emit({ type: "job.done", at: Date.now(), job: "b", session: fresh.id, frames: 5, attempt: 1 });
+    assert.equal(await askRetire(now.socket, { tab: "stale-box.tab-0" }), false, "the old process's tab is not the new one's to retire");
+    assert.equal(stale.retiring, false);
+    assert.deepEqual(heard, [{ tab: "stale-box.tab-1", frames: 5 }]);
+    assert.equal(await askRetire(now.socket, { tab: "stale-box.tab-1" }), true);
+    assert.equal(fresh.retiring, true);
+  });
 });
+

@@ -5,7 +5,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { launchedTabOf, launchedWorkerName, parseLaunchedTab } from "../../protocol/events.js";
-import { RecycleOrderSchema, ReasonSchema, TabJoinedSchema, WorkerHelloSchema, WorkerWelcomeSchema } from "../../protocol/worker.js";
+import { RecycleOrderSchema, ReasonSchema, RetireRequestSchema, TabJoinedSchema, TabRenderedSchema, WorkerHelloSchema, WorkerWelcomeSchema } from "../../protocol/worker.js";
+import { LIMITS } from "../../protocol/grab.js";
 import { defaultWorkerName, serverOf, WorkerError } from "../../harness/workerCommand.js";
 
 describe("launched tab names", () => {
@@ -51,6 +52,18 @@ describe("worker-control messages", () => {
     }
     assert.equal(TabJoinedSchema.safeParse({ tab: "w1.tab-0", webgl: 1, renderer: "" }).success, false);
     assert.equal(ReasonSchema.parse({ reason: "done\u0007\u202e" }).reason, "done??");
+  });
+  it("`rendered` carries a worker's tab and a job's frames (1 to a job's limit); `retire` a worker's tab and nothing else", () => {
+    assert.deepEqual(TabRenderedSchema.parse({ tab: "w1.tab-0", frames: 1 }), { tab: "w1.tab-0", frames: 1 });
+    assert.ok(TabRenderedSchema.safeParse({ tab: "w1.tab-255", frames: LIMITS.maxFramesPerJob }).success);
+    for (const bad of [{ tab: "w1.tab-0", frames: 0 }, { tab: "w1.tab-0", frames: -1 }, { tab: "w1.tab-0", frames: 2.5 }, { tab: "w1.tab-0", frames: "3" },
+      { tab: "w1.tab-0", frames: LIMITS.maxFramesPerJob + 1 }, { tab: "w1.tab-0", frames: NaN }, { tab: "w1.tab-0" }, { tab: "tab-0", frames: 1 }, { frames: 1 }, null, 7]) {
+      assert.equal(TabRenderedSchema.safeParse(bad).success, false, JSON.stringify(bad));
+    }
+    assert.deepEqual(RetireRequestSchema.parse({ tab: "w1.tab-3" }), { tab: "w1.tab-3" });
+    for (const bad of [{ tab: "w1.tab-3", extra: true }, { tab: "tab-3" }, { tab: "unverified:w1.tab-3" }, { tab: 3 }, {}, "w1.tab-3", null, [], { tab: "w".repeat(200) }]) {
+      assert.equal(RetireRequestSchema.safeParse(bad).success, false, JSON.stringify(bad));
+    }
   });
 });
 
