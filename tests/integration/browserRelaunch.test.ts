@@ -7,14 +7,13 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import Database from "better-sqlite3";
-import { QUEUE_FILE, startRun } from "../../server/runFarm.js";
+import { startRun } from "../../server/runFarm.js";
 import { demoJobs } from "../../server/jobs/demoJobs.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { farmTabSignals, TabLifecycle } from "../../harness/tabLifecycle.js";
 import { checkDataset } from "./farmHarness.js";
-import { runFarmCli } from "./cli.js";
+import { jobAttempts, runFarmCli } from "./cli.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -34,15 +33,6 @@ function browserPids(): number[] {
   return pids;
 }
 
-/** Attempts of each job in the run's queue. */
-function attemptsOf(out: string): number[] {
-  const db = new Database(path.join(out, QUEUE_FILE), { readonly: true, fileMustExist: true });
-  try {
-    return (db.prepare("SELECT attempts FROM jobs ORDER BY seq").all() as { attempts: number }[]).map((r) => r.attempts);
-  } finally {
-    db.close();
-  }
-}
 
 async function relaunchRun(o: { tabs: number; browsers: number; frames: number; framesPerJob: number; relaunchAfter: number }) {
   const logs: string[] = [];
@@ -89,7 +79,7 @@ describe("browser relaunch (--relaunch-after)", { timeout: 240_000 }, () => {
       assert.equal(summary.counts.done, expectedIds.length / 4, "every job done");
       assert.equal(summary.counts.failed, 0);
       checkDataset(out, expectedIds, { width: 96, height: 72 });
-      assert.deepEqual(attemptsOf(out).filter((a) => a !== 1), [], "every job done on its first attempt: no lease of a drained tab was cut short");
+      assert.deepEqual(jobAttempts(out).filter((a) => a !== 1), [], "every job done on its first attempt: no lease of a drained tab was cut short");
       assert.ok(lifecycle.pool.relaunches >= 2, `relaunched at least twice (48 frames, every 8): ${lifecycle.pool.relaunches}\n${logs.join("\n")}`);
       assert.equal(lifecycle.pool.replacements, 0, "a planned relaunch is no fault");
       assert.equal(lifecycle.pool.recycled, 0, "drained tabs are not counted as recycled ones");
@@ -133,7 +123,7 @@ describe("browser relaunch (--relaunch-after)", { timeout: 240_000 }, () => {
       const summary = await run.finished;
       assert.equal(summary.counts.failed, 0);
       checkDataset(out, expectedIds, { width: 96, height: 72 });
-      assert.deepEqual(attemptsOf(out).filter((a) => a !== 1), [], "every job done on its first attempt");
+      assert.deepEqual(jobAttempts(out).filter((a) => a !== 1), [], "every job done on its first attempt");
       assert.deepEqual(problems, []);
       assert.ok(lifecycle.pool.relaunches >= 2, `both browsers relaunched at least once in all: ${lifecycle.pool.relaunches}\n${logs.join("\n")}`);
       const relaunched = new Set(logs.map((l) => / relaunched in /.test(l) && /^browser (\d+)/.exec(l)?.[1]).filter(Boolean));
@@ -155,7 +145,7 @@ describe("browser relaunch (--relaunch-after)", { timeout: 240_000 }, () => {
       const relaunches = Number(/browsers relaunched (\d+) time\(s\) \(--relaunch-after 10\)/.exec(output)?.[1] ?? 0);
       assert.ok(relaunches >= 1, `the summary counts relaunches:\n${output}`);
       assert.equal(output.match(/browser 0 relaunched in [\d.]+ s/g)?.length, relaunches, "each relaunch has its line");
-      assert.deepEqual(attemptsOf(out).filter((a) => a !== 1), [], "every job done on its first attempt");
+      assert.deepEqual(jobAttempts(out).filter((a) => a !== 1), [], "every job done on its first attempt");
       const verify = await runFarmCli(["verify", "--out", out], 60_000);
       assert.equal(verify.code, 0, verify.output);
     } finally {

@@ -5,6 +5,8 @@ import path from "node:path";
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
 import { PNG } from "pngjs";
+import Database from "better-sqlite3";
+import { QUEUE_FILE } from "../../server/dataset/openDataset.js";
 import type { FrameRecord } from "../../server/dataset/FrameRecord.js";
 import { readFrameRecords } from "../../server/dataset/readDataset.js";
 
@@ -55,6 +57,16 @@ export async function withTempDir(prefix: string, body: (dir: string) => Promise
 /** The records of `<out>/frames.jsonl` (server/dataset/readDataset.ts); none when the file does not exist yet. */
 export function readFrames(out: string): FrameRecord[] {
   return readFrameRecords(out);
+}
+
+/** Attempts of each job in a run's queue (queue.sqlite under `out`), in the order the jobs were added. */
+export function jobAttempts(out: string): number[] {
+  const db = new Database(path.join(out, QUEUE_FILE), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("SELECT attempts FROM jobs ORDER BY seq").all() as { attempts: number }[]).map((r) => r.attempts);
+  } finally {
+    db.close();
+  }
 }
 
 /** Decodes a PNG and returns how many distinct colours it has (a blank frame has one). */

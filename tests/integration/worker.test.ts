@@ -9,8 +9,8 @@ import { createServer } from "node:http";
 import { describe, it } from "node:test";
 import { Server } from "socket.io";
 import { io as connect, type Socket } from "socket.io-client";
-import { readFrames, runFarmCli, spawnFarmCli, withTempDir } from "./cli.js";
-import { freePort, spawnWorker } from "./fixtures/worker/workerProcess.js";
+import { readFrames, spawnFarmCli, withTempDir } from "./cli.js";
+import { checkWorkerRun, freePort, spawnWorker } from "./fixtures/worker/workerProcess.js";
 import { exitCode, killGroup, waitForOutput } from "./fixtures/dashboard/farmProcess.js";
 import { orbitJob, writeJobsFile } from "./fixtures/dashboard/jobs.js";
 import { WORKER_NAMESPACE, WorkerHelloSchema } from "../../protocol/worker.js";
@@ -89,12 +89,7 @@ describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
         assert.match(worker.output(), /the run is over \(run finished\); closing the browsers/);
         assert.doesNotMatch(worker.output(), /ignored a malformed/);
 
-        const frames = readFrames(out);
-        assert.deepEqual(new Set(frames.map((f) => f.job)), new Set(jobs.map((j) => j.id)));
-        assert.equal(frames.length, 16);
-        assert.deepEqual(fs.readdirSync(workerCwd), [], "the worker wrote nothing where it ran");
-        const verify = await runFarmCli(["verify", "--out", out], 60_000);
-        assert.equal(verify.code, 0, verify.output);
+        await checkWorkerRun(out, jobs.map((j) => j.id), 16, workerCwd);
       } finally {
         await killGroup(server.child);
         if (worker) await killGroup(worker.child);

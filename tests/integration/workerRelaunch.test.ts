@@ -12,26 +12,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { createServer } from "node:http";
 import { describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { Server, type Socket as ServerSocket } from "socket.io";
-import { readFrames, runFarmCli, spawnFarmCli, withTempDir } from "./cli.js";
-import { freePort, spawnWorker } from "./fixtures/worker/workerProcess.js";
+import { jobAttempts, spawnFarmCli, withTempDir } from "./cli.js";
+import { checkWorkerRun, freePort, spawnWorker } from "./fixtures/worker/workerProcess.js";
 import { exitCode, killGroup, waitForOutput } from "./fixtures/dashboard/farmProcess.js";
 import { orbitJob, writeJobsFile } from "./fixtures/dashboard/jobs.js";
-import { QUEUE_FILE } from "../../server/runFarm.js";
 import { RetireRequestSchema, WORKER_NAMESPACE } from "../../protocol/worker.js";
 
 const TOKEN = "worker-relaunch-token";
 
-/** Attempts of each job in the run's queue. */
-function attemptsOf(out: string): number[] {
-  const db = new Database(path.join(out, QUEUE_FILE), { readonly: true, fileMustExist: true });
-  try {
-    return (db.prepare("SELECT attempts FROM jobs ORDER BY seq").all() as { attempts: number }[]).map((r) => r.attempts);
-  } finally {
-    db.close();
-  }
-}
 
 describe("remote workers relaunch their browsers (farm worker --relaunch-after)", { timeout: 240_000 }, () => {
   it("a worker's browser is relaunched between jobs through the server: every job done once, on its first attempt; its tabs rejoin under their names", { timeout: 180_000 }, async () => {
@@ -74,14 +63,8 @@ describe("remote workers relaunch their browsers (farm worker --relaunch-after)"
         assert.doesNotMatch(server.output(), /unverified:rw1|refused worker rw1|"retire" from worker/);
 
         // Nothing lost, nothing twice, no lease of a drained tab cut short.
-        const frames = readFrames(out);
-        assert.equal(frames.length, 24);
-        assert.equal(new Set(frames.map((f) => `${f.job}/${f.frame}`)).size, 24, "every frame once");
-        assert.deepEqual(new Set(frames.map((f) => f.job)), new Set(jobs.map((j) => j.id)));
-        assert.deepEqual(attemptsOf(out).filter((a) => a !== 1), [], "every job done on its first attempt");
-        assert.deepEqual(fs.readdirSync(workerCwd), [], "the worker wrote nothing where it ran");
-        const verify = await runFarmCli(["verify", "--out", out], 60_000);
-        assert.equal(verify.code, 0, verify.output);
+        assert.deepEqual(jobAttempts(out).filter((a) => a !== 1), [], "every job done on its first attempt");
+        await checkWorkerRun(out, jobs.map((j) => j.id), 24, workerCwd);
       } finally {
         await killGroup(server.child);
         if (worker) await killGroup(worker.child);
