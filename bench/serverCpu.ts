@@ -30,7 +30,8 @@ import { Session as InspectorSession } from "node:inspector/promises";
 import { startRun } from "../server/runFarm.js";
 import { TabPool } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
-import type { ConcreteGlBackend as GlBackend } from "../harness/chromiumFlags.js";
+import { GL_BACKENDS, isGlBackend, type ConcreteGlBackend, type GlBackend } from "../harness/chromiumFlags.js";
+import { chooseGl } from "../harness/chooseGl.js";
 import { progressView } from "../harness/progressView.js";
 import { buildClientInChild } from "./buildClientChild.js";
 import { gateTakes } from "./farmGate.js";
@@ -46,6 +47,7 @@ interface Options {
   frames: Record<SceneName, number>;
   repeat: number;
   sessions: number;
+  /** As asked (auto is resolved by harness/chooseGl.ts in main). */
   gl: GlBackend;
   profileDir?: string;
   /** Keep each run's dataset (its folder is printed). */
@@ -62,6 +64,9 @@ interface Options {
   /** Frames of the uncounted light trial first (0: none). */
   warmup: number;
 }
+
+/** Options with --gl auto resolved to the backend the tabs launch with. */
+type TrialOptions = Omit<Options, "gl"> & { gl: ConcreteGlBackend };
 
 interface Trial {
   scene: SceneName;
@@ -93,7 +98,11 @@ function parseArgs(argv: string[]): Options {
       }
     } else if (flag === "--repeat") o.repeat = Number(value());
     else if (flag === "--sessions") o.sessions = Number(value());
-    else if (flag === "--gl") o.gl = value() as GlBackend;
+    else if (flag === "--gl") {
+      const gl = value();
+      if (!isGlBackend(gl)) throw new Error(`--gl: '${gl}' is not one of ${GL_BACKENDS.join(", ")}`);
+      o.gl = gl;
+    }
     else if (flag === "--profile") o.profileDir = path.resolve(value());
     else if (flag === "--keep") o.keep = true;
     else if (flag === "--tabs-in-child") o.tabsInChild = true;
@@ -151,7 +160,7 @@ function gcClock(): { stop(): number } {
   };
 }
 
-async function oneTrial(clientDir: string, browserPath: string, scene: SceneName, o: Options, round: number): Promise<Trial> {
+async function oneTrial(clientDir: string, browserPath: string, scene: SceneName, o: TrialOptions, round: number): Promise<Trial> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), `tabfarm-servercpu-${scene}-`));
   const lines: string[] = [];
   const poses = orbit(o.frames[scene]);
@@ -287,7 +296,7 @@ const median = (xs: number[]) => {
 
 if (process.argv[2] === "--tabs-child") {
   // The child of --tabs-in-child: a TabPool with its own Playwright driver, until killed.
-  process.once("message", async (m: { executablePath: string; gl: GlBackend; url: string; tabs: number; browsers: number; proofs: Record<string, string> }) => {
+  process.once("message", async (m: { executablePath: string; gl: ConcreteGlBackend; url: string; tabs: number; browsers: number; proofs: Record<string, string> }) => {
     const pool = new TabPool({ ...m, proveLaunched: (worker) => m.proofs[worker] ?? "", log: () => {} });
     process.once("SIGTERM", () => void pool.close().then(() => process.exit(0)));
     await pool.start();
@@ -295,10 +304,11 @@ if (process.argv[2] === "--tabs-child") {
 } else await main();
 
 async function main(): Promise<void> {
-const o = parseArgs(process.argv.slice(2));
-setImageCheckDepthForBench(o.check);
+const asked = parseArgs(process.argv.slice(2));
+setImageCheckDepthForBench(asked.check);
 const clientDir = buildClientInChild();
 const browser = findBrowser();
+const o: TrialOptions = { ...asked, gl: (await chooseGl(browser.path, asked.gl)).gl };
 console.log(`server CPU per frame: ${o.sessions} tab(s), 640×480 png, --gl ${o.gl}${o.check ? `, image check ${o.check}` : ""}${o.tabsInChild ? ", browsers launched by a child process" : ""}, browser ${browser.path}; ` +
   o.scenes.map((s) => `${s} ${o.frames[s]} frames`).join(", ") + `, ${o.repeat} round(s)`);
 if (o.warmup > 0) {

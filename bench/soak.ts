@@ -39,7 +39,7 @@ export interface SoakOptions {
   frames: number;
   sessions: number;
   recycleAfter: number;
-  /** --relaunch-after for the farm; absent: two runs, 0 (off) then the farm's default (on). */
+  /** --relaunch-after for the farm; absent: two runs, 0 (off) then SOAK_RELAUNCH_AFTER_FRAMES (on). */
   relaunchAfter?: number;
   framesPerJob: number;
   width: number;

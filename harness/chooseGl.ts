@@ -30,22 +30,28 @@ export interface ChooseGlOptions {
   timeoutMs?: number;
   /** Whether Mesa's EGL is installed, for the advice when egl did not work (default: looks on disk). */
   mesaInstalled?: () => boolean;
+  /** The user's extra Chromium flags (`--chromium-arg`), so the probe launches the browser the tabs will get. */
+  extraArgs?: string[];
 }
 
 export const PROBE_TIMEOUT_MS = 30_000;
+/** How long the probe's browser gets to close before we stop waiting (it is left to Playwright then). */
+const PROBE_CLOSE_MS = 5_000;
 
 /** The apt line that brings Mesa's llvmpipe, and a browser that can use it, to Debian/Ubuntu. */
 export const LLVMPIPE_APT = "apt-get install -y chromium libegl-mesa0 libgl1-mesa-dri";
 
 const remembered = new Map<string, Promise<GlChoice>>();
 
-/** `requested` as given, or for auto the probe's verdict (once per browser path in this process). */
+/** `requested` as given, or for auto the probe's verdict (once per browser path and flags in this process). */
 export function chooseGl(browserPath: string, requested: GlBackend, opts: ChooseGlOptions = {}): Promise<GlChoice> {
   if (requested !== "auto") return Promise.resolve({ gl: requested, renderer: "", why: `--gl ${requested}` });
-  let choice = remembered.get(browserPath);
+  const extraArgs = opts.extraArgs ?? [];
+  const key = JSON.stringify([browserPath, extraArgs]);
+  let choice = remembered.get(key);
   if (!choice) {
-    choice = probeEgl(browserPath, opts.timeoutMs ?? PROBE_TIMEOUT_MS).then((probe) => glFromProbe(probe, opts.mesaInstalled ?? mesaInstalled));
-    remembered.set(browserPath, choice);
+    choice = probeEgl(browserPath, extraArgs, opts.timeoutMs ?? PROBE_TIMEOUT_MS).then((probe) => glFromProbe(probe, opts.mesaInstalled ?? mesaInstalled));
+    remembered.set(key, choice);
   }
   return choice;
 }
@@ -69,7 +75,7 @@ export function glFromProbe(probe: EglProbe, mesa: () => boolean): GlChoice {
 }
 
 /** Launches the browser headless with the egl flags and asks a blank page for its WebGL renderer. */
-async function probeEgl(browserPath: string, timeoutMs: number): Promise<EglProbe> {
+async function probeEgl(browserPath: string, extraArgs: string[], timeoutMs: number): Promise<EglProbe> {
   let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<EglProbe>((resolve) => {
@@ -77,7 +83,12 @@ async function probeEgl(browserPath: string, timeoutMs: number): Promise<EglProb
   });
   const probed = (async (): Promise<EglProbe> => {
     try {
-      browser = await chromium.launch({ executablePath: browserPath, args: chromiumArgs("egl"), headless: true, timeout: timeoutMs });
+      browser = await chromium.launch({
+        executablePath: browserPath, args: [...chromiumArgs("egl"), ...extraArgs], headless: true, timeout: timeoutMs,
+        // Ctrl-C is the farm's to handle (it drains and exits 128+n); Playwright's own handlers would close
+        // every browser of this process and exit at once.
+        handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+      });
       const page = await browser.newPage();
       return await probeWebgl(page);
     } catch (err) {
@@ -89,10 +100,18 @@ async function probeEgl(browserPath: string, timeoutMs: number): Promise<EglProb
   } finally {
     clearTimeout(timer);
     // Closing also ends a probe that hangs in the page; a launch still under way (bounded by its own
-    // timeout) is closed once it lands.
-    await browser?.close().catch(() => {});
-    void probed.finally(() => browser?.close().catch(() => {}));
+    // timeout) is closed once it lands. A browser that does not close in PROBE_CLOSE_MS does not hold
+    // up the farm's start.
+    await boundedClose(browser);
+    void probed.finally(() => boundedClose(browser));
   }
+}
+
+function boundedClose(browser: { close(): Promise<void> } | undefined): Promise<void> {
+  if (!browser) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, PROBE_CLOSE_MS); timer.unref(); });
+  return Promise.race([browser.close().catch(() => {}), late]).finally(() => clearTimeout(timer));
 }
 
 /** Mesa's EGL driver (libegl-mesa0) on this machine, by its glvnd vendor file or library. */

@@ -29,7 +29,7 @@ export type GlBackend = "swiftshader" | "llvmpipe" | "egl" | "vulkan" | "auto";
 export type ConcreteGlBackend = Exclude<GlBackend, "auto">;
 
 export const GL_BACKENDS: readonly GlBackend[] = ["auto", "swiftshader", "llvmpipe", "egl", "vulkan"];
-/** The one the CLI and the testing fixture start from. */
+/** The CLI's default (farm and worker). The screenshot fixture defaults to swiftshader instead (harness/testing.ts): goldens need one named backend. */
 export const DEFAULT_GL: GlBackend = "auto";
 
 export interface ChromiumArgsOptions {

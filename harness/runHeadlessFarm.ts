@@ -106,7 +106,7 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
   const browser = options.serveOnly ? undefined : findBrowser(process.env, { choice: options.browser, bundled: { log: (l) => log(`tabfarm: ${l}`) } });
   if (browser) log(`tabfarm: browser ${browser.path} (${browser.source}: ${browser.reason})`);
   // --gl auto's probe launches the browser once: it runs while the client is built and the run opens.
-  const glChoice = browser && chooseGl(browser.path, options.gl);
+  const glChoice = browser && chooseGl(browser.path, options.gl, { extraArgs: options.chromiumArg });
   const clientDir = await buildClient({ plugins: options.plugins, log });
   stop?.throwIfAborted();
 

@@ -17,6 +17,7 @@ import {
   type RecycleOrder, type ServerToWorkerEvents, type TabJoined, type WorkerToServerEvents,
 } from "../protocol/worker.js";
 import { withoutControlCharacters } from "../protocol/runEvents.js";
+import { throttledLog } from "../server/session/accessControl.js";
 import type { GlBackend } from "./chromiumFlags.js";
 import { chooseGl, glOption } from "./chooseGl.js";
 import { findBrowser, type FoundBrowser } from "./findBrowser.js";
@@ -104,9 +105,12 @@ class ControlLink {
   readonly firstWelcome = new Promise<string[]>((resolve) => (this.welcomed = resolve));
   /** Called when a later welcome brings other proofs (the server restarted): the tabs must reload. */
   onNewProofs: () => void = () => {};
+  /** Malformed server messages are logged a few a minute per event: a broken server must not flood the worker's log. */
+  private readonly logThrottled: (event: string, line: string) => void;
 
   constructor(private readonly origin: string, token: string, private readonly options: WorkerOptions, private readonly browser: FoundBrowser, private readonly log: (line: string) => void) {
     this.ended.catch(() => {}); // raced by the caller
+    this.logThrottled = throttledLog(log);
     // The token in the CONNECT packet only: a refusal then comes back as a message that says why.
     this.socket = io(`${origin}${WORKER_NAMESPACE}`, {
       auth: { token }, transports: ["websocket"], reconnectionDelay: 500, reconnectionDelayMax: 5000, timeout: 10_000,
@@ -178,7 +182,7 @@ class ControlLink {
 
   private checked<T>(event: string, parsed: { success: true; data: T } | { success: false; error: import("zod").ZodError }, use: (data: T) => void): void {
     if (parsed.success) return use(parsed.data);
-    this.log(`ignored a malformed "${event}" from the server (${describeRefusal(parsed.error)})`);
+    this.logThrottled(event, `ignored a malformed "${event}" from the server (${describeRefusal(parsed.error)})`);
   }
 
   private connected(): void {
@@ -265,7 +269,8 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
   if (!WORKER_NAME.test(options.name)) throw new WorkerError(`--name ${JSON.stringify(options.name)}: a worker name is 1-40 letters, digits, _ or -`);
   const browser = findBrowser(process.env, { choice: options.browser, bundled: { log: (l) => say(l) } });
   say(`browser ${browser.path} (${browser.source}: ${browser.reason})`);
-  const { gl, why } = await chooseGl(browser.path, options.gl);
+  // The probe takes up to 30 s on a browser that hangs: a signal does not wait for it.
+  const { gl, why } = await Promise.race([chooseGl(browser.path, options.gl, { extraArgs: options.chromiumArg }), stopped]);
   options = { ...options, gl };
   say(`${options.sessions} tab(s) in ${options.browsers} browser(s), GL: ${gl} (${why}); server ${origin} as worker ${options.name}; frames go to the server, nothing is written here`);
 

@@ -91,6 +91,23 @@ describe("chooseGl", { timeout: 120_000 }, () => {
     // Where the browser is Debian's chromium and Mesa is installed (as CI installs them), auto is llvmpipe.
     if (/^\/usr\/bin\/chromium$/.test(browser) && mesaInstalled()) assert.notEqual(c.gl, "swiftshader", c.why);
   });
+
+  test("the probe launches the browser the tabs will get (--chromium-arg), and leaves Ctrl-C to the farm", async () => {
+    const browser = findBrowser().path;
+    const signals = () => ["SIGINT", "SIGTERM", "SIGHUP"].map((s) => process.listenerCount(s));
+    const before = signals();
+    const probing = chooseGl(browser, "auto", { extraArgs: ["--disable-webgl"] });
+    let during = before;
+    const watch = setInterval(() => { if (signals().some((n, i) => n !== before[i])) during = signals(); }, 5);
+    try {
+      const c = await probing;
+      assert.equal(c.gl, "swiftshader");
+      assert.match(c.why, /egl gave no WebGL/, "the user's flag reached the probe's browser");
+    } finally {
+      clearInterval(watch);
+    }
+    assert.deepEqual(during, before, "no signal handler of Playwright's while the probe ran");
+  });
 });
 
 describe("--gl", () => {
