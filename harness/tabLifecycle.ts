@@ -32,7 +32,7 @@ export interface TabSignals {
   rendered?(listener: (worker: string, frames: number) => void): void;
   /**
    * Asks the server to retire the session of tab `worker` between jobs (then recycle it); false when it has
-   * none or cannot say (a worker's request not acknowledged in time).
+   * none that will be retired (none, closed, or without WebGL) or cannot say (a worker's request not acknowledged in time).
    */
   retire?(worker: string): boolean | Promise<boolean>;
 }
@@ -49,11 +49,7 @@ export function farmTabSignals(farm: Farm, events?: RunEvents): TabSignals {
     },
     recycle: (listener) => farm.on("session", (session: Session) => onRecycleDue(session, listener)),
     rendered: events && ((listener) => onSessionRendered(events, farm.sessions, (session, frames) => listener(session.info.worker, frames))),
-    retire: (worker) => {
-      const session = sessionOf(worker);
-      session?.retire();
-      return session !== undefined;
-    },
+    retire: (worker) => sessionOf(worker)?.retire() ?? false,
   };
 }
 

@@ -282,9 +282,12 @@ export class Session extends EventEmitter {
   /**
    * Asks the dispatcher to give this session no more jobs; it emits "retired" once its jobs are
    * finished, when a harness can replace the tab (e.g. to bound a long run's browser memory).
+   * False when no "retired" will come: the session is closed, or has no WebGL (it never had a job loop).
    */
-  retire(): void {
+  retire(): boolean {
+    if (this.closed || !this.info.webgl) return false;
     this.retiring = true;
+    return true;
   }
 
   /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */

@@ -180,7 +180,8 @@ export class WorkerLinks {
    * A worker's `retire` request (its args as socket.io gave them: the request, then an ack function if it
    * asked for one): the session of one of ITS tabs, admitted while it owned the name, finishes its jobs and
    * takes no more (Session.retire), then goes through onRecycleDue's "recycle" order. Anything else (a
-   * malformed request, another worker's or a local tab, a tab with no session) is answered false; a
+   * malformed request, another worker's or a local tab, a tab with no session or one without WebGL, which
+   * never gets a job) is answered false; a
    * request that is not this worker's is logged (throttled). Never throws, with or without an ack.
    */
   private retire(worker: string, instance: string, args: unknown[]): void {
@@ -205,8 +206,7 @@ export class WorkerLinks {
     }
     if (this.owners.get(worker) !== instance) return answer(false); // (its link was replaced by another process: cannot happen while connected)
     const session = [...this.farm.sessions.values()].find((s) => s.info.worker === tab && !s.closed && this.sessionOwners.get(s) === instance);
-    session?.retire();
-    answer(session !== undefined);
+    answer(session?.retire() ?? false);
   }
 
   /**

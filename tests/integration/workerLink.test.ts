@@ -68,10 +68,10 @@ async function page(farm: Farm, origin: string, name: string, proof: string | un
 }
 
 /** A page admitted as a session (under `name` if `proof` holds, else as unverified), left connected. */
-async function livePage(farm: Farm, origin: string, name: string, proof: string | undefined): Promise<Session> {
+async function livePage(farm: Farm, origin: string, name: string, proof: string | undefined, webgl = false): Promise<Session> {
   const joined = new Promise<Session>((resolve) => farm.once("session", resolve));
   const socket = connect(origin, { token: farm.token, workerProof: proof });
-  socket.once("connect", () => socket.emit("hello", { renderer: "", vendor: "", webgl: false, userAgent: "t", devicePixelRatio: 1, worker: name }));
+  socket.once("connect", () => socket.emit("hello", { renderer: webgl ? "test GL" : "", vendor: "", webgl, userAgent: "t", devicePixelRatio: 1, worker: name }));
   return joined;
 }
 
@@ -157,14 +157,17 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     const { farm, origin } = await startFarm((line) => logs.push(line));
     const own = await worker(farm, origin, "ret-box", "ret-instance-00001", 3);
     const other = await worker(farm, origin, "other-box", "other-instance-0001");
-    const mine = await livePage(farm, origin, "ret-box.tab-0", own.welcome.proofs[0]);
+    const mine = await livePage(farm, origin, "ret-box.tab-0", own.welcome.proofs[0], true);
+    // Its own tab, but without WebGL: it never gets a job, so no "retired" would follow (the worker closes it itself).
+    const blind = await livePage(farm, origin, "ret-box.tab-2", own.welcome.proofs[2]);
     const foreign = await livePage(farm, origin, "other-box.tab-0", other.welcome.proofs[0]);
     const local = await livePage(farm, origin, "tab-0", farm.launchedTabProof("tab-0"));
     const unverified = await livePage(farm, origin, "ret-box.tab-1", "not-the-proof");
-    assert.deepEqual([mine, foreign, local, unverified].map((s) => s.info.worker), ["ret-box.tab-0", "other-box.tab-0", "tab-0", "unverified:ret-box.tab-1"]);
+    assert.deepEqual([mine, foreign, local, unverified, blind].map((s) => s.info.worker), ["ret-box.tab-0", "other-box.tab-0", "tab-0", "unverified:ret-box.tab-1", "ret-box.tab-2"]);
+    assert.deepEqual([mine, blind].map((s) => s.info.webgl), [true, false]);
 
     const refused: unknown[][] = [
-      // Not its tab (another worker's, a local one, one that only calls itself so), or no session of it.
+      // Not its tab (another worker's, a local one, one that only calls itself so), no session of it, or one without WebGL.
       [{ tab: "other-box.tab-0" }], [{ tab: "tab-0" }], [{ tab: "unverified:ret-box.tab-1" }], [{ tab: "ret-box.tab-1" }], [{ tab: "ret-box.tab-2" }], [{ tab: "ret-box.tab-99" }],
       // Not a request at all.
       [], [null], [42], ["ret-box.tab-0"], [[]], [{}], [{ tab: 0 }], [{ tab: null }], [{ tab: ["ret-box.tab-0"] }], [{ tab: { toString: "ret-box.tab-0" } }],
@@ -182,7 +185,7 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     }
     // Another worker asking for ret-box's tab is refused too.
     assert.equal(await askRetire(other.socket, { tab: "ret-box.tab-0" }), false);
-    assert.deepEqual([mine, foreign, local, unverified].map((s) => s.retiring), [false, false, false, false], "no session was retired by any of these");
+    assert.deepEqual([mine, foreign, local, unverified, blind].map((s) => s.retiring), [false, false, false, false, false], "no session was retired by any of these");
     assert.equal(own.socket.connected && other.socket.connected, true, "refused requests are no reason to cut the worker");
 
     // Each refusal was logged with what was wrong, at most 20 a minute (they came 2 × 25 + 1 times).
@@ -236,7 +239,7 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     const events = new RunEvents();
     farm.workers.forwardRendered(events);
     const before = await worker(farm, origin, "stale-box", "stale-instance-001");
-    const stale = await livePage(farm, origin, "stale-box.tab-0", before.welcome.proofs[0]);
+    const stale = await livePage(farm, origin, "stale-box.tab-0", before.welcome.proofs[0], true);
     assert.equal(stale.info.worker, "stale-box.tab-0");
     before.socket.disconnect();
     await gone(before.socket);
@@ -245,7 +248,7 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     const now = await worker(farm, origin, "stale-box", "fresh-instance-001");
     const heard: TabRendered[] = [];
     now.socket.on("rendered", (r: TabRendered) => heard.push(r));
-    const fresh = await livePage(farm, origin, "stale-box.tab-1", now.welcome.proofs[1]);
+    const fresh = await livePage(farm, origin, "stale-box.tab-1", now.welcome.proofs[1], true);
     events.emit({ type: "job.done", at: Date.now(), job: "a", session: stale.id, frames: 2, attempt: 1 });
     events.emit({ type: "job.done", at: Date.now(), job: "b", session: fresh.id, frames: 5, attempt: 1 });
     assert.equal(await askRetire(now.socket, { tab: "stale-box.tab-0" }), false, "the old process's tab is not the new one's to retire");
