@@ -46,8 +46,12 @@ export interface TabPoolOptions {
   retire?: (worker: string) => boolean | Promise<boolean>;
 }
 
-/** How long the tabs of a browser due for a relaunch may take to finish their jobs before they are closed anyway. */
-export const RELAUNCH_DRAIN_MS = 120_000;
+/**
+ * How long the tabs of a browser due for a relaunch may take to finish their jobs before they are closed anyway
+ * (their jobs are put back, an attempt each). Generous: a job may hold up to 100,000 frames, and a hung page is
+ * dropped by the server's --grab-timeout long before this; only a handler that never returns is cut here.
+ */
+export const RELAUNCH_DRAIN_MS = 30 * 60_000;
 
 /**
  * The CLI's default --relaunch-after: frames a browser's tabs render before it is relaunched. From the soak
@@ -298,7 +302,7 @@ export class TabPool {
     if (this.slotTabsLive(slot) === 0) return void this.relaunch(slot);
     // A job that never ends (a hung page the server has not dropped yet) must not hold the relaunch for ever.
     slot.drainTimer = setTimeout(() => {
-      this.options.log(`browser ${slot.index}: tabs still busy after ${RELAUNCH_DRAIN_MS / 1000} s; closing them (the server puts their jobs back)`);
+      this.options.log(`browser ${slot.index}: tabs still busy after ${RELAUNCH_DRAIN_MS / 60_000} min; closing them (the server puts their jobs back)`);
       for (const [, t] of this.live) if (t.slot === slot) void slot.targets?.dispose(t.contextId).catch(() => {});
     }, RELAUNCH_DRAIN_MS);
     slot.drainTimer.unref();
