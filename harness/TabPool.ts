@@ -6,6 +6,8 @@
 // browser closes, a fresh one starts with the same tabs. One browser at a time, so with several
 // browsers the farm keeps working tabs throughout.
 import os from "node:os";
+import { Option } from "commander";
+import { argument } from "./cliArguments.js";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumArgs, type ConcreteGlBackend } from "./chromiumFlags.js";
 import { BrowserTargets } from "./BrowserTargets.js";
@@ -70,6 +72,14 @@ export function parseRelaunchAfter(value: string): number {
     throw new Error(`--relaunch-after must be a whole number of frames from 0 to ${MAX_RELAUNCH_AFTER_FRAMES} (0: never), not ${JSON.stringify(value.slice(0, 40))}`);
   }
   return n;
+}
+
+/** `--relaunch-after` of the farm and of `worker`: one definition, one parser, one default. */
+export function relaunchAfterOption(): Option {
+  return new Option(
+    "--relaunch-after <frames>",
+    "relaunch a launched browser (not only its tabs) once its tabs rendered this many frames, between jobs, one browser at a time (0: never)",
+  ).argParser(argument(parseRelaunchAfter)).default(DEFAULT_RELAUNCH_AFTER_FRAMES);
 }
 
 /** The CLI's default --browsers: one Chromium per core, at most one per tab. */

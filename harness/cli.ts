@@ -6,7 +6,8 @@ import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { GlBackend } from "./chromiumFlags.js";
 import { glOption } from "./chooseGl.js";
-import { DEFAULT_RELAUNCH_AFTER_FRAMES, defaultBrowsers, parseRelaunchAfter } from "./TabPool.js";
+import { argument, int } from "./cliArguments.js";
+import { defaultBrowsers, relaunchAfterOption } from "./TabPool.js";
 import { runHeadlessFarm, type FarmCommandOptions } from "./runHeadlessFarm.js";
 import { printStatus, printVerify, retryFailed } from "./queueCommands.js";
 import { runExport } from "./exportCommand.js";
@@ -22,23 +23,10 @@ import { DEFAULT_FRAMES_PER_JOB, MAX_TEMPLATE_FRAMES } from "../server/jobs/temp
 import { parseRunSeed } from "../server/dataset/seeds.js";
 import { parseRedisQueueUrl, redactRedisUrl } from "../server/queue/RedisQueue.js";
 
-const int = (name: string, min: number, max: number) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
-  return n;
-};
 const fraction = (value: string) => {
   const n = Number(value);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError("must be a number from 0 to 1");
   return n;
-};
-/** Turns a parser's Error into commander's InvalidArgumentError, so the message names the option. */
-const argument = <T>(parse: (value: string) => T) => (value: string) => {
-  try {
-    return parse(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 };
 /**
  * --queue: only Redis URLs, checked here so a typo is a usage error (exit 2) naming the option; opening
@@ -105,7 +93,7 @@ const program = new Command("tabfarm")
   .addOption(new Option("--encode <where>", "encode frames in the page (browser) or send raw pixels and encode on the server").choices(["browser", "server"]).default("browser"))
   .addOption(new Option("--png-level <0-9>", "zlib level of PNGs encoded on the server (lossless at every level)").argParser(int("--png-level", 0, 9)).default(RUN_DEFAULTS.pngLevel))
   .addOption(new Option("--recycle-after <frames>", "replace a launched tab after it has rendered this many frames (0: never)").argParser(int("--recycle-after", 0, 100_000_000)).default(RUN_DEFAULTS.recycleAfterFrames))
-  .addOption(new Option("--relaunch-after <frames>", "relaunch a launched browser (not only its tabs) once its tabs rendered this many frames, between jobs, one browser at a time (0: never)").argParser(argument(parseRelaunchAfter)).default(DEFAULT_RELAUNCH_AFTER_FRAMES))
+  .addOption(relaunchAfterOption())
   .addOption(new Option("--in-flight <n>", "grabs in flight per session").argParser(int("--in-flight", 1, 64)).default(RUN_DEFAULTS.inFlight))
   .option("--no-progress", "no progress bar or progress lines")
   .option("--verbose", "print browser console errors", false)

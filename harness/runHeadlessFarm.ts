@@ -143,14 +143,14 @@ export async function runHeadlessFarm(options: FarmCommandOptions, log = (line: 
       const { gl, why } = await Promise.race([glChoice!, stopped]);
       say(`tabfarm: ${options.sessions} tab(s) in ${options.browsers} ${browser.source} browser(s) at ${browser.path}, GL: ${gl} (${why})`);
       tabs = new TabLifecycle({
-        browser, executablePath: browser.path, gl, headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
+        browser, executablePath: browser.path, gl, autoGl: options.gl === "auto", headed: options.headed, url: run.url, proveLaunched: (worker) => run.farm.launchedTabProof(worker),
         tabs: options.sessions, browsers: options.browsers, log: say, verbose: options.verbose, extraArgs: options.chromiumArg,
         relaunchAfterFrames: options.relaunchAfter,
       }, farmTabSignals(run.farm, run.events));
       // Only launched tabs say whether the launched browser renders (a hand-opened tab without WebGL
       // is just left without work); the run stops only when no launched tab can render.
       const first = await tabs.start(stopped, stop);
-      for (const line of TabLifecycle.describeFirstTab(first, gl)) say(`tabfarm: ${line}`);
+      for (const line of TabLifecycle.describeFirstTab(first, gl, options.gl === "auto")) say(`tabfarm: ${line}`);
     } else {
       void firstHello.then((s) => say(`tabfarm: first session renderer: ${s.info.renderer || "(no WebGL)"}`));
     }

@@ -59,6 +59,8 @@ export class TabLaunchError extends Error {}
 export interface TabLifecycleOptions extends Omit<TabPoolOptions, "retire"> {
   browser: FoundBrowser;
   gl: ConcreteGlBackend;
+  /** `gl` was picked by --gl auto (harness/chooseGl.ts), not named by the user: the messages say so. */
+  autoGl?: boolean;
 }
 
 export class TabLifecycle {
@@ -81,7 +83,7 @@ export class TabLifecycle {
    * none has WebGL, with a BrowserLaunchError when the browser does not start, or with `stopped`'s reason.
    */
   async start(stopped: Promise<never>, stop?: AbortSignal): Promise<TabJoined> {
-    const { browser, gl, extraArgs = [] } = this.options;
+    const { browser, gl, extraArgs = [], autoGl = false } = this.options;
     const verdict = watchLaunchedTabs(this.signals.joined, this.options.tabs, LAUNCH_VERDICT_MS, this.options.owner);
     stop?.throwIfAborted(); // no browser is launched after a signal
     // A program that is no browser (--browser /bin/true) fails here: say which one and why, not Playwright's dump.
@@ -92,19 +94,20 @@ export class TabLifecycle {
     if ("none" in launched) throw new TabLaunchError(`no tab connected within ${LAUNCH_VERDICT_MS / 1000} s (browser ${browser.path}, ${describeGl(gl)})`);
     if ("noWebGl" in launched) {
       throw new TabLaunchError(
-        `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(gl)}` +
+        `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(gl)}${autoGl ? " (picked by --gl auto)" : ""}` +
           `${extraArgs.length ? ` plus ${extraArgs.join(" ")}` : ""}. ` +
-          `Try --gl swiftshader (software), --gl auto, or another browser (--browser system, bundled or a path).`,
+          `Try --gl swiftshader (software)${autoGl ? "" : ", --gl auto"}, or another browser (--browser system, bundled or a path).`,
       );
     }
     return launched.rendering;
   }
 
   /** What to say about the first tab that renders: its renderer, and whether it is the GPU asked for. */
-  static describeFirstTab(first: TabJoined, gl: ConcreteGlBackend): string[] {
+  static describeFirstTab(first: TabJoined, gl: ConcreteGlBackend, autoGl = false): string[] {
     const lines = [`WebGL renderer of the first tab: ${first.renderer}`];
-    if ((gl === "egl" || gl === "vulkan") && isSoftwareRenderer(first.renderer)) lines.push(`warning: --gl ${gl} asked for a GPU, but the tabs got a software renderer`);
-    if (gl === "llvmpipe" && !/llvmpipe/i.test(first.renderer)) lines.push(`warning: --gl llvmpipe asked for Mesa's llvmpipe, but the tabs got another renderer (${LLVMPIPE_APT} brings it)`);
+    const asked = autoGl ? `--gl auto picked ${gl} (its probe saw it), ` : `--gl ${gl} asked for ${gl === "llvmpipe" ? "Mesa's llvmpipe" : "a GPU"}, `;
+    if ((gl === "egl" || gl === "vulkan") && isSoftwareRenderer(first.renderer)) lines.push(`warning: ${asked}but the tabs got a software renderer`);
+    if (gl === "llvmpipe" && !/llvmpipe/i.test(first.renderer)) lines.push(`warning: ${asked}but the tabs got another renderer${autoGl ? "" : ` (${LLVMPIPE_APT} brings it)`}`);
     return lines;
   }
 

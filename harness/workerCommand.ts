@@ -9,7 +9,7 @@
 // worker, is unreachable for --wait seconds, or the tabs cannot render; 128 + n on signal n.
 import os from "node:os";
 import { randomBytes } from "node:crypto";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { io, type Socket } from "socket.io-client";
 import { launchedTabOf, WORKER_NAME } from "../protocol/events.js";
 import {
@@ -20,8 +20,9 @@ import { withoutControlCharacters } from "../protocol/runEvents.js";
 import { throttledLog } from "../server/session/accessControl.js";
 import type { GlBackend } from "./chromiumFlags.js";
 import { chooseGl, glOption } from "./chooseGl.js";
+import { int } from "./cliArguments.js";
 import { findBrowser, type FoundBrowser } from "./findBrowser.js";
-import { defaultBrowsers, DEFAULT_RELAUNCH_AFTER_FRAMES, parseRelaunchAfter } from "./TabPool.js";
+import { defaultBrowsers, DEFAULT_RELAUNCH_AFTER_FRAMES, relaunchAfterOption } from "./TabPool.js";
 import { FarmStopped, exitCodeFor, stopOnSignals, untilAborted } from "./shutdown.js";
 import { TabLifecycle, type TabSignals } from "./tabLifecycle.js";
 
@@ -271,6 +272,7 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
   say(`browser ${browser.path} (${browser.source}: ${browser.reason})`);
   // The probe takes up to 30 s on a browser that hangs: a signal does not wait for it.
   const { gl, why } = await Promise.race([chooseGl(browser.path, options.gl, { extraArgs: options.chromiumArg }), stopped]);
+  const autoGl = options.gl === "auto";
   options = { ...options, gl };
   say(`${options.sessions} tab(s) in ${options.browsers} browser(s), GL: ${gl} (${why}); server ${origin} as worker ${options.name}; frames go to the server, nothing is written here`);
 
@@ -282,13 +284,13 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
     const welcomed = await Promise.race([control.firstWelcome.then(() => true), control.ended.then(() => false), stopped]);
     if (welcomed) {
       const lifecycle = (tabs = new TabLifecycle({
-        browser, executablePath: browser.path, gl, url: `${origin}/?token=${encodeURIComponent(token)}`, owner: options.name,
+        browser, executablePath: browser.path, gl, autoGl, url: `${origin}/?token=${encodeURIComponent(token)}`, owner: options.name,
         proveLaunched: (name) => control.proofOf(name) ?? "", tabs: options.sessions, browsers: options.browsers, log: say,
         verbose: options.verbose, extraArgs: options.chromiumArg, relaunchAfterFrames: options.relaunchAfter ?? DEFAULT_RELAUNCH_AFTER_FRAMES,
       }, control.signals));
       control.onNewProofs = () => lifecycle.pool.recycleAll("reloads with the restarted server's proof");
       const first = await Promise.race([lifecycle.start(stopped, stop), control.ended.then(() => undefined)]);
-      if (first) for (const line of TabLifecycle.describeFirstTab(first, gl)) say(line);
+      if (first) for (const line of TabLifecycle.describeFirstTab(first, gl, autoGl)) say(line);
     }
     const reason = await Promise.race([control.ended, stopped]);
     const pool = tabs?.pool;
@@ -301,20 +303,6 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
   }
 }
 
-const int = (name: string, min: number, max: number) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
-  return n;
-};
-
-/** --relaunch-after, as the farm's (parseRelaunchAfter), with commander's error type. */
-const relaunchAfter = (value: string) => {
-  try {
-    return parseRelaunchAfter(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-};
 
 /** Adds `worker` to the command line (harness/cli.ts). */
 export function addWorkerCommand(program: Command): void {
@@ -333,10 +321,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--chromium-arg <flag>", "an extra Chromium flag (repeatable)", (v: string, all: string[]) => [...all, v], [] as string[])
     .option("--name <name>", "this worker's name on the server (1-40 letters, digits, _ or -; its tabs are NAME.tab-N) (default: host name and process id)")
     .addOption(new Option("--wait <seconds>", "how long the server may be unreachable, at the start or after it went away, before the worker gives up (0: forever)").argParser(int("--wait", 0, 7 * 86_400)).default(120))
-    .addOption(
-      new Option("--relaunch-after <frames>", "relaunch a browser (not only its tabs) once its tabs rendered this many frames, between jobs, one browser at a time (0: never)")
-        .argParser(relaunchAfter).default(DEFAULT_RELAUNCH_AFTER_FRAMES),
-    )
+    .addOption(relaunchAfterOption())
     .option("--verbose", "print browser console errors", false)
     .action(async (raw) => {
       const options: WorkerOptions = { ...raw, gl: raw.gl as GlBackend, browsers: raw.browsers ?? defaultBrowsers(raw.sessions), name: raw.name ?? defaultWorkerName() };

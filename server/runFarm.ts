@@ -10,6 +10,7 @@ import { ChangedJobError, describeChangedJobs } from "./queue/changedJobs.js";
 import { DatasetWriter, FRAMES_INDEX } from "./dataset/DatasetWriter.js";
 import { Farm } from "./session/Farm.js";
 import type { Session } from "./session/Session.js";
+import { onSessionRendered } from "./session/workerLink.js";
 import { dispatchJobs, type JobRunner } from "./dispatch/dispatchJobs.js";
 import { renderDeclarativeJob, type RenderDefaults } from "./dispatch/renderDeclarativeJob.js";
 import { demoScene } from "./jobs/demoJobs.js";
@@ -377,10 +378,8 @@ function noteSession(session: Session, { events, stats }: { events: RunEvents; s
  */
 function retireLaunchedTabs(farm: Farm, events: RunEvents, frames: number): void {
   if (frames <= 0) return;
-  events.subscribe((event) => {
-    if (event.type !== "job.done") return;
-    const session = farm.sessions.get(event.session);
-    if (session && session.framesDelivered >= frames && parseLaunchedTab(session.info.worker) !== undefined) session.retire();
+  onSessionRendered(events, farm.sessions, (session) => {
+    if (session.framesDelivered >= frames && parseLaunchedTab(session.info.worker) !== undefined) session.retire();
   });
 }
 

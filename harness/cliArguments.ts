@@ -1,0 +1,19 @@
+// Argument parsers shared by the farm's commands (harness/cli.ts) and `worker` (workerCommand.ts). They throw
+// commander's InvalidArgumentError, so a bad value is a usage error (exit 2) whose message names the option.
+import { InvalidArgumentError } from "commander";
+
+/** A whole number from `min` to `max`. */
+export const int = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+};
+
+/** Turns a parser's Error into commander's InvalidArgumentError. */
+export const argument = <T>(parse: (value: string) => T) => (value: string) => {
+  try {
+    return parse(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
