@@ -168,12 +168,22 @@ export class TabPool {
       this.options.log(`browser process died; relaunching it with ${slot.tabs.size} tab(s)`);
       void this.replace(() => this.launch(slot));
     });
-    slot.targets = await BrowserTargets.open(browser, {
-      crashed: (targetId) => void this.lost(slot, targetId, "crashed"),
-      destroyed: (targetId) => void this.lost(slot, targetId, "closed"),
-      console: this.options.verbose ? (targetId, text) => this.options.log(`tab ${this.tabOf(targetId) ?? "?"} console: ${text}`) : undefined,
-    });
-    await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
+    try {
+      slot.targets = await BrowserTargets.open(browser, {
+        crashed: (targetId) => void this.lost(slot, targetId, "crashed"),
+        destroyed: (targetId) => void this.lost(slot, targetId, "closed"),
+        console: this.options.verbose ? (targetId, text) => this.options.log(`tab ${this.tabOf(targetId) ?? "?"} console: ${text}`) : undefined,
+      });
+      await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
+    } catch (err) {
+      // A browser whose tabs could not be set up is closed here, not left running when replace() launches another.
+      if (slot.browser === browser) {
+        slot.browser = undefined;
+        slot.targets = undefined;
+      }
+      await browser.close().catch(() => {});
+      throw err;
+    }
   }
 
   private async openTab(slot: BrowserSlot, tab: number): Promise<void> {
