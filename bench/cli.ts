@@ -11,6 +11,7 @@
 //   servers               1 vs 2 farm servers on one Redis queue, and 1 on SQLite, fake sessions (bench/servers.ts)
 //   servers-chromium      1 server × 2 tabs vs 2 servers × 1 tab on one Redis queue, real Chromium (bench/servers.ts)
 // The last line of output is always one JSON object with the figures.
+import { argument, int as wholeNumber } from "../harness/cliArguments.js";
 import path from "node:path";
 import fs from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -21,7 +22,7 @@ import { parseLayerList, type LayerName } from "../protocol/layers.js";
 import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchPngEncoders, benchThroughput, pngEncodersJson, printPngEncoders, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
 import { fmt, lowerMedian, printTable, quiet, roundDeep } from "./report.js";
-import { defaultBrowsers } from "../harness/TabPool.js";
+import { defaultBrowsers, parseRelaunchAfter } from "../harness/TabPool.js";
 import { findBrowser } from "../harness/findBrowser.js";
 import { GL_BACKENDS, type GlBackend } from "../harness/chromiumFlags.js";
 import { chooseGl } from "../harness/chooseGl.js";
@@ -30,11 +31,7 @@ import { IMAGE_CHECK_DEPTHS, type ImageCheckDepth } from "../server/capture/chec
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-const int = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
-  return n;
-};
+const int = (name: string) => wholeNumber(name, 1, 1_000_000_000);
 const intList = (name: string) => (value: string) => {
   if (value.trim() === "" || value === "none") return [];
   return value.split(",").map((v) => int(name)(v.trim()));
@@ -336,7 +333,7 @@ const program = new Command()
   .option("--dashboard", "ingest: each trial without and with a dashboard open, interleaved, --repeat rounds: what the dashboard costs the server per frame", false)
   .option("--image <file>", "ingest: the image the fake sessions send (of --width × --height), e.g. a real frame: docs/demo-frame.png")
   .option("--recycle-after <n>", "soak: replace a tab after this many frames (0: never)", (v) => Number(v), 5000)
-  .option("--relaunch-after <n>", "soak: relaunch a browser after its tabs rendered this many frames (0: never; default: two runs, off and every 2000)", (v: string): number => { if (!/^\d+$/.test(v)) throw new InvalidArgumentError("--relaunch-after must be a whole number ≥ 0"); return Number(v); })
+  .option("--relaunch-after <n>", "soak: relaunch a browser after its tabs rendered this many frames (0: never; default: two runs, off and every 2000)", argument(parseRelaunchAfter))
   .option("--layers-compare <sets>", "throughput: the farm with each layer set in turn, sets split by ':' (the first is the baseline), 'none' to skip; frames per set: light 120, heavy 16 (--quick 40/8; --frames sets them too)", layerSetList, layerSetList("rgb:rgb,depth,mask,normal"))
   .addOption(new Option("--gl <backend>", "throughput: the farm's WebGL backend (seed, farm and the matched raw loop; the naive loop is always swiftshader): auto as the farm picks it (harness/chooseGl.ts)").choices(GL_BACKENDS as string[]).default("auto"))
   .option("--png-encoder <list>", `throughput: the farm's PNG encoder in the page (${PNG_ENCODERS.join(" | ")}; default ${DEFAULT_PNG_ENCODER}, the naive loop is always canvas); several, comma-separated: the farm alone with each, interleaved, medians`, pngEncoderList, [DEFAULT_PNG_ENCODER])

@@ -21,7 +21,7 @@
 //   --keep          keep each run's dataset
 //
 //   flock /tmp/tabfarm-bench.lock node --import tsx bench/serverCpu.ts [--scenes light,heavy]
-//     [--frames light=400,heavy=120] [--repeat 3] [--warmup 100] [--sessions 2] [--gl swiftshader] [options above]
+//     [--frames light=400,heavy=120] [--repeat 3] [--warmup 100] [--sessions 2] [--gl auto] [options above]
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -81,7 +81,7 @@ interface Trial {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { scenes: ["light", "heavy"], frames: { light: 400, heavy: 120 }, repeat: 3, sessions: 2, gl: "swiftshader", keep: false, tabsInChild: false, warmup: 100 };
+  const o: Options = { scenes: ["light", "heavy"], frames: { light: 400, heavy: 120 }, repeat: 3, sessions: 2, gl: "auto", keep: false, tabsInChild: false, warmup: 100 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {

@@ -2,9 +2,10 @@
 // A tab that crashes or closes is replaced; a browser that dies is relaunched with its tabs.
 // With relaunchAfterFrames, a browser whose tabs together rendered that many frames since its launch is
 // relaunched on purpose (memory outside the tabs, e.g. the network service that carries every frame,
-// is not given back by replacing tabs; issue 15's soak once measured 5-6 MB per 1,000 frames there): its tabs are retired by the server between jobs (the recycle path), the drained
-// browser closes, a fresh one starts with the same tabs. One browser at a time, so with several
-// browsers the farm keeps working tabs throughout.
+// is not given back by replacing tabs; issue 15's soak once measured 5-6 MB per 1,000 frames there):
+// its tabs are retired by the server between jobs (the recycle path), the drained browser closes, a
+// fresh one starts with the same tabs. One browser at a time, so with several browsers the farm keeps
+// working tabs throughout.
 import os from "node:os";
 import { Option } from "commander";
 import { argument } from "./cliArguments.js";
@@ -176,10 +177,12 @@ export class TabPool {
       });
       await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
     } catch (err) {
-      // A browser whose tabs could not be set up is closed here, not left running when replace() launches another.
+      // A browser whose tabs could not be set up is closed here, not left running when replace() launches another;
+      // the tabs it did open go with it, so the next browser opens them again.
       if (slot.browser === browser) {
         slot.browser = undefined;
         slot.targets = undefined;
+        for (const [tab, t] of this.live) if (t.slot === slot) this.live.delete(tab);
       }
       await browser.close().catch(() => {});
       throw err;

@@ -8,7 +8,7 @@
  *  - anything else (SwiftShader: this browser has no GL-EGL backend, or the machine no Mesa; no WebGL; a crash;
  *    no answer within PROBE_TIMEOUT_MS) → swiftshader, which every Chromium has.
  * Vulkan is never probed: ANGLE on Mesa's lavapipe crashed the GPU process here, and a GPU host is served by egl.
- * The launch costs about a second, once per process and browser (remembered below).
+ * The launch costs about a second, once per process, browser and set of --chromium-arg flags (remembered below).
  */
 import fs from "node:fs";
 import { Option } from "commander";
@@ -78,6 +78,7 @@ export function glFromProbe(probe: EglProbe, mesa: () => boolean): GlChoice {
 async function probeEgl(browserPath: string, extraArgs: string[], timeoutMs: number): Promise<EglProbe> {
   let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let over = false; // the verdict is in: a browser that lands later is closed at once, not probed
   const timedOut = new Promise<EglProbe>((resolve) => {
     timer = setTimeout(() => resolve({ failed: `no answer within ${timeoutMs / 1000} s` }), timeoutMs);
   });
@@ -89,6 +90,7 @@ async function probeEgl(browserPath: string, extraArgs: string[], timeoutMs: num
         // every browser of this process and exit at once.
         handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
       });
+      if (over) return { failed: "launched too late" }; // closed by the finally below
       const page = await browser.newPage();
       return await probeWebgl(page);
     } catch (err) {
@@ -98,6 +100,7 @@ async function probeEgl(browserPath: string, extraArgs: string[], timeoutMs: num
   try {
     return await Promise.race([probed, timedOut]);
   } finally {
+    over = true;
     clearTimeout(timer);
     // Closing also ends a probe that hangs in the page; a launch still under way (bounded by its own
     // timeout) is closed once it lands. A browser that does not close in PROBE_CLOSE_MS does not hold

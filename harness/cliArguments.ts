@@ -2,10 +2,13 @@
 // commander's InvalidArgumentError, so a bad value is a usage error (exit 2) whose message names the option.
 import { InvalidArgumentError } from "commander";
 
-/** A whole number from `min` to `max`. */
+/**
+ * A whole number from `min` to `max`, written in digits: not "" or " " (which Number() reads as 0, so
+ * `--wait ""` would mean forever), "1e3", "0x1F90" or "+5".
+ */
 export const int = (name: string, min: number, max: number) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+  const n = /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
   return n;
 };
 

@@ -96,7 +96,11 @@ export class TabLifecycle {
       throw new TabLaunchError(
         `WebGL is not available in the launched browser (${browser.path}); tried ${describeGl(gl)}${autoGl ? " (picked by --gl auto)" : ""}` +
           `${extraArgs.length ? ` plus ${extraArgs.join(" ")}` : ""}. ` +
-          `Try --gl swiftshader (software)${autoGl ? "" : ", --gl auto"}, or another browser (--browser system, bundled or a path).`,
+          `Try ${[
+            ...(extraArgs.length ? ["without those --chromium-arg flags"] : []),
+            ...(gl === "swiftshader" ? [] : ["--gl swiftshader (software)"]),
+            ...(autoGl ? [] : ["--gl auto"]),
+          ].map((t) => `${t}, `).join("")}or another browser (--browser system, bundled or a path).`,
       );
     }
     return launched.rendering;

@@ -106,7 +106,7 @@ class ControlLink {
   readonly firstWelcome = new Promise<string[]>((resolve) => (this.welcomed = resolve));
   /** Called when a later welcome brings other proofs (the server restarted): the tabs must reload. */
   onNewProofs: () => void = () => {};
-  /** Malformed server messages are logged a few a minute per event: a broken server must not flood the worker's log. */
+  /** Malformed or unexpected server messages are logged a few a minute per event: a broken server must not flood the worker's log. */
   private readonly logThrottled: (event: string, line: string) => void;
 
   constructor(private readonly origin: string, token: string, private readonly options: WorkerOptions, private readonly browser: FoundBrowser, private readonly log: (line: string) => void) {
@@ -130,7 +130,7 @@ class ControlLink {
     );
     this.socket.on("stopping", (raw, ack) => {
       if (typeof ack === "function") ack();
-      this.checked("stopping", ReasonSchema.safeParse(raw), ({ reason }) => this.log(`the server is stopping (${reason}); ${this.waitText()} for it to come back`));
+      this.checked("stopping", ReasonSchema.safeParse(raw), ({ reason }) => this.logThrottled("stopping", `the server is stopping (${reason}); ${this.waitText()} for it to come back`));
     });
     this.socket.on("runOver", (raw, ack) => {
       if (typeof ack === "function") ack();
@@ -202,7 +202,7 @@ class ControlLink {
 
   private welcome(worker: string, proofs: string[]): void {
     if (worker !== this.options.name || proofs.length !== this.options.sessions) {
-      return this.log(`ignored a "welcome" for ${worker} with ${proofs.length} proof(s): this worker is ${this.options.name} with ${this.options.sessions} tab(s)`);
+      return this.logThrottled("welcome", `ignored a "welcome" for ${worker} with ${proofs.length} proof(s): this worker is ${this.options.name} with ${this.options.sessions} tab(s)`);
     }
     clearTimeout(this.welcomeTimer);
     const before = this.proofs;

@@ -88,7 +88,8 @@ export function throttledLog(log: (line: string) => void, perMinute = 20): (topi
     }
     if (w.printed < perMinute) {
       w.printed++;
-      log(line);
+      // The last line of the minute says so: a flood that stops would otherwise never say it was cut.
+      log(w.printed === perMinute ? `${line} (further '${topic}' messages are not shown for up to a minute)` : line);
     } else w.held++;
   };
 }

@@ -51,7 +51,7 @@ describe("CLI features", () => {
         "--chromium-arg=--disable-gpu", "--chromium-arg=--disable-software-rasterizer",
       ]);
       assert.equal(code, 2, output);
-      assert.match(output, /WebGL is not available in the launched browser \(.+\); tried .* \(picked by --gl auto\) plus --disable-gpu --disable-software-rasterizer\. Try --gl swiftshader \(software\), or another browser/);
+      assert.match(output, /WebGL is not available in the launched browser \(.+\); tried .* \(picked by --gl auto\) plus --disable-gpu --disable-software-rasterizer\. Try without those --chromium-arg flags, or another browser/);
       // auto's probe launched the browser with the user's flags too, so it saw no WebGL either.
       assert.match(output, /GL: swiftshader \(auto: egl gave no WebGL/);
     } finally {

@@ -3,6 +3,7 @@
 // to evaluate, forward console errors with verbose, and report a crash to a pending evaluate.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { Farm } from "../../server/session/Farm.js";
 import { TabPool } from "../../harness/TabPool.js";
 import { buildClient } from "../../harness/buildClient.js";
@@ -46,6 +47,42 @@ describe("TabPool", { timeout: 90_000 }, () => {
       assert.equal(pool.replacements, 1);
       await waitFor("the replacement's session", () => [...farm.sessions.values()].filter((s) => s.info.worker === "tab-1").length === 1);
       assert.match(await pool.evaluate(1, () => location.search), /worker=tab-1/, "the replacement answers too");
+    } finally {
+      await pool.close();
+      await farm.close();
+    }
+  });
+
+  it("a relaunched browser whose tabs cannot be set up is closed before the next try, and every tab comes back", async () => {
+    const logs: string[] = [];
+    const farm = new Farm({ clientDir: await buildClient(), log: () => {} });
+    await farm.listen();
+    let failNext = false;
+    const proveLaunched = (worker: string) => {
+      if (worker === "tab-1" && failNext) {
+        failNext = false;
+        throw new Error("no proof this time"); // a tab's setup failing after its browser launched
+      }
+      return farm.launchedTabProof(worker);
+    };
+    const executablePath = findBrowser().path;
+    const pool = new TabPool({ executablePath, gl: "swiftshader", url: farm.url, proveLaunched, tabs: 2, browsers: 1, log: (l) => logs.push(l) });
+    // Browser processes of ours: Playwright launches them as this process's children, talking over a pipe
+    // (a wrapper script such as Debian's /usr/bin/chromium execs the real binary in the same process).
+    const browsers = () =>
+      execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" }).split("\n").map((l) => l.trim())
+        .filter((l) => l.includes("--remote-debugging-pipe") && !l.includes("--type=")).map((l) => Number(l.split(" ")[0]));
+    try {
+      await pool.start();
+      await waitFor("two sessions", () => farm.sessions.size === 2);
+      failNext = true;
+      const [first, ...others] = browsers();
+      assert.ok(first && others.length === 0, "one browser");
+      process.kill(first, "SIGKILL");
+      await waitFor("the failed try", () => logs.some((l) => /could not open a replacement tab \(try 1\): no proof this time/.test(l)));
+      await waitFor("both tabs back", () => [...farm.sessions.values()].filter((s) => !s.closed && s.info.webgl).length === 2 && pool.openTabs === 2, 60_000);
+      assert.equal(browsers().length, 1, "the browser of the failed try was closed, not left running");
+      assert.deepEqual([...farm.sessions.values()].filter((s) => !s.closed).map((s) => s.info.worker).sort(), ["tab-0", "tab-1"]);
     } finally {
       await pool.close();
       await farm.close();

@@ -264,6 +264,7 @@ describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
         assert.match(output, /ignored a malformed "recycle" from the server \(tab: /);
         assert.match(output, /ignored a malformed "refused" from the server \(reason: /);
         assert.equal(output.match(/ignored a malformed "rendered" from the server \(/g)?.length, 20, `the bad "rendered" are dropped and logged, 20 a minute at most:\n${output}`);
+        assert.match(output, /further 'rendered' messages are not shown for up to a minute/, "the log says when it holds lines back");
         assert.match(output, /ignored a malformed "rendered" from the server \(frames: /);
         assert.match(output, /ignored a malformed "rendered" from the server \(tab: /);
         assert.match(output, /ignored a malformed "stopping"/);
