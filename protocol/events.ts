@@ -39,6 +39,17 @@ export function parseLaunchedTab(name: string): { worker?: string; tab: number }
   return m[1] === undefined ? { tab: Number(m[2]) } : { worker: m[1], tab: Number(m[2]) };
 }
 
+/** Prefix of an admitted name whose launched-tab claim came without a valid proof (`unverified:tab-N`). */
+export const UNVERIFIED_PREFIX = "unverified:";
+
+/**
+ * The worker named by an admitted `unverified:<worker>.tab-N` (a remote worker's tab name claimed without
+ * that worker's current proof, e.g. a tab back before its worker after a server restart), else undefined.
+ */
+export function unprovenWorkerOf(admitted: string): string | undefined {
+  return admitted.startsWith(UNVERIFIED_PREFIX) ? parseLaunchedTab(admitted.slice(UNVERIFIED_PREFIX.length))?.worker : undefined;
+}
+
 /**
  * The tab number in a launched tab's name when it is one of `worker`'s tabs (absent: the local farm's
  * `tab-N`), else undefined: each pool recycles its own tabs only.

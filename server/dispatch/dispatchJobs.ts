@@ -220,7 +220,7 @@ export function dispatchJobs(options: DispatchOptions): Dispatch {
 
   /** Sessions other than `id` that can take work now. */
   const workingPeers = (id: string) =>
-    [...farm.sessions.values()].filter((s) => s.id !== id && s.info.webgl && !s.closed && !s.retiring && !quarantined.has(s.id)).map((s) => s.id);
+    [...farm.sessions.values()].filter((s) => s.id !== id && s.getsWork && !s.closed && !s.retiring && !quarantined.has(s.id)).map((s) => s.id);
 
   const quarantine = (session: Session, why: string) => {
     quarantined.add(session.id);

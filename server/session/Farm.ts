@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
 import { Server, type Namespace, type Socket as IoSocket } from "socket.io";
-import { parseLaunchedTab, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
+import { parseLaunchedTab, unprovenWorkerOf, UNVERIFIED_PREFIX, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
@@ -387,6 +387,13 @@ export class Farm extends EventEmitter {
       this.log(`session ${session.id} has no WebGL (${safeInfo.userAgent}); it will not be given work`);
       return;
     }
+    const staleOf = unprovenWorkerOf(safeInfo.worker);
+    if (staleOf !== undefined) {
+      // Most likely a worker's tab from before this server (re)started, back before its worker: the worker
+      // reloads it with a current proof. Work given to it now would be cut by that reload, an attempt each.
+      this.logThrottled("unproven-worker-tab", `session ${session.id} (${safeInfo.worker}) gets no work: it claims a tab of worker ${staleOf} without that worker's current proof`);
+      return;
+    }
     for (const handler of this.handlers) this.runHandler(handler, session);
   }
 
@@ -401,11 +408,11 @@ export class Farm extends EventEmitter {
     const subject = launched.worker === undefined ? claimed : this.workers.proofSubject(claimed);
     if (subject !== undefined && tokenMatches(workerProof(this.workerSecret, subject), proof)) return claimed;
     this.logThrottled("unverified", `a page from ${address} claims to be launched tab ${claimed} without its worker proof; admitted as opened by hand`);
-    return `unverified:${claimed}`;
+    return `${UNVERIFIED_PREFIX}${claimed}`;
   }
 
   private runHandler(handler: SessionHandler, session: Session): void {
-    if (!session.info.webgl) return;
+    if (!session.getsWork) return;
     const run = (async () => {
       try {
         await handler(session);

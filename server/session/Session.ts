@@ -8,7 +8,7 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { BOX3D_NUMBERS, grabLayers, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import { needsInstanceIds, type LayerName } from "../../protocol/layers.js";
 import type { InstanceResolution } from "../../protocol/instances.js";
-import { MAX_ERROR_CHARS, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
+import { MAX_ERROR_CHARS, unprovenWorkerOf, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { SentScene } from "./SentScene.js";
 import { checkImage, ImageCheckError } from "../capture/checkImage.js";
@@ -282,12 +282,21 @@ export class Session extends EventEmitter {
   /**
    * Asks the dispatcher to give this session no more jobs; it emits "retired" once its jobs are
    * finished, when a harness can replace the tab (e.g. to bound a long run's browser memory).
-   * False when no "retired" will come: the session is closed, or has no WebGL (it never had a job loop).
+   * False when no "retired" will come: the session is closed, or never had a job loop (getsWork).
    */
   retire(): boolean {
-    if (this.closed || !this.info.webgl) return false;
+    if (this.closed || !this.getsWork) return false;
     this.retiring = true;
     return true;
+  }
+
+  /**
+   * Whether the farm runs the job loop (its handlers) for this session: it has WebGL, and it is not a remote
+   * worker's tab admitted without that worker's current proof (whose worker will reload it: work given to it
+   * now would be cut, an attempt each).
+   */
+  get getsWork(): boolean {
+    return this.info.webgl && unprovenWorkerOf(this.info.worker) === undefined;
   }
 
   /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */

@@ -257,5 +257,21 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     assert.equal(await askRetire(now.socket, { tab: "stale-box.tab-1" }), true);
     assert.equal(fresh.retiring, true);
   });
-});
 
+  it("a worker's tab back before its worker (a server restart: its old proof) gets no work until the worker reloads it; a tab opened by hand under a local tab's name still does", async () => {
+    const logs: string[] = [];
+    const { farm, origin } = await startFarm((line) => logs.push(line));
+    const ran: string[] = [];
+    farm.spawn(async (session) => void ran.push(session.info.worker));
+    // No worker "gone-box" has said hello to this server: its tab's proof cannot hold.
+    const stale = await livePage(farm, origin, "gone-box.tab-0", "a-proof-from-the-last-server", true);
+    const byHand = await livePage(farm, origin, "tab-3", "not-the-proof", true);
+    const named = await livePage(farm, origin, "my-own-tab", undefined, true);
+    assert.deepEqual([stale, byHand, named].map((s) => s.info.worker), ["unverified:gone-box.tab-0", "unverified:tab-3", "my-own-tab"]);
+    assert.deepEqual([stale, byHand, named].map((s) => s.getsWork), [false, true, true]);
+    for (let i = 0; i < 50 && ran.length < 2; i++) await sleep(20);
+    assert.deepEqual(ran.sort(), ["my-own-tab", "unverified:tab-3"], "the job loop runs for every tab with WebGL but the unproven worker tab");
+    assert.ok(logs.some((l) => /session s\d+ \(unverified:gone-box\.tab-0\) gets no work: it claims a tab of worker gone-box without that worker's current proof/.test(l)), logs.join("\n"));
+    assert.equal(stale.retire(), false, "nothing to drain: it never had a job loop");
+  });
+});
