@@ -11,7 +11,6 @@
 //   servers               1 vs 2 farm servers on one Redis queue, and 1 on SQLite, fake sessions (bench/servers.ts)
 //   servers-chromium      1 server × 2 tabs vs 2 servers × 1 tab on one Redis queue, real Chromium (bench/servers.ts)
 // The last line of output is always one JSON object with the figures.
-import { argument, int as wholeNumber } from "../harness/cliArguments.js";
 import path from "node:path";
 import fs from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -23,6 +22,7 @@ import { SCENE_NAMES, type SceneName } from "./scenes.js";
 import { benchPngEncoders, benchThroughput, pngEncodersJson, printPngEncoders, printThroughput, throughputJson, type ThroughputOptions } from "./throughput.js";
 import { fmt, lowerMedian, printTable, quiet, roundDeep } from "./report.js";
 import { defaultBrowsers, parseRelaunchAfter } from "../harness/TabPool.js";
+import { argument, int as wholeNumber } from "../harness/cliArguments.js";
 import { findBrowser } from "../harness/findBrowser.js";
 import { GL_BACKENDS, type GlBackend } from "../harness/chromiumFlags.js";
 import { chooseGl } from "../harness/chooseGl.js";

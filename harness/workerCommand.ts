@@ -303,7 +303,6 @@ export async function runWorker(options: WorkerOptions, log: (line: string) => v
   }
 }
 
-
 /** Adds `worker` to the command line (harness/cli.ts). */
 export function addWorkerCommand(program: Command): void {
   program
