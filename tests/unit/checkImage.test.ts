@@ -131,6 +131,16 @@ describe("PNG: accepted", () => {
     await accepts(handMade(ihdr(W, H), rows(W, H, 4)));
   });
 
+  it("many checks at once, good and bad mixed (their inflates overlap on libuv's pool): each gets its own verdict", async () => {
+    const good = png();
+    const bad = handMade(ihdr(W, H), rows(W, H - 1, 4)); // CRCs right, one row short
+    const big = await fromRaw(640, 480).png().toBuffer();
+    const checks = Array.from({ length: 40 }, (_, i) =>
+      i % 3 === 0 ? accepts(big, "png", 640, 480) : i % 3 === 1 ? accepts(good) : rejects(bad, /the image data inflates to \d+ bytes; 37×21 needs/),
+    );
+    await Promise.all(checks);
+  });
+
   it("imageSize reads the header's size (the header-only check)", () => {
     assert.deepEqual(imageSize(png(), "png"), { width: W, height: H });
     assert.deepEqual(imageSize(png(300, 2), "png"), { width: 300, height: 2 });
