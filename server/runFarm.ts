@@ -26,6 +26,7 @@ import type { RunStats } from "./events/RunStats.js";
 import { serveDashboard } from "./dashboard/dashboard.js";
 import { MAX_FAILED_ROWS } from "../protocol/runEvents.js";
 import { RUN_DEFAULTS } from "./runDefaults.js";
+import { tuneHeapForFarm } from "./heapTuning.js";
 import { openRedisQueue } from "./queue/RedisQueue.js";
 import { ShardQueue, type SharedQueue } from "./queue/ShardQueue.js";
 import { isRunSeed, randomRunSeed } from "./dataset/seeds.js";
@@ -150,6 +151,7 @@ export interface Run {
 
 export async function startRun(options: RunOptions): Promise<Run> {
   const log = options.log ?? ((line: string) => console.log(line));
+  tuneHeapForFarm();
   checkTemplate(options); // before the dataset is opened: a bad template leaves nothing behind
   const leaseTtlMs = options.leaseTtlMs ?? RUN_DEFAULTS.leaseTtlMs;
   // Checks --out, refuses a folder that is not a tabfarm dataset, and takes the dataset's lock: resume
