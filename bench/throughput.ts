@@ -127,6 +127,8 @@ export interface ThroughputResult {
   scenes: Partial<Record<SceneName, Partial<Record<WayName, WayResult>>>>;
   /** frames/s of every repeat. */
   runs: Partial<Record<SceneName, Partial<Record<WayName, number[]>>>>;
+  /** The farm way's server CPU ms per frame in every repeat (it varies more between runs than frames/s). */
+  farmServerRuns: Partial<Record<SceneName, number[]>>;
   sweep: WayResult[];
   /** Per scene, the farm with each of `layerSets` (medians of the interleaved repeats). */
   layers: Partial<Record<SceneName, LayersComparison>>;
@@ -374,7 +376,7 @@ export async function runFarmWay(
 
 export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputResult> {
   const clientDir = buildClientInChild();
-  const result: ThroughputResult = { scenes: {}, runs: {}, sweep: [], layers: {}, layersSeconds: 0, peakServerRssBytes: 0 };
+  const result: ThroughputResult = { scenes: {}, runs: {}, farmServerRuns: {}, sweep: [], layers: {}, layersSeconds: 0, peakServerRssBytes: 0 };
   // The server's peak RSS is taken over the farm phases (the other two barely use the server).
   const keepPeak = (w: WayResult) => (result.peakServerRssBytes = Math.max(result.peakServerRssBytes, w.phase.peakRssBytes), w);
   const say = (w: WayResult, tag: string) => {
@@ -409,6 +411,7 @@ export async function benchThroughput(o: ThroughputOptions): Promise<ThroughputR
     }
     result.scenes[name] = Object.fromEntries(Object.entries(runs).map(([way, all]) => [way, median(all)]));
     result.runs[name] = Object.fromEntries(Object.entries(runs).map(([way, all]) => [way, all.map((w) => w.fps)]));
+    if (runs.farm) result.farmServerRuns[name] = runs.farm.map((w) => w.phase.serverCpuMs / w.frames);
   }
   const layerSets = o.layerSets ?? [];
   const layersStarted = performance.now();
@@ -505,7 +508,8 @@ export function printThroughput(r: ThroughputResult, o: ThroughputOptions, out: 
       (ways.raw ? `; raw first frame (scene build + shader compile) ${fmt(ways.raw.firstFrameMs, 0)} ms, op→commit ${fmt(ways.raw.settleMs)} ms/frame` : ""));
     const runs = r.runs[name as SceneName];
     if (runs && o.repeat > 1) {
-      out(`  all runs, frames/s: ${WAY_NAMES.filter((way) => runs[way]).map((way) => `${way} ${runs[way]!.map((x) => fmt(x)).join(" ")}`).join(" | ")}`);
+      out(`  all runs, frames/s: ${WAY_NAMES.filter((way) => runs[way]).map((way) => `${way} ${runs[way]!.map((x) => fmt(x)).join(" ")}`).join(" | ")}` +
+        (r.farmServerRuns[name as SceneName] ? `; farm server CPU ms/frame ${r.farmServerRuns[name as SceneName]!.map((x) => fmt(x, 2)).join(" ")}` : ""));
     }
   }
   printVerdicts(r, o, out);
@@ -628,6 +632,7 @@ export function throughputJson(r: ThroughputResult, o?: ThroughputOptions): Reco
       renderer: farm.renderer,
       encoded_by: farm.encodedBy ?? null,
       runs_fps: r.runs[name as SceneName],
+      runs_server_cpu_ms_per_frame: r.farmServerRuns[name as SceneName],
     };
   }
   json.peak_server_rss_mb = r.peakServerRssBytes / 2 ** 20;
