@@ -16,7 +16,7 @@ import v8 from "node:v8";
 
 export const FARM_HEAP_GROWING_PERCENT = 100;
 
-/** Sets V8's heap growing factor for this process (once); returns the percent in effect and where it came from. */
+/** Sets V8's heap growing factor for this process (each call sets the same value); returns the percent in effect and where it came from. */
 export function tuneHeapForFarm(execArgv: readonly string[] = process.execArgv): { percent: number; from: "tabfarm" | "node's command line" } {
   const given = execArgv.map((arg) => /^--heap[-_]growing[-_]percent=(\d+)$/.exec(arg)).find(Boolean);
   if (given) return { percent: Number(given[1]), from: "node's command line" };
