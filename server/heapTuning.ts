@@ -7,19 +7,28 @@
 // light frame and up to 10 per heavy one, in V8's marking threads; in some processes and not others,
 // depending on how the first collections went). A fixed factor of 2 (V8's --heap-growing-percent=100)
 // leaves room for a heap's worth of garbage between full collections: 4–5 in the same round, the
-// server's CPU per frame halved (npm run bench, README "Speed"). The cost is memory: the heap may reach
-// twice its live size before it is collected (60 → 120 MB here).
+// server's CPU per frame halved in the bench's process (npm run bench, README "Speed"). The cost: more
+// garbage held between collections than the collapsed factor allowed; on a quiet machine V8's own factor
+// goes up to 4, so there a farm collects more often than V8 would (a server whose cores are idle pays CPU).
 //
-// The flag is read at each collection, so it can be set after start. A process whose node was started
-// with its own --heap-growing-percent keeps it.
+// The flag is read at each full collection, so it can be set after start (it applies from the next one). A
+// process whose node was started with its own --heap-growing-percent keeps it, whatever its value
+// (0 gives the choice back to V8). It is process-wide and stays set after the run closes.
 import v8 from "node:v8";
 
 export const FARM_HEAP_GROWING_PERCENT = 100;
 
-/** Sets V8's heap growing factor for this process (each call sets the same value); returns the percent in effect and where it came from. */
-export function tuneHeapForFarm(execArgv: readonly string[] = process.execArgv): { percent: number; from: "tabfarm" | "node's command line" } {
-  const given = execArgv.map((arg) => /^--heap[-_]growing[-_]percent=(\d+)$/.exec(arg)).find(Boolean);
-  if (given) return { percent: Number(given[1]), from: "node's command line" };
-  v8.setFlagsFromString(`--heap-growing-percent=${FARM_HEAP_GROWING_PERCENT}`);
-  return { percent: FARM_HEAP_GROWING_PERCENT, from: "tabfarm" };
+/** A --heap-growing-percent given on node's command line, in any spelling V8 accepts (-/--, - or _). */
+const GIVEN = /^--?heap[-_]growing[-_]percent(=|$)/;
+
+/**
+ * Sets V8's heap growing factor for this process (each call sets the same value), unless node was started
+ * with one; returns what it did.
+ */
+export function tuneHeapForFarm(execArgv: readonly string[] = process.execArgv): { set: boolean; flag: string } {
+  const given = execArgv.find((arg) => GIVEN.test(arg));
+  if (given) return { set: false, flag: given };
+  const flag = `--heap-growing-percent=${FARM_HEAP_GROWING_PERCENT}`;
+  v8.setFlagsFromString(flag);
+  return { set: true, flag };
 }
