@@ -383,16 +383,13 @@ export class Farm extends EventEmitter {
       this.log(`session ${session.id} left (${reason}): ${this.sessions.size} live`);
     });
     this.emit("session", session);
-    if (!safeInfo.webgl) {
-      this.log(`session ${session.id} has no WebGL (${safeInfo.userAgent}); it will not be given work`);
-      return;
-    }
+    // Whether it gets work is Session.getsWork's rule (runHandler applies it); here only why not is said.
     const staleOf = unprovenWorkerOf(safeInfo.worker);
-    if (staleOf !== undefined) {
+    if (!safeInfo.webgl) this.log(`session ${session.id} has no WebGL (${safeInfo.userAgent}); it will not be given work`);
+    else if (staleOf !== undefined) {
       // Most likely a worker's tab from before this server (re)started, back before its worker: the worker
       // reloads it with a current proof. Work given to it now would be cut by that reload, an attempt each.
       this.logThrottled("unproven-worker-tab", `session ${session.id} (${safeInfo.worker}) gets no work: it claims a tab of worker ${staleOf} without that worker's current proof`);
-      return;
     }
     for (const handler of this.handlers) this.runHandler(handler, session);
   }
