@@ -149,13 +149,17 @@ export interface Tabs {
   close(): Promise<void>;
 }
 
-/** Opens `tabs` tabs on `url`; resolves once they are open (readiness is checked by waitReady). */
-export type TabOpener = (url: string, tabs: number, browsers: number, log: (l: string) => void) => Promise<Tabs>;
+/**
+ * Opens `tabs` tabs on `url`; resolves once they are open (readiness is checked by waitReady). `proveLaunched`
+ * signs their names as the farm's harness does (Farm.launchedTabProof): the server then treats them as users'
+ * launched tabs are treated (named tab-N; their PNGs get the launched tabs' check, checkImage.ts).
+ */
+export type TabOpener = (url: string, tabs: number, browsers: number, log: (l: string) => void, proveLaunched?: (worker: string) => string) => Promise<Tabs>;
 
 /** The farm's own way: harness/TabPool (one browser context per tab), in the browser findBrowser picks, with `gl`'s flags. */
 export function tabPoolOpenerFor(gl: ConcreteGlBackend): TabOpener {
-  return async (url, tabs, browsers, log) => {
-    const pool = new TabPool({ executablePath: findBrowser().path, gl, url, tabs, browsers, log });
+  return async (url, tabs, browsers, log, proveLaunched) => {
+    const pool = new TabPool({ executablePath: findBrowser().path, gl, url, tabs, browsers, log, proveLaunched });
     await pool.start();
     return { count: tabs, evaluate: (i, fn, arg) => pool.evaluate(i, fn, arg), close: () => pool.close() };
   };
@@ -208,7 +212,7 @@ async function waitReady(farm: Farm, tabs: number, opened: Tabs): Promise<void> 
 }
 
 async function openTabs(farm: Farm, url: string, tabs: number, browsers: number, o: ThroughputOptions, open: TabOpener): Promise<Tabs> {
-  const opened = await open(url, tabs, browsers, o.log);
+  const opened = await open(url, tabs, browsers, o.log, (worker) => farm.launchedTabProof(worker));
   try {
     await waitReady(farm, tabs, opened);
     return opened;

@@ -10,6 +10,11 @@
 //    on every row. PNG has checksums (chunk CRCs, zlib's Adler-32), so this proves the file decodes.
 //    +0.7–0.9 ms; the inflate runs on libuv's thread pool, so the event loop pays +0.15 ms of it
 //    (inflating on the event loop: +0.6 ms there, and fewer frames/s).
+//    A tab this farm launched itself (ImageSource "launched") gets PNG's structure check only: it runs
+//    the farm's own client and encoder in the Chromium the farm started, over loopback, so there is no
+//    hostile sender to catch, and the chunk CRCs (which cover the compressed data) still catch a frame
+//    damaged on the way. The inflate was ≈ 30 % of the farm's own CPU per frame (issue 15). `tabfarm
+//    verify` inflates every PNG of a dataset, whoever sent it.
 //  - JPEG and WebP, their structure: every JPEG segment from SOI to EOI (frame header, scans walked
 //    to their end), every WebP chunk (RIFF size, chunk sizes, the VP8/VP8L/VP8X size fields); no
 //    more than a header check costs. These formats have no checksum, and a full decode (sharp,
@@ -30,7 +35,16 @@ export interface ExpectedImage {
   maxBytes?: number;
   /** PNG only: the samples IHDR must declare exactly (a layer file); default what the page writes, 8-bit RGB or RGBA. */
   pngSamples?: PngSamples;
+  /** Who sent the bytes (default "any"): how deep they are checked (checkDepth). */
+  source?: ImageSource;
 }
+
+/**
+ * "launched": a tab this farm's harness launched, admitted with its proof (Session.imageSource): the farm's
+ * own page code in the farm's own browser on this machine. "any": every other page (opened by hand, a remote
+ * worker's, a socket speaking the protocol), and files read back from a dataset.
+ */
+export type ImageSource = "launched" | "any";
 
 export interface PngSamples {
   channels: 1 | 3 | 4;
@@ -44,9 +58,17 @@ export interface PngSamples {
 export type ImageCheckDepth = "header" | "structure" | "full";
 export const IMAGE_CHECK_DEPTHS: readonly ImageCheckDepth[] = ["header", "structure", "full"];
 
-/** What the farm checks, per format (see the measurements above). */
-const DEPTH: Record<ImageFormat, ImageCheckDepth> = { png: "full", jpeg: "structure", webp: "structure" };
+/** What the farm checks, per sender and format (see the measurements above). */
+const DEPTH: Record<ImageSource, Record<ImageFormat, ImageCheckDepth>> = {
+  any: { png: "full", jpeg: "structure", webp: "structure" },
+  launched: { png: "structure", jpeg: "structure", webp: "structure" },
+};
 let depthOverride: ImageCheckDepth | undefined;
+
+/** How deep an image of `format` from `source` is checked. */
+export function checkDepth(format: ImageFormat, source: ImageSource = "any"): ImageCheckDepth {
+  return depthOverride ?? DEPTH[source][format];
+}
 
 /** For bench/ingest.ts only: check every format at `depth` (undefined: the farm's choice) to measure what each depth costs. */
 export function setImageCheckDepthForBench(depth: ImageCheckDepth | undefined): void {
@@ -57,7 +79,7 @@ export function setImageCheckDepthForBench(depth: ImageCheckDepth | undefined): 
 export async function checkImage(bytes: Buffer, expected: ExpectedImage): Promise<void> {
   const { format, width, height, what, maxBytes = LIMITS.maxFrameBytes } = expected;
   if (bytes.length > maxBytes) throw new ImageCheckError(`${what}: image of ${bytes.length} bytes is over the ${maxBytes}-byte limit`);
-  const depth = depthOverride ?? DEPTH[format];
+  const depth = checkDepth(format, expected.source);
   const bad = (why: string) => new ImageCheckError(`${what}: payload of ${bytes.length} bytes is not a ${format} image: ${why}`);
   const wrongSize = (size: { width: number; height: number }) =>
     new ImageCheckError(`${what}: ${format} is ${size.width}×${size.height}, but ${width}×${height} was asked for`);

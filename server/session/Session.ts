@@ -8,10 +8,10 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { BOX3D_NUMBERS, grabLayers, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import { needsInstanceIds, type LayerName } from "../../protocol/layers.js";
 import type { InstanceResolution } from "../../protocol/instances.js";
-import { MAX_ERROR_CHARS, unprovenWorkerOf, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
+import { MAX_ERROR_CHARS, parseLaunchedTab, unprovenWorkerOf, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { SentScene } from "./SentScene.js";
-import { checkImage, ImageCheckError } from "../capture/checkImage.js";
+import { checkImage, ImageCheckError, type ImageSource } from "../capture/checkImage.js";
 import { describeIssues } from "../../protocol/describeIssues.js";
 import { encodeRgba } from "../capture/encodeFrame.js";
 import { ClassTable } from "../capture/ClassTable.js";
@@ -254,7 +254,7 @@ export class Session extends EventEmitter {
       : new Map();
     let encodeMs = meta.data.encodeMs;
     const encodeImage = async () => {
-      if (request.encoding !== "raw") return checkImage(image, { format: request.format, width, height, maxBytes: request.maxBytes, what });
+      if (request.encoding !== "raw") return checkImage(image, { format: request.format, width, height, maxBytes: request.maxBytes, what, source: this.imageSource });
       const started = performance.now();
       image = await encodeRgba(image, width, height, { format: request.format, quality: request.quality, pngLevel: this.pngLevel });
       encodeMs = performance.now() - started; // encoded here by sharp: no need to check it
@@ -297,6 +297,16 @@ export class Session extends EventEmitter {
    */
   get getsWork(): boolean {
     return this.info.webgl && unprovenWorkerOf(this.info.worker) === undefined;
+  }
+
+  /**
+   * Who sends this session's frames, for how deep they are checked (checkImage): "launched" for a tab of this
+   * farm's own harness (`tab-N`, a name Farm admits only with the proof the harness put in its URL), "any"
+   * for every other page, a remote worker's tabs included (their frames come from another machine).
+   */
+  get imageSource(): ImageSource {
+    const launched = parseLaunchedTab(this.info.worker);
+    return launched !== undefined && launched.worker === undefined ? "launched" : "any";
   }
 
   /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */

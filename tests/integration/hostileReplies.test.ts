@@ -108,13 +108,17 @@ describe("hostile replies in a farm run: nothing written, the jobs retried and d
       { name: "not an image", reply: reply(randomBytes(500), 160, 120), refusal: /payload of 500 bytes is not a png image/ },
     ];
     const answered: string[] = [];
-    const socket = hostileSocket(farm.run.url, farm.run.farm.token, "hostile", () => {
+    // It claims a launched tab's name without that tab's proof: admitted as opened by hand, so its frames
+    // get the full check ("inflates short" is caught only by it; a launched tab's frames skip the inflate).
+    const socket = hostileSocket(farm.run.url, farm.run.farm.token, "tab-0", () => {
       const next = hostile[answered.length];
       if (!next) return undefined; // then it goes quiet until the test disconnects it
       answered.push(next.name);
       return next.reply;
     });
     try {
+      await farm.waitForLog(/claims to be launched tab tab-0 without its worker proof; admitted as opened by hand/, 10_000);
+      assert.equal((await sessionOf(farm.run.farm, "unverified:tab-0", 5_000)).imageSource, "any");
       for (const { name, refusal } of hostile) {
         const line = await farm.waitForLog(new RegExp(`failed on session s\\d+: grabRender\\('tabfarm\\.camera'\\) on session s\\d+: .*${refusal.source}`), 30_000);
         assert.match(line, /^job demo-\d+ attempt \d+ failed/, `${name}: the attempt of a job failed`);
@@ -131,6 +135,8 @@ describe("hostile replies in a farm run: nothing written, the jobs retried and d
     }
 
     // The server kept running: a real tab joins and does every job.
+    const joined: Session[] = [];
+    farm.run.farm.on("session", (session: Session) => joined.push(session));
     await farm.startTabs();
     const summary = await farm.finishedWithin(120_000);
     assert.equal(summary.counts.failed, 0);
@@ -139,6 +145,9 @@ describe("hostile replies in a farm run: nothing written, the jobs retried and d
     assert.ok(retried.length >= 1, "the spoiled jobs were retried");
     const sessions = new Set(records.map((r) => r.session));
     assert.equal(sessions.size, 1, "every line is the real tab's");
+    const real = joined.find((j) => j.id === [...sessions][0]);
+    assert.equal(real?.info.worker, "tab-0");
+    assert.equal(real?.imageSource, "launched", "the farm's own tab, admitted with its proof");
     const out = farm.out;
     for (const r of records) {
       const { info } = await sharp(path.join(out, r.file)).raw().toBuffer({ resolveWithObject: true });

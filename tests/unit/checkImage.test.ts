@@ -12,7 +12,7 @@ import sharp from "sharp";
 import { chromiumArgs } from "../../harness/chromiumFlags.js";
 import { findBrowser } from "../../harness/findBrowser.js";
 import { LIMITS, type ImageFormat } from "../../protocol/grab.js";
-import { checkImage, ImageCheckError, imageSize, MAX_CHUNKS, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
+import { checkDepth, checkImage, ImageCheckError, imageSize, MAX_CHUNKS, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
 import { pngChunk } from "../../bench/fakeSessions.js";
 
 const W = 37;
@@ -542,6 +542,32 @@ describe("size limit", () => {
     const atLimit = Buffer.alloc(LIMITS.maxFrameBytes);
     png().copy(atLimit);
     await rejects(atLimit, /byte\(s\) after the IEND chunk/);
+  });
+});
+
+describe("who sent it: a tab the farm launched gets the structure check, everyone else the full one", () => {
+  const from = (bytes: Buffer, source: "launched" | "any" | undefined) => checkImage(bytes, { format: "png", width: W, height: H, what: "f", source });
+
+  it("image data that inflates short (CRCs right): refused from any page and by default, accepted from a launched tab", async () => {
+    const short = handMade(ihdr(W, H), rows(W, H - 1));
+    for (const source of ["any", undefined] as const) await assert.rejects(from(short, source), /inflates to 2980 bytes; 37×21 needs 3129/, String(source));
+    await from(short, "launched");
+    assert.equal(checkDepth("png", "launched"), "structure");
+    assert.equal(checkDepth("png", "any"), "full");
+    assert.equal(checkDepth("png"), "full");
+  });
+
+  it("a launched tab's frames still get every structure check: a changed byte (wrong CRC), truncation, wrong size, garbage after IEND", async () => {
+    const good = png();
+    await from(good, "launched");
+    for (let at = 8; at < good.length; at += 7) {
+      const changed = Buffer.from(good);
+      changed[at]! ^= 0x01;
+      await assert.rejects(from(changed, "launched"), ImageCheckError, `byte ${at} changed`);
+    }
+    for (const cut of [10, 33, good.length - 12, good.length - 1]) await assert.rejects(from(good.subarray(0, cut), "launched"), /truncated|no valid|IEND/, `cut at ${cut}`);
+    await assert.rejects(from(png(W + 1, H), "launched"), /png is 38×21, but 37×21 was asked for/);
+    await assert.rejects(from(Buffer.concat([good, Buffer.from("x")]), "launched"), /after the IEND chunk/);
   });
 });
 
