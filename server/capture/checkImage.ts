@@ -10,10 +10,10 @@
 //    on every row. PNG has checksums (chunk CRCs, zlib's Adler-32), so this proves the file decodes.
 //    +0.7–0.9 ms; the inflate runs on libuv's thread pool, so the event loop pays +0.15 ms of it
 //    (inflating on the event loop: +0.6 ms there, and fewer frames/s).
-//    A tab this farm launched itself (ImageSource "launched") gets PNG's structure check only: it runs
-//    the farm's own client and encoder in the Chromium the farm started, over loopback, so there is no
-//    hostile sender to catch, and the chunk CRCs (which cover the compressed data) still catch a frame
-//    damaged on the way. The inflate was ≈ 30 % of the farm's own CPU per frame (issue 15). `tabfarm
+//    A tab this farm launched itself (ImageSource "launched", Farm's imageSourceOf) gets PNG's structure
+//    check only: it runs the farm's own client and encoder in the Chromium the farm started on this
+//    machine, so there is no hostile sender to catch, and the chunk CRCs (which cover the compressed
+//    data) still catch a frame damaged on the way. The inflate was ≈ 30 % of the farm's own CPU per frame (issue 15). `tabfarm
 //    verify` inflates every PNG of a dataset, whoever sent it.
 //  - JPEG and WebP, their structure: every JPEG segment from SOI to EOI (frame header, scans walked
 //    to their end), every WebP chunk (RIFF size, chunk sizes, the VP8/VP8L/VP8X size fields); no

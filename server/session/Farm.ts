@@ -11,6 +11,7 @@ import { parseLaunchedTab, unprovenWorkerOf, UNVERIFIED_PREFIX, type BrowserInfo
 import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
+import type { ImageSource } from "../capture/checkImage.js";
 import { loadClientFiles, type ClientFiles } from "./clientFiles.js";
 import { RUN_DEFAULTS } from "../runDefaults.js";
 import { WORKER_NAMESPACE } from "../../protocol/worker.js";
@@ -375,6 +376,7 @@ export class Farm extends EventEmitter {
     const session = new Session(
       `s${this.nextSession++}`, socket, safeInfo, this.options.grabTimeoutMs ?? RUN_DEFAULTS.grabTimeoutMs, this.options.maxFrameBytes ?? LIMITS.maxFrameBytes,
       this.options.encode === "server" ? "raw" : "browser", this.options.pngLevel, this.classes,
+      imageSourceOf(safeInfo.worker, socket.request.socket),
     );
     this.sessions.set(session.id, session);
     this.log(`session ${session.id} joined${safeInfo.worker ? ` (${safeInfo.worker})` : ""}: ${this.sessions.size} live`);
@@ -420,6 +422,19 @@ export class Farm extends EventEmitter {
     this.running.add(run);
     void run.finally(() => this.running.delete(run));
   }
+}
+
+/**
+ * Who sends a new session's frames, for how deep they are checked (server/capture/checkImage.ts): "launched" for
+ * a tab of this farm's own harness — admitted as `tab-N`, a name verifiedWorker grants only with the proof the
+ * harness put in the tab's URL, over a connection from this machine (both ends on one address: loopback, or the
+ * --host the harness's tabs connect to), so a proof seen in a headed tab's address bar is worth nothing from
+ * another machine — and "any" for every other page, remote workers' tabs included (their frames come from another machine).
+ */
+export function imageSourceOf(admittedWorker: string, connection: { remoteAddress?: string; localAddress?: string }): ImageSource {
+  const launched = parseLaunchedTab(admittedWorker);
+  const fromThisMachine = connection.remoteAddress !== undefined && connection.remoteAddress === connection.localAddress;
+  return launched !== undefined && launched.worker === undefined && fromThisMachine ? "launched" : "any";
 }
 
 function answer(res: http.ServerResponse, code: number, body: string): void {

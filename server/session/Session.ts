@@ -8,7 +8,7 @@ import { SceneOpSchema, type NodePatch, type SceneElement, type SceneOp } from "
 import { BOX3D_NUMBERS, grabLayers, GrabSuccessMetaSchema, LIMITS, type GrabReply, type GrabRequest, type GrabSuccess } from "../../protocol/grab.js";
 import { needsInstanceIds, type LayerName } from "../../protocol/layers.js";
 import type { InstanceResolution } from "../../protocol/instances.js";
-import { MAX_ERROR_CHARS, parseLaunchedTab, unprovenWorkerOf, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
+import { MAX_ERROR_CHARS, unprovenWorkerOf, type BrowserInfo, type ClientToServerEvents, type ServerToClientEvents } from "../../protocol/events.js";
 import { checkGrabRequest, type ParsedGrabRequest } from "./checkGrabRequest.js";
 import { SentScene } from "./SentScene.js";
 import { checkImage, ImageCheckError, type ImageSource } from "../capture/checkImage.js";
@@ -108,6 +108,8 @@ export class Session extends EventEmitter {
     private readonly pngLevel: number = RUN_DEFAULTS.pngLevel,
     /** The run's class table (one per Farm, shared by its sessions). */
     private readonly classes: ClassTable = new ClassTable(),
+    /** Who sends this session's frames, for how deep they are checked (checkImage; Farm decides: imageSourceOf). */
+    readonly imageSource: ImageSource = "any",
   ) {
     super();
     socket.on("sceneError", (report) => {
@@ -297,16 +299,6 @@ export class Session extends EventEmitter {
    */
   get getsWork(): boolean {
     return this.info.webgl && unprovenWorkerOf(this.info.worker) === undefined;
-  }
-
-  /**
-   * Who sends this session's frames, for how deep they are checked (checkImage): "launched" for a tab of this
-   * farm's own harness (`tab-N`, a name Farm admits only with the proof the harness put in its URL), "any"
-   * for every other page, a remote worker's tabs included (their frames come from another machine).
-   */
-  get imageSource(): ImageSource {
-    const launched = parseLaunchedTab(this.info.worker);
-    return launched !== undefined && launched.worker === undefined ? "launched" : "any";
   }
 
   /** Drops a session whose page stopped answering; emits "hung" first so a harness can replace the tab. */

@@ -165,6 +165,8 @@ describe("remote workers' tab names on the farm server", { timeout: 30_000 }, ()
     const unverified = await livePage(farm, origin, "ret-box.tab-1", "not-the-proof");
     assert.deepEqual([mine, foreign, local, unverified, blind].map((s) => s.info.worker), ["ret-box.tab-0", "other-box.tab-0", "tab-0", "unverified:ret-box.tab-1", "ret-box.tab-2"]);
     assert.deepEqual([mine, blind].map((s) => s.info.webgl), [true, false]);
+    // Only the local launched tab's PNGs skip the inflate; a remote worker's proven tabs keep the full check.
+    assert.deepEqual([mine, foreign, local, unverified, blind].map((s) => s.imageSource), ["any", "any", "launched", "any", "any"]);
 
     const refused: unknown[][] = [
       // Not its tab (another worker's, a local one, one that only calls itself so), no session of it, or one without WebGL.

@@ -14,6 +14,7 @@ import { findBrowser } from "../../harness/findBrowser.js";
 import { LIMITS, type ImageFormat } from "../../protocol/grab.js";
 import { checkDepth, checkImage, ImageCheckError, imageSize, MAX_CHUNKS, setImageCheckDepthForBench } from "../../server/capture/checkImage.js";
 import { pngChunk } from "../../bench/fakeSessions.js";
+import { imageSourceOf } from "../../server/session/Farm.js";
 
 const W = 37;
 const H = 21;
@@ -555,6 +556,24 @@ describe("who sent it: a tab the farm launched gets the structure check, everyon
     assert.equal(checkDepth("png", "launched"), "structure");
     assert.equal(checkDepth("png", "any"), "full");
     assert.equal(checkDepth("png"), "full");
+  });
+
+  it("imageSourceOf: launched only for an admitted local tab-N over a connection from this machine (both ends on one address)", () => {
+    const here = { remoteAddress: "127.0.0.1", localAddress: "127.0.0.1" };
+    assert.equal(imageSourceOf("tab-0", here), "launched");
+    assert.equal(imageSourceOf("tab-41", { remoteAddress: "::1", localAddress: "::1" }), "launched");
+    assert.equal(imageSourceOf("tab-2", { remoteAddress: "192.168.1.5", localAddress: "192.168.1.5" }), "launched", "--host: the harness's tabs connect to it");
+    for (const connection of [
+      { remoteAddress: "192.168.1.7", localAddress: "192.168.1.5" }, // another machine
+      { remoteAddress: "127.0.0.2", localAddress: "127.0.0.1" },
+      { remoteAddress: undefined, localAddress: "127.0.0.1" }, // a socket already closed
+      { remoteAddress: undefined, localAddress: undefined },
+      {},
+    ]) assert.equal(imageSourceOf("tab-0", connection), "any", JSON.stringify(connection));
+    // Names Farm gives pages without a launched tab's proof, remote workers' tabs, and look-alikes.
+    for (const name of ["", "unverified:tab-0", "gpu-box.tab-0", "unverified:gpu-box.tab-0", "TAB-0", " tab-0", "tab-0 ", "tab-", "tab-x", "my-tab-0", "tab-0.tab-0"]) {
+      assert.equal(imageSourceOf(name, here), "any", JSON.stringify(name));
+    }
   });
 
   it("a launched tab's frames still get every structure check: a changed byte (wrong CRC), truncation, wrong size, garbage after IEND", async () => {

@@ -8,6 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
+import zlib from "node:zlib";
+import { pngChunk } from "../../bench/fakeSessions.js";
 import { openDataset, DatasetOpenError } from "../../server/dataset/openDataset.js";
 import { formatProblem, npyProblem, verifyDataset, type VerifyReport } from "../../server/dataset/verifyDataset.js";
 import { FRAMES_INDEX } from "../../server/dataset/readDataset.js";
@@ -195,6 +197,18 @@ describe("verify: each fault on its own", () => {
     const rgb = path.join(out, "images/layered/000001.png");
     fs.truncateSync(rgb, fs.statSync(rgb).size - 20);
     await onlyProblem(out, { file: "images/layered/000001.png", line: 2, message: /truncated/ });
+  });
+
+  it("a PNG whose every CRC is right but whose image data inflates one row short (verify inflates every PNG, whoever sent it)", async () => {
+    const out = copyOfGood();
+    const rgb = path.join(out, "images/layered/000001.png");
+    const original = fs.readFileSync(rgb);
+    const ihdr = original.subarray(16, 29); // after the signature, IHDR's length and type
+    const [width, height, colourType] = [ihdr.readUInt32BE(0), ihdr.readUInt32BE(4), ihdr[9]!];
+    const rowBytes = 1 + width * (colourType === 6 ? 4 : 3);
+    const short = zlib.deflateSync(Buffer.alloc(rowBytes * (height - 1)));
+    fs.writeFileSync(rgb, Buffer.concat([original.subarray(0, 8), pngChunk("IHDR", ihdr), pngChunk("IDAT", short), pngChunk("IEND", Buffer.alloc(0))]));
+    await onlyProblem(out, { file: "images/layered/000001.png", line: 2, message: new RegExp(`inflates to ${rowBytes * (height - 1)} bytes; ${width}×${height} needs ${rowBytes * height}`) });
   });
 
   it("a truncated 16-bit layer and a truncated jpeg", async () => {
