@@ -156,8 +156,11 @@ export class TabPool {
     }
     slot.browser = browser;
     slot.frames = 0;
+    // While its tabs are being set up, a browser that dies is this launch's failure: the setup throws and
+    // launch's caller tries again. Relaunching it from here as well would start a second browser for the slot.
+    let settingUp = true;
     browser.on("disconnected", () => {
-      if (slot.browser !== browser) return; // the old browser of a planned relaunch
+      if (slot.browser !== browser || settingUp) return; // the old browser of a planned relaunch, or see above
       slot.targets?.closeAll("the browser process died");
       // Died while draining for a relaunch: the crash relaunch below replaces the planned one.
       clearTimeout(slot.drainTimer);
@@ -176,7 +179,10 @@ export class TabPool {
         console: this.options.verbose ? (targetId, text) => this.options.log(`tab ${this.tabOf(targetId) ?? "?"} console: ${text}`) : undefined,
       });
       await Promise.all([...slot.tabs].map((tab) => this.openTab(slot, tab)));
+      settingUp = false;
+      if (!browser.isConnected()) throw new Error("the browser process died while its tabs were being set up");
     } catch (err) {
+      settingUp = false;
       // A browser whose tabs could not be set up is closed here, not left running when replace() launches another;
       // the tabs it did open go with it, so the next browser opens them again.
       if (slot.browser === browser) {

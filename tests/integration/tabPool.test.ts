@@ -67,11 +67,7 @@ describe("TabPool", { timeout: 90_000 }, () => {
     };
     const executablePath = findBrowser().path;
     const pool = new TabPool({ executablePath, gl: "swiftshader", url: farm.url, proveLaunched, tabs: 2, browsers: 1, log: (l) => logs.push(l) });
-    // Browser processes of ours: Playwright launches them as this process's children, talking over a pipe
-    // (a wrapper script such as Debian's /usr/bin/chromium execs the real binary in the same process).
-    const browsers = () =>
-      execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" }).split("\n").map((l) => l.trim())
-        .filter((l) => l.includes("--remote-debugging-pipe") && !l.includes("--type=")).map((l) => Number(l.split(" ")[0]));
+    const browsers = ourBrowsers;
     try {
       await pool.start();
       await waitFor("two sessions", () => farm.sessions.size === 2);
@@ -88,4 +84,48 @@ describe("TabPool", { timeout: 90_000 }, () => {
       await farm.close();
     }
   });
+
+  it("a browser that dies while its tabs are being set up is launched again once, not once by its crash and once by the failed setup", async () => {
+    const logs: string[] = [];
+    const farm = new Farm({ clientDir: await buildClient(), log: () => {} });
+    await farm.listen();
+    const browsers = ourBrowsers;
+    let killDuringSetup = false;
+    const proveLaunched = (worker: string) => {
+      if (worker === "tab-1" && killDuringSetup) {
+        // The relaunched browser is up and its tabs are being opened: it dies now, a real SIGKILL.
+        killDuringSetup = false;
+        for (const pid of browsers()) process.kill(pid, "SIGKILL");
+      }
+      return farm.launchedTabProof(worker);
+    };
+    const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, proveLaunched, tabs: 2, browsers: 1, log: (l) => logs.push(l) });
+    try {
+      await pool.start();
+      await waitFor("two sessions", () => farm.sessions.size === 2);
+      killDuringSetup = true;
+      const [first, ...others] = browsers();
+      assert.ok(first && others.length === 0, "one browser");
+      process.kill(first, "SIGKILL");
+      await waitFor("the kill during setup", () => !killDuringSetup);
+      await waitFor("both tabs back", () => [...farm.sessions.values()].filter((s) => !s.closed && s.info.webgl).length === 2 && pool.openTabs === 2, 60_000);
+      await sleep(3000); // a second launch chain, if any, would have its browser up by now
+      assert.equal(browsers().length, 1, `one browser for the slot, not two:\n${logs.join("\n")}`);
+      assert.deepEqual([...farm.sessions.values()].filter((s) => !s.closed).map((s) => s.info.worker).sort(), ["tab-0", "tab-1"]);
+      assert.equal(pool.openTabs, 2);
+    } finally {
+      await pool.close();
+      await farm.close();
+    }
+    assert.deepEqual(browsers(), [], "closing the pool leaves no browser of ours running");
+  });
 });
+
+/**
+ * Browser processes of ours: Playwright launches them as this process's children, talking over a pipe
+ * (a wrapper script such as Debian's /usr/bin/chromium execs the real binary in the same process).
+ */
+function ourBrowsers(): number[] {
+  return execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" }).split("\n").map((l) => l.trim())
+    .filter((l) => l.includes("--remote-debugging-pipe") && !l.includes("--type=")).map((l) => Number(l.split(" ")[0]));
+}
