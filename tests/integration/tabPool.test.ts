@@ -100,6 +100,7 @@ describe("TabPool", { timeout: 90_000 }, () => {
       return farm.launchedTabProof(worker);
     };
     const pool = new TabPool({ executablePath: findBrowser().path, gl: "swiftshader", url: farm.url, proveLaunched, tabs: 2, browsers: 1, log: (l) => logs.push(l) });
+    let left: number[] = [];
     try {
       await pool.start();
       await waitFor("two sessions", () => farm.sessions.size === 2);
@@ -116,10 +117,10 @@ describe("TabPool", { timeout: 90_000 }, () => {
     } finally {
       await pool.close();
       await farm.close();
+      // A browser the pool lost track of would outlive it and hold this test process open: ended here, reported below.
+      left = browsers();
+      for (const pid of left) process.kill(pid, "SIGKILL");
     }
-    // A browser the pool lost track of would outlive it and hold this test process open: ended here, then reported.
-    const left = browsers();
-    for (const pid of left) process.kill(pid, "SIGKILL");
     assert.deepEqual(left, [], "closing the pool leaves no browser of ours running");
   });
 });
