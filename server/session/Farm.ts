@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Socket } from "node:net";
 import { Server, type Namespace, type Socket as IoSocket } from "socket.io";
-import { parseLaunchedTab, unprovenWorkerOf, UNVERIFIED_PREFIX, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
+import { launchedTabOf, parseLaunchedTab, unprovenWorkerOf, UNVERIFIED_PREFIX, type BrowserInfo, type ClientToServerEvents, type HandshakeAuth, type ServerToClientEvents } from "../../protocol/events.js";
 import { LIMITS } from "../../protocol/grab.js";
 import { messageLimitFor, peerText, replyLimitFor, Session, type SessionSocket } from "./Session.js";
 import { ClassTable } from "../capture/ClassTable.js";
@@ -432,9 +432,8 @@ export class Farm extends EventEmitter {
  * another machine — and "any" for every other page, remote workers' tabs included (their frames come from another machine).
  */
 export function imageSourceOf(admittedWorker: string, connection: { remoteAddress?: string; localAddress?: string }): ImageSource {
-  const launched = parseLaunchedTab(admittedWorker);
   const fromThisMachine = connection.remoteAddress !== undefined && connection.remoteAddress === connection.localAddress;
-  return launched !== undefined && launched.worker === undefined && fromThisMachine ? "launched" : "any";
+  return launchedTabOf(admittedWorker) !== undefined && fromThisMachine ? "launched" : "any";
 }
 
 function answer(res: http.ServerResponse, code: number, body: string): void {

@@ -67,17 +67,16 @@ describe("TabPool", { timeout: 90_000 }, () => {
     };
     const executablePath = findBrowser().path;
     const pool = new TabPool({ executablePath, gl: "swiftshader", url: farm.url, proveLaunched, tabs: 2, browsers: 1, log: (l) => logs.push(l) });
-    const browsers = ourBrowsers;
     try {
       await pool.start();
       await waitFor("two sessions", () => farm.sessions.size === 2);
       failNext = true;
-      const [first, ...others] = browsers();
+      const [first, ...others] = ourBrowsers();
       assert.ok(first && others.length === 0, "one browser");
       process.kill(first, "SIGKILL");
       await waitFor("the failed try", () => logs.some((l) => /could not open a replacement tab \(try 1\): no proof this time/.test(l)));
       await waitFor("both tabs back", () => [...farm.sessions.values()].filter((s) => !s.closed && s.info.webgl).length === 2 && pool.openTabs === 2, 60_000);
-      assert.equal(browsers().length, 1, "the browser of the failed try was closed, not left running");
+      assert.equal(ourBrowsers().length, 1, "the browser of the failed try was closed, not left running");
       assert.deepEqual([...farm.sessions.values()].filter((s) => !s.closed).map((s) => s.info.worker).sort(), ["tab-0", "tab-1"]);
     } finally {
       await pool.close();
@@ -89,13 +88,12 @@ describe("TabPool", { timeout: 90_000 }, () => {
     const logs: string[] = [];
     const farm = new Farm({ clientDir: await buildClient(), log: () => {} });
     await farm.listen();
-    const browsers = ourBrowsers;
     let killDuringSetup = false;
     const proveLaunched = (worker: string) => {
       if (worker === "tab-1" && killDuringSetup) {
         // The relaunched browser is up and its tabs are being opened: it dies now, a real SIGKILL.
         killDuringSetup = false;
-        for (const pid of browsers()) process.kill(pid, "SIGKILL");
+        for (const pid of ourBrowsers()) process.kill(pid, "SIGKILL");
       }
       return farm.launchedTabProof(worker);
     };
@@ -105,20 +103,20 @@ describe("TabPool", { timeout: 90_000 }, () => {
       await pool.start();
       await waitFor("two sessions", () => farm.sessions.size === 2);
       killDuringSetup = true;
-      const [first, ...others] = browsers();
+      const [first, ...others] = ourBrowsers();
       assert.ok(first && others.length === 0, "one browser");
       process.kill(first, "SIGKILL");
       await waitFor("the kill during setup", () => !killDuringSetup);
       await waitFor("both tabs back", () => [...farm.sessions.values()].filter((s) => !s.closed && s.info.webgl).length === 2 && pool.openTabs === 2, 60_000);
       await sleep(3000); // a second launch chain, if any, would have its browser up by now
-      assert.equal(browsers().length, 1, `one browser for the slot, not two:\n${logs.join("\n")}`);
+      assert.equal(ourBrowsers().length, 1, `one browser for the slot, not two:\n${logs.join("\n")}`);
       assert.deepEqual([...farm.sessions.values()].filter((s) => !s.closed).map((s) => s.info.worker).sort(), ["tab-0", "tab-1"]);
       assert.equal(pool.openTabs, 2);
     } finally {
       await pool.close();
       await farm.close();
       // A browser the pool lost track of would outlive it and hold this test process open: ended here, reported below.
-      left = browsers();
+      left = ourBrowsers();
       for (const pid of left) process.kill(pid, "SIGKILL");
     }
     assert.deepEqual(left, [], "closing the pool leaves no browser of ours running");
