@@ -16,7 +16,7 @@ async function waitFor(what: string, ok: () => boolean, ms = 20_000): Promise<vo
   assert.fail(`timed out waiting for ${what}`);
 }
 
-describe("TabPool", { timeout: 90_000 }, () => {
+describe("TabPool", { timeout: 180_000 }, () => {
   it("opens tabs Playwright does not instrument, evaluates in them, forwards console errors, and reports a crash", async () => {
     const logs: string[] = [];
     const farm = new Farm({ clientDir: await buildClient(), log: () => {} });

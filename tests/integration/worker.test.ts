@@ -47,7 +47,7 @@ function ending(socket: Socket, timeoutMs = 15_000): Promise<{ refused?: string;
 
 const validHello = (name: string) => ({ name, instance: "instance-0123456789", tabs: 2, browser: "test", gl: "swiftshader", version: "1" });
 
-describe("remote workers (farm worker)", { timeout: 300_000 }, () => {
+describe("remote workers (farm worker)", { timeout: 480_000 }, () => {
   it("a worker renders a --serve-only server's run, reconnects through a server restart, exits 0 after run over, and writes nothing", { timeout: 180_000 }, async () => {
     await withTempDir("tabfarm-worker-", async (dir) => {
       const out = path.join(dir, "out");

@@ -22,7 +22,7 @@ import { RetireRequestSchema, WORKER_NAMESPACE } from "../../protocol/worker.js"
 const TOKEN = "worker-relaunch-token";
 
 
-describe("remote workers relaunch their browsers (farm worker --relaunch-after)", { timeout: 240_000 }, () => {
+describe("remote workers relaunch their browsers (farm worker --relaunch-after)", { timeout: 400_000 }, () => {
   it("a worker's browser is relaunched between jobs through the server: every job done once, on its first attempt; its tabs rejoin under their names", { timeout: 180_000 }, async () => {
     await withTempDir("tabfarm-worker-relaunch-", async (dir) => {
       const out = path.join(dir, "out");
