@@ -541,7 +541,8 @@ describe("sockets before and after authentication", { timeout: 120_000 }, () => 
 
 describe("a hostile page cannot get a launched tab recycled", { timeout: 150_000 }, () => {
   it("a socket with the token that says it is tab-0 and then hangs is dropped; the real tab-0 is never replaced", { timeout: 140_000 }, async () => {
-    const farm = await startTabFarm({ tabs: 1, frames: 12, framesPerJob: 2, grabTimeoutMs: 3000 });
+    // The grab timeout is the run's, the real tab's too: long enough that a slow first grab is not a hang.
+    const farm = await startTabFarm({ tabs: 1, frames: 12, framesPerJob: 2, grabTimeoutMs: 10_000 });
     try {
       const origin = new URL(farm.run.url).origin;
       const real = await new Promise<Session>((resolve) => {

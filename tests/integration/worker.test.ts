@@ -298,8 +298,10 @@ describe("remote workers (farm worker)", { timeout: 480_000 }, () => {
       await new Promise<void>((resolve) => http.listen(port, "127.0.0.1", resolve));
       const worker = spawnWorker(["--connect", `http://127.0.0.1:${port}`, "--token", "t", "--sessions", "2", "--name", "w4"], dir);
       try {
-        for (const until = Date.now() + 40_000; pageRequests.length < 2 && Date.now() < until && worker.child.exitCode === null; ) await new Promise((r) => setTimeout(r, 100));
-        const tabs = pageRequests.filter((url) => url.startsWith("/?token=t&worker=w4.tab-")).sort();
+        // Both tabs' page requests (a tab's favicon request may come before the other tab's page).
+        const tabPages = () => pageRequests.filter((url) => url.startsWith("/?token=t&worker=w4.tab-")).sort();
+        for (const until = Date.now() + 40_000; tabPages().length < 2 && Date.now() < until && worker.child.exitCode === null; ) await new Promise((r) => setTimeout(r, 100));
+        const tabs = tabPages();
         assert.deepEqual(tabs, ["/?token=t&worker=w4.tab-0&workerProof=proof-0&preview=off", "/?token=t&worker=w4.tab-1&workerProof=proof-1&preview=off"], worker.output());
         worker.child.kill("SIGTERM");
         assert.equal(await exitCode(worker.child, worker.output, 30_000), 143, worker.output());

@@ -492,12 +492,13 @@ describe("RedisQueue: several instances on one queue", () => {
   it("the BullMQ lock is the net under the lease clock: a lease whose lock lapsed (its holder stopped renewing) is recovered", async () => {
     // The lease clock never moves here (a frozen clock, or one far behind): only Redis's lock expiry can end it.
     const frozen = new FakeClock();
-    await withQueues(2, { now: frozen.now, leaseTtlMs: 60_000, lockDurationMs: 300 }, async (holder, other) => {
+    // A lock long enough that a slow machine still checks it while live, short enough for the test.
+    await withQueues(2, { now: frozen.now, leaseTtlMs: 60_000, lockDurationMs: 2000 }, async (holder, other) => {
       await holder.add([makeJob("a")]);
       const lease = (await holder.take("s1"))!;
       assert.equal(await other.recoverLeased(), 0, "its lock is live");
       let recovered = 0;
-      for (let i = 0; i < 100 && recovered === 0; i++) {
+      for (let i = 0; i < 200 && recovered === 0; i++) {
         await new Promise((r) => setTimeout(r, 50));
         recovered = await other.recoverLeased();
       }

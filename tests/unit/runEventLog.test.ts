@@ -158,7 +158,7 @@ describe("RunEventLog", () => {
     const log = new RunEventLog(root, (line) => logged.push(line));
     log.append(started(T0));
     const closing = log.close();
-    const outcome = await within(closing, 500);
+    const outcome = await within(closing, 5000); // a blocked open never settles; a slow machine may take a while to say no
     if (outcome === "blocked") {
       // Unblock the writer's open (it waits for a reader), so this process can end.
       const reader = fs.openSync(fileOf(root), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -357,7 +357,7 @@ describe("readRunHistory", () => {
     const fifoRoot = freshRoot();
     execFileSync("mkfifo", [fileOf(fifoRoot)]);
     const reading = readRunHistory(fifoRoot);
-    assert.equal(await within(reading, 500), "settled", "does not block on the FIFO");
+    assert.equal(await within(reading, 5000), "settled", "does not block on the FIFO");
     await assert.rejects(reading, /not a regular file/);
     const dirRoot = freshRoot();
     fs.mkdirSync(fileOf(dirRoot));
