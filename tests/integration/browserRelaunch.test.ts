@@ -14,25 +14,9 @@ import { findBrowser } from "../../harness/findBrowser.js";
 import { farmTabSignals, TabLifecycle } from "../../harness/tabLifecycle.js";
 import { checkDataset } from "./farmHarness.js";
 import { jobAttempts, runFarmCli } from "./cli.js";
+import { ourBrowsers } from "./ourBrowsers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Pids of the Chromium processes this test process launched (its direct children). */
-function browserPids(): number[] {
-  const pids: number[] = [];
-  for (const name of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, "latin1");
-      const [comm, rest] = [stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), stat.slice(stat.lastIndexOf(")") + 2).split(" ")];
-      if (Number(rest[1]) === process.pid && /chrom/i.test(comm) && rest[0] !== "Z") pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
 
 async function relaunchRun(o: { tabs: number; browsers: number; frames: number; framesPerJob: number; relaunchAfter: number }) {
   const logs: string[] = [];
@@ -71,7 +55,7 @@ describe("browser relaunch (--relaunch-after)", { timeout: 480_000 }, () => {
       void finished.then(() => (done = true));
       // Sample the browser processes until the run is over (bounded: the run ends or the test times out).
       for (let i = 0; !done && i < 4000; i++) {
-        for (const pid of browserPids()) seen.add(pid);
+        for (const pid of ourBrowsers()) seen.add(pid);
         if (framesAtFirstRelaunch === undefined && lifecycle.pool.relaunches > 0) framesAtFirstRelaunch = frames;
         await sleep(50);
       }
@@ -87,10 +71,10 @@ describe("browser relaunch (--relaunch-after)", { timeout: 480_000 }, () => {
       assert.ok(seen.size >= 3, `a new browser process per relaunch (pids seen: ${[...seen].join(", ")})`);
       // The last job done may start one more relaunch as the run ends: wait (bounded) for it to settle. An old
       // browser left running would keep two processes here until the deadline.
-      let now = new Set(browserPids());
+      let now = new Set(ourBrowsers());
       for (let i = 0; now.size !== 1 && i < 600; i++) {
         await sleep(50);
-        now = new Set(browserPids());
+        now = new Set(ourBrowsers());
       }
       assert.equal(now.size, 1, `every browser process but the current one is gone (seen ${[...seen]}, now ${[...now]})`);
       assert.equal(logs.filter((l) => / drained in /.test(l)).length, lifecycle.pool.relaunches, "each relaunch is reported");

@@ -3,11 +3,11 @@
 // to evaluate, forward console errors with verbose, and report a crash to a pending evaluate.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { Farm } from "../../server/session/Farm.js";
 import { TabPool } from "../../harness/TabPool.js";
 import { buildClient } from "../../harness/buildClient.js";
 import { findBrowser } from "../../harness/findBrowser.js";
+import { ourBrowsers } from "./ourBrowsers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,12 +122,3 @@ describe("TabPool", { timeout: 180_000 }, () => {
     assert.deepEqual(left, [], "closing the pool leaves no browser of ours running");
   });
 });
-
-/**
- * Browser processes of ours: Playwright launches them as this process's children, talking over a pipe
- * (a wrapper script such as Debian's /usr/bin/chromium execs the real binary in the same process).
- */
-function ourBrowsers(): number[] {
-  return execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" }).split("\n").map((l) => l.trim())
-    .filter((l) => l.includes("--remote-debugging-pipe") && !l.includes("--type=")).map((l) => Number(l.split(" ")[0]));
-}
